@@ -1,0 +1,20 @@
+//! Subcommands.
+
+mod plugin;
+
+use std::process::ExitCode;
+
+/// What to do.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Inspect and try plugins without the service.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Runs `command`.
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Plugin(c) => plugin::run(c),
+    }
+}

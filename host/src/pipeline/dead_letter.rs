@@ -1,0 +1,118 @@
+//! Dead letters: batches a plugin failed on, kept with the plugin, version and error so an
+//! operator can inspect and replay them. Never silently dropped.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::plugin::CallError;
+
+/// One failed batch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// When it was dead-lettered, nanoseconds since the epoch.
+    pub at_ns: i64,
+    /// The pipeline stage.
+    pub stage: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// Plugin version.
+    pub version: String,
+    /// Why the batch failed.
+    pub error: String,
+    /// The batch, one line-protocol line per point (windows as points of their aggregates).
+    pub items: Vec<String>,
+}
+
+impl DeadLetter {
+    /// A dead letter for `items` that failed in `stage` with `error`.
+    pub fn new(stage: &str, error: &CallError, items: Vec<String>) -> Self {
+        let at_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        Self {
+            at_ns,
+            stage: stage.to_owned(),
+            plugin: error.plugin.name.to_string(),
+            version: error.plugin.version.to_string(),
+            error: error.kind.to_string(),
+            items,
+        }
+    }
+}
+
+/// A dead letter could not be kept: the batch must not be acknowledged downstream.
+#[derive(Debug, thiserror::Error)]
+#[error("dead-letter log {path}: {source}")]
+pub struct DeadLetterError {
+    /// The log file.
+    pub path: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// An append-only JSON-lines file of dead letters, fsynced per letter (failures are rare;
+/// losing one is not acceptable).
+#[derive(Debug)]
+pub struct DeadLetterLog {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl DeadLetterLog {
+    /// Opens (creating) the log at `path`.
+    ///
+    /// # Errors
+    /// When the file can't be opened.
+    pub fn open(path: &Path) -> Result<Self, DeadLetterError> {
+        let err = |source| DeadLetterError {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(err)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Appends `letter` durably.
+    ///
+    /// # Errors
+    /// When writing or syncing fails.
+    pub fn put(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        let mut line = serde_json::to_vec(letter).expect("a DeadLetter always serializes");
+        line.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .map_err(|source| DeadLetterError {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Every dead letter in the log, oldest first.
+    ///
+    /// # Errors
+    /// When the file can't be read; unparsable lines (a torn last write) are skipped.
+    pub fn read_all(&self) -> Result<Vec<DeadLetter>, DeadLetterError> {
+        let text = std::fs::read_to_string(&self.path).map_err(|source| DeadLetterError {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+}

@@ -1,0 +1,144 @@
+//! A filter or transform stage: runs each batch through the serving version of its plugin;
+//! a failed batch becomes a dead letter and yields no points.
+
+use std::sync::Arc;
+
+use tracing::info_span;
+
+use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
+use crate::lineproto::format_point;
+use crate::plugin::{CallEnv, PluginId, PluginSlot, World};
+use crate::point::Point;
+
+/// A stage can't be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// Alert plugins run on closed windows, not in a point stage.
+    #[error(
+        "stage `{stage}`: plugin `{plugin}` implements world `{world}`; a point stage needs a filter or transform"
+    )]
+    NotAPointPlugin {
+        /// Stage name.
+        stage: String,
+        /// Plugin name.
+        plugin: String,
+        /// Its world.
+        world: World,
+    },
+}
+
+/// What a stage did with one batch.
+#[derive(Debug)]
+pub struct StageOutput {
+    /// The plugin version that handled the batch.
+    pub plugin: PluginId,
+    /// The points out, or none when the batch was dead-lettered.
+    pub points: Option<Vec<Point>>,
+}
+
+/// One plugin stage of a pipeline.
+pub struct Stage {
+    name: String,
+    slot: Arc<PluginSlot>,
+    env: CallEnv,
+    dead_letters: Arc<DeadLetterLog>,
+}
+
+impl Stage {
+    /// A stage `name` running `slot` with `env`, dead-lettering into `dead_letters`.
+    ///
+    /// # Errors
+    /// When the plugin is an alert plugin.
+    pub fn new(
+        name: &str,
+        slot: Arc<PluginSlot>,
+        env: CallEnv,
+        dead_letters: Arc<DeadLetterLog>,
+    ) -> Result<Self, StageError> {
+        let world = slot.current().world();
+        if world == World::Alert {
+            return Err(StageError::NotAPointPlugin {
+                stage: name.to_owned(),
+                plugin: slot.name().to_owned(),
+                world,
+            });
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            slot,
+            env,
+            dead_letters,
+        })
+    }
+
+    /// The stage's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `batch` through the plugin.
+    ///
+    /// # Errors
+    /// Only when a failed batch could not be kept as a dead letter: then it must not be
+    /// acknowledged.
+    pub fn process(&self, batch: Vec<Point>) -> Result<StageOutput, DeadLetterError> {
+        let _span = info_span!("stage", stage = %self.name, plugin = %self.slot.name()).entered();
+        let n = batch.len();
+        // Filters answer with verdicts, so the kept points move out of the batch without a
+        // copy once the call has succeeded.
+        let outcome = match self.slot.current().world() {
+            World::Filter => self.slot.run(
+                n,
+                |out: &Answer| out.len(),
+                |p| p.filter(&batch, &self.env).map(Answer::Verdicts),
+            ),
+            // World::Alert is refused by `new`, and a swap never changes the world.
+            World::Transform | World::Alert => self.slot.run(
+                n,
+                |out: &Answer| out.len(),
+                |p| p.transform(&batch, &self.env).map(Answer::Points),
+            ),
+        };
+        match outcome.result {
+            Ok(answer) => Ok(StageOutput {
+                plugin: outcome.plugin,
+                points: Some(answer.apply(batch)),
+            }),
+            Err(error) => {
+                let letter =
+                    DeadLetter::new(&self.name, &error, batch.iter().map(format_point).collect());
+                self.dead_letters.put(&letter)?;
+                Ok(StageOutput {
+                    plugin: outcome.plugin,
+                    points: None,
+                })
+            }
+        }
+    }
+}
+
+enum Answer {
+    Verdicts(Vec<bool>),
+    Points(Vec<Point>),
+}
+
+impl Answer {
+    /// Points out (kept points for a filter).
+    fn len(&self) -> usize {
+        match self {
+            Answer::Verdicts(v) => v.iter().filter(|keep| **keep).count(),
+            Answer::Points(p) => p.len(),
+        }
+    }
+
+    fn apply(self, batch: Vec<Point>) -> Vec<Point> {
+        match self {
+            Answer::Verdicts(verdicts) => batch
+                .into_iter()
+                .zip(verdicts)
+                .filter_map(|(point, keep)| keep.then_some(point))
+                .collect(),
+            Answer::Points(points) => points,
+        }
+    }
+}

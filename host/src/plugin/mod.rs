@@ -1,0 +1,29 @@
+//! The plugin platform: WebAssembly components implementing the `sluice:plugin` worlds,
+//! compiled once, run per batch under a deadline and a memory cap, hot-swapped between
+//! batches.
+//!
+//! - [`Runtime`]: the engine, linker and artifact cache (only place that configures wasmtime).
+//! - [`LoadedPlugin`]: one compiled version; `filter`, `transform`, `evaluate` run a batch.
+//! - [`PluginRegistry`] / [`PluginSlot`]: the serving version of each plugin of a directory,
+//!   health and quarantine; [`watch`] reloads changed files.
+
+pub mod bindings;
+mod cache;
+mod ctx;
+mod error;
+mod loaded;
+mod registry;
+mod runtime;
+mod state;
+mod watch;
+
+pub use ctx::{CallEnv, Params};
+pub use error::{CallError, CallErrorKind, LoadError};
+pub use loaded::{LoadedPlugin, PluginId, World};
+pub use registry::{
+    Health, Outcome, PluginRegistry, PluginSlot, PluginStatus, RegistryConfig, Reloaded,
+    plugin_name,
+};
+pub use runtime::{PluginLimits, Runtime, RuntimeConfig, RuntimeError};
+pub use state::{StageState, StateLimits};
+pub use watch::{PluginWatcher, Settle, watch};

@@ -1,0 +1,453 @@
+//! The plugins of a plugin directory, each behind a [`PluginSlot`] that always holds exactly
+//! one serving version.
+//!
+//! A batch takes the serving version once, at its start, and runs to the end on it: a swap
+//! (by [`PluginRegistry::reload`], driven by the watcher) only changes which version the
+//! *next* batch takes. So every batch is processed by exactly one version, none is lost or
+//! run twice across a swap, and a file that fails to load never displaces a working version.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
+
+use super::error::{CallError, CallErrorKind, LoadError};
+use super::loaded::{LoadedPlugin, PluginId, World};
+use super::runtime::{PluginLimits, Runtime};
+use crate::telemetry::{CallOutcome, Metrics, PluginCallLabels, PluginLabels, PluginVersionLabels};
+
+/// Settings of a plugin directory.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// The directory holding `NAME.wasm` files.
+    pub dir: PathBuf,
+    /// Limits of plugins without an override.
+    pub default_limits: PluginLimits,
+    /// Per-plugin limits, by name.
+    pub limits: BTreeMap<String, PluginLimits>,
+    /// Consecutive failed batches after which a plugin version is quarantined.
+    pub quarantine_after: u32,
+}
+
+/// Whether a plugin serves.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Health {
+    /// Serving batches.
+    Serving,
+    /// Not called until a new version arrives; its batches are dead-lettered.
+    Quarantined {
+        /// Consecutive failures that tripped it.
+        failures: u32,
+        /// The last error.
+        last_error: String,
+    },
+}
+
+/// What an operator sees of one plugin.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginStatus {
+    /// Plugin name.
+    pub name: String,
+    /// Serving version (content hash prefix); none if no version ever loaded.
+    pub version: Option<String>,
+    /// Its world.
+    pub world: Option<&'static str>,
+    /// Serving or quarantined.
+    pub health: Option<Health>,
+    /// Batches the serving version processed.
+    pub batches_ok: u64,
+    /// Batches the serving version failed.
+    pub batches_failed: u64,
+    /// The last load error of this plugin's file, if its latest content failed to load.
+    pub load_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct Counters {
+    health: Health,
+    consecutive_failures: u32,
+    batches_ok: u64,
+    batches_failed: u64,
+}
+
+impl Counters {
+    fn fresh() -> Self {
+        Self {
+            health: Health::Serving,
+            consecutive_failures: 0,
+            batches_ok: 0,
+            batches_failed: 0,
+        }
+    }
+}
+
+/// One plugin: its serving version and that version's health.
+pub struct PluginSlot {
+    name: String,
+    /// Serving version and its counters, swapped together.
+    current: RwLock<(Arc<LoadedPlugin>, Arc<Mutex<Counters>>)>,
+    quarantine_after: u32,
+    metrics: Arc<Metrics>,
+}
+
+/// The result of running one batch through a slot.
+pub struct Outcome<R> {
+    /// The version that ran (or refused) the batch.
+    pub plugin: PluginId,
+    /// What it returned.
+    pub result: Result<R, CallError>,
+}
+
+impl PluginSlot {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The serving version.
+    pub fn current(&self) -> Arc<LoadedPlugin> {
+        self.read().0.clone()
+    }
+
+    /// Runs one batch on the serving version (taken once, here), unless it is quarantined,
+    /// and records the outcome against that version. `points_in` counts the batch for the
+    /// metrics; `count_out` counts what came back.
+    pub fn run<R>(
+        &self,
+        points_in: usize,
+        count_out: impl Fn(&R) -> usize,
+        call: impl FnOnce(&LoadedPlugin) -> Result<R, CallError>,
+    ) -> Outcome<R> {
+        let (plugin, counters) = self.read().clone();
+        let id = plugin.id().clone();
+        let labels = version_labels(&id);
+        let quarantined = match &lock(&counters).health {
+            Health::Quarantined {
+                failures,
+                last_error,
+            } => Some(CallErrorKind::Quarantined {
+                failures: *failures,
+                last_error: last_error.clone(),
+            }),
+            Health::Serving => None,
+        };
+        if let Some(kind) = quarantined {
+            self.count_call(&labels, CallOutcome::Quarantined);
+            return Outcome {
+                plugin: id.clone(),
+                result: Err(CallError { plugin: id, kind }),
+            };
+        }
+        let started = Instant::now();
+        let result = call(&plugin);
+        self.metrics
+            .plugin_call_seconds
+            .get_or_create(&PluginLabels {
+                plugin: self.name.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .plugin_points_in
+            .get_or_create(&labels)
+            .inc_by(points_in as u64);
+        let mut c = lock(&counters);
+        match &result {
+            Ok(value) => {
+                c.batches_ok += 1;
+                c.consecutive_failures = 0;
+                self.metrics
+                    .plugin_points_out
+                    .get_or_create(&labels)
+                    .inc_by(count_out(value) as u64);
+                self.count_call(&labels, CallOutcome::Ok);
+            }
+            Err(error) => {
+                c.batches_failed += 1;
+                c.consecutive_failures += 1;
+                self.count_call(&labels, CallOutcome::Failed);
+                tracing::warn!(plugin = %id, %error, "Plugin call failed; the batch goes to dead letters.");
+                if c.consecutive_failures >= self.quarantine_after && c.health == Health::Serving {
+                    c.health = Health::Quarantined {
+                        failures: c.consecutive_failures,
+                        last_error: error.kind.to_string(),
+                    };
+                    self.metrics
+                        .plugin_quarantined
+                        .get_or_create(&PluginLabels {
+                            plugin: self.name.clone(),
+                        })
+                        .set(1);
+                    tracing::error!(plugin = %id, failures = c.consecutive_failures, "Plugin quarantined after repeated failures; its batches are dead-lettered until a new version is deployed.");
+                }
+            }
+        }
+        Outcome { plugin: id, result }
+    }
+
+    fn count_call(&self, labels: &PluginVersionLabels, outcome: CallOutcome) {
+        self.metrics
+            .plugin_batches
+            .get_or_create(&PluginCallLabels {
+                plugin: labels.plugin.clone(),
+                version: labels.version.clone(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Makes `plugin` the serving version, with fresh health.
+    fn swap(&self, plugin: LoadedPlugin) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        self.metrics
+            .plugin_info
+            .get_or_create(&version_labels(current.0.id()))
+            .set(0);
+        self.metrics
+            .plugin_info
+            .get_or_create(&version_labels(plugin.id()))
+            .set(1);
+        self.metrics
+            .plugin_quarantined
+            .get_or_create(&PluginLabels {
+                plugin: self.name.clone(),
+            })
+            .set(0);
+        *current = (Arc::new(plugin), Arc::new(Mutex::new(Counters::fresh())));
+    }
+
+    fn status(&self) -> PluginStatus {
+        let (plugin, counters) = self.read().clone();
+        let c = lock(&counters);
+        PluginStatus {
+            name: self.name.clone(),
+            version: Some(plugin.id().version.to_string()),
+            world: Some(plugin.world().name()),
+            health: Some(c.health.clone()),
+            batches_ok: c.batches_ok,
+            batches_failed: c.batches_failed,
+            load_error: None,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, (Arc<LoadedPlugin>, Arc<Mutex<Counters>>)> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Counters stay consistent under a panic (plain field updates), so poison is ignored.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn version_labels(id: &PluginId) -> PluginVersionLabels {
+    PluginVersionLabels {
+        plugin: id.name.to_string(),
+        version: id.version.to_string(),
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A new plugin appeared.
+    Added(PluginId),
+    /// A new version replaced the serving one.
+    Swapped {
+        /// The version that served until now.
+        old: PluginId,
+        /// The version serving from now on.
+        new: PluginId,
+    },
+    /// The file's content is the serving version already.
+    Unchanged,
+}
+
+/// The plugins of one directory.
+pub struct PluginRegistry {
+    runtime: Arc<Runtime>,
+    config: RegistryConfig,
+    slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    load_errors: Mutex<BTreeMap<String, String>>,
+    metrics: Arc<Metrics>,
+    /// Serializes reloads, so two events for one file can't race to swap.
+    reloading: Mutex<()>,
+}
+
+impl PluginRegistry {
+    /// Loads every plugin file of the directory. Files that fail are reported in
+    /// [`statuses`](Self::statuses) and logged; they don't stop the others.
+    ///
+    /// # Errors
+    /// When the directory can't be read.
+    pub fn open(
+        runtime: Arc<Runtime>,
+        config: RegistryConfig,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.dir)?;
+        let registry = Arc::new(Self {
+            runtime,
+            config,
+            slots: RwLock::default(),
+            load_errors: Mutex::default(),
+            metrics,
+            reloading: Mutex::new(()),
+        });
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&registry.config.dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| plugin_name(p).is_some())
+            .collect();
+        files.sort();
+        for path in files {
+            // Errors are recorded by reload itself.
+            let _ = registry.reload(&path);
+        }
+        Ok(registry)
+    }
+
+    /// The directory this registry serves.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// The slot of plugin `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<PluginSlot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Every plugin's status, by name, including files that never loaded.
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        let errors = lock(&self.load_errors);
+        let mut out: BTreeMap<String, PluginStatus> = slots
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.status()))
+            .collect();
+        for (name, error) in errors.iter() {
+            out.entry(name.clone())
+                .or_insert_with(|| PluginStatus {
+                    name: name.clone(),
+                    version: None,
+                    world: None,
+                    health: None,
+                    batches_ok: 0,
+                    batches_failed: 0,
+                    load_error: None,
+                })
+                .load_error = Some(error.clone());
+        }
+        out.into_values().collect()
+    }
+
+    /// Loads the plugin file at `path` and, if it is new content that compiles, links and
+    /// implements the same world as the serving version, swaps it in. Otherwise the serving
+    /// version stays and the error is recorded and returned.
+    ///
+    /// # Errors
+    /// The [`LoadError`] of the file. Paths that are not plugin files are `Unchanged`.
+    pub fn reload(&self, path: &Path) -> Result<Reloaded, LoadError> {
+        let Some(name) = plugin_name(path) else {
+            return Ok(Reloaded::Unchanged);
+        };
+        let _one_at_a_time = lock(&self.reloading);
+        let existing = self.get(&name);
+        let limits = self
+            .config
+            .limits
+            .get(&name)
+            .copied()
+            .unwrap_or(self.config.default_limits);
+        let result = self
+            .runtime
+            .load_file(path, limits)
+            .and_then(|plugin| check_world(&existing, plugin, path));
+        let plugin = match result {
+            Ok(plugin) => plugin,
+            Err(error) => {
+                self.metrics
+                    .plugin_load_failures
+                    .get_or_create(&PluginLabels {
+                        plugin: name.clone(),
+                    })
+                    .inc();
+                tracing::error!(plugin = %name, %error, "Plugin file failed to load; the serving version, if any, stays.");
+                lock(&self.load_errors).insert(name, error.to_string());
+                return Err(error);
+            }
+        };
+        lock(&self.load_errors).remove(&name);
+        let new = plugin.id().clone();
+        let reloaded = match existing {
+            Some(slot) => {
+                let old = slot.current().id().clone();
+                if old == new {
+                    return Ok(Reloaded::Unchanged);
+                }
+                slot.swap(plugin);
+                self.metrics
+                    .plugin_swaps
+                    .get_or_create(&PluginLabels {
+                        plugin: name.clone(),
+                    })
+                    .inc();
+                tracing::info!(plugin = %name, %old, %new, "Swapped in new plugin version.");
+                Reloaded::Swapped { old, new }
+            }
+            None => {
+                self.metrics
+                    .plugin_info
+                    .get_or_create(&version_labels(&new))
+                    .set(1);
+                let slot = Arc::new(PluginSlot {
+                    name: name.clone(),
+                    current: RwLock::new((
+                        Arc::new(plugin),
+                        Arc::new(Mutex::new(Counters::fresh())),
+                    )),
+                    quarantine_after: self.config.quarantine_after.max(1),
+                    metrics: self.metrics.clone(),
+                });
+                self.slots
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(name, slot);
+                tracing::info!(plugin = %new, "Loaded plugin.");
+                Reloaded::Added(new)
+            }
+        };
+        Ok(reloaded)
+    }
+}
+
+fn check_world(
+    existing: &Option<Arc<PluginSlot>>,
+    plugin: LoadedPlugin,
+    path: &Path,
+) -> Result<LoadedPlugin, LoadError> {
+    let Some(slot) = existing else {
+        return Ok(plugin);
+    };
+    let expected: World = slot.current().world();
+    if plugin.world() != expected {
+        return Err(LoadError::WorldChanged {
+            path: path.to_owned(),
+            name: slot.name.clone(),
+            expected: expected.name(),
+            found: plugin.world().name(),
+        });
+    }
+    Ok(plugin)
+}
+
+/// The plugin name of a path: the stem of a `NAME.wasm` file whose name doesn't start with a
+/// dot (temporary files of editors and atomic copies are ignored).
+pub fn plugin_name(path: &Path) -> Option<String> {
+    let file = path.file_name()?.to_str()?;
+    let stem = file.strip_suffix(".wasm")?;
+    (!stem.is_empty() && !file.starts_with('.')).then(|| stem.to_owned())
+}
