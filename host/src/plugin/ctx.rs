@@ -99,7 +99,9 @@ impl PluginCtx {
         for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let bytes = pipe.contents();
             for line in String::from_utf8_lossy(&bytes).lines() {
-                tracing::info!(plugin = %self.plugin, stream, "{line}");
+                if !line.trim().is_empty() {
+                    tracing::info!(plugin = %self.plugin, stream, "{line}");
+                }
             }
         }
     }

@@ -289,13 +289,25 @@ impl LoadedPlugin {
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return CallErrorKind::Timeout(started.elapsed().max(self.limits.timeout));
         }
-        // A Rust guest prints its panic message to stderr before trapping: the most useful
-        // part of the report.
+        let what = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => format!("{error:#}"),
+        };
+        // A Rust guest prints "panicked at FILE:LINE:COL:" and its message to stderr before
+        // trapping: the most useful part of the report.
         let stderr = ctx.stderr.contents();
-        let last = String::from_utf8_lossy(&stderr);
-        match last.lines().rev().find(|l| !l.trim().is_empty()) {
-            Some(line) => CallErrorKind::Trap(format!("{error}; guest stderr: {line}")),
-            None => CallErrorKind::Trap(format!("{error:#}")),
+        let stderr = String::from_utf8_lossy(&stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        match lines.len() {
+            0 => CallErrorKind::Trap(what),
+            n => CallErrorKind::Trap(format!(
+                "{what}; guest stderr: {}",
+                lines[n.saturating_sub(2)..].join(" ")
+            )),
         }
     }
 

@@ -100,6 +100,9 @@ impl Runtime {
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .max_wasm_stack(1 << 20)
+            // Plugins ship stripped; a backtrace of unnamed functions costs time on every trap
+            // and tells an operator nothing. The guest's own stderr carries the panic message.
+            .wasm_backtrace_max_frames(None)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(engine_err)?;
 

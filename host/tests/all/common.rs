@@ -1,0 +1,60 @@
+//! Shared helpers of the integration tests: the example plugins built by
+//! `scripts/build-plugins.sh`, and small constructors.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sluice::lineproto::{Precision, parse};
+use sluice::plugin::{CallEnv, LoadedPlugin, Params, PluginLimits, Runtime, RuntimeConfig};
+use sluice::point::Point;
+
+/// The component of example plugin `name`. Panics with the fix when it wasn't built: these
+/// tests must never pass by skipping.
+pub fn plugin_file(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins.sh first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A runtime without artifact cache.
+pub fn runtime() -> Arc<Runtime> {
+    Runtime::new(&RuntimeConfig::default()).expect("runtime")
+}
+
+/// Loads example plugin `name` with `limits`.
+pub fn load_with(name: &str, limits: PluginLimits) -> LoadedPlugin {
+    runtime()
+        .load_file(&plugin_file(name), limits)
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+/// Loads example plugin `name` with default limits.
+pub fn load(name: &str) -> LoadedPlugin {
+    load_with(name, PluginLimits::default())
+}
+
+/// Points of a line-protocol text (nanosecond timestamps).
+pub fn points(lp: &str) -> Vec<Point> {
+    let (points, errors) = parse(lp, Precision::Nanoseconds, 0);
+    assert!(errors.is_empty(), "{errors:?}");
+    points
+}
+
+/// A call environment with `params` and otherwise defaults.
+pub fn env(params: &[(&str, &str)]) -> CallEnv {
+    CallEnv {
+        params: Arc::new(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Params>(),
+        ),
+        ..CallEnv::default()
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the `sluice` host, one binary (faster to link on 2 cores).
+//!
+//! The plugin tests run the real example components from `target/plugins/`, built by
+//! `scripts/build-plugins.sh`.
+
+mod cli;
+mod common;
+mod examples;
+mod failures;
+mod reload;

@@ -1,0 +1,237 @@
+//! Hot reload: new versions are picked up from the plugin directory without a restart,
+//! swapped between batches, never replacing a working version with a broken one.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sluice::pipeline::{DeadLetterLog, Stage};
+use sluice::plugin::{PluginRegistry, Settle, watch};
+use sluice::point::{Field, FieldValue, Point, Tag};
+
+use crate::common::{env, plugin_file};
+use crate::failures::registry_with;
+
+/// Waits until `slot` serves a version other than `old`.
+fn wait_for_swap(registry: &PluginRegistry, name: &str, old: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = registry
+            .get(name)
+            .map(|slot| slot.current().id().version.to_string())
+            .unwrap_or_default();
+        if now != old {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{name} never left version {old}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Deploys `bytes` as `name` the recommended way: write a dotfile, rename into place.
+fn deploy(registry: &PluginRegistry, name: &str, bytes: &[u8]) {
+    let tmp = registry.dir().join(format!(".{name}.wasm.tmp"));
+    std::fs::write(&tmp, bytes).expect("write tmp");
+    std::fs::rename(&tmp, registry.dir().join(format!("{name}.wasm"))).expect("rename");
+}
+
+fn load_failures(registry: &PluginRegistry, name: &str) -> bool {
+    registry
+        .statuses()
+        .iter()
+        .any(|s| s.name == name && s.load_error.is_some())
+}
+
+#[test]
+fn watcher_swaps_new_versions_and_keeps_serving_through_broken_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = registry_with(dir.path(), &[], 5);
+    let v1 = std::fs::read(plugin_file("drop-filter")).expect("read");
+    let v2 = std::fs::read(plugin_file("bench-filter")).expect("read");
+    let _watcher = watch(registry.clone(), Settle::default()).expect("watch");
+
+    // A new plugin appears.
+    deploy(&registry, "p", &v1);
+    let first = wait_for_swap(&registry, "p", "");
+    // A new version by atomic rename.
+    deploy(&registry, "p", &v2);
+    let second = wait_for_swap(&registry, "p", &first);
+
+    // Garbage written in place: reported, the working version keeps serving.
+    std::fs::write(registry.dir().join("p.wasm"), b"not wasm at all").expect("write");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !load_failures(&registry, "p") {
+        assert!(
+            Instant::now() < deadline,
+            "the broken file was never reported"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        registry
+            .get("p")
+            .expect("slot")
+            .current()
+            .id()
+            .version
+            .as_ref(),
+        second
+    );
+
+    // A slow, half-written copy: written in two parts with a pause, closed only at the end.
+    // It must load once, when complete, without failing on the first half.
+    let status_before = registry.statuses();
+    let mut file = std::fs::File::create(registry.dir().join("p.wasm")).expect("create");
+    file.write_all(&v1[..v1.len() / 2]).expect("first half");
+    file.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(300));
+    file.write_all(&v1[v1.len() / 2..]).expect("second half");
+    drop(file);
+    let third = wait_for_swap(&registry, "p", &second);
+    assert_eq!(third, first, "same content, same version");
+    assert!(
+        !load_failures(&registry, "p"),
+        "{status_before:?} -> {:?}",
+        registry.statuses()
+    );
+
+    // Another world under the same name is refused; the filter keeps serving.
+    deploy(
+        &registry,
+        "p",
+        &std::fs::read(plugin_file("enrich")).expect("read"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let statuses = registry.statuses();
+        let p = statuses.iter().find(|s| s.name == "p").expect("status");
+        if let Some(error) = &p.load_error {
+            assert!(error.contains("world `transform`"), "{error}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "world change never reported");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        registry
+            .get("p")
+            .expect("slot")
+            .current()
+            .id()
+            .version
+            .as_ref(),
+        third
+    );
+}
+
+fn numbered_batch(start: u64, n: u64) -> Vec<Point> {
+    (start..start + n)
+        .map(|id| Point {
+            measurement: "load".into(),
+            tags: vec![Tag {
+                key: "host".into(),
+                value: format!("h{}", id % 7),
+            }],
+            fields: vec![
+                Field {
+                    key: "id".into(),
+                    value: FieldValue::Unsigned(id),
+                },
+                Field {
+                    key: "value".into(),
+                    value: FieldValue::Float(1.0),
+                },
+            ],
+            timestamp: id as i64,
+        })
+        .collect()
+}
+
+#[test]
+fn swaps_under_continuous_load_lose_nothing_and_run_nothing_twice() {
+    const BATCH: u64 = 100;
+    const SWAPS: usize = 6;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = registry_with(dir.path(), &[], 5);
+    let v1 = std::fs::read(plugin_file("drop-filter")).expect("read");
+    let v2 = std::fs::read(plugin_file("bench-filter")).expect("read");
+    deploy(&registry, "p", &v1);
+    registry
+        .reload(&registry.dir().join("p.wasm"))
+        .expect("initial load");
+    let _watcher = watch(registry.clone(), Settle::default()).expect("watch");
+    let dead = Arc::new(DeadLetterLog::open(&dir.path().join("dead.jsonl")).expect("dead"));
+    let stage = Stage::new(
+        "s",
+        registry.get("p").expect("slot"),
+        env(&[]),
+        dead.clone(),
+    )
+    .expect("stage");
+
+    // The swapper deploys alternating versions (and once a broken file) while the main
+    // thread keeps processing batches, until SWAPS swaps have happened.
+    let swaps = Arc::new(AtomicUsize::new(0));
+    let swapper = {
+        let registry = registry.clone();
+        let swaps = swaps.clone();
+        std::thread::spawn(move || {
+            let mut current = registry
+                .get("p")
+                .expect("slot")
+                .current()
+                .id()
+                .version
+                .to_string();
+            for n in 0..SWAPS {
+                std::thread::sleep(Duration::from_millis(50));
+                let bytes = if n % 2 == 0 { &v2 } else { &v1 };
+                if n == 3 {
+                    // A broken deploy in the middle must change nothing.
+                    deploy(&registry, "p", b"\0asm garbage");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                deploy(&registry, "p", bytes);
+                current = wait_for_swap(&registry, "p", &current);
+                swaps.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+
+    let mut seen: Vec<u8> = Vec::new();
+    let mut by_version: HashMap<String, u64> = HashMap::new();
+    let mut dead_lettered = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while swaps.load(Ordering::SeqCst) < SWAPS {
+        assert!(Instant::now() < deadline, "swaps did not finish");
+        let start = seen.len() as u64;
+        seen.resize(seen.len() + BATCH as usize, 0);
+        let out = stage
+            .process(numbered_batch(start, BATCH))
+            .expect("process");
+        match out.points {
+            Some(points) => {
+                *by_version
+                    .entry(out.plugin.version.to_string())
+                    .or_default() += points.len() as u64;
+                for p in points {
+                    let Some(FieldValue::Unsigned(id)) = p.field("id") else {
+                        panic!("point lost its id: {p:?}");
+                    };
+                    seen[*id as usize] += 1;
+                }
+            }
+            None => dead_lettered += BATCH,
+        }
+    }
+    swapper.join().expect("swapper");
+
+    let total = seen.len() as u64;
+    assert_eq!(by_version.len(), 2, "both versions served: {by_version:?}");
+    assert_eq!(dead_lettered, 0, "both versions keep every point");
+    assert_eq!(dead.read_all().expect("dead").len(), 0);
+    assert!(seen.iter().all(|n| *n == 1), "every point exactly once");
+    assert_eq!(by_version.values().sum::<u64>(), total);
+}

@@ -1,0 +1,70 @@
+//! Drops points by measurement or tag pattern.
+//!
+//! Parameters:
+//! - `measurement`: comma-separated glob patterns (`*`, `?`) of measurements to drop;
+//! - `tag`: comma-separated `key=glob` patterns; a point with a matching tag is dropped;
+//! - `invert`: `true` keeps only the matching points instead.
+//!
+//! Without patterns every point is kept.
+
+use sluice_guest::{Filter, PluginError, Point, export_filter, params};
+
+struct DropFilter {
+    measurements: Vec<String>,
+    tags: Vec<(String, String)>,
+    invert: bool,
+}
+
+impl Filter for DropFilter {
+    fn new() -> Result<Self, PluginError> {
+        let tags = params::list("tag")
+            .into_iter()
+            .map(|spec| match spec.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+                _ => Err(PluginError::new(format!(
+                    "parameter `tag`: `{spec}` is not key=pattern"
+                ))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            measurements: params::list("measurement"),
+            tags,
+            invert: params::parse("invert")?.unwrap_or(false),
+        })
+    }
+
+    fn keep(&mut self, point: &Point) -> bool {
+        let matches = self.measurements.iter().any(|p| glob(p, &point.measurement))
+            || self
+                .tags
+                .iter()
+                .any(|(k, p)| point.tag(k).is_some_and(|v| glob(p, v)));
+        matches == self.invert
+    }
+}
+
+/// Glob match with `*` (any run) and `?` (one character), iterative with backtracking to
+/// the last `*`: linear in practice, no recursion a hostile pattern could blow up.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+export_filter!(DropFilter);

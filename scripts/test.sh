@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test: builds the example plugins (installing the wasm toolchain if needed),
+# then the host's unit and integration tests, which run those plugins for real.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/build-plugins.sh
+cargo test --workspace
