@@ -26,9 +26,11 @@ where
 {
     match get(name) {
         None => Ok(None),
-        Some(raw) => raw.trim().parse().map(Some).map_err(|e| {
-            PluginError::new(format!("parameter `{name}` = `{raw}`: {e}"))
-        }),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| PluginError::new(format!("parameter `{name}` = `{raw}`: {e}"))),
     }
 }
 

@@ -1,14 +1,43 @@
 //! Helpers on the WIT data types.
 
-use crate::{Field, FieldValue, PluginError, Point, Series, Tag};
+use crate::{Field, FieldValue, Nanos, PluginError, Point, Series, Tag};
 
 impl Point {
-    /// The value of tag `key`.
-    pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+    /// A point without tags or fields; add them with [`Point::with_tag`] and
+    /// [`Point::with_field`] (the host rejects a point without fields).
+    pub fn new(measurement: impl Into<String>, timestamp: Nanos) -> Self {
+        Self {
+            measurement: measurement.into(),
+            tags: Vec::new(),
+            fields: Vec::new(),
+            timestamp,
+        }
     }
 
-    /// Sets tag `key` to `value`, keeping tags sorted by key and unique.
+    /// The point with tag `key` set to `value`, as [`Point::set_tag`].
+    #[must_use]
+    pub fn with_tag(mut self, key: &str, value: &str) -> Self {
+        self.set_tag(key, value);
+        self
+    }
+
+    /// The point with field `key` set to `value`, as [`Point::set_field`].
+    #[must_use]
+    pub fn with_field(mut self, key: &str, value: impl Into<FieldValue>) -> Self {
+        self.set_field(key, value.into());
+        self
+    }
+
+    /// The value of tag `key`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_str())
+    }
+
+    /// Sets tag `key` to `value`, keeping tags sorted by key and unique (the host hands
+    /// tags sorted; this relies on that order).
     pub fn set_tag(&mut self, key: &str, value: &str) {
         match self.tags.binary_search_by(|t| t.key.as_str().cmp(key)) {
             Ok(i) => self.tags[i].value = value.to_owned(),
@@ -60,16 +89,48 @@ impl Point {
 }
 
 impl Series {
-    /// A stable text key of the series, `measurement,k=v,...` (tags sorted by the host).
+    /// A text key identifying the series, `measurement,k=v,...` with the tags in order (the
+    /// host sorts them). `\`, `,` and `=` inside names are escaped with `\`, so two
+    /// different series never share a key.
     pub fn key(&self) -> String {
-        let mut key = self.measurement.clone();
+        let mut key = String::new();
+        push_escaped(&mut key, &self.measurement);
         for t in &self.tags {
             key.push(',');
-            key.push_str(&t.key);
+            push_escaped(&mut key, &t.key);
             key.push('=');
-            key.push_str(&t.value);
+            push_escaped(&mut key, &t.value);
         }
         key
+    }
+}
+
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        if matches!(c, '\\' | ',' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+impl Tag {
+    /// Tag `key`=`value`.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl Field {
+    /// Field `key` with `value`.
+    pub fn new(key: impl Into<String>, value: impl Into<FieldValue>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -82,6 +143,42 @@ impl FieldValue {
             FieldValue::Unsigned(v) => Some(v as f64),
             FieldValue::Boolean(_) | FieldValue::String(_) => None,
         }
+    }
+}
+
+impl From<f64> for FieldValue {
+    fn from(v: f64) -> Self {
+        FieldValue::Float(v)
+    }
+}
+
+impl From<i64> for FieldValue {
+    fn from(v: i64) -> Self {
+        FieldValue::Integer(v)
+    }
+}
+
+impl From<u64> for FieldValue {
+    fn from(v: u64) -> Self {
+        FieldValue::Unsigned(v)
+    }
+}
+
+impl From<bool> for FieldValue {
+    fn from(v: bool) -> Self {
+        FieldValue::Boolean(v)
+    }
+}
+
+impl From<String> for FieldValue {
+    fn from(v: String) -> Self {
+        FieldValue::String(v)
+    }
+}
+
+impl From<&str> for FieldValue {
+    fn from(v: &str) -> Self {
+        FieldValue::String(v.to_owned())
     }
 }
 

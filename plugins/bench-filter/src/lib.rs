@@ -1,7 +1,7 @@
 //! The trivial filter of the host benchmark: keep a point iff it has a field `value` whose
 //! numeric value is >= 0. The benchmark runs the same logic natively for comparison.
 
-use sluice_guest::{Filter, FieldValue, PluginError, Point, export_filter};
+use sluice_guest::{FieldValue, Filter, PluginError, Point, export_filter};
 
 struct BenchFilter;
 
@@ -19,3 +19,18 @@ impl Filter for BenchFilter {
 }
 
 export_filter!(BenchFilter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_non_negative_numeric_value_only() {
+        let verdict = |p: Point| BenchFilter.keep(&p);
+        assert!(verdict(Point::new("m", 0).with_field("value", 0.0)));
+        assert!(verdict(Point::new("m", 0).with_field("value", 3_u64)));
+        assert!(!verdict(Point::new("m", 0).with_field("value", -1_i64)));
+        assert!(!verdict(Point::new("m", 0).with_field("value", "1")));
+        assert!(!verdict(Point::new("m", 0).with_field("other", 1.0)));
+    }
+}

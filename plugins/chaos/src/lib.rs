@@ -1,11 +1,13 @@
-//! A misbehaving filter for the host's failure tests. Parameter `mode`:
-//! `pass` (default, keep all), `trap` (panic), `loop` (never returns), `oom` (allocates
-//! without end), `error` (rejects the batch), `bad-length` (one verdict too many), `log`
-//! (logs and prints, keeps all), `drop-odd` (drops points at odd batch positions).
+//! A misbehaving filter, used by the host's failure tests (host/tests/all/failures.rs).
+//!
+//! Parameter `mode`: `pass` (default, keep all), `trap` (panic), `loop` (never returns),
+//! `oom` (allocates without end), `error` (rejects the batch), `bad-length` (one verdict too
+//! many), `log` (logs and prints, keeps all), `drop-odd` (drops points at odd batch
+//! positions). Any other mode fails the batch with an error naming `mode`.
 
 use std::hint::black_box;
 
-use sluice_guest::{Filter, PluginError, Point, export_filter, log, params};
+use sluice_guest::{Filter, PluginError, Point, export_filter, info, params};
 
 struct Chaos;
 
@@ -39,13 +41,16 @@ impl Filter for Chaos {
             "error" => Err(PluginError::at(0, "chaos error")),
             "bad-length" => Ok(vec![true; points.len() + 1]),
             "log" => {
-                log::info("chaos says hello", &[("points", &points.len().to_string())]);
+                let n = points.len();
+                info!("chaos says hello to {n} points"; mode = "log", points = n);
                 println!("chaos stdout line");
                 eprintln!("chaos stderr line");
                 Ok(keep_all)
             }
             "drop-odd" => Ok((0..points.len()).map(|i| i % 2 == 0).collect()),
-            other => Err(PluginError::new(format!("parameter `mode` = `{other}`: unknown mode"))),
+            other => Err(PluginError::new(format!(
+                "parameter `mode` = `{other}`: unknown mode"
+            ))),
         }
     }
 }

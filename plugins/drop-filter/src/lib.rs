@@ -34,7 +34,10 @@ impl Filter for DropFilter {
     }
 
     fn keep(&mut self, point: &Point) -> bool {
-        let matches = self.measurements.iter().any(|p| glob(p, &point.measurement))
+        let matches = self
+            .measurements
+            .iter()
+            .any(|p| glob(p, &point.measurement))
             || self
                 .tags
                 .iter()
@@ -68,3 +71,42 @@ fn glob(pattern: &str, text: &str) -> bool {
 }
 
 export_filter!(DropFilter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_stars_and_question_marks() {
+        assert!(glob("swap*", "swap"));
+        assert!(glob("swap*", "swapfile"));
+        assert!(glob("*", ""));
+        assert!(glob("test-?", "test-7"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(glob("*é", "café"));
+        assert!(!glob("test-?", "test-"));
+        assert!(!glob("test-?", "test-77"));
+        assert!(!glob("swap", "swapfile"));
+        assert!(!glob("a*b", "ac"));
+    }
+
+    #[test]
+    fn drops_matches_or_keeps_only_them_when_inverted() {
+        let mut filter = DropFilter {
+            measurements: vec!["swap*".into()],
+            tags: vec![("host".into(), "test-?".into())],
+            invert: false,
+        };
+        let points = [
+            Point::new("cpu", 1).with_tag("host", "web-1"),
+            Point::new("swapfile", 2).with_tag("host", "web-1"),
+            Point::new("cpu", 3).with_tag("host", "test-7"),
+            Point::new("cpu", 4),
+        ];
+        let verdicts: Vec<bool> = points.iter().map(|p| filter.keep(p)).collect();
+        assert_eq!(verdicts, [true, false, false, true]);
+        filter.invert = true;
+        let verdicts: Vec<bool> = points.iter().map(|p| filter.keep(p)).collect();
+        assert_eq!(verdicts, [false, true, true, false]);
+    }
+}

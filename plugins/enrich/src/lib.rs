@@ -18,58 +18,78 @@ enum Dimension {
     Fraction,
 }
 
-/// A unit as (dimension, scale to the base unit, offset): base = value * scale + offset.
-fn unit(name: &str) -> Option<(Dimension, f64, f64)> {
+/// A unit: its dimension and its relation to the dimension's base unit,
+/// `base = (value + offset) * num / den`. Keeping the scale a ratio of exact numbers (5/9,
+/// 1024) makes round numbers convert exactly: 212 °F is 100 °C, not 100.00000000000001.
+#[derive(Clone, Copy)]
+struct Unit {
+    dimension: Dimension,
+    offset: f64,
+    num: f64,
+    den: f64,
+}
+
+fn unit(name: &str) -> Option<Unit> {
     use Dimension::*;
-    Some(match name {
-        "celsius" => (Temperature, 1.0, 0.0),
-        "kelvin" => (Temperature, 1.0, -273.15),
-        "fahrenheit" => (Temperature, 5.0 / 9.0, -32.0 * 5.0 / 9.0),
-        "bytes" => (Bytes, 1.0, 0.0),
-        "kb" => (Bytes, 1e3, 0.0),
-        "mb" => (Bytes, 1e6, 0.0),
-        "gb" => (Bytes, 1e9, 0.0),
-        "kib" => (Bytes, 1024.0, 0.0),
-        "mib" => (Bytes, 1024.0 * 1024.0, 0.0),
-        "gib" => (Bytes, 1024.0 * 1024.0 * 1024.0, 0.0),
-        "ns" => (Time, 1e-9, 0.0),
-        "us" => (Time, 1e-6, 0.0),
-        "ms" => (Time, 1e-3, 0.0),
-        "s" => (Time, 1.0, 0.0),
-        "percent" => (Fraction, 0.01, 0.0),
-        "ratio" => (Fraction, 1.0, 0.0),
+    let (dimension, offset, num, den) = match name {
+        "celsius" => (Temperature, 0.0, 1.0, 1.0),
+        "kelvin" => (Temperature, -273.15, 1.0, 1.0),
+        "fahrenheit" => (Temperature, -32.0, 5.0, 9.0),
+        "bytes" => (Bytes, 0.0, 1.0, 1.0),
+        "kb" => (Bytes, 0.0, 1e3, 1.0),
+        "mb" => (Bytes, 0.0, 1e6, 1.0),
+        "gb" => (Bytes, 0.0, 1e9, 1.0),
+        "kib" => (Bytes, 0.0, 1024.0, 1.0),
+        "mib" => (Bytes, 0.0, 1024.0 * 1024.0, 1.0),
+        "gib" => (Bytes, 0.0, 1024.0 * 1024.0 * 1024.0, 1.0),
+        "ns" => (Time, 0.0, 1.0, 1e9),
+        "us" => (Time, 0.0, 1.0, 1e6),
+        "ms" => (Time, 0.0, 1.0, 1e3),
+        "s" => (Time, 0.0, 1.0, 1.0),
+        "percent" => (Fraction, 0.0, 1.0, 100.0),
+        "ratio" => (Fraction, 0.0, 1.0, 1.0),
         _ => return None,
+    };
+    Some(Unit {
+        dimension,
+        offset,
+        num,
+        den,
     })
 }
 
+/// One `field:from:to` entry of `convert`.
 struct Conversion {
     field: String,
-    from: (f64, f64),
-    to: (f64, f64),
+    from: Unit,
+    to: Unit,
 }
 
 impl Conversion {
     fn parse(spec: &str) -> Result<Self, PluginError> {
         let bad = |why: &str| PluginError::new(format!("parameter `convert`: `{spec}`: {why}"));
-        let parts: Vec<&str> = spec.split(':').collect();
+        let parts: Vec<&str> = spec.split(':').map(str::trim).collect();
         let [field, from, to] = parts[..] else {
             return Err(bad("expected field:from:to"));
         };
+        if field.is_empty() {
+            return Err(bad("empty field name"));
+        }
         let from_u = unit(from).ok_or_else(|| bad(&format!("unknown unit `{from}`")))?;
         let to_u = unit(to).ok_or_else(|| bad(&format!("unknown unit `{to}`")))?;
-        if from_u.0 != to_u.0 {
-            return Err(bad("units of different kinds"));
+        if from_u.dimension != to_u.dimension {
+            return Err(bad(&format!("cannot convert `{from}` to `{to}`")));
         }
         Ok(Self {
             field: field.to_owned(),
-            from: (from_u.1, from_u.2),
-            to: (to_u.1, to_u.2),
+            from: from_u,
+            to: to_u,
         })
     }
 
     fn apply(&self, v: f64) -> f64 {
-        let base = v * self.from.0 + self.from.1;
-        (base - self.to.1) / self.to.0
+        let base = (v + self.from.offset) * self.from.num / self.from.den;
+        base * self.to.den / self.to.num - self.to.offset
     }
 }
 
@@ -88,7 +108,11 @@ impl Transform for Enrich {
         let lookup = match (params::get("lookup_table"), params::get("lookup_key")) {
             (Some(t), Some(k)) => Some((t, k)),
             (None, None) => None,
-            _ => return Err(PluginError::new("set both `lookup_table` and `lookup_key`, or neither")),
+            _ => {
+                return Err(PluginError::new(
+                    "set both `lookup_table` and `lookup_key`, or neither",
+                ));
+            }
         };
         Ok(Self {
             conversions,
@@ -117,3 +141,36 @@ impl Transform for Enrich {
 }
 
 export_transform!(Enrich);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(spec: &str, v: f64) -> f64 {
+        Conversion::parse(spec).expect(spec).apply(v)
+    }
+
+    #[test]
+    fn converts_round_values_exactly() {
+        assert_eq!(convert("t:fahrenheit:celsius", 212.0), 100.0);
+        assert_eq!(convert("t:celsius:fahrenheit", 100.0), 212.0);
+        assert_eq!(convert("t:kelvin:celsius", 373.15), 100.0);
+        assert_eq!(convert("b:mib:gib", 2048.0), 2.0);
+        assert_eq!(convert("b:kb:bytes", 1.5), 1500.0);
+        assert_eq!(convert("d:ms:s", 1500.0), 1.5);
+        assert_eq!(convert("d:s:ns", 2.0), 2e9);
+        assert_eq!(convert("u:percent:ratio", 50.0), 0.5);
+    }
+
+    #[test]
+    fn bad_entries_name_the_parameter_and_entry() {
+        for spec in ["t:furlongs:celsius", "t:celsius", "t:celsius:ms", ":s:ms"] {
+            let err = Conversion::parse(spec).err().expect(spec);
+            assert!(
+                err.message.contains("`convert`") && err.message.contains(spec),
+                "{}",
+                err.message
+            );
+        }
+    }
+}
