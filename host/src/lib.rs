@@ -4,11 +4,22 @@
 //! logic that differs per user (filter, transform, alert) ships as components implementing
 //! the WIT package in `wit/`. Data flows one way: `point` (the data model) is used by
 //! `plugin` (the component runtime and its registry), which is used by `pipeline` (stages
-//! that run plugins over batches), which the binary wires to ingest and storage.
+//! that run plugins over batches). `ingest` appends to the `transport`; the `pipeline`
+//! runner moves records from the transport through the stages into the `store`; `query`
+//! reads the store. `service` wires them from a `config`.
 
+pub mod api;
+pub mod config;
+pub mod ingest;
 pub mod lineproto;
 pub mod lookup;
+pub mod ops;
 pub mod pipeline;
 pub mod plugin;
 pub mod point;
+pub mod query;
+pub mod service;
+pub mod store;
 pub mod telemetry;
+pub mod tenant;
+pub mod transport;

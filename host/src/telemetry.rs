@@ -42,6 +42,35 @@ pub struct PluginCallLabels {
     pub outcome: CallOutcome,
 }
 
+/// Labels naming a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TenantLabels {
+    /// Tenant name.
+    pub tenant: String,
+}
+
+/// Why ingest refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum RejectReason {
+    /// No or unknown token.
+    Unauthorized,
+    /// Unparsable or invalid input.
+    Invalid,
+    /// Body over the size limit.
+    TooLarge,
+    /// The pipeline lags too far behind.
+    Backpressure,
+    /// The transport failed.
+    Unavailable,
+}
+
+/// Labels of a refused request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Why.
+    pub reason: RejectReason,
+}
+
 /// Labels naming a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct PluginLabels {
@@ -77,82 +106,126 @@ pub struct Metrics {
     pub plugin_quarantined: Family<PluginLabels, Gauge>,
     /// Points kept as dead letters.
     pub dead_letter_points: Family<PluginVersionLabels, Counter>,
+    /// Points acknowledged by ingest (durable in the transport).
+    pub points_ingested: Family<TenantLabels, Counter>,
+    /// Write requests refused, by reason.
+    pub requests_rejected: Family<RejectLabels, Counter>,
+    /// Points written to the store after the pipeline.
+    pub points_stored: Family<TenantLabels, Counter>,
+    /// Wall time of write requests, from body received to acknowledgement.
+    pub ingest_seconds: Histogram,
+    /// Wall time of store writes (one per fetched group of records).
+    pub store_write_seconds: Histogram,
+    /// Event time to stored, for points written within the last minute of event time.
+    pub ingest_to_stored_seconds: Histogram,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("sluice");
-        let plugin_batches = Family::default();
-        let plugin_points_in = Family::default();
-        let plugin_points_out = Family::default();
-        let plugin_call_seconds =
-            HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let plugin_swaps = Family::default();
-        let plugin_load_failures = Family::default();
-        let plugin_info = Family::default();
-        let plugin_quarantined = Family::default();
-        let dead_letter_points = Family::default();
-        registry.register(
-            "plugin_batches",
-            "Plugin calls, one per batch",
-            plugin_batches.clone(),
-        );
-        registry.register(
-            "plugin_points_in",
-            "Points handed to plugins",
-            plugin_points_in.clone(),
-        );
-        registry.register(
-            "plugin_points_out",
-            "Points or alerts returned by plugins",
-            plugin_points_out.clone(),
-        );
-        registry.register(
-            "plugin_call_seconds",
-            "Wall time of plugin calls",
-            plugin_call_seconds.clone(),
-        );
-        registry.register(
-            "plugin_swaps",
-            "Plugin versions swapped in by hot reload",
-            plugin_swaps.clone(),
-        );
-        registry.register(
-            "plugin_load_failures",
-            "Plugin files that failed to load",
-            plugin_load_failures.clone(),
-        );
-        registry.register(
-            "plugin_info",
-            "The serving version of each plugin",
-            plugin_info.clone(),
-        );
-        registry.register(
-            "plugin_quarantined",
-            "1 while a plugin is quarantined",
-            plugin_quarantined.clone(),
-        );
-        registry.register(
-            "dead_letter_points",
-            "Points kept as dead letters",
-            dead_letter_points.clone(),
-        );
-        Self {
-            registry,
-            plugin_batches,
-            plugin_points_in,
-            plugin_points_out,
-            plugin_call_seconds,
-            plugin_swaps,
-            plugin_load_failures,
-            plugin_info,
-            plugin_quarantined,
-            dead_letter_points,
-        }
+        let m = Self {
+            registry: Registry::with_prefix("sluice"),
+            plugin_batches: Family::default(),
+            plugin_points_in: Family::default(),
+            plugin_points_out: Family::default(),
+            plugin_call_seconds: HistogramFamily::new_with_constructor(latency_histogram),
+            plugin_swaps: Family::default(),
+            plugin_load_failures: Family::default(),
+            plugin_info: Family::default(),
+            plugin_quarantined: Family::default(),
+            dead_letter_points: Family::default(),
+            points_ingested: Family::default(),
+            requests_rejected: Family::default(),
+            points_stored: Family::default(),
+            ingest_seconds: latency_histogram(),
+            store_write_seconds: latency_histogram(),
+            ingest_to_stored_seconds: latency_histogram(),
+        };
+        m.register()
     }
 }
 
 impl Metrics {
+    fn register(mut self) -> Self {
+        // Families and histograms are handles: the registry's clones share the counts.
+        let r = &mut self.registry;
+        r.register(
+            "plugin_batches",
+            "Plugin calls, one per batch",
+            self.plugin_batches.clone(),
+        );
+        r.register(
+            "plugin_points_in",
+            "Points handed to plugins",
+            self.plugin_points_in.clone(),
+        );
+        r.register(
+            "plugin_points_out",
+            "Points or alerts returned by plugins",
+            self.plugin_points_out.clone(),
+        );
+        r.register(
+            "plugin_call_seconds",
+            "Wall time of plugin calls",
+            self.plugin_call_seconds.clone(),
+        );
+        r.register(
+            "plugin_swaps",
+            "Plugin versions swapped in by hot reload",
+            self.plugin_swaps.clone(),
+        );
+        r.register(
+            "plugin_load_failures",
+            "Plugin files that failed to load",
+            self.plugin_load_failures.clone(),
+        );
+        r.register(
+            "plugin_info",
+            "The serving version of each plugin",
+            self.plugin_info.clone(),
+        );
+        r.register(
+            "plugin_quarantined",
+            "1 while a plugin is quarantined",
+            self.plugin_quarantined.clone(),
+        );
+        r.register(
+            "dead_letter_points",
+            "Points kept as dead letters",
+            self.dead_letter_points.clone(),
+        );
+        r.register(
+            "points_ingested",
+            "Points acknowledged by ingest",
+            self.points_ingested.clone(),
+        );
+        r.register(
+            "requests_rejected",
+            "Write requests refused",
+            self.requests_rejected.clone(),
+        );
+        r.register(
+            "points_stored",
+            "Points written to the store",
+            self.points_stored.clone(),
+        );
+        r.register(
+            "ingest_seconds",
+            "Write request time to acknowledgement",
+            self.ingest_seconds.clone(),
+        );
+        r.register(
+            "store_write_seconds",
+            "Store write time",
+            self.store_write_seconds.clone(),
+        );
+        r.register(
+            "ingest_to_stored_seconds",
+            "Event time to stored, recent points",
+            self.ingest_to_stored_seconds.clone(),
+        );
+        self
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

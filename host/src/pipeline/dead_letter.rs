@@ -4,10 +4,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::plugin::CallError;
+use crate::telemetry::{Metrics, PluginVersionLabels};
 
 /// One failed batch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -55,10 +56,10 @@ pub struct DeadLetterError {
 
 /// An append-only JSON-lines file of dead letters, fsynced per letter (failures are rare;
 /// losing one is not acceptable).
-#[derive(Debug)]
 pub struct DeadLetterLog {
     path: PathBuf,
     file: Mutex<File>,
+    metrics: Arc<Metrics>,
 }
 
 impl DeadLetterLog {
@@ -66,7 +67,7 @@ impl DeadLetterLog {
     ///
     /// # Errors
     /// When the file can't be opened.
-    pub fn open(path: &Path) -> Result<Self, DeadLetterError> {
+    pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<Self, DeadLetterError> {
         let err = |source| DeadLetterError {
             path: path.to_owned(),
             source,
@@ -82,6 +83,7 @@ impl DeadLetterLog {
         Ok(Self {
             path: path.to_owned(),
             file: Mutex::new(file),
+            metrics,
         })
     }
 
@@ -98,7 +100,16 @@ impl DeadLetterLog {
             .map_err(|source| DeadLetterError {
                 path: self.path.clone(),
                 source,
+            })?;
+        self.metrics
+            .dead_letter_points
+            .get_or_create(&PluginVersionLabels {
+                plugin: letter.plugin.clone(),
+                version: letter.version.clone(),
             })
+            .inc_by(letter.items.len() as u64);
+        tracing::warn!(stage = %letter.stage, plugin = %letter.plugin, version = %letter.version, items = letter.items.len(), error = %letter.error, "Batch kept as dead letter.");
+        Ok(())
     }
 
     /// Every dead letter in the log, oldest first.

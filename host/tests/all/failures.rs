@@ -119,7 +119,10 @@ fn a_plugin_of_another_world_is_refused() {
     assert_eq!(alert.world(), World::Alert);
     let dir = tempfile::tempdir().expect("tempdir");
     let registry = registry_with(dir.path(), &["threshold-alert"], 5);
-    let dead = Arc::new(DeadLetterLog::open(&dir.path().join("dead.jsonl")).expect("dead letters"));
+    let dead = Arc::new(
+        DeadLetterLog::open(&dir.path().join("dead.jsonl"), Default::default())
+            .expect("dead letters"),
+    );
     let slot = registry.get("threshold-alert").expect("slot");
     let err = Stage::new("s", slot, env(&[]), dead)
         .err()
@@ -207,7 +210,10 @@ pub fn registry_with(dir: &Path, plugins: &[&str], quarantine_after: u32) -> Arc
 fn repeated_failures_quarantine_the_plugin_and_batches_become_dead_letters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let registry = registry_with(dir.path(), &["chaos"], 3);
-    let dead = Arc::new(DeadLetterLog::open(&dir.path().join("dead.jsonl")).expect("dead letters"));
+    let dead = Arc::new(
+        DeadLetterLog::open(&dir.path().join("dead.jsonl"), Default::default())
+            .expect("dead letters"),
+    );
     let slot = registry.get("chaos").expect("slot");
     let version = slot.current().id().version.to_string();
     let stage = Stage::new(

@@ -162,7 +162,9 @@ fn swaps_under_continuous_load_lose_nothing_and_run_nothing_twice() {
         .reload(&registry.dir().join("p.wasm"))
         .expect("initial load");
     let _watcher = watch(registry.clone(), Settle::default()).expect("watch");
-    let dead = Arc::new(DeadLetterLog::open(&dir.path().join("dead.jsonl")).expect("dead"));
+    let dead = Arc::new(
+        DeadLetterLog::open(&dir.path().join("dead.jsonl"), Default::default()).expect("dead"),
+    );
     let stage = Stage::new(
         "s",
         registry.get("p").expect("slot"),

@@ -1,0 +1,60 @@
+//! `sluice run`: the whole service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sluice::config::Config;
+
+/// Default configuration file, relative to the working directory.
+const DEFAULT_CONFIG: &str = "config/sluice.toml";
+
+/// Arguments of `sluice run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (default: config/sluice.toml, or the built-in default when absent).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen address, overriding the file.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory, overriding the file.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path, false)?,
+        None => Config::load(std::path::Path::new(DEFAULT_CONFIG), true)?,
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(sluice::service::run(config, None, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

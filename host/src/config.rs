@@ -1,0 +1,363 @@
+//! The service configuration (TOML), checked field by field by serde and across fields by
+//! [`Config::validate`].
+//!
+//! Layering, lowest first: the defaults below, then the file (`config/sluice.toml` unless
+//! `--config` names another), then command-line flags (`--listen`, `--data-dir`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The shipped default configuration, used when `config/sluice.toml` isn't on disk.
+pub const DEFAULT_TOML: &str = include_str!("../../config/sluice.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP API.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the embedded log, store and dead letters live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// HTTP ingest limits.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The transport between ingest and the pipeline.
+    #[serde(default)]
+    pub transport: TransportConfig,
+    /// Where points are stored.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The plugin directory and the bounds of plugin calls.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Lookup tables for enrichment plugins: name → CSV file (first column is the key).
+    #[serde(default)]
+    pub lookups: BTreeMap<String, PathBuf>,
+    /// The tenants, their tokens and pipelines.
+    pub tenants: Vec<TenantConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// HTTP ingest limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest request body, after gzip decompression.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Whole-request timeout.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Records the pipeline may lag behind ingest on a partition before writes get 503.
+    #[serde(default = "default_max_lag_records")]
+    pub max_lag_records: u64,
+    /// Requests served at once; more are refused with 503.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+}
+
+// 32 MiB: well above Telegraf's default 1,000-metric batches (~100 KiB) and InfluxDB
+// client batches of 5,000 lines, small enough that a few concurrent bodies fit in memory.
+const fn default_max_body_bytes() -> usize {
+    32 << 20
+}
+const fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+// 2,000 records of a few thousand points each: seconds of work at full speed, bounded disk.
+const fn default_max_lag_records() -> u64 {
+    2_000
+}
+const fn default_max_concurrent_requests() -> usize {
+    256
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            request_timeout_ms: default_request_timeout_ms(),
+            max_lag_records: default_max_lag_records(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+        }
+    }
+}
+
+/// The transport implementation.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransportConfig {
+    /// The embedded durable log under `data_dir/log`.
+    Embedded {
+        /// Partitions; points are keyed to one by tenant and series.
+        #[serde(default = "default_partitions")]
+        partitions: u32,
+    },
+}
+
+const fn default_partitions() -> u32 {
+    4
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig::Embedded {
+            partitions: default_partitions(),
+        }
+    }
+}
+
+/// The store implementation.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// The embedded store under `data_dir/store`.
+    #[default]
+    Embedded,
+}
+
+/// Plugins.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory of `NAME.wasm` files, watched for new versions.
+    #[serde(default = "default_plugin_dir")]
+    pub dir: PathBuf,
+    /// Deadline of one plugin call.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Linear memory cap of a plugin.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: usize,
+    /// Consecutive failed batches that quarantine a plugin version.
+    #[serde(default = "default_quarantine_after")]
+    pub quarantine_after: u32,
+    /// Per-plugin overrides of `timeout_ms` and `memory_mib`, by plugin name.
+    #[serde(default)]
+    pub limits: BTreeMap<String, PluginLimitsConfig>,
+}
+
+fn default_plugin_dir() -> PathBuf {
+    PathBuf::from("target/plugins")
+}
+const fn default_timeout_ms() -> u64 {
+    1_000
+}
+const fn default_memory_mib() -> usize {
+    64
+}
+const fn default_quarantine_after() -> u32 {
+    5
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_plugin_dir(),
+            timeout_ms: default_timeout_ms(),
+            memory_mib: default_memory_mib(),
+            quarantine_after: default_quarantine_after(),
+            limits: BTreeMap::new(),
+        }
+    }
+}
+
+/// Limits of one plugin.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimitsConfig {
+    /// Deadline of one call.
+    pub timeout_ms: Option<u64>,
+    /// Linear memory cap.
+    pub memory_mib: Option<usize>,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant's name.
+    pub name: String,
+    /// API tokens of this tenant (`Authorization: Token T`).
+    pub tokens: Vec<String>,
+    /// How long raw points are kept.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// The plugin stages every point of this tenant runs through, in order.
+    #[serde(default)]
+    pub stages: Vec<StageConfig>,
+}
+
+const fn default_retention_days() -> u32 {
+    30
+}
+
+/// A pipeline stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// The stage's name (in logs, metrics and dead letters).
+    pub name: String,
+    /// The plugin (file stem in the plugin directory).
+    pub plugin: String,
+    /// Parameters handed to the plugin.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// The configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file can't be read.
+    #[error("config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid or has unknown or mistyped fields.
+    #[error("config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// Fields that are fine alone but not together.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates the file at `path`; when `path` is the default and absent, the
+    /// shipped default.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file and the problem.
+    pub fn load(path: &Path, allow_builtin: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if allow_builtin && e.kind() == std::io::ErrorKind::NotFound => {
+                DEFAULT_TOML.to_owned()
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text` (`path` is for messages).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the problem.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut names = BTreeSet::new();
+        let mut tokens = BTreeSet::new();
+        for tenant in &self.tenants {
+            if tenant.name.is_empty() || !names.insert(tenant.name.as_str()) {
+                return Err(format!(
+                    "tenant name `{}` is empty or used twice",
+                    tenant.name
+                ));
+            }
+            if tenant.tokens.is_empty() {
+                return Err(format!("tenant `{}` has no token", tenant.name));
+            }
+            for token in &tenant.tokens {
+                // Never echo a token: it is a secret.
+                if token.len() < 8 || !tokens.insert(token.as_str()) {
+                    return Err(format!(
+                        "tenant `{}`: a token is shorter than 8 characters or shared with another tenant",
+                        tenant.name
+                    ));
+                }
+            }
+            if tenant.retention_days == 0 {
+                return Err(format!(
+                    "tenant `{}`: retention_days must be at least 1",
+                    tenant.name
+                ));
+            }
+        }
+        let TransportConfig::Embedded { partitions } = self.transport;
+        if partitions == 0 || partitions > 1024 {
+            return Err(format!(
+                "transport.partitions = {partitions}: must be 1 to 1024"
+            ));
+        }
+        if self.plugins.timeout_ms == 0 || self.plugins.memory_mib == 0 {
+            return Err("plugins.timeout_ms and plugins.memory_mib must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_default_parses_and_round_trips() {
+        let config =
+            Config::parse(DEFAULT_TOML, Path::new("config/sluice.toml")).expect("default config");
+        assert_eq!(config.listen, default_listen());
+        assert_eq!(config.tenants[0].name, "demo");
+        let again = toml::to_string(&config).expect("serialize");
+        let reparsed = Config::parse(&again, Path::new("again")).expect("round trip");
+        assert_eq!(
+            reparsed.tenants[0].stages.len(),
+            config.tenants[0].stages.len()
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_combinations_are_named() {
+        let err = Config::parse("tenants = []\nlisten_port = 1\n", Path::new("x.toml"))
+            .expect_err("unknown");
+        assert!(err.to_string().contains("listen_port"), "{err}");
+        let err = Config::parse(
+            "[[tenants]]\nname = \"a\"\ntokens = [\"secret-token-1\"]\n[[tenants]]\nname = \"b\"\ntokens = [\"secret-token-1\"]\n",
+            Path::new("x.toml"),
+        )
+        .expect_err("shared token");
+        assert!(err.to_string().contains("tenant `b`"), "{err}");
+        assert!(
+            !err.to_string().contains("secret-token-1"),
+            "tokens are never echoed: {err}"
+        );
+    }
+}

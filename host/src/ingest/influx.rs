@@ -1,0 +1,99 @@
+//! InfluxDB line-protocol writes, v2 (`/api/v2/write`) and v1 (`/write`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use super::{IngestState, body, now_ns};
+use crate::api::{ApiError, authenticate};
+use crate::lineproto::{self, Precision};
+use crate::point::Point;
+
+/// Query parameters of `/api/v2/write`. `bucket` and `org` are accepted for client
+/// compatibility; a tenant's data is one namespace, chosen by its token.
+#[derive(Debug, Deserialize)]
+pub struct V2Params {
+    bucket: Option<String>,
+    org: Option<String>,
+    precision: Option<String>,
+}
+
+/// Query parameters of `/write` (v1): `db`, `rp` accepted like `bucket`; `u`/`p` may carry
+/// the token.
+#[derive(Debug, Deserialize)]
+pub struct V1Params {
+    db: Option<String>,
+    rp: Option<String>,
+    precision: Option<String>,
+    u: Option<String>,
+    p: Option<String>,
+}
+
+/// `POST /api/v2/write`.
+pub async fn write_v2(
+    State(state): State<Arc<IngestState>>,
+    Query(params): Query<V2Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let _ = (&params.bucket, &params.org);
+    write(state, &headers, params.precision.as_deref(), None, body).await
+}
+
+/// `POST /write`.
+pub async fn write_v1(
+    State(state): State<Arc<IngestState>>,
+    Query(params): Query<V1Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let _ = (&params.db, &params.rp, &params.u);
+    write(
+        state,
+        &headers,
+        params.precision.as_deref(),
+        params.p.as_deref(),
+        body,
+    )
+    .await
+}
+
+async fn write(
+    state: Arc<IngestState>,
+    headers: &HeaderMap,
+    precision: Option<&str>,
+    password: Option<&str>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authenticate(&state.tokens, headers, password).map_err(|e| state.reject(e))?;
+    let precision: Precision = match precision {
+        None => Precision::default(),
+        Some(p) => p.parse().map_err(|e: String| {
+            state.reject(ApiError::invalid(format!(
+                "query parameter `precision`: {e}"
+            )))
+        })?,
+    };
+    let text = body::read_text(body, headers, state.max_body_bytes)
+        .await
+        .map_err(|e| state.reject(e))?;
+    state.accept(tenant, move || parse(&text, precision)).await
+}
+
+fn parse(text: &str, precision: Precision) -> Result<Vec<Point>, ApiError> {
+    let (points, errors) = lineproto::parse(text, precision, now_ns());
+    match errors.first() {
+        None => Ok(points),
+        Some(first) => Err(ApiError::Invalid {
+            message: format!(
+                "{first} ({} of {} lines bad; nothing was written)",
+                errors.len(),
+                errors.len() + points.len()
+            ),
+            line: Some(first.line),
+        }),
+    }
+}

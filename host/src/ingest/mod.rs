@@ -1,0 +1,128 @@
+//! HTTP ingest: InfluxDB line protocol (v1 `/write`, v2 `/api/v2/write`) and Telegraf JSON
+//! (`POST /metrics`). A request is authenticated, decoded and validated, split into
+//! transport records by tenant and series, and acknowledged with 204 only once the
+//! transport holds it durably.
+//!
+//! Partial writes: none. A body with any bad line is refused whole with 400 naming the
+//! first bad line (and how many are bad); nothing of it is written. A client can fix and
+//! resend the whole body without creating duplicates or gaps.
+
+mod body;
+mod influx;
+mod telegraf;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+
+use crate::api::ApiError;
+use crate::pipeline::Progress;
+use crate::point::{Nanos, Point};
+use crate::telemetry::{Metrics, RejectLabels, RejectReason, TenantLabels};
+use crate::tenant::{TenantId, Tokens};
+use crate::transport::{Transport, records_for};
+
+/// What ingest needs.
+pub struct IngestState {
+    /// Token → tenant.
+    pub tokens: Arc<Tokens>,
+    /// Where accepted points go.
+    pub transport: Arc<dyn Transport>,
+    /// The pipeline's progress, for backpressure.
+    pub progress: Arc<Progress>,
+    /// Largest body after decompression.
+    pub max_body_bytes: usize,
+    /// Lag (records) above which writes get 503.
+    pub max_lag_records: u64,
+    /// Service metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The ingest routes.
+pub fn routes(state: Arc<IngestState>) -> Router {
+    Router::new()
+        .route("/api/v2/write", post(influx::write_v2))
+        .route("/write", post(influx::write_v1))
+        .route("/metrics", post(telegraf::write))
+        .with_state(state)
+}
+
+fn now_ns() -> Nanos {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl IngestState {
+    fn reject(&self, error: ApiError) -> ApiError {
+        let reason = match &error {
+            ApiError::Unauthorized => RejectReason::Unauthorized,
+            ApiError::Invalid { .. } => RejectReason::Invalid,
+            ApiError::TooLarge { .. } => RejectReason::TooLarge,
+            ApiError::Backpressure { .. } => RejectReason::Backpressure,
+            ApiError::Unavailable { .. } => RejectReason::Unavailable,
+        };
+        self.metrics
+            .requests_rejected
+            .get_or_create(&RejectLabels { reason })
+            .inc();
+        error
+    }
+
+    /// Refuses new writes while the pipeline is too far behind, so memory and disk stay
+    /// bounded and clients back off (503 with Retry-After).
+    fn check_backpressure(&self) -> Result<(), ApiError> {
+        let lag = self.progress.max_lag(self.transport.as_ref());
+        if lag > self.max_lag_records {
+            return Err(ApiError::Backpressure { lag });
+        }
+        Ok(())
+    }
+
+    /// Decodes the body with `decode` off the async threads, appends the points durably,
+    /// and answers 204.
+    async fn accept(
+        self: Arc<Self>,
+        tenant: TenantId,
+        decode: impl FnOnce() -> Result<Vec<Point>, ApiError> + Send + 'static,
+    ) -> Result<StatusCode, ApiError> {
+        let started = Instant::now();
+        self.check_backpressure().map_err(|e| self.reject(e))?;
+        let state = self.clone();
+        let span = tracing::info_span!("ingest", %tenant);
+        let appended = tokio::task::spawn_blocking(move || {
+            let _span = span.entered();
+            let points = decode()?;
+            let n = points.len();
+            let records = records_for(&tenant, points, state.transport.partitions());
+            state
+                .transport
+                .append(records)
+                .map_err(|e| ApiError::Unavailable {
+                    what: "transport",
+                    detail: e.to_string(),
+                })?;
+            Ok::<_, ApiError>((tenant, n))
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            what: "ingest worker",
+            detail: e.to_string(),
+        })
+        .and_then(|r| r);
+        let (tenant, n) = appended.map_err(|e| self.reject(e))?;
+        self.metrics
+            .points_ingested
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .inc_by(n as u64);
+        self.metrics
+            .ingest_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(StatusCode::NO_CONTENT)
+    }
+}

@@ -1,0 +1,54 @@
+//! Operations endpoints: `GET /health` and `GET /metrics` (Prometheus text). Neither needs a
+//! token; neither shows tenant data (plugin names and versions are the operator's).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::plugin::{Health, PluginRegistry};
+use crate::telemetry::Metrics;
+
+/// What the ops routes need.
+pub struct OpsState {
+    /// Plugin statuses.
+    pub registry: Arc<PluginRegistry>,
+    /// Service metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The ops routes.
+pub fn routes(state: Arc<OpsState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// 200 while serving: transport, store and plugins were up before the listener opened.
+/// `degraded` when a plugin is quarantined or its latest file failed to load.
+async fn health(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
+    let plugins = state.registry.statuses();
+    let degraded = plugins
+        .iter()
+        .any(|p| p.load_error.is_some() || matches!(p.health, Some(Health::Quarantined { .. })));
+    Json(serde_json::json!({
+        "status": if degraded { "degraded" } else { "ok" },
+        "plugins": plugins,
+    }))
+}
+
+async fn metrics(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,238 @@
+//! The pipeline runner: one thread per transport partition fetches records from the
+//! committed offset, runs each tenant's stages, writes the result to the store and only
+//! then commits the offsets. A crash replays the uncommitted tail; the store's idempotent
+//! writes make that harmless.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::dead_letter::DeadLetterError;
+use super::stage::Stage;
+use crate::point::Point;
+use crate::store::Store;
+use crate::telemetry::{Metrics, TenantLabels};
+use crate::tenant::TenantId;
+use crate::transport::{Offset, Partition, Transport};
+
+/// The consumer group of the pipeline in the transport.
+pub const GROUP: &str = "pipeline";
+
+/// Records fetched and stored together: one store sync per group.
+const FETCH_RECORDS: usize = 256;
+
+/// How long a fetch waits for new records before checking for shutdown.
+const FETCH_WAIT: Duration = Duration::from_millis(100);
+
+/// Pause before retrying a failed store or dead-letter write (disk full, say).
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Each tenant's stages, in order.
+#[derive(Default)]
+pub struct Pipelines {
+    by_tenant: HashMap<TenantId, Vec<Stage>>,
+}
+
+impl Pipelines {
+    /// Sets `tenant`'s stages.
+    pub fn insert(&mut self, tenant: TenantId, stages: Vec<Stage>) {
+        self.by_tenant.insert(tenant, stages);
+    }
+
+    /// Runs `points` of `tenant` through its stages; a dead-lettered batch yields nothing.
+    ///
+    /// # Errors
+    /// When a failed batch could not be kept as a dead letter.
+    pub fn run(
+        &self,
+        tenant: &TenantId,
+        mut points: Vec<Point>,
+    ) -> Result<Vec<Point>, DeadLetterError> {
+        let _span = tracing::debug_span!("pipeline", %tenant).entered();
+        for stage in self.by_tenant.get(tenant).into_iter().flatten() {
+            match stage.process(points)?.points {
+                Some(out) => points = out,
+                None => return Ok(Vec::new()),
+            }
+        }
+        Ok(points)
+    }
+}
+
+/// Committed offsets per partition, shared with ingest to measure the pipeline's lag.
+pub struct Progress {
+    committed: Vec<AtomicU64>,
+}
+
+impl Progress {
+    /// Progress of `partitions` partitions starting at `committed`.
+    pub fn new(committed: Vec<Offset>) -> Self {
+        Self {
+            committed: committed.into_iter().map(AtomicU64::new).collect(),
+        }
+    }
+
+    /// The largest lag (appended but not yet committed records) over all partitions.
+    pub fn max_lag(&self, transport: &dyn Transport) -> u64 {
+        self.committed
+            .iter()
+            .enumerate()
+            .map(|(p, c)| {
+                transport
+                    .end_offset(p as Partition)
+                    .saturating_sub(c.load(Ordering::Acquire))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The running pipeline threads; [`Runner::stop`] ends them after their current group.
+pub struct Runner {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What the runner needs.
+pub struct RunnerParts {
+    /// Where records come from.
+    pub transport: Arc<dyn Transport>,
+    /// Where points go.
+    pub store: Arc<dyn Store>,
+    /// Tenants' stages.
+    pub pipelines: Arc<Pipelines>,
+    /// Shared committed offsets.
+    pub progress: Arc<Progress>,
+    /// Service metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Runner {
+    /// Starts one thread per partition.
+    ///
+    /// # Errors
+    /// When a thread can't be spawned.
+    pub fn start(parts: RunnerParts) -> std::io::Result<Self> {
+        let parts = Arc::new(parts);
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..parts.transport.partitions())
+            .map(|p| {
+                let parts = parts.clone();
+                let stop = stop.clone();
+                std::thread::Builder::new()
+                    .name(format!("sluice-pipeline-{p}"))
+                    .spawn(move || consume(&parts, p, &stop))
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Self { stop, threads })
+    }
+
+    /// Stops and joins the threads.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
+    let _span = tracing::info_span!("partition", partition).entered();
+    let mut next = loop {
+        match parts.transport.committed(GROUP, partition) {
+            Ok(next) => break next,
+            Err(error) => {
+                tracing::error!(%error, "Cannot read committed offset; retrying.");
+                std::thread::sleep(RETRY_PAUSE);
+            }
+        }
+    };
+    while !stop.load(Ordering::Acquire) {
+        let records = match parts
+            .transport
+            .fetch(partition, next, FETCH_RECORDS, FETCH_WAIT)
+        {
+            Ok(records) if records.is_empty() => continue,
+            Ok(records) => records,
+            Err(error) => {
+                tracing::error!(%error, "Fetch failed; retrying.");
+                std::thread::sleep(RETRY_PAUSE);
+                continue;
+            }
+        };
+        let last = records.last().map_or(next, |(o, _)| *o);
+        let batches = match run_stages(parts, records) {
+            Ok(batches) => batches,
+            Err(error) => {
+                // Not committed: the same records are fetched again.
+                tracing::error!(%error, "Could not keep a dead letter; retrying the records.");
+                std::thread::sleep(RETRY_PAUSE);
+                continue;
+            }
+        };
+        // Stages ran once (plugin state is committed); only the store write is retried,
+        // and nothing is committed before it succeeds.
+        while let Err(error) = store(parts, &batches) {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            tracing::error!(%error, "Could not store processed records; retrying without committing.");
+            std::thread::sleep(RETRY_PAUSE);
+        }
+        while let Err(error) = parts.transport.commit(GROUP, partition, last + 1) {
+            tracing::error!(%error, "Commit failed; retrying.");
+            std::thread::sleep(RETRY_PAUSE);
+        }
+        parts.progress.committed[partition as usize].store(last + 1, Ordering::Release);
+        next = last + 1;
+    }
+}
+
+fn run_stages(
+    parts: &RunnerParts,
+    records: Vec<(Offset, crate::transport::Record)>,
+) -> Result<Vec<(TenantId, Vec<Point>)>, DeadLetterError> {
+    records
+        .into_iter()
+        .map(|(_, record)| {
+            Ok((
+                record.tenant.clone(),
+                parts.pipelines.run(&record.tenant, record.points)?,
+            ))
+        })
+        .collect()
+}
+
+fn store(
+    parts: &RunnerParts,
+    batches: &[(TenantId, Vec<Point>)],
+) -> Result<(), crate::store::StoreError> {
+    let started = Instant::now();
+    parts.store.write(batches)?;
+    parts
+        .metrics
+        .store_write_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    for (tenant, points) in batches {
+        parts
+            .metrics
+            .points_stored
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .inc_by(points.len() as u64);
+        // Latency from event time is meaningful only for live data (clients stamping now).
+        if let Some(newest) = points.iter().map(|p| p.timestamp).max() {
+            let age = (now_ns - newest) as f64 / 1e9;
+            if (0.0..60.0).contains(&age) {
+                parts.metrics.ingest_to_stored_seconds.observe(age);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Wiring: builds the transport, store, plugin registry, pipelines and HTTP API from a
+//! [`Config`], runs them, and shuts them down in order.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use tower::ServiceBuilder;
+
+use crate::config::{Config, StoreConfig, TransportConfig};
+use crate::ingest::{self, IngestState};
+use crate::lookup::LookupTables;
+use crate::ops::{self, OpsState};
+use crate::pipeline::{DeadLetterLog, GROUP, Pipelines, Progress, Runner, RunnerParts, Stage};
+use crate::plugin::{
+    CallEnv, Params, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig, Settle,
+    StageState, watch,
+};
+use crate::query::{self, QueryState};
+use crate::store::{EmbeddedStore, Store};
+use crate::telemetry::Metrics;
+use crate::tenant::{TenantId, Tokens};
+use crate::transport::{EmbeddedLog, Transport};
+
+/// How often expired points are deleted.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Runs the service until `shutdown` resolves; `ready` receives the bound address once the
+/// API accepts requests.
+///
+/// # Errors
+/// When a part can't start (data directory, plugins named by stages, listener).
+pub async fn run(
+    config: Config,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let data = config.data_dir.clone();
+    std::fs::create_dir_all(&data).with_context(|| format!("data directory {}", data.display()))?;
+    let metrics = Arc::new(Metrics::default());
+
+    let TransportConfig::Embedded { partitions } = config.transport;
+    let log =
+        EmbeddedLog::open(&data.join("log"), partitions).context("opening the embedded log")?;
+    let transport: Arc<dyn Transport> = log.clone();
+    let store: Arc<dyn Store> = match config.store {
+        StoreConfig::Embedded => Arc::new(
+            EmbeddedStore::open(&data.join("store")).context("opening the embedded store")?,
+        ),
+    };
+
+    let runtime = Runtime::new(&RuntimeConfig {
+        cache_dir: Some(data.join("plugin-cache")),
+        ..RuntimeConfig::default()
+    })?;
+    let limits = |timeout_ms: u64, memory_mib: usize| PluginLimits {
+        timeout: Duration::from_millis(timeout_ms),
+        memory_bytes: memory_mib << 20,
+    };
+    let p = &config.plugins;
+    let registry = PluginRegistry::open(
+        runtime,
+        RegistryConfig {
+            dir: p.dir.clone(),
+            default_limits: limits(p.timeout_ms, p.memory_mib),
+            limits: p
+                .limits
+                .iter()
+                .map(|(name, l)| {
+                    (
+                        name.clone(),
+                        limits(
+                            l.timeout_ms.unwrap_or(p.timeout_ms),
+                            l.memory_mib.unwrap_or(p.memory_mib),
+                        ),
+                    )
+                })
+                .collect(),
+            quarantine_after: p.quarantine_after,
+        },
+        metrics.clone(),
+    )
+    .with_context(|| format!("plugin directory {}", p.dir.display()))?;
+    let _watcher =
+        watch(registry.clone(), Settle::default()).context("watching the plugin directory")?;
+
+    let mut lookups = LookupTables::default();
+    for (name, path) in &config.lookups {
+        lookups.load_csv(name, path)?;
+    }
+    let lookups = Arc::new(lookups);
+    let dead_letters = Arc::new(DeadLetterLog::open(
+        &data.join("dead-letters.jsonl"),
+        metrics.clone(),
+    )?);
+
+    let mut tokens = Tokens::default();
+    let mut pipelines = Pipelines::default();
+    let mut retention = HashMap::new();
+    for tenant in &config.tenants {
+        let id = TenantId::new(&tenant.name);
+        for token in &tenant.tokens {
+            tokens.insert(token, id.clone());
+        }
+        retention.insert(
+            id.clone(),
+            Duration::from_secs(u64::from(tenant.retention_days) * 86_400),
+        );
+        let mut stages = Vec::new();
+        for stage in &tenant.stages {
+            let Some(slot) = registry.get(&stage.plugin) else {
+                let why = registry
+                    .statuses()
+                    .into_iter()
+                    .find(|s| s.name == stage.plugin)
+                    .and_then(|s| s.load_error)
+                    .unwrap_or_else(|| format!("no {}.wasm there", stage.plugin));
+                bail!(
+                    "tenant `{}`, stage `{}`: plugin `{}` is not loaded from {}: {why}",
+                    tenant.name,
+                    stage.name,
+                    stage.plugin,
+                    p.dir.display()
+                );
+            };
+            let env = CallEnv {
+                params: Arc::new(stage.params.clone().into_iter().collect::<Params>()),
+                lookups: lookups.clone(),
+                state: Arc::new(StageState::default()),
+            };
+            stages.push(Stage::new(
+                &format!("{}/{}", tenant.name, stage.name),
+                slot,
+                env,
+                dead_letters.clone(),
+            )?);
+        }
+        pipelines.insert(id, stages);
+    }
+    let tokens = Arc::new(tokens);
+
+    let committed = (0..transport.partitions())
+        .map(|p| transport.committed(GROUP, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let progress = Arc::new(Progress::new(committed));
+    let runner = Runner::start(RunnerParts {
+        transport: transport.clone(),
+        store: store.clone(),
+        pipelines: Arc::new(pipelines),
+        progress: progress.clone(),
+        metrics: metrics.clone(),
+    })?;
+    let retention_task = tokio::spawn(expire_loop(store.clone(), retention));
+
+    let app = Router::new()
+        .merge(ingest::routes(Arc::new(IngestState {
+            tokens: tokens.clone(),
+            transport: transport.clone(),
+            progress,
+            max_body_bytes: config.ingest.max_body_bytes,
+            max_lag_records: config.ingest.max_lag_records,
+            metrics: metrics.clone(),
+        })))
+        .merge(query::routes(Arc::new(QueryState {
+            tokens,
+            store: store.clone(),
+        })))
+        .merge(ops::routes(Arc::new(OpsState {
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+        })))
+        // Outermost first: turn layer errors into responses; refuse at once (503) rather
+        // than queue when all request slots are busy; bound every request's time.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(layer_error))
+                .load_shed()
+                .concurrency_limit(config.ingest.max_concurrent_requests)
+                .timeout(Duration::from_millis(config.ingest.request_timeout_ms)),
+        )
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %data.display(), "Sluice is serving.");
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+
+    tracing::info!("Shutting down: draining the pipeline.");
+    retention_task.abort();
+    tokio::task::spawn_blocking(move || {
+        runner.stop();
+        log.close();
+    })
+    .await?;
+    Ok(())
+}
+
+async fn layer_error(error: tower::BoxError) -> impl IntoResponse {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        let mut response =
+            (StatusCode::SERVICE_UNAVAILABLE, "overloaded; retry later").into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    } else if error.is::<tower::timeout::error::Elapsed>() {
+        (StatusCode::REQUEST_TIMEOUT, "request timed out").into_response()
+    } else {
+        tracing::error!(%error, "Unhandled middleware error.");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+    }
+}
+
+async fn expire_loop(store: Arc<dyn Store>, retention: HashMap<TenantId, Duration>) {
+    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    loop {
+        tick.tick().await;
+        for (tenant, keep) in &retention {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let cutoff = i64::try_from(now.saturating_sub(*keep).as_nanos()).unwrap_or(i64::MAX);
+            let store = store.clone();
+            let tenant = tenant.clone();
+            match tokio::task::spawn_blocking(move || {
+                store.expire(&tenant, cutoff).map(|n| (tenant, n))
+            })
+            .await
+            {
+                Ok(Ok((tenant, n))) if n > 0 => {
+                    tracing::info!(%tenant, removed = n, "Expired points past retention.")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::error!(%error, "Retention pass failed."),
+                Err(error) => tracing::error!(%error, "Retention task failed."),
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The single-machine store on fjall: one keyspace of points (series key + time → value)
+//! and one index of series (series key → nothing) for listing and tag filtering.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::{SeriesFilter, SeriesKey, Store, StoreError, keys};
+use crate::point::{FieldValue, Nanos, Point};
+use crate::tenant::TenantId;
+
+/// Series whose index entry is known to exist, remembered to skip rewriting it per point.
+/// Bounded: cleared when it grows past this many series.
+const KNOWN_SERIES_CAP: usize = 1_000_000;
+
+/// The embedded store in a directory.
+pub struct EmbeddedStore {
+    db: Database,
+    points: Keyspace,
+    series: Keyspace,
+    known: Mutex<HashSet<Vec<u8>>>,
+}
+
+fn storage(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (creating or recovering) the store in `dir`.
+    ///
+    /// # Errors
+    /// When the directory can't be opened.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = Database::builder(dir).open().map_err(storage)?;
+        let points = db
+            .keyspace("points", KeyspaceCreateOptions::default)
+            .map_err(storage)?;
+        let series = db
+            .keyspace("series", KeyspaceCreateOptions::default)
+            .map_err(storage)?;
+        Ok(Self {
+            db,
+            points,
+            series,
+            known: Mutex::default(),
+        })
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn write(&self, batches: &[(TenantId, Vec<Point>)]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.len() > KNOWN_SERIES_CAP {
+            known.clear();
+        }
+        let mut new_series = Vec::new();
+        for (tenant, points) in batches {
+            for point in points {
+                for field in &point.fields {
+                    let series = keys::series(tenant, &SeriesKey::of(point, &field.key));
+                    let mut key = series.clone();
+                    key.extend_from_slice(&keys::time(point.timestamp));
+                    batch.insert(&self.points, key, keys::value(&field.value));
+                    if !known.contains(&series) {
+                        batch.insert(&self.series, series.clone(), []);
+                        new_series.push(series);
+                    }
+                }
+            }
+        }
+        drop(known);
+        batch.commit().map_err(storage)?;
+        self.db.persist(PersistMode::SyncData).map_err(storage)?;
+        // Only once durable: a failed write must not leave series marked as indexed.
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(new_series);
+        Ok(())
+    }
+
+    fn series(
+        &self,
+        tenant: &TenantId,
+        filter: &SeriesFilter,
+    ) -> Result<Vec<SeriesKey>, StoreError> {
+        let prefix = keys::prefix(
+            tenant,
+            filter.measurement.as_deref(),
+            filter.measurement.as_ref().and(filter.field.as_deref()),
+        );
+        let mut out = Vec::new();
+        for kv in self.series.prefix(prefix) {
+            let key = kv.key().map_err(storage)?;
+            let series = keys::decode_series(&key)
+                .ok_or_else(|| StoreError::Corrupt(format!("series key {key:?}")))?;
+            if filter.matches(&series) {
+                out.push(series);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn read(
+        &self,
+        tenant: &TenantId,
+        series: &SeriesKey,
+        range: Range<Nanos>,
+    ) -> Result<Vec<(Nanos, FieldValue)>, StoreError> {
+        let prefix = keys::series(tenant, series);
+        let bound = |ts: Nanos| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&keys::time(ts));
+            k
+        };
+        let mut out = Vec::new();
+        for kv in self.points.range(bound(range.start)..bound(range.end)) {
+            let (key, value) = kv.into_inner().map_err(storage)?;
+            let ts = keys::decode_time(&key[prefix.len()..])
+                .ok_or_else(|| StoreError::Corrupt(format!("point key {key:?}")))?;
+            let value = keys::decode_value(&value)
+                .ok_or_else(|| StoreError::Corrupt(format!("value of {key:?}")))?;
+            out.push((ts, value));
+        }
+        Ok(out)
+    }
+
+    fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for series in self.series(tenant, &SeriesFilter::default())? {
+            let prefix = keys::series(tenant, &series);
+            let mut start = prefix.clone();
+            start.extend_from_slice(&keys::time(Nanos::MIN));
+            let mut end = prefix.clone();
+            end.extend_from_slice(&keys::time(before));
+            let mut batch = self.db.batch();
+            for kv in self.points.range(start..end) {
+                batch.remove(&self.points, kv.key().map_err(storage)?);
+                removed += 1;
+            }
+            let mut rest = prefix.clone();
+            rest.extend_from_slice(&keys::time(before));
+            if self
+                .points
+                .range(rest..)
+                .next()
+                .is_none_or(|kv| kv.key().map_or(true, |k| !k.starts_with(&prefix)))
+            {
+                batch.remove(&self.series, prefix.clone());
+                self.known
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&prefix);
+            }
+            batch.commit().map_err(storage)?;
+        }
+        self.db.persist(PersistMode::SyncData).map_err(storage)?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineproto::{Precision, parse};
+
+    fn pts(lp: &str) -> Vec<Point> {
+        parse(lp, Precision::Nanoseconds, 0).0
+    }
+
+    #[test]
+    fn writes_are_idempotent_tenant_scoped_and_range_scannable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let a = TenantId::new("a");
+        let b = TenantId::new("b");
+        let batch = pts("cpu,host=x usage=1 10\ncpu,host=x usage=2 20\ncpu,host=y usage=3 10\n");
+        store.write(&[(a.clone(), batch.clone())]).expect("write");
+        store.write(&[(a.clone(), batch)]).expect("write again");
+        store
+            .write(&[(b.clone(), pts("cpu,host=x usage=9 10"))])
+            .expect("write b");
+
+        let filter = SeriesFilter {
+            measurement: Some("cpu".into()),
+            field: Some("usage".into()),
+            tags: vec![("host".into(), "x".into())],
+        };
+        let series = store.series(&a, &filter).expect("series");
+        assert_eq!(series.len(), 1);
+        let points = store.read(&a, &series[0], 0..100).expect("read");
+        assert_eq!(
+            points,
+            vec![(10, FieldValue::Float(1.0)), (20, FieldValue::Float(2.0))]
+        );
+        assert_eq!(store.read(&a, &series[0], 15..100).expect("read").len(), 1);
+        assert_eq!(
+            store.read(&b, &series[0], 0..100).expect("read"),
+            vec![(10, FieldValue::Float(9.0))]
+        );
+        assert_eq!(
+            store
+                .series(&a, &SeriesFilter::default())
+                .expect("all")
+                .len(),
+            2
+        );
+
+        assert_eq!(store.expire(&a, 15).expect("expire"), 2);
+        assert_eq!(
+            store.read(&a, &series[0], 0..100).expect("read"),
+            vec![(20, FieldValue::Float(2.0))]
+        );
+        assert_eq!(
+            store
+                .series(&a, &SeriesFilter::default())
+                .expect("all")
+                .len(),
+            1,
+            "host=y emptied"
+        );
+        assert_eq!(
+            store.read(&b, &series[0], 0..100).expect("read").len(),
+            1,
+            "b untouched"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The store seam: raw points by series, laid out for time-range scans, written
+//! idempotently (a point's key is its tenant, series, field and timestamp, so writing it
+//! again changes nothing). `embedded` is the single-machine implementation (fjall); a
+//! ScyllaDB one fits the same trait.
+
+mod embedded;
+mod keys;
+
+use std::ops::Range;
+
+pub use embedded::EmbeddedStore;
+
+use crate::point::{FieldValue, Nanos, Point, Tag};
+use crate::tenant::TenantId;
+
+/// One stored series: a measurement's field for one tag set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct SeriesKey {
+    /// Measurement.
+    pub measurement: String,
+    /// Field.
+    pub field: String,
+    /// Tags, sorted by key.
+    pub tags: Vec<(String, String)>,
+}
+
+impl SeriesKey {
+    /// The series of `field` of `point`.
+    pub fn of(point: &Point, field: &str) -> Self {
+        Self {
+            measurement: point.measurement.clone(),
+            field: field.to_owned(),
+            tags: point
+                .tags
+                .iter()
+                .map(|Tag { key, value }| (key.clone(), value.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Which series a query wants: measurement, optionally a field, and tags that must match.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesFilter {
+    /// Measurement; none lists every measurement.
+    pub measurement: Option<String>,
+    /// Field; none matches every field.
+    pub field: Option<String>,
+    /// (key, value) pairs a series must all have.
+    pub tags: Vec<(String, String)>,
+}
+
+impl SeriesFilter {
+    fn matches(&self, s: &SeriesKey) -> bool {
+        self.measurement
+            .as_ref()
+            .is_none_or(|m| *m == s.measurement)
+            && self.field.as_ref().is_none_or(|f| *f == s.field)
+            && self.tags.iter().all(|t| s.tags.contains(t))
+    }
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The storage engine failed (disk full, I/O error...).
+    #[error("store: {0}")]
+    Storage(String),
+    /// A stored value could not be decoded.
+    #[error("store: corrupt entry: {0}")]
+    Corrupt(String),
+}
+
+/// Durable storage of points.
+pub trait Store: Send + Sync + 'static {
+    /// Writes the points of each tenant; returns once durable. Idempotent.
+    ///
+    /// # Errors
+    /// When the write could not be made durable.
+    fn write(&self, batches: &[(TenantId, Vec<Point>)]) -> Result<(), StoreError>;
+
+    /// The series of `tenant` matching `filter`, sorted.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn series(
+        &self,
+        tenant: &TenantId,
+        filter: &SeriesFilter,
+    ) -> Result<Vec<SeriesKey>, StoreError>;
+
+    /// The points of one series in `range`, sorted by time.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn read(
+        &self,
+        tenant: &TenantId,
+        series: &SeriesKey,
+        range: Range<Nanos>,
+    ) -> Result<Vec<(Nanos, FieldValue)>, StoreError>;
+
+    /// Deletes `tenant`'s points older than `before`; returns how many.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError>;
+}
