@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/build-plugins.sh
+# The end-to-end tests drive the service with the official InfluxDB Python client.
+python3 -c 'import influxdb_client' 2>/dev/null || python3 -m pip install --quiet influxdb-client
 cargo test --workspace
 # The plugins' pure logic, natively (host imports are not called by these tests).
 (cd plugins && cargo test --quiet)

@@ -225,7 +225,11 @@ async fn layer_error(error: tower::BoxError) -> impl IntoResponse {
 }
 
 async fn expire_loop(store: Arc<dyn Store>, retention: HashMap<TenantId, Duration>) {
-    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    // The first pass one interval after start: a restart doesn't delay serving for it.
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + RETENTION_INTERVAL,
+        RETENTION_INTERVAL,
+    );
     loop {
         tick.tick().await;
         for (tenant, keep) in &retention {

@@ -124,11 +124,7 @@ fn max_committed(offsets: &Keyspace, p: Partition) -> Result<Offset, TransportEr
 }
 
 /// The writer: takes every pending append, writes them as one batch, syncs once, answers.
-fn write_loop(
-    db: &Database,
-    logs: &[Arc<PartitionLog>],
-    rx: &Receiver<Append>,
-) {
+fn write_loop(db: &Database, logs: &[Arc<PartitionLog>], rx: &Receiver<Append>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while let Ok(more) = rx.try_recv() {

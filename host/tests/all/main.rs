@@ -8,3 +8,5 @@ mod common;
 mod examples;
 mod failures;
 mod reload;
+mod service;
+mod service_util;

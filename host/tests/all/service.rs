@@ -1,0 +1,398 @@
+//! End-to-end tests of `sluice run` over real HTTP: ingest formats, query, tenant
+//! isolation, bad input, limits, backpressure, dead letters and a kill -9 crash.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use crate::service_util::{Service, TENANTS, eventually, get_json, request, token, try_request};
+
+const ACME: &str = "acme-token-1";
+const GLOBEX: &str = "globex-token-1";
+
+fn write_v2(svc: &Service, tok: &str, precision: &str, body: &str) -> (u16, String) {
+    let auth = token(tok);
+    request(
+        "POST",
+        &svc.url(&format!(
+            "/api/v2/write?bucket=b&org=o&precision={precision}"
+        )),
+        &[(auth.0, &auth.1)],
+        body.to_owned(),
+    )
+}
+
+fn query(svc: &Service, tok: &str, params: &str) -> serde_json::Value {
+    let (status, body) = get_json(&svc.url(&format!("/api/v1/query?{params}")), tok);
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Points of the first series of a query answer.
+fn points(answer: &serde_json::Value) -> Vec<(i64, f64)> {
+    answer["series"][0]["points"]
+        .as_array()
+        .map(|pts| {
+            pts.iter()
+                .map(|p| {
+                    (
+                        p[0].as_i64().unwrap_or(-1),
+                        p[1].as_f64().unwrap_or(f64::NAN),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_ingest_format_is_queryable_and_aggregates_work() {
+    let svc = Service::start(TENANTS, &[]);
+    // v2, seconds, gzip.
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(b"cpu,host=a usage=10 100\ncpu,host=a usage=20 110\ncpu,host=b usage=5 100\n")
+        .expect("gzip");
+    let auth = token(ACME);
+    let (status, body) = request(
+        "POST",
+        &svc.url("/api/v2/write?bucket=b&precision=s"),
+        &[(auth.0, &auth.1), ("Content-Encoding", "gzip")],
+        gz.finish().expect("gzip"),
+    );
+    assert_eq!(status, 204, "{body}");
+    // v1 with the token as password, milliseconds.
+    let (status, body) = request(
+        "POST",
+        &svc.url(&format!("/write?db=x&u=any&p={ACME}&precision=ms")),
+        &[],
+        "cpu,host=a usage=30 120000\n",
+    );
+    assert_eq!(status, 204, "{body}");
+    // Telegraf JSON batch, seconds by default.
+    let (status, body) = request(
+        "POST",
+        &svc.url("/metrics"),
+        &[(auth.0, &auth.1)],
+        r#"{"metrics":[{"name":"cpu","tags":{"host":"a"},"fields":{"usage":40},"timestamp":130}]}"#,
+    );
+    assert_eq!(status, 204, "{body}");
+
+    let s = 1_000_000_000i64;
+    let q = "measurement=cpu&field=usage&start=0&end=1000000000000&tag=host:a";
+    assert!(eventually(Duration::from_secs(10), || points(&query(
+        &svc, ACME, q
+    ))
+    .len()
+        == 4));
+    assert_eq!(
+        points(&query(&svc, ACME, q)),
+        [
+            (100 * s, 10.0),
+            (110 * s, 20.0),
+            (120 * s, 30.0),
+            (130 * s, 40.0)
+        ]
+    );
+    let mean = query(&svc, ACME, &format!("{q}&agg=mean&step=20s"));
+    assert_eq!(points(&mean), [(100 * s, 15.0), (120 * s, 35.0)]);
+    let rfc = query(
+        &svc,
+        ACME,
+        "measurement=cpu&field=usage&start=1970-01-01T00:01:50Z&end=1970-01-01T00:02:05Z&tag=host:a",
+    );
+    assert_eq!(points(&rfc), [(110 * s, 20.0), (120 * s, 30.0)]);
+    let all = query(
+        &svc,
+        ACME,
+        "measurement=cpu&field=usage&start=0&end=1000000000000",
+    );
+    assert_eq!(
+        all["series"].as_array().map(Vec::len),
+        Some(2),
+        "one series per tag set"
+    );
+
+    let (status, series) = get_json(&svc.url("/api/v1/series"), ACME);
+    assert_eq!(status, 200);
+    assert_eq!(
+        series["series"].as_array().map(Vec::len),
+        Some(2),
+        "{series}"
+    );
+}
+
+#[test]
+fn a_token_reaches_only_its_own_tenant() {
+    let svc = Service::start(TENANTS, &[]);
+    assert_eq!(
+        write_v2(&svc, ACME, "ns", "secret,team=acme v=1 1\n").0,
+        204
+    );
+    assert_eq!(
+        write_v2(&svc, GLOBEX, "ns", "secret,team=globex v=2 1\n").0,
+        204
+    );
+    let q = "measurement=secret&field=v&start=0&end=10";
+    assert!(eventually(Duration::from_secs(10), || points(&query(
+        &svc, ACME, q
+    ))
+    .len()
+        == 1));
+    assert!(eventually(Duration::from_secs(10), || points(&query(
+        &svc, GLOBEX, q
+    ))
+    .len()
+        == 1));
+    assert_eq!(points(&query(&svc, ACME, q)), [(1, 1.0)]);
+    assert_eq!(points(&query(&svc, GLOBEX, q)), [(1, 2.0)]);
+    let (_, acme_series) = get_json(&svc.url("/api/v1/series"), ACME);
+    assert_eq!(acme_series["series"][0]["tags"]["team"], "acme");
+    assert_eq!(acme_series["series"].as_array().map(Vec::len), Some(1));
+
+    for (status, _) in [
+        get_json(&svc.url(&format!("/api/v1/query?{q}")), "wrong-token"),
+        get_json(&svc.url("/api/v1/series"), ""),
+    ] {
+        assert_eq!(status, 401);
+    }
+    assert_eq!(write_v2(&svc, "wrong-token", "ns", "x v=1 1").0, 401);
+    let (status, _) = request("POST", &svc.url("/api/v2/write"), &[], "x v=1 1");
+    assert_eq!(status, 401, "no token at all");
+}
+
+#[test]
+fn bad_input_is_refused_whole_with_its_line_and_the_service_goes_on() {
+    let svc = Service::start(&format!("[ingest]\nmax_body_bytes = 4096\n{TENANTS}"), &[]);
+    let (status, body) = write_v2(
+        &svc,
+        ACME,
+        "ns",
+        "good v=1 1\ngood v=2 2\ngood v=oops 3\ngood v=4 4\n",
+    );
+    assert_eq!(status, 400);
+    let err: serde_json::Value = serde_json::from_str(&body).expect("json error");
+    assert_eq!(err["code"], "invalid");
+    assert_eq!(err["line"], 3);
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line 3")),
+        "{body}"
+    );
+
+    let (status, body) = write_v2(&svc, ACME, "fortnights", "good v=1 1");
+    assert_eq!(status, 400);
+    assert!(body.contains("precision"), "{body}");
+    let (status, body) = request(
+        "POST",
+        &svc.url("/metrics"),
+        &[("Authorization", "Token acme-token-1")],
+        "{\"metrics\": [1]}",
+    );
+    assert_eq!(status, 400, "{body}");
+    let big = "big v=1 1\n".repeat(1000);
+    let (status, _) = write_v2(&svc, ACME, "ns", &big);
+    assert_eq!(status, 413);
+    let (status, _) = request(
+        "POST",
+        &svc.url("/api/v2/write"),
+        &[
+            ("Authorization", "Token acme-token-1"),
+            ("Content-Encoding", "gzip"),
+        ],
+        b"not gzip".to_vec(),
+    );
+    assert_eq!(status, 400);
+
+    // The service still works, and nothing of the refused bodies was written.
+    assert_eq!(write_v2(&svc, ACME, "ns", "after v=1 1\n").0, 204);
+    assert!(eventually(Duration::from_secs(10), || {
+        points(&query(
+            &svc,
+            ACME,
+            "measurement=after&field=v&start=0&end=10",
+        ))
+        .len()
+            == 1
+    }));
+    assert!(
+        points(&query(
+            &svc,
+            ACME,
+            "measurement=good&field=v&start=0&end=10"
+        ))
+        .is_empty()
+    );
+    let (_, metrics) = request("GET", &svc.url("/metrics"), &[], Vec::new());
+    assert!(
+        metrics.contains("sluice_requests_rejected_total{reason=\"Invalid\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn failing_plugins_dead_letter_batches_and_show_in_health() {
+    let body = format!(
+        "{TENANTS}\n[[tenants.stages]]\nname = \"boom\"\nplugin = \"chaos\"\nparams = {{ mode = \"trap\" }}\n"
+    );
+    let svc = Service::start(&body, &["chaos"]);
+    for i in 0..4 {
+        // Acknowledged: durable in the log, whatever the plugin does later.
+        assert_eq!(
+            write_v2(&svc, GLOBEX, "ns", &format!("m v={i} {i}\n")).0,
+            204
+        );
+    }
+    let dead = svc.data_dir().join("dead-letters.jsonl");
+    assert!(eventually(Duration::from_secs(20), || {
+        std::fs::read_to_string(&dead).is_ok_and(|t| t.lines().count() == 4)
+    }));
+    let letters = std::fs::read_to_string(&dead).expect("dead letters");
+    assert!(
+        letters
+            .lines()
+            .all(|l| l.contains("\"plugin\":\"chaos\"") && l.contains("globex/boom"))
+    );
+    let (status, health) = request("GET", &svc.url("/health"), &[], Vec::new());
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&health).expect("json");
+    assert_eq!(health["status"], "degraded", "{health}");
+    // acme has no stages: unaffected.
+    assert_eq!(write_v2(&svc, ACME, "ns", "fine v=1 1\n").0, 204);
+    assert!(eventually(Duration::from_secs(10), || {
+        points(&query(
+            &svc,
+            ACME,
+            "measurement=fine&field=v&start=0&end=10",
+        ))
+        .len()
+            == 1
+    }));
+}
+
+#[test]
+fn a_slow_pipeline_pushes_back_with_503_and_retry_after() {
+    let body = format!(
+        "[ingest]\nmax_lag_records = 2\n[transport]\nkind = \"embedded\"\npartitions = 1\n{TENANTS}\n[[tenants.stages]]\nname = \"slow\"\nplugin = \"chaos\"\nparams = {{ mode = \"loop\" }}\n"
+    );
+    let svc = Service::start(&body, &["chaos"]);
+    let mut saw_503 = false;
+    for i in 0..200 {
+        let (status, _) = write_v2(&svc, ACME, "ns", &format!("m v={i} {i}\n"));
+        if status == 503 {
+            saw_503 = true;
+            break;
+        }
+        assert_eq!(status, 204);
+    }
+    assert!(saw_503, "writes were never pushed back");
+}
+
+#[test]
+fn kill_9_during_a_write_stream_loses_no_acknowledged_point_and_stores_none_twice() {
+    let mut svc = Service::start(TENANTS, &[]);
+    let url = svc.url("/api/v2/write?bucket=b");
+    // Current timestamps: retention must not touch them.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .expect("clock");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut batch = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                let body: String = (0..100)
+                    .map(|i| {
+                        format!(
+                            "crash,w=1 seq={} {}\n",
+                            batch * 100 + i,
+                            base + batch * 100 + i
+                        )
+                    })
+                    .collect();
+                match try_request(
+                    "POST",
+                    &url,
+                    &[("Authorization", "Token acme-token-1")],
+                    body.into_bytes(),
+                ) {
+                    Ok((204, _)) => acked.push(batch),
+                    Ok(_) | Err(_) => break, // the server died mid-request
+                }
+                batch += 1;
+            }
+            (acked, batch)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    svc.kill_9();
+    stop.store(true, Ordering::Relaxed);
+    let (acked, sent) = writer.join().expect("writer");
+    assert!(
+        acked.len() > 5,
+        "too few writes before the crash: {}",
+        acked.len()
+    );
+
+    svc.restart();
+    let q = format!(
+        "measurement=crash&field=seq&start={base}&end={}",
+        base + sent * 100 + 100
+    );
+    let acked_points = acked.len() * 100;
+    assert!(
+        eventually(Duration::from_secs(30), || points(&query(&svc, ACME, &q))
+            .len()
+            >= acked_points),
+        "acknowledged points missing after restart; log: {}",
+        svc.log()
+    );
+    let stored = points(&query(&svc, ACME, &q));
+    let mut ts: Vec<i64> = stored.iter().map(|(t, _)| *t).collect();
+    ts.dedup();
+    assert_eq!(ts.len(), stored.len(), "a point stored twice");
+    for batch in &acked {
+        for i in 0..100 {
+            let t = base + batch * 100 + i;
+            assert!(
+                stored.binary_search_by_key(&t, |(t, _)| *t).is_ok(),
+                "acknowledged point {t} lost; {} acked batches, {} stored, first {:?}",
+                acked.len(),
+                stored.len(),
+                &stored[..stored.len().min(3)]
+            );
+        }
+    }
+    assert!(
+        stored
+            .iter()
+            .all(|(t, v)| (*t - base) as f64 == *v && *t < base + sent * 100 + 100),
+        "only points that were sent, with their own values"
+    );
+}
+
+#[test]
+fn the_official_influxdb_python_client_writes_and_reads_back() {
+    let svc = Service::start(TENANTS, &[]);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/influx_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(svc.url(""))
+        .arg(ACME)
+        .output()
+        .expect("python3 (scripts/test.sh installs influxdb-client)");
+    assert!(
+        out.status.success(),
+        "{}\n{}\n(needs `python3 -m pip install influxdb-client`; scripts/test.sh does it)",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
