@@ -198,6 +198,36 @@ pub struct TenantConfig {
     /// The plugin stages every point of this tenant runs through, in order.
     #[serde(default)]
     pub stages: Vec<StageConfig>,
+    /// Alert rules: windows over the stored points, evaluated by alert plugins.
+    #[serde(default)]
+    pub alerts: Vec<AlertConfig>,
+}
+
+/// An alert rule: tumbling windows of one field, closed windows evaluated by an alert plugin.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// The rule's name (in alerts, logs, dead letters).
+    pub name: String,
+    /// The alert plugin.
+    pub plugin: String,
+    /// Measurement to window.
+    pub measurement: String,
+    /// Field to aggregate.
+    pub field: String,
+    /// Window width.
+    pub window_secs: u64,
+    /// How long after its end a window still takes points. Explicit: no hidden default.
+    pub grace_secs: u64,
+    /// Aggregates each window reports (mean, min, max, sum, count, last); default all.
+    #[serde(default)]
+    pub aggregates: Vec<String>,
+    /// Parameters handed to the plugin.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Where alerts are also POSTed as JSON (`http://` only); they are always logged and
+    /// stored (`GET /api/v1/alerts`).
+    pub webhook_url: Option<String>,
 }
 
 const fn default_retention_days() -> u32 {
@@ -304,6 +334,22 @@ impl Config {
                         "tenant `{}`: a token is shorter than 8 characters or shared with another tenant",
                         tenant.name
                     ));
+                }
+            }
+            for alert in &tenant.alerts {
+                if alert.window_secs == 0 {
+                    return Err(format!(
+                        "tenant `{}`, alert `{}`: window_secs must be positive",
+                        tenant.name, alert.name
+                    ));
+                }
+                for a in &alert.aggregates {
+                    a.parse::<crate::aggregate::Function>().map_err(|e| {
+                        format!(
+                            "tenant `{}`, alert `{}`: aggregates: {e}",
+                            tenant.name, alert.name
+                        )
+                    })?;
                 }
             }
             if tenant.retention_days == 0 {

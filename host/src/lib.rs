@@ -8,6 +8,7 @@
 //! runner moves records from the transport through the stages into the `store`; `query`
 //! reads the store. `service` wires them from a `config`.
 
+pub mod aggregate;
 pub mod api;
 pub mod config;
 pub mod ingest;
@@ -23,3 +24,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tenant;
 pub mod transport;
+pub mod window;

@@ -13,11 +13,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 
+use crate::aggregate::Function;
 use crate::config::{Config, StoreConfig, TransportConfig};
 use crate::ingest::{self, IngestState};
 use crate::lookup::LookupTables;
 use crate::ops::{self, OpsState};
-use crate::pipeline::{DeadLetterLog, GROUP, Pipelines, Progress, Runner, RunnerParts, Stage};
+use crate::pipeline::{
+    AlertRule, AlertStage, DeadLetterLog, GROUP, Pipelines, Progress, Runner, RunnerParts, Stage,
+    TenantPipeline, Webhook,
+};
 use crate::plugin::{
     CallEnv, Params, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig, Settle,
     StageState, watch,
@@ -27,6 +31,7 @@ use crate::store::{EmbeddedStore, Store};
 use crate::telemetry::Metrics;
 use crate::tenant::{TenantId, Tokens};
 use crate::transport::{EmbeddedLog, Transport};
+use crate::window::RuleSpec;
 
 /// How often expired points are deleted.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -141,7 +146,54 @@ pub async fn run(
                 dead_letters.clone(),
             )?);
         }
-        pipelines.insert(id, stages);
+        let mut alerts = Vec::new();
+        for rule in &tenant.alerts {
+            let Some(slot) = registry.get(&rule.plugin) else {
+                bail!(
+                    "tenant `{}`, alert `{}`: plugin `{}` is not loaded from {}",
+                    tenant.name,
+                    rule.name,
+                    rule.plugin,
+                    p.dir.display()
+                );
+            };
+            let aggregates = if rule.aggregates.is_empty() {
+                Function::ALL.to_vec()
+            } else {
+                rule.aggregates
+                    .iter()
+                    .map(|a| a.parse().map_err(anyhow::Error::msg))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let secs = |s: u64| i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX);
+            let env = CallEnv {
+                params: Arc::new(rule.params.clone().into_iter().collect::<Params>()),
+                lookups: lookups.clone(),
+                state: Arc::new(StageState::default()),
+            };
+            alerts.push(AlertRule {
+                spec: Arc::new(RuleSpec {
+                    name: rule.name.clone(),
+                    measurement: rule.measurement.clone(),
+                    field: rule.field.clone(),
+                    width: secs(rule.window_secs),
+                    grace: secs(rule.grace_secs),
+                    aggregates,
+                }),
+                stage: AlertStage::new(
+                    &format!("{}/{}", tenant.name, rule.name),
+                    slot,
+                    env,
+                    dead_letters.clone(),
+                )?,
+                webhook: rule
+                    .webhook_url
+                    .as_deref()
+                    .map(|url| Webhook::new(url, tokio::runtime::Handle::current()))
+                    .transpose()?,
+            });
+        }
+        pipelines.insert(id, TenantPipeline { stages, alerts });
     }
     let tokens = Arc::new(tokens);
 

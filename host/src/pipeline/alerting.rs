@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
+use super::stage::StageError;
 use crate::lineproto::format_point;
-use crate::plugin::{CallEnv, LoadedPlugin, PluginSlot};
+use crate::plugin::{CallEnv, LoadedPlugin, PluginSlot, World};
 use crate::point::{Alert, AlertState, Field, FieldValue, Point, Tag, WindowResult};
 
 /// The alert state of every (rule, series, field), as alert plugins last set it.
@@ -17,8 +18,42 @@ pub struct AlertStates {
 }
 
 impl AlertStates {
-    /// Sets each window's `state` to the recorded state of its rule, series and field.
-    pub fn fill(&self, windows: &mut [WindowResult]) {
+    /// Evaluates `windows` round by round with `call`: each round holds each (rule, series,
+    /// field) at most once, in window order, with `state` filled in before the call and the
+    /// returned alerts recorded after it. So the second window of a series sees the state
+    /// its first one left, even when both closed together.
+    ///
+    /// # Errors
+    /// The first error of `call`.
+    pub fn evaluate_rounds<E>(
+        &self,
+        mut windows: Vec<WindowResult>,
+        mut call: impl FnMut(&[WindowResult]) -> Result<Vec<Alert>, E>,
+    ) -> Result<Vec<Alert>, E> {
+        windows.sort_by_key(|w| w.window_end);
+        let mut rounds: Vec<Vec<WindowResult>> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for w in windows {
+            let round = seen
+                .entry(key(&w.rule, &w.series.to_string(), &w.field))
+                .or_insert(0);
+            if rounds.len() <= *round {
+                rounds.push(Vec::new());
+            }
+            rounds[*round].push(w);
+            *round += 1;
+        }
+        let mut out = Vec::new();
+        for mut round in rounds {
+            self.fill(&mut round);
+            let alerts = call(&round)?;
+            self.apply(&alerts);
+            out.extend(alerts);
+        }
+        Ok(out)
+    }
+
+    fn fill(&self, windows: &mut [WindowResult]) {
         let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         for w in windows {
             w.state = states
@@ -28,8 +63,7 @@ impl AlertStates {
         }
     }
 
-    /// Records the new states the alerts announce.
-    pub fn apply(&self, alerts: &[Alert]) {
+    fn apply(&self, alerts: &[Alert]) {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         for a in alerts {
             states.insert(key(&a.rule, &a.series.to_string(), &a.field), a.state);
@@ -44,13 +78,10 @@ impl AlertStates {
     pub fn evaluate(
         &self,
         plugin: &LoadedPlugin,
-        mut windows: Vec<WindowResult>,
+        windows: Vec<WindowResult>,
         env: &CallEnv,
     ) -> Result<Vec<Alert>, crate::plugin::CallError> {
-        self.fill(&mut windows);
-        let alerts = plugin.evaluate(&windows, env)?;
-        self.apply(&alerts);
-        Ok(alerts)
+        self.evaluate_rounds(windows, |round| plugin.evaluate(round, env))
     }
 }
 
@@ -94,47 +125,57 @@ pub struct AlertStage {
 
 impl AlertStage {
     /// An alert stage `name` running `slot`.
+    ///
+    /// # Errors
+    /// When the plugin is not an alert plugin.
     pub fn new(
         name: &str,
         slot: Arc<PluginSlot>,
         env: CallEnv,
         dead_letters: Arc<DeadLetterLog>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, StageError> {
+        let world = slot.current().world();
+        if world != World::Alert {
+            return Err(StageError::WrongWorld {
+                stage: name.to_owned(),
+                plugin: slot.name().to_owned(),
+                world,
+                wanted: "an alert plugin",
+            });
+        }
+        Ok(Self {
             name: name.to_owned(),
             slot,
             env,
             states: AlertStates::default(),
             dead_letters,
-        }
+        })
     }
 
     /// The alerts `windows` raise; none when the plugin fails (the windows are dead-lettered).
     ///
     /// # Errors
     /// Only when a failed batch could not be kept as a dead letter.
-    pub fn process(&self, mut windows: Vec<WindowResult>) -> Result<Vec<Alert>, DeadLetterError> {
+    pub fn process(&self, windows: Vec<WindowResult>) -> Result<Vec<Alert>, DeadLetterError> {
         let _span =
             tracing::info_span!("alert_stage", stage = %self.name, plugin = %self.slot.name())
                 .entered();
-        self.states.fill(&mut windows);
-        let outcome = self
-            .slot
-            .run(windows.len(), Vec::len, |p| p.evaluate(&windows, &self.env));
-        match outcome.result {
-            Ok(alerts) => {
-                self.states.apply(&alerts);
-                Ok(alerts)
+        self.states.evaluate_rounds(windows, |round| {
+            let outcome = self
+                .slot
+                .run(round.len(), Vec::len, |p| p.evaluate(round, &self.env));
+            match outcome.result {
+                Ok(alerts) => Ok(alerts),
+                Err(error) => {
+                    let items = round
+                        .iter()
+                        .map(|w| format_point(&window_as_point(w)))
+                        .collect();
+                    self.dead_letters
+                        .put(&DeadLetter::new(&self.name, &error, items))?;
+                    Ok(Vec::new())
+                }
             }
-            Err(error) => {
-                let items = windows
-                    .iter()
-                    .map(|w| format_point(&window_as_point(w)))
-                    .collect();
-                self.dead_letters
-                    .put(&DeadLetter::new(&self.name, &error, items))?;
-                Ok(Vec::new())
-            }
-        }
+        })
     }
 }

@@ -5,8 +5,10 @@ mod alerting;
 mod dead_letter;
 mod runner;
 mod stage;
+mod webhook;
 
 pub use alerting::{AlertStage, AlertStates};
 pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
-pub use runner::{GROUP, Pipelines, Progress, Runner, RunnerParts};
+pub use runner::{AlertRule, GROUP, Pipelines, Progress, Runner, RunnerParts, TenantPipeline};
 pub use stage::{Stage, StageError, StageOutput};
+pub use webhook::{Webhook, WebhookError};

@@ -9,13 +9,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::alerting::AlertStage;
 use super::dead_letter::DeadLetterError;
 use super::stage::Stage;
+use super::webhook::Webhook;
 use crate::point::Point;
 use crate::store::Store;
 use crate::telemetry::{Metrics, TenantLabels};
 use crate::tenant::TenantId;
 use crate::transport::{Offset, Partition, Transport};
+use crate::window::{RuleSpec, Tumbling};
 
 /// The consumer group of the pipeline in the transport.
 pub const GROUP: &str = "pipeline";
@@ -29,16 +32,36 @@ const FETCH_WAIT: Duration = Duration::from_millis(100);
 /// Pause before retrying a failed store or dead-letter write (disk full, say).
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-/// Each tenant's stages, in order.
+/// An alert rule: its windows' spec, the alert stage evaluating closed windows, and an
+/// optional webhook besides the log and the store.
+pub struct AlertRule {
+    /// What to window.
+    pub spec: Arc<RuleSpec>,
+    /// The alert plugin stage.
+    pub stage: AlertStage,
+    /// Where alerts are also posted.
+    pub webhook: Option<Webhook>,
+}
+
+/// A tenant's point stages, in order, and alert rules.
+#[derive(Default)]
+pub struct TenantPipeline {
+    /// Filter and transform stages.
+    pub stages: Vec<Stage>,
+    /// Alert rules over the stored points.
+    pub alerts: Vec<AlertRule>,
+}
+
+/// Every tenant's pipeline.
 #[derive(Default)]
 pub struct Pipelines {
-    by_tenant: HashMap<TenantId, Vec<Stage>>,
+    by_tenant: HashMap<TenantId, TenantPipeline>,
 }
 
 impl Pipelines {
-    /// Sets `tenant`'s stages.
-    pub fn insert(&mut self, tenant: TenantId, stages: Vec<Stage>) {
-        self.by_tenant.insert(tenant, stages);
+    /// Sets `tenant`'s pipeline.
+    pub fn insert(&mut self, tenant: TenantId, pipeline: TenantPipeline) {
+        self.by_tenant.insert(tenant, pipeline);
     }
 
     /// Runs `points` of `tenant` through its stages; a dead-lettered batch yields nothing.
@@ -51,7 +74,12 @@ impl Pipelines {
         mut points: Vec<Point>,
     ) -> Result<Vec<Point>, DeadLetterError> {
         let _span = tracing::debug_span!("pipeline", %tenant).entered();
-        for stage in self.by_tenant.get(tenant).into_iter().flatten() {
+        for stage in self
+            .by_tenant
+            .get(tenant)
+            .into_iter()
+            .flat_map(|p| &p.stages)
+        {
             match stage.process(points)?.points {
                 Some(out) => points = out,
                 None => return Ok(Vec::new()),
@@ -149,12 +177,17 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
             }
         }
     };
+    let mut windows: HashMap<(TenantId, usize), Tumbling> = HashMap::new();
     while !stop.load(Ordering::Acquire) {
         let records = match parts
             .transport
             .fetch(partition, next, FETCH_RECORDS, FETCH_WAIT)
         {
-            Ok(records) if records.is_empty() => continue,
+            Ok(records) if records.is_empty() => {
+                // The heartbeat: idle partitions still close their windows.
+                fire_alerts(parts, &mut windows);
+                continue;
+            }
             Ok(records) => records,
             Err(error) => {
                 tracing::error!(%error, "Fetch failed; retrying.");
@@ -187,6 +220,70 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
         }
         parts.progress.committed[partition as usize].store(last + 1, Ordering::Release);
         next = last + 1;
+        observe(parts, &mut windows, &batches);
+        fire_alerts(parts, &mut windows);
+    }
+}
+
+/// Adds stored points to the windows of their tenant's alert rules.
+fn observe(
+    parts: &RunnerParts,
+    windows: &mut HashMap<(TenantId, usize), Tumbling>,
+    batches: &[(TenantId, Vec<Point>)],
+) {
+    for (tenant, points) in batches {
+        let Some(pipeline) = parts.pipelines.by_tenant.get(tenant) else {
+            continue;
+        };
+        for (i, rule) in pipeline.alerts.iter().enumerate() {
+            let w = windows
+                .entry((tenant.clone(), i))
+                .or_insert_with(|| Tumbling::new(rule.spec.clone()));
+            for point in points {
+                w.record(point);
+            }
+        }
+    }
+}
+
+/// Closes due windows, evaluates them and delivers the alerts: log, store, webhook.
+fn fire_alerts(parts: &RunnerParts, windows: &mut HashMap<(TenantId, usize), Tumbling>) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    for ((tenant, i), w) in windows.iter_mut() {
+        let closed = w.close(now);
+        if closed.is_empty() {
+            continue;
+        }
+        let Some(rule) = parts
+            .pipelines
+            .by_tenant
+            .get(tenant)
+            .and_then(|p| p.alerts.get(*i))
+        else {
+            continue;
+        };
+        let alerts = match rule.stage.process(closed) {
+            Ok(alerts) => alerts,
+            Err(error) => {
+                tracing::error!(%error, %tenant, rule = %rule.spec.name, "Closed windows lost: dead letter not kept.");
+                continue;
+            }
+        };
+        if alerts.is_empty() {
+            continue;
+        }
+        for a in &alerts {
+            tracing::warn!(%tenant, rule = %a.rule, series = %a.series, state = %a.state, value = a.value, "{}", a.message);
+        }
+        while let Err(error) = parts.store.write_alerts(tenant, &alerts) {
+            tracing::error!(%error, %tenant, "Could not store alerts; retrying.");
+            std::thread::sleep(RETRY_PAUSE);
+        }
+        if let Some(webhook) = &rule.webhook {
+            webhook.send(tenant, &alerts);
+        }
     }
 }
 

@@ -13,17 +13,19 @@ use crate::point::Point;
 /// A stage can't be built.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    /// Alert plugins run on closed windows, not in a point stage.
+    /// The plugin implements another world than the stage runs.
     #[error(
-        "stage `{stage}`: plugin `{plugin}` implements world `{world}`; a point stage needs a filter or transform"
+        "stage `{stage}`: plugin `{plugin}` implements world `{world}`; this stage needs {wanted}"
     )]
-    NotAPointPlugin {
+    WrongWorld {
         /// Stage name.
         stage: String,
         /// Plugin name.
         plugin: String,
         /// Its world.
         world: World,
+        /// What the stage needs.
+        wanted: &'static str,
     },
 }
 
@@ -57,10 +59,11 @@ impl Stage {
     ) -> Result<Self, StageError> {
         let world = slot.current().world();
         if world == World::Alert {
-            return Err(StageError::NotAPointPlugin {
+            return Err(StageError::WrongWorld {
                 stage: name.to_owned(),
                 plugin: slot.name().to_owned(),
                 world,
+                wanted: "a filter or transform",
             });
         }
         Ok(Self {

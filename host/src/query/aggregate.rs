@@ -2,25 +2,9 @@
 //! `last`. Buckets are aligned to multiples of the step since the epoch, so the same query
 //! gives the same buckets whatever its start.
 
+use crate::aggregate::{Acc, Function};
 use crate::api::ApiError;
 use crate::point::{FieldValue, Nanos};
-
-/// The aggregate function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Function {
-    /// Arithmetic mean.
-    Mean,
-    /// Minimum.
-    Min,
-    /// Maximum.
-    Max,
-    /// Sum.
-    Sum,
-    /// Number of points.
-    Count,
-    /// The latest value.
-    Last,
-}
 
 /// An aggregation: a function over buckets of `step`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,19 +21,9 @@ impl Aggregation {
     /// # Errors
     /// A 400 naming the parameter.
     pub fn parse(agg: &str, step: Option<&str>) -> Result<Self, ApiError> {
-        let function = match agg {
-            "mean" => Function::Mean,
-            "min" => Function::Min,
-            "max" => Function::Max,
-            "sum" => Function::Sum,
-            "count" => Function::Count,
-            "last" => Function::Last,
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "parameter `agg` = `{other}`: expected mean, min, max, sum, count or last"
-                )));
-            }
-        };
+        let function: Function = agg
+            .parse()
+            .map_err(|e| ApiError::invalid(format!("parameter `agg` = {e}")))?;
         let raw = step.ok_or_else(|| ApiError::invalid("`agg` needs `step`"))?;
         let step = humantime::parse_duration(raw)
             .map_err(|e| ApiError::invalid(format!("parameter `step` = `{raw}`: {e}")))?;
@@ -85,49 +59,6 @@ impl Aggregation {
             out.extend(acc.finish(self.function).map(|v| (b, v)));
         }
         out
-    }
-}
-
-#[derive(Default)]
-struct Acc {
-    count: u64,
-    numeric: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-    last: Option<f64>,
-}
-
-impl Acc {
-    fn add(&mut self, v: Option<f64>) {
-        self.count += 1;
-        let Some(v) = v else { return };
-        if self.numeric == 0 {
-            self.min = v;
-            self.max = v;
-        }
-        self.numeric += 1;
-        self.sum += v;
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
-        self.last = Some(v);
-    }
-
-    fn finish(&self, f: Function) -> Option<f64> {
-        if f == Function::Count {
-            return Some(self.count as f64);
-        }
-        if self.numeric == 0 {
-            return None;
-        }
-        Some(match f {
-            Function::Mean => self.sum / self.numeric as f64,
-            Function::Min => self.min,
-            Function::Max => self.max,
-            Function::Sum => self.sum,
-            Function::Last => self.last?,
-            Function::Count => self.count as f64,
-        })
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! - `GET /api/v1/query?measurement=M&field=F&start=S&end=E[&tag=k:v]...[&agg=A&step=D]`
 //! - `GET /api/v1/series[?measurement=M]`
+//! - `GET /api/v1/alerts?start=S&end=E` (alerts whose window ended in [S, E))
 
 mod aggregate;
 
@@ -39,6 +40,7 @@ pub fn routes(state: Arc<QueryState>) -> Router {
     Router::new()
         .route("/api/v1/query", get(query))
         .route("/api/v1/series", get(series))
+        .route("/api/v1/alerts", get(alerts))
         .with_state(state)
 }
 
@@ -224,4 +226,21 @@ async fn series(
         })
         .collect();
     Ok(Json(serde_json::json!({ "series": entries })))
+}
+
+async fn alerts(
+    State(state): State<Arc<QueryState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = authenticate(&state.tokens, &headers, None)?;
+    let p = params(raw.as_deref())?;
+    let start = parse_time(&required(p.start, "start")?, "start")?;
+    let end = parse_time(&required(p.end, "end")?, "end")?;
+    let store = state.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.alerts(&tenant, start..end))
+        .await
+        .map_err(store_error)?
+        .map_err(store_error)?;
+    Ok(Json(serde_json::json!({ "alerts": list })))
 }

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{SeriesFilter, SeriesKey, Store, StoreError, keys};
-use crate::point::{FieldValue, Nanos, Point};
+use crate::point::{Alert, FieldValue, Nanos, Point};
 use crate::tenant::TenantId;
 
 /// Series whose index entry is known to exist, remembered to skip rewriting it per point.
@@ -21,6 +21,7 @@ pub struct EmbeddedStore {
     db: Database,
     points: Keyspace,
     series: Keyspace,
+    alerts: Keyspace,
     known: Mutex<HashSet<Vec<u8>>>,
 }
 
@@ -41,10 +42,14 @@ impl EmbeddedStore {
         let series = db
             .keyspace("series", KeyspaceCreateOptions::default)
             .map_err(storage)?;
+        let alerts = db
+            .keyspace("alerts", KeyspaceCreateOptions::default)
+            .map_err(storage)?;
         Ok(Self {
             db,
             points,
             series,
+            alerts,
             known: Mutex::default(),
         })
     }
@@ -159,9 +164,52 @@ impl Store for EmbeddedStore {
             }
             batch.commit().map_err(storage)?;
         }
+        let mut batch = self.db.batch();
+        let start = alert_key(tenant, Nanos::MIN, "");
+        for kv in self.alerts.range(start..alert_key(tenant, before, "")) {
+            batch.remove(&self.alerts, kv.key().map_err(storage)?);
+        }
+        batch.commit().map_err(storage)?;
         self.db.persist(PersistMode::SyncData).map_err(storage)?;
         Ok(removed)
     }
+
+    fn write_alerts(&self, tenant: &TenantId, alerts: &[Alert]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for alert in alerts {
+            let id = format!("{}\u{1f}{}\u{1f}{}", alert.rule, alert.series, alert.field);
+            let value = serde_json::to_vec(alert).map_err(storage)?;
+            batch.insert(
+                &self.alerts,
+                alert_key(tenant, alert.window_end, &id),
+                value,
+            );
+        }
+        batch.commit().map_err(storage)?;
+        self.db.persist(PersistMode::SyncData).map_err(storage)
+    }
+
+    fn alerts(&self, tenant: &TenantId, range: Range<Nanos>) -> Result<Vec<Alert>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self
+            .alerts
+            .range(alert_key(tenant, range.start, "")..alert_key(tenant, range.end, ""))
+        {
+            let value = kv.value().map_err(storage)?;
+            out.push(
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Alerts sort by tenant, then window end, then rule and series.
+fn alert_key(tenant: &TenantId, window_end: Nanos, id: &str) -> Vec<u8> {
+    let mut key = keys::prefix(tenant, None, None);
+    key.extend_from_slice(&keys::time(window_end));
+    key.extend_from_slice(id.as_bytes());
+    key
 }
 
 #[cfg(test)]

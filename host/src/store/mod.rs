@@ -10,7 +10,7 @@ use std::ops::Range;
 
 pub use embedded::EmbeddedStore;
 
-use crate::point::{FieldValue, Nanos, Point, Tag};
+use crate::point::{Alert, FieldValue, Nanos, Point, Tag};
 use crate::tenant::TenantId;
 
 /// One stored series: a measurement's field for one tag set.
@@ -105,4 +105,16 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// On storage failure.
     fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError>;
+
+    /// Stores alerts of `tenant` durably; idempotent (keyed by window end, rule, series).
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn write_alerts(&self, tenant: &TenantId, alerts: &[Alert]) -> Result<(), StoreError>;
+
+    /// `tenant`'s alerts whose window ended in `range`, oldest first.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn alerts(&self, tenant: &TenantId, range: Range<Nanos>) -> Result<Vec<Alert>, StoreError>;
 }

@@ -396,3 +396,91 @@ fn the_official_influxdb_python_client_writes_and_reads_back() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A webhook receiver on loopback: collects request bodies until dropped.
+fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                sink.lock()
+                    .expect("lock")
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn alert_rules_fire_and_resolve_to_the_log_store_and_webhook() {
+    let (hook, received) = webhook_receiver();
+    let body = format!(
+        "{TENANTS}\n[[tenants.alerts]]\nname = \"cpu-hot\"\nplugin = \"threshold-alert\"\nmeasurement = \"cpu\"\nfield = \"usage\"\nwindow_secs = 10\ngrace_secs = 0\naggregates = [\"mean\", \"max\"]\nparams = {{ crit_above = \"90\" }}\nwebhook_url = \"{hook}\"\n"
+    );
+    let svc = Service::start(&body, &["threshold-alert"]);
+    // Ten minutes ago, so the wall-clock heartbeat closes the windows at once.
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .expect("clock");
+    let t0 = (now_s - 600) / 10 * 10;
+    let lines = format!(
+        "cpu,host=a usage=95 {}\ncpu,host=a usage=97 {}\ncpu,host=a usage=50 {}\ncpu,host=b usage=10 {}\n",
+        t0,
+        t0 + 5,
+        t0 + 10,
+        t0 + 1
+    );
+    assert_eq!(write_v2(&svc, GLOBEX, "s", &lines).0, 204);
+
+    let url = svc.url(&format!(
+        "/api/v1/alerts?start={}&end={}",
+        (t0 - 60) * 1_000_000_000,
+        now_s * 1_000_000_000
+    ));
+    let mut alerts = serde_json::Value::Null;
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            alerts = get_json(&url, GLOBEX).1;
+            alerts["alerts"].as_array().is_some_and(|a| a.len() == 2)
+        }),
+        "alerts: {alerts}; log: {}",
+        svc.log()
+    );
+    let list = alerts["alerts"].as_array().expect("alerts");
+    assert_eq!(list[0]["state"], "Critical");
+    assert_eq!(list[0]["value"], 96.0, "the mean of the first window");
+    assert_eq!(list[0]["window_start"], t0 * 1_000_000_000);
+    assert_eq!(list[1]["state"], "Ok", "the next window resolves it");
+    assert_eq!(
+        get_json(&url, ACME).1["alerts"].as_array().map(Vec::len),
+        Some(0),
+        "tenant-scoped"
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        received
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|b| b.contains("\"Critical\"") && b.contains("globex"))
+    }));
+}

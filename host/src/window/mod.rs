@@ -1,0 +1,201 @@
+//! Event-time tumbling windows for alert rules: points in, closed window results out.
+//!
+//! This is the first cut of the host's windowing: tumbling windows aligned to the epoch, an
+//! explicit grace period per rule, a watermark per partition (the newest event time seen),
+//! and a wall-clock heartbeat so an idle partition's windows still close. Points for a window
+//! that has already closed are late: counted, and left out of the alert evaluation (they
+//! are stored as raw points like any other). State lives in memory; checkpointing it with
+//! the transport offsets, hopping and session windows and rollup tiers come with the
+//! windowing work.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::aggregate::{Acc, Function};
+use crate::point::{Aggregate, AlertState, Nanos, Point, Series, WindowResult};
+
+/// What an alert rule windows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSpec {
+    /// Rule name (carried into window results and alerts).
+    pub name: String,
+    /// Measurement to window.
+    pub measurement: String,
+    /// Field to aggregate.
+    pub field: String,
+    /// Window width.
+    pub width: Nanos,
+    /// How long after its end a window still accepts points.
+    pub grace: Nanos,
+    /// The aggregates each window reports.
+    pub aggregates: Vec<Function>,
+}
+
+/// The open windows of one rule on one partition.
+#[derive(Debug)]
+pub struct Tumbling {
+    spec: Arc<RuleSpec>,
+    /// Open windows by end time, then series.
+    open: BTreeMap<Nanos, HashMap<String, (Series, Acc)>>,
+    /// Newest event time seen.
+    max_event: Nanos,
+    /// Windows ending at or before this have been closed.
+    closed_through: Nanos,
+    late: u64,
+}
+
+impl Tumbling {
+    /// No open windows.
+    pub fn new(spec: Arc<RuleSpec>) -> Self {
+        Self {
+            spec,
+            open: BTreeMap::new(),
+            max_event: Nanos::MIN,
+            closed_through: Nanos::MIN,
+            late: 0,
+        }
+    }
+
+    /// The rule.
+    pub fn spec(&self) -> &RuleSpec {
+        &self.spec
+    }
+
+    /// Points that arrived after their window closed.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Adds `point` to its window when it is of this rule's measurement and has the field.
+    pub fn record(&mut self, point: &Point) {
+        if point.measurement != self.spec.measurement {
+            return;
+        }
+        let Some(value) = point.field(&self.spec.field) else {
+            return;
+        };
+        let start = point.timestamp.div_euclid(self.spec.width) * self.spec.width;
+        let end = start.saturating_add(self.spec.width);
+        if end <= self.closed_through {
+            self.late += 1;
+            return;
+        }
+        self.max_event = self.max_event.max(point.timestamp);
+        let series = point.series();
+        let key = series.to_string();
+        self.open
+            .entry(end)
+            .or_default()
+            .entry(key)
+            .or_insert_with(|| (series, Acc::default()))
+            .1
+            .add(value.as_f64());
+    }
+
+    /// Closes every window whose end plus grace the watermark has passed. The watermark is
+    /// the newest event time seen, or, for an idle partition, the wall clock minus one
+    /// window width (the heartbeat).
+    pub fn close(&mut self, wall_now: Nanos) -> Vec<WindowResult> {
+        let watermark = self.max_event.max(wall_now.saturating_sub(self.spec.width));
+        let mut out = Vec::new();
+        while let Some(entry) = self.open.first_entry() {
+            let end = *entry.key();
+            if end.saturating_add(self.spec.grace) > watermark {
+                break;
+            }
+            let windows = entry.remove();
+            self.closed_through = self.closed_through.max(end);
+            // Keyed by the series' text form: sorting by it gives a stable output order.
+            let mut closed: Vec<_> = windows.into_iter().collect();
+            closed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (_, (series, acc)) in closed {
+                out.push(WindowResult {
+                    rule: self.spec.name.clone(),
+                    series,
+                    field: self.spec.field.clone(),
+                    window_start: end - self.spec.width,
+                    window_end: end,
+                    aggregates: self
+                        .spec
+                        .aggregates
+                        .iter()
+                        .filter_map(|f| {
+                            Some(Aggregate {
+                                name: f.name().into(),
+                                value: acc.finish(*f)?,
+                            })
+                        })
+                        .collect(),
+                    state: AlertState::Ok,
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineproto::{Precision, parse};
+
+    fn spec() -> Arc<RuleSpec> {
+        Arc::new(RuleSpec {
+            name: "hot".into(),
+            measurement: "temp".into(),
+            field: "c".into(),
+            width: 10,
+            grace: 5,
+            aggregates: vec![Function::Mean, Function::Max, Function::Count],
+        })
+    }
+
+    fn feed(w: &mut Tumbling, lp: &str) {
+        for p in parse(lp, Precision::Nanoseconds, 0).0 {
+            w.record(&p);
+        }
+    }
+
+    #[test]
+    fn windows_close_after_grace_on_event_time_and_late_points_are_counted() {
+        let mut w = Tumbling::new(spec());
+        feed(
+            &mut w,
+            "temp,room=a c=1 1\ntemp,room=a c=3 9\ntemp,room=b c=7 4\nother c=100 2\ntemp,room=a c=5 12\n",
+        );
+        assert!(
+            w.close(Nanos::MIN).is_empty(),
+            "watermark 12 < end 10 + grace 5"
+        );
+        feed(&mut w, "temp,room=a c=2 14\n");
+        assert!(w.close(Nanos::MIN).is_empty());
+        feed(&mut w, "temp,room=a c=2 15\n");
+        let closed = w.close(Nanos::MIN);
+        assert_eq!(closed.len(), 2, "one result per series of window [0, 10)");
+        assert_eq!(closed[0].series.to_string(), "temp,room=a");
+        assert_eq!((closed[0].window_start, closed[0].window_end), (0, 10));
+        let aggs: Vec<(String, f64)> = closed[0]
+            .aggregates
+            .iter()
+            .map(|a| (a.name.clone(), a.value))
+            .collect();
+        assert_eq!(
+            aggs,
+            [
+                ("mean".into(), 2.0),
+                ("max".into(), 3.0),
+                ("count".into(), 2.0)
+            ]
+        );
+        feed(&mut w, "temp,room=a c=9 3\n");
+        assert_eq!(w.late(), 1, "window [0,10) is closed");
+    }
+
+    #[test]
+    fn the_wall_clock_closes_an_idle_partition() {
+        let mut w = Tumbling::new(spec());
+        feed(&mut w, "temp,room=a c=1 1\n");
+        assert!(w.close(20).is_empty(), "20 - width 10 = 10 < end + grace");
+        assert_eq!(w.close(25).len(), 1);
+    }
+}
