@@ -71,6 +71,15 @@ pub struct RejectLabels {
     pub reason: RejectReason,
 }
 
+/// Labels naming an alert rule of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// Tenant name.
+    pub tenant: String,
+    /// Rule name.
+    pub rule: String,
+}
+
 /// Labels naming a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct PluginLabels {
@@ -118,6 +127,8 @@ pub struct Metrics {
     pub store_write_seconds: Histogram,
     /// Event time to stored, for points written within the last minute of event time.
     pub ingest_to_stored_seconds: Histogram,
+    /// Points that arrived after their alert window closed (stored, not evaluated).
+    pub window_late_points: Family<RuleLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -139,6 +150,7 @@ impl Default for Metrics {
             ingest_seconds: latency_histogram(),
             store_write_seconds: latency_histogram(),
             ingest_to_stored_seconds: latency_histogram(),
+            window_late_points: Family::default(),
         };
         m.register()
     }
@@ -222,6 +234,11 @@ impl Metrics {
             "ingest_to_stored_seconds",
             "Event time to stored, recent points",
             self.ingest_to_stored_seconds.clone(),
+        );
+        r.register(
+            "window_late_points",
+            "Points after their alert window closed",
+            self.window_late_points.clone(),
         );
         self
     }

@@ -15,7 +15,7 @@ use super::stage::Stage;
 use super::webhook::Webhook;
 use crate::point::Point;
 use crate::store::Store;
-use crate::telemetry::{Metrics, TenantLabels};
+use crate::telemetry::{Metrics, RuleLabels, TenantLabels};
 use crate::tenant::TenantId;
 use crate::transport::{Offset, Partition, Transport};
 use crate::window::{RuleSpec, Tumbling};
@@ -239,8 +239,19 @@ fn observe(
             let w = windows
                 .entry((tenant.clone(), i))
                 .or_insert_with(|| Tumbling::new(rule.spec.clone()));
+            let late_before = w.late();
             for point in points {
                 w.record(point);
+            }
+            if w.late() > late_before {
+                parts
+                    .metrics
+                    .window_late_points
+                    .get_or_create(&RuleLabels {
+                        tenant: tenant.to_string(),
+                        rule: rule.spec.name.clone(),
+                    })
+                    .inc_by(w.late() - late_before);
             }
         }
     }
