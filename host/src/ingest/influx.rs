@@ -7,28 +7,23 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::{IngestState, body, now_ns};
+use super::{IngestState, body, now_ns, precision_param};
 use crate::api::{ApiError, authenticate};
 use crate::lineproto::{self, Precision};
 use crate::point::Point;
 
-/// Query parameters of `/api/v2/write`. `bucket` and `org` are accepted for client
-/// compatibility; a tenant's data is one namespace, chosen by its token.
+/// Query parameters of `/api/v2/write`. Clients also send `bucket` and `org`; they are
+/// ignored, because a tenant's data is one namespace, chosen by its token.
 #[derive(Debug, Deserialize)]
 pub struct V2Params {
-    bucket: Option<String>,
-    org: Option<String>,
     precision: Option<String>,
 }
 
-/// Query parameters of `/write` (v1): `db`, `rp` accepted like `bucket`; `u`/`p` may carry
-/// the token.
+/// Query parameters of `/write` (v1). `db`, `rp` and `u` are ignored like `bucket`; the
+/// password `p` may carry the token.
 #[derive(Debug, Deserialize)]
 pub struct V1Params {
-    db: Option<String>,
-    rp: Option<String>,
     precision: Option<String>,
-    u: Option<String>,
     p: Option<String>,
 }
 
@@ -39,7 +34,6 @@ pub async fn write_v2(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let _ = (&params.bucket, &params.org);
     write(state, &headers, params.precision.as_deref(), None, body).await
 }
 
@@ -50,7 +44,6 @@ pub async fn write_v1(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let _ = (&params.db, &params.rp, &params.u);
     write(
         state,
         &headers,
@@ -69,14 +62,8 @@ async fn write(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let tenant = authenticate(&state.tokens, headers, password).map_err(|e| state.reject(e))?;
-    let precision: Precision = match precision {
-        None => Precision::default(),
-        Some(p) => p.parse().map_err(|e: String| {
-            state.reject(ApiError::invalid(format!(
-                "query parameter `precision`: {e}"
-            )))
-        })?,
-    };
+    let precision =
+        precision_param(precision, Precision::Nanoseconds).map_err(|e| state.reject(e))?;
     let text = body::read_text(body, headers, state.max_body_bytes)
         .await
         .map_err(|e| state.reject(e))?;

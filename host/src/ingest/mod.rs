@@ -19,6 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 
 use crate::api::ApiError;
+use crate::lineproto::Precision;
 use crate::pipeline::Progress;
 use crate::point::{Nanos, Point};
 use crate::telemetry::{Metrics, RejectLabels, RejectReason, TenantLabels};
@@ -54,6 +55,14 @@ fn now_ns() -> Nanos {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The `precision` query parameter, `default` when absent.
+fn precision_param(raw: Option<&str>, default: Precision) -> Result<Precision, ApiError> {
+    raw.map_or(Ok(default), |p| {
+        p.parse()
+            .map_err(|e: String| ApiError::invalid(format!("query parameter `precision`: {e}")))
+    })
 }
 
 impl IngestState {

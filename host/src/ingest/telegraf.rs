@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::{IngestState, body};
+use super::{IngestState, body, precision_param};
 use crate::api::{ApiError, authenticate};
 use crate::lineproto::Precision;
 use crate::point::{Field, FieldValue, Point, Tag};
@@ -47,14 +47,8 @@ pub async fn write(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let tenant = authenticate(&state.tokens, &headers, None).map_err(|e| state.reject(e))?;
-    let precision = match params.precision.as_deref() {
-        None => Precision::Seconds,
-        Some(p) => p.parse().map_err(|e: String| {
-            state.reject(ApiError::invalid(format!(
-                "query parameter `precision`: {e}"
-            )))
-        })?,
-    };
+    let precision = precision_param(params.precision.as_deref(), Precision::Seconds)
+        .map_err(|e| state.reject(e))?;
     let text = body::read_text(body, &headers, state.max_body_bytes)
         .await
         .map_err(|e| state.reject(e))?;

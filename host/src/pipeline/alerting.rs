@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
-use super::stage::StageError;
+use super::stage::{StageError, require_world};
 use crate::lineproto::format_point;
 use crate::plugin::{CallEnv, LoadedPlugin, PluginSlot, World};
 use crate::point::{Alert, AlertState, Field, FieldValue, Point, Tag, WindowResult};
@@ -134,15 +134,7 @@ impl AlertStage {
         env: CallEnv,
         dead_letters: Arc<DeadLetterLog>,
     ) -> Result<Self, StageError> {
-        let world = slot.current().world();
-        if world != World::Alert {
-            return Err(StageError::WrongWorld {
-                stage: name.to_owned(),
-                plugin: slot.name().to_owned(),
-                world,
-                wanted: "an alert plugin",
-            });
-        }
+        require_world(name, &slot, &[World::Alert], "an alert plugin")?;
         Ok(Self {
             name: name.to_owned(),
             slot,

@@ -29,6 +29,25 @@ pub enum StageError {
     },
 }
 
+/// Fails unless `slot`'s plugin implements one of `worlds` (a swap never changes it).
+pub(super) fn require_world(
+    stage: &str,
+    slot: &PluginSlot,
+    worlds: &[World],
+    wanted: &'static str,
+) -> Result<(), StageError> {
+    let world = slot.current().world();
+    if worlds.contains(&world) {
+        return Ok(());
+    }
+    Err(StageError::WrongWorld {
+        stage: stage.to_owned(),
+        plugin: slot.name().to_owned(),
+        world,
+        wanted,
+    })
+}
+
 /// What a stage did with one batch.
 #[derive(Debug)]
 pub struct StageOutput {
@@ -57,15 +76,12 @@ impl Stage {
         env: CallEnv,
         dead_letters: Arc<DeadLetterLog>,
     ) -> Result<Self, StageError> {
-        let world = slot.current().world();
-        if world == World::Alert {
-            return Err(StageError::WrongWorld {
-                stage: name.to_owned(),
-                plugin: slot.name().to_owned(),
-                world,
-                wanted: "a filter or transform",
-            });
-        }
+        require_world(
+            name,
+            &slot,
+            &[World::Filter, World::Transform],
+            "a filter or transform",
+        )?;
         Ok(Self {
             name: name.to_owned(),
             slot,

@@ -128,6 +128,12 @@ fn json_value(v: &FieldValue) -> serde_json::Value {
     }
 }
 
+fn tags_json(tags: Vec<(String, String)>) -> serde_json::Map<String, serde_json::Value> {
+    tags.into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect()
+}
+
 fn store_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable {
         what: "store",
@@ -178,7 +184,7 @@ async fn query(
             out.push(SeriesPoints {
                 measurement: series.measurement,
                 field: series.field,
-                tags: series.tags.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect(),
+                tags: tags_json(series.tags),
                 points,
             });
         }
@@ -218,11 +224,7 @@ async fn series(
         .map(|s| SeriesEntry {
             measurement: s.measurement,
             field: s.field,
-            tags: s
-                .tags
-                .into_iter()
-                .map(|(k, v)| (k, serde_json::Value::String(v)))
-                .collect(),
+            tags: tags_json(s.tags),
         })
         .collect();
     Ok(Json(serde_json::json!({ "series": entries })))
