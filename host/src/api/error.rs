@@ -90,3 +90,28 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_answers_carry_retry_after_and_hide_internal_detail() {
+        let r = ApiError::Backpressure { lag: 9 }.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let r = ApiError::Unavailable {
+            what: "store",
+            detail: "disk /secret/path full".into(),
+        };
+        assert!(!r.to_string().contains("secret"));
+        assert_eq!(r.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::Unauthorized.into_response().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}

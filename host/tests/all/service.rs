@@ -277,13 +277,15 @@ fn failing_plugins_dead_letter_batches_and_show_in_health() {
 #[test]
 fn a_slow_pipeline_pushes_back_with_503_and_retry_after() {
     let body = format!(
-        "[ingest]\nmax_lag_records = 2\n[transport]\nkind = \"embedded\"\npartitions = 1\n{TENANTS}\n[[tenants.stages]]\nname = \"slow\"\nplugin = \"chaos\"\nparams = {{ mode = \"loop\" }}\n"
+        "[ingest]\nmax_lag_records = 2\n[transport]\nkind = \"embedded\"\npartitions = 1\n{TENANTS}\n[[tenants.stages]]\nname = \"slow\"\nplugin = \"chaos\"\nparams = {{ mode = \"slow\", ms = \"50\" }}\n"
     );
     let svc = Service::start(&body, &["chaos"]);
     let mut saw_503 = false;
     for i in 0..200 {
-        let (status, _) = write_v2(&svc, ACME, "ns", &format!("m v={i} {i}\n"));
+        // globex is the tenant with the slow stage (stages follow the last [[tenants]]).
+        let (status, body) = write_v2(&svc, GLOBEX, "ns", &format!("m v={i} {i}\n"));
         if status == 503 {
+            assert!(body.contains("behind; retry later"), "{body}");
             saw_503 = true;
             break;
         }

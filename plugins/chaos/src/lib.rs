@@ -3,7 +3,8 @@
 //! Parameter `mode`: `pass` (default, keep all), `trap` (panic), `loop` (never returns),
 //! `oom` (allocates without end), `error` (rejects the batch), `bad-length` (one verdict too
 //! many), `log` (logs and prints, keeps all), `drop-odd` (drops points at odd batch
-//! positions). Any other mode fails the batch with an error naming `mode`.
+//! positions), `slow` (keeps all after spinning `ms` milliseconds, default 100: a slow
+//! but working stage). Any other mode fails the batch with an error naming `mode`.
 
 use std::hint::black_box;
 
@@ -48,6 +49,14 @@ impl Filter for Chaos {
                 Ok(keep_all)
             }
             "drop-odd" => Ok((0..points.len()).map(|i| i % 2 == 0).collect()),
+            "slow" => {
+                let ms = params::parse::<u64>("ms")?.unwrap_or(100);
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_millis(ms) {
+                    black_box(());
+                }
+                Ok(keep_all)
+            }
             other => Err(PluginError::new(format!(
                 "parameter `mode` = `{other}`: unknown mode"
             ))),

@@ -1,0 +1,971 @@
+//! Ingest benchmark (issue 3, item 10): Sluice against a real InfluxDB 1.6.7 in one run, with
+//! the same generator, the same data and the same HTTP client, all on 127.0.0.1.
+//!
+//! (a) Bulk: the highest rate each server acknowledges (HTTP 204) for line protocol of 1,000
+//!     series (`cpu,host=host-N`, two float fields) in 5,000-line batches from two
+//!     concurrent writers on keep-alive connections, measured after a warm-up. Sluice
+//!     acknowledges once its log holds the points, before they are queryable, so for Sluice
+//!     the bench also reports how fast its pipeline stored them and how long the backlog
+//!     took to drain. InfluxDB's 204 means the points are in its WAL and cache: queryable.
+//! (b) SAL mock (shared/seeds/001): 1,051 topics (274 at 1 Hz, 541 at 10 Hz, 236 at 100 Hz,
+//!     29,284 points/s) from three producers, points stamped with the current time; the
+//!     achieved rate, and ingest→queryable latency: a marker point every 50 ms, the query
+//!     API polled every 1 ms until it shows it, latency = seen − sent.
+//!
+//! Every (server, workload) pair gets a fresh server with empty storage. Sluice runs
+//! in-process on its own runtime: one tenant, one `drop-filter` stage that keeps every
+//! benchmark point. InfluxDB runs as a child `influxd` with a generated config.
+//!
+//! Run: `scripts/bench-ingest.sh` (installs InfluxDB, builds the plugins, then runs
+//! `cargo bench --bench ingest`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::AUTHORIZATION;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sluice::config::Config;
+
+/// Series of the bulk workload, and their shape (issue 3, item 10).
+const SERIES: u64 = 1_000;
+const BATCH_LINES: u64 = 5_000;
+const WRITERS: usize = 2;
+/// Long enough for connections, caches and the first log/WAL segments to settle.
+const BULK_WARMUP: Duration = Duration::from_secs(3);
+const BULK_WINDOW: Duration = Duration::from_secs(15);
+
+/// The SAL mock producers of the seed: topics per producer and their rate.
+const PRODUCERS: [Producer; 3] = [
+    Producer {
+        name: "commands",
+        topics: 274,
+        hz: 1,
+    },
+    Producer {
+        name: "logevents",
+        topics: 541,
+        hz: 10,
+    },
+    Producer {
+        name: "telemetry",
+        topics: 236,
+        hz: 100,
+    },
+];
+/// The fastest topics run at 100 Hz: every tick sends what is due.
+const TICK: Duration = Duration::from_millis(10);
+const TICKS_PER_SECOND: u64 = 100;
+const SAL_WARMUP: Duration = Duration::from_secs(2);
+const SAL_WINDOW: Duration = Duration::from_secs(20);
+/// 20 markers a second gives 400 samples per run: enough for a p99 that isn't the maximum.
+const MARKER_EVERY: Duration = Duration::from_millis(50);
+const POLL_EVERY: Duration = Duration::from_millis(1);
+/// A marker not queryable by then is counted as lost.
+const MARKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bounds on waiting: one request, a server start (Sluice compiles its plugin), and
+/// Sluice's pipeline draining its backlog after the bulk window.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const START_LIMIT: Duration = Duration::from_secs(60);
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+/// Pause after a refused write: both servers refuse when overloaded; don't spin on them.
+const REFUSED_PAUSE: Duration = Duration::from_millis(100);
+
+const DB: &str = "bench";
+const TENANT: &str = "bench";
+const TOKEN: &str = "bench-token-0001";
+const MARKER: &str = "latency-marker";
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+struct Producer {
+    name: &'static str,
+    topics: u64,
+    hz: u64,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ingest bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let plugins = plugin_dir()?;
+    require_influxd()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("client runtime")?;
+    let generator = generator_rate();
+    println!("Ingest benchmark: Sluice vs InfluxDB 1.6.7, one run, 127.0.0.1 only.");
+
+    // Alternate servers so a slow spell on the shared machine doesn't hit one side only.
+    eprintln!("(a) bulk, Sluice...");
+    let sluice_bulk = on_sluice(&plugins, |ep| rt.block_on(bulk(ep)))?;
+    eprintln!("(a) bulk, InfluxDB...");
+    let influx_bulk = on_influxdb(&rt, |ep| rt.block_on(bulk(ep)))?;
+    eprintln!("(b) SAL mock, Sluice...");
+    let sluice_sal = on_sluice(&plugins, |ep| rt.block_on(sal(ep)))?;
+    eprintln!("(b) SAL mock, InfluxDB...");
+    let influx_sal = on_influxdb(&rt, |ep| rt.block_on(sal(ep)))?;
+
+    print_bulk(generator, &sluice_bulk, &influx_bulk);
+    print_sal(&sluice_sal, &influx_sal);
+    Ok(())
+}
+
+// ---- servers ---------------------------------------------------------------------------
+
+/// Which server an endpoint is, for its URLs and answers.
+#[derive(Clone, Copy)]
+enum Server {
+    Sluice,
+    InfluxDb,
+}
+
+#[derive(Clone, Copy)]
+struct Endpoint {
+    server: Server,
+    addr: SocketAddr,
+}
+
+fn plugin_dir() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    if !dir.join("drop-filter.wasm").is_file() {
+        bail!(
+            "{}/drop-filter.wasm is missing: run scripts/build-plugins.sh (or scripts/bench-ingest.sh)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+fn require_influxd() -> anyhow::Result<()> {
+    match Command::new("influxd")
+        .arg("version")
+        .stdout(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => Ok(()),
+        _ => bail!(
+            "`influxd` (InfluxDB 1.6.7) is not installed. Install it and run the bench with \
+             scripts/bench-ingest.sh (it runs `apt-get install influxdb`)."
+        ),
+    }
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Runs `measure` against a fresh in-process Sluice, then shuts it down.
+fn on_sluice<T>(
+    plugins: &Path,
+    measure: impl FnOnce(Endpoint) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut server = SluiceServer::start(plugins)?;
+    let result = measure(Endpoint {
+        server: Server::Sluice,
+        addr: server.addr,
+    });
+    server.shutdown()?;
+    result
+}
+
+/// Runs `measure` against a fresh `influxd` with a `bench` database, then kills it.
+fn on_influxdb<T>(
+    rt: &tokio::runtime::Runtime,
+    measure: impl FnOnce(Endpoint) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut server = InfluxServer::start()?;
+    let ep = Endpoint {
+        server: Server::InfluxDb,
+        addr: server.http,
+    };
+    rt.block_on(server.ready(ep))?;
+    measure(ep)
+}
+
+/// Sluice on its own runtime and thread, as a separate process would be, with a temp data
+/// directory.
+struct SluiceServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl SluiceServer {
+    fn start(plugins: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let toml_str = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+        let text = format!(
+            r#"
+listen = "127.0.0.1:0"
+data_dir = {data}
+
+[plugins]
+dir = {plugins}
+
+[[tenants]]
+name = "{TENANT}"
+tokens = ["{TOKEN}"]
+
+[[tenants.stages]]
+name = "drop-debug"
+plugin = "drop-filter"
+params = {{ measurement = "debug*" }}
+"#,
+            data = toml_str(&dir.path().join("data")),
+            plugins = toml_str(plugins),
+        );
+        let config = Config::parse(&text, Path::new("ingest-bench.toml"))?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(sluice::service::run(config, Some(ready_tx), async {
+                let _ = stop_rx.await;
+            }))
+        });
+        // `run` either reports its address or returns an error, which drops `ready_tx`.
+        let Ok(addr) = ready_rx.blocking_recv() else {
+            let error = match thread.join() {
+                Ok(Err(error)) => error,
+                _ => anyhow::anyhow!("the service stopped before serving"),
+            };
+            return Err(error.context("starting Sluice"));
+        };
+        Ok(Self {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _dir: dir,
+        })
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result.context("Sluice"),
+            Some(Err(_)) => bail!("Sluice panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SluiceServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// A child `influxd` with its own config, storage and log in a temp directory; killed on
+/// drop.
+struct InfluxServer {
+    child: Child,
+    http: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl InfluxServer {
+    fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (http, rpc) = (free_port()?, free_port()?);
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        // Defaults otherwise (WAL fsync on every write, like Sluice's log). Request and query
+        // logs are off because Sluice logs nothing per request in this bench. Debian's build
+        // calls the reporting switch `reporting-enabled`, upstream `reporting-disabled`.
+        let config = format!(
+            r#"reporting-disabled = true
+reporting-enabled = false
+bind-address = "{rpc}"
+
+[meta]
+  dir = "{meta}"
+
+[data]
+  dir = "{data}"
+  wal-dir = "{wal}"
+  query-log-enabled = false
+
+[http]
+  bind-address = "{http}"
+  log-enabled = false
+"#,
+            meta = path("meta"),
+            data = path("data"),
+            wal = path("wal"),
+        );
+        let config_path = dir.path().join("influxdb.conf");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(dir.path().join("influxd.log"))?;
+        let child = Command::new("influxd")
+            .arg("run")
+            .arg("-config")
+            .arg(&config_path)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting influxd")?;
+        Ok(Self { child, http, dir })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("influxd.log")).unwrap_or_default()
+    }
+
+    /// Waits for `/ping`, then creates the database.
+    async fn ready(&mut self, ep: Endpoint) -> anyhow::Result<()> {
+        let client = http_client();
+        let deadline = Instant::now() + START_LIMIT;
+        let ping = format!("http://{}/ping", ep.addr);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("influxd exited with {status}; its log:\n{}", self.log());
+            }
+            if let Ok((StatusCode::NO_CONTENT, _)) =
+                send(&client, Method::GET, &ping, None, Bytes::new()).await
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "influxd not ready after {START_LIMIT:?}; its log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let create = format!(
+            "http://{}/query?{}",
+            ep.addr,
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("q", &format!("CREATE DATABASE {DB}"))
+                .finish()
+        );
+        match send(&client, Method::POST, &create, None, Bytes::new()).await? {
+            (StatusCode::OK, _) => Ok(()),
+            (status, body) => bail!("CREATE DATABASE: {status} {body:?}"),
+        }
+    }
+}
+
+impl Drop for InfluxServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- HTTP ------------------------------------------------------------------------------
+
+fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// One request with the whole answer body, bounded in time.
+async fn send(
+    client: &HttpClient,
+    method: Method,
+    uri: &str,
+    auth: Option<&str>,
+    body: Bytes,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(auth) = auth {
+        request = request.header(AUTHORIZATION, auth);
+    }
+    let request = request.body(Full::new(body))?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        // Reading the body to its end returns the connection to the keep-alive pool.
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .context("request timed out")?
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self.server {
+            Server::Sluice => "Sluice",
+            Server::InfluxDb => "InfluxDB 1.6.7",
+        }
+    }
+
+    fn auth(self) -> Option<String> {
+        match self.server {
+            Server::Sluice => Some(format!("Token {TOKEN}")),
+            Server::InfluxDb => None,
+        }
+    }
+
+    /// Writes line protocol through the v1 `/write` endpoint both servers serve; true on 204.
+    async fn write(self, client: &HttpClient, body: String) -> bool {
+        let uri = format!("http://{}/write?db={DB}&precision=ns", self.addr);
+        matches!(
+            send(
+                client,
+                Method::POST,
+                &uri,
+                self.auth().as_deref(),
+                Bytes::from(body)
+            )
+            .await,
+            Ok((StatusCode::NO_CONTENT, _))
+        )
+    }
+
+    /// Timestamps of the markers queryable in `from..=to`.
+    async fn visible_markers(
+        self,
+        client: &HttpClient,
+        from: i64,
+        to: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        let query = match self.server {
+            Server::Sluice => form_urlencoded::Serializer::new(String::new())
+                .append_pair("measurement", MARKER)
+                .append_pair("field", "seq")
+                .append_pair("start", &from.to_string())
+                .append_pair("end", &(to + 1).to_string())
+                .finish(),
+            Server::InfluxDb => form_urlencoded::Serializer::new(String::new())
+                .append_pair("db", DB)
+                .append_pair("epoch", "ns")
+                .append_pair(
+                    "q",
+                    &format!("SELECT seq FROM \"{MARKER}\" WHERE time >= {from} AND time <= {to}"),
+                )
+                .finish(),
+        };
+        let path = match self.server {
+            Server::Sluice => "/api/v1/query",
+            Server::InfluxDb => "/query",
+        };
+        let uri = format!("http://{}{path}?{query}", self.addr);
+        let (status, body) = send(
+            client,
+            Method::GET,
+            &uri,
+            self.auth().as_deref(),
+            Bytes::new(),
+        )
+        .await?;
+        if status != StatusCode::OK {
+            bail!("{} query: {status} {body:?}", self.name());
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body)?;
+        // Sluice: {"series":[{"points":[[t, v]...]}]};
+        // InfluxDB: {"results":[{"series":[{"values":[[t, v]...]}]}]}.
+        let (series, rows) = match self.server {
+            Server::Sluice => (&answer["series"], "points"),
+            Server::InfluxDb => (&answer["results"][0]["series"], "values"),
+        };
+        Ok(series
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s[rows].as_array())
+            .flatten()
+            .filter_map(|row| row[0].as_i64())
+            .collect())
+    }
+
+    /// Points Sluice's pipeline has stored so far (from `/metrics`); `None` for InfluxDB,
+    /// whose 204 already means queryable.
+    async fn stored_points(self, client: &HttpClient) -> anyhow::Result<Option<u64>> {
+        let Server::Sluice = self.server else {
+            return Ok(None);
+        };
+        let uri = format!("http://{}/metrics", self.addr);
+        let (_, body) = send(client, Method::GET, &uri, None, Bytes::new()).await?;
+        let text = String::from_utf8_lossy(&body);
+        let label = format!("tenant=\"{TENANT}\"");
+        // Absent until the pipeline stores its first point.
+        Ok(Some(
+            text.lines()
+                .find(|l| l.starts_with("sluice_points_stored_total{") && l.contains(&label))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0),
+        ))
+    }
+}
+
+// ---- generators ------------------------------------------------------------------------
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Bulk lines `first..first + BATCH_LINES` of the run, cycling through the hosts. Point k
+/// gets timestamp `base_ts + k`: unique, so no point overwrites another.
+fn cpu_batch(first: u64, base_ts: i64) -> String {
+    let mut out = String::with_capacity(BATCH_LINES as usize * 72);
+    for k in first..first + BATCH_LINES {
+        writeln!(
+            out,
+            "cpu,host=host-{} usage_user={}.{},usage_system={}.{} {}",
+            k % SERIES,
+            k % 97,
+            k % 10,
+            k / 7 % 89,
+            k % 3,
+            base_ts + k as i64
+        )
+        .expect("writing to a String cannot fail");
+    }
+    out
+}
+
+/// Points a second one thread formats: shows the client is not what limits the bulk rate.
+fn generator_rate() -> f64 {
+    let started = Instant::now();
+    let mut points = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        black_box(cpu_batch(points, 0));
+        points += BATCH_LINES;
+    }
+    points as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The points producer `p` owes at tick `n`, stamped `ts`. Topic i of a producer at f Hz is
+/// due every 100/f ticks at phase i, so each tick carries an even share. Fields follow the
+/// seed's `MTM1M3_accelerometerData` example (arrays flattened, as its connector did).
+fn sal_batch(p: &Producer, n: u64, ts: i64) -> String {
+    let period = TICKS_PER_SECOND / p.hz;
+    let mut out = String::new();
+    for i in (0..p.topics).filter(|i| i % period == n % period) {
+        let v = (n * 31 + i * 17) % 1000;
+        writeln!(
+            out,
+            "salmock-{}-{i:03} kafka_timestamp={}i,timestamp={}.{:06},\
+             accelerometers0={}.{},accelerometers1=-{}.{},\
+             angularAccelerationX={}.{},angularAccelerationY=-{}.{},angularAccelerationZ={}.{},\
+             rawAccelerometers0={v},rawAccelerometers1={} {ts}",
+            p.name,
+            ts / 1_000_000,
+            ts / 1_000_000_000,
+            ts / 1_000 % 1_000_000,
+            v % 7,
+            v,
+            v % 5,
+            v,
+            v % 3,
+            v,
+            v % 2,
+            v,
+            v % 4,
+            v,
+            1000 - v,
+        )
+        .expect("writing to a String cannot fail");
+    }
+    out
+}
+
+fn marker_line(seq: u64, ts: i64) -> String {
+    format!("{MARKER} seq={seq}i {ts}\n")
+}
+
+/// Acknowledged points, counted only when the 204 arrives inside the measured window.
+struct Tally {
+    window: std::ops::Range<Instant>,
+    in_window: AtomicU64,
+    total: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Tally {
+    fn new(warmup: Duration, window: Duration) -> Self {
+        let start = Instant::now() + warmup;
+        Self {
+            window: start..start + window,
+            in_window: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a write's answer; after a refusal, pauses before the next one.
+    async fn record(&self, points: u64, acked: bool) {
+        if acked {
+            self.total.fetch_add(points, Ordering::Relaxed);
+            if self.window.contains(&Instant::now()) {
+                self.in_window.fetch_add(points, Ordering::Relaxed);
+            }
+        } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(REFUSED_PAUSE).await;
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.in_window.load(Ordering::Relaxed) as f64
+            / (self.window.end - self.window.start).as_secs_f64()
+    }
+}
+
+fn sleep_until(t: Instant) -> tokio::time::Sleep {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(t))
+}
+
+// ---- (a) bulk --------------------------------------------------------------------------
+
+struct BulkResult {
+    acked_per_s: f64,
+    refused: u64,
+    /// Sluice only: points stored per second during the window, and the drain time after it
+    /// (`None` when not drained within `DRAIN_LIMIT`).
+    stored: Option<(f64, Option<Duration>)>,
+}
+
+async fn bulk(ep: Endpoint) -> anyhow::Result<BulkResult> {
+    let client = http_client();
+    let tally = Arc::new(Tally::new(BULK_WARMUP, BULK_WINDOW));
+    let next_batch = Arc::new(AtomicU64::new(0));
+    let base_ts = now_ns();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (client, tally, next_batch) = (client.clone(), tally.clone(), next_batch.clone());
+            tokio::spawn(async move {
+                while Instant::now() < tally.window.end {
+                    let first = next_batch.fetch_add(1, Ordering::Relaxed) * BATCH_LINES;
+                    let acked = ep.write(&client, cpu_batch(first, base_ts)).await;
+                    tally.record(BATCH_LINES, acked).await;
+                }
+            })
+        })
+        .collect();
+    sleep_until(tally.window.start).await;
+    let stored_before = ep.stored_points(&client).await?;
+    sleep_until(tally.window.end).await;
+    let stored_after = ep.stored_points(&client).await?;
+    for writer in writers {
+        writer.await?;
+    }
+    let stored = match (stored_before, stored_after) {
+        (Some(before), Some(after)) => {
+            let rate = (after - before) as f64 / BULK_WINDOW.as_secs_f64();
+            let target = tally.total.load(Ordering::Relaxed);
+            Some((rate, drain(&client, ep, target).await?))
+        }
+        _ => None,
+    };
+    Ok(BulkResult {
+        acked_per_s: tally.rate(),
+        refused: tally.refused.load(Ordering::Relaxed),
+        stored,
+    })
+}
+
+/// How long until `target` points are stored; `None` past `DRAIN_LIMIT`.
+async fn drain(client: &HttpClient, ep: Endpoint, target: u64) -> anyhow::Result<Option<Duration>> {
+    let started = Instant::now();
+    while started.elapsed() < DRAIN_LIMIT {
+        if ep.stored_points(client).await?.unwrap_or(target) >= target {
+            return Ok(Some(started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(None)
+}
+
+// ---- (b) SAL mock ----------------------------------------------------------------------
+
+struct SalResult {
+    acked_per_s: f64,
+    refused: u64,
+    markers_sent: u64,
+    markers_lost: u64,
+    /// Ingest→queryable latencies, sorted.
+    latencies: Vec<Duration>,
+}
+
+async fn sal(ep: Endpoint) -> anyhow::Result<SalResult> {
+    let client = http_client();
+    let tally = Arc::new(Tally::new(SAL_WARMUP, SAL_WINDOW));
+    let producers: Vec<_> = PRODUCERS
+        .iter()
+        .map(|p| tokio::spawn(produce(client.clone(), ep, p, tally.clone())))
+        .collect();
+    sleep_until(tally.window.start).await;
+    // Marker timestamp → when its write was sent.
+    let pending = Arc::new(Mutex::new(BTreeMap::new()));
+    let writing = Arc::new(AtomicBool::new(true));
+    let poller = tokio::spawn(poll_markers(
+        client.clone(),
+        ep,
+        pending.clone(),
+        writing.clone(),
+    ));
+    let markers_sent = write_markers(&client, ep, &pending, tally.window.end).await;
+    writing.store(false, Ordering::Release);
+    let (mut latencies, markers_lost) = poller.await?;
+    for producer in producers {
+        producer.await?;
+    }
+    latencies.sort();
+    Ok(SalResult {
+        acked_per_s: tally.rate(),
+        refused: tally.refused.load(Ordering::Relaxed),
+        markers_sent,
+        markers_lost,
+        latencies,
+    })
+}
+
+/// One producer: every tick, one write of the points due. Ticks missed while a write is
+/// slow are caught up at once (tokio's default), so the offered rate holds if the server
+/// keeps up.
+async fn produce(client: HttpClient, ep: Endpoint, p: &'static Producer, tally: Arc<Tally>) {
+    let mut tick = tokio::time::interval(TICK);
+    for n in 0.. {
+        tick.tick().await;
+        if Instant::now() >= tally.window.end {
+            break;
+        }
+        let batch = sal_batch(p, n, now_ns());
+        if batch.is_empty() {
+            continue;
+        }
+        let points = batch.lines().count() as u64;
+        let acked = ep.write(&client, batch).await;
+        tally.record(points, acked).await;
+    }
+}
+
+/// Writes a marker every `MARKER_EVERY` until `end`; returns how many were acknowledged.
+async fn write_markers(
+    client: &HttpClient,
+    ep: Endpoint,
+    pending: &Mutex<BTreeMap<i64, Instant>>,
+    end: Instant,
+) -> u64 {
+    let mut every = tokio::time::interval(MARKER_EVERY);
+    let mut sent = 0;
+    for seq in 0.. {
+        every.tick().await;
+        if Instant::now() >= end {
+            break;
+        }
+        let ts = now_ns();
+        lock(pending).insert(ts, Instant::now());
+        if ep.write(client, marker_line(seq, ts)).await {
+            sent += 1;
+        } else {
+            lock(pending).remove(&ts);
+        }
+    }
+    sent
+}
+
+/// Polls every `POLL_EVERY` for the pending markers (one range query covers all of them, so
+/// the query load stays the same however slow they are); returns the latencies and the
+/// markers never seen within `MARKER_TIMEOUT`.
+async fn poll_markers(
+    client: HttpClient,
+    ep: Endpoint,
+    pending: Arc<Mutex<BTreeMap<i64, Instant>>>,
+    writing: Arc<AtomicBool>,
+) -> (Vec<Duration>, u64) {
+    let mut latencies = Vec::new();
+    let mut lost = 0;
+    loop {
+        let range = {
+            let p = lock(&pending);
+            p.keys()
+                .next()
+                .zip(p.keys().next_back())
+                .map(|(a, b)| (*a, *b))
+        };
+        let Some((from, to)) = range else {
+            if !writing.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+            continue;
+        };
+        // A failed poll is retried at the next tick; the marker's clock keeps running.
+        let visible = ep
+            .visible_markers(&client, from, to)
+            .await
+            .unwrap_or_default();
+        let seen = Instant::now();
+        let mut p = lock(&pending);
+        for ts in visible {
+            if let Some(sent) = p.remove(&ts) {
+                latencies.push(seen - sent);
+            }
+        }
+        let before = p.len();
+        p.retain(|_, sent| seen - *sent < MARKER_TIMEOUT);
+        lost += (before - p.len()) as u64;
+        drop(p);
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    (latencies, lost)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---- report ----------------------------------------------------------------------------
+
+/// `1234567.8` → `1,234,568`.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+fn print_bulk(generator: f64, sluice: &BulkResult, influx: &BulkResult) {
+    println!();
+    println!(
+        "(a) Bulk line protocol: {SERIES} series (cpu,host=host-N, 2 float fields), \
+         {BATCH_LINES}-line batches, {WRITERS} concurrent writers on keep-alive connections,"
+    );
+    println!(
+        "    POST /write?precision=ns, {}s warm-up then {}s measured, fresh server each. \
+         Generator alone: {} points/s on one thread.",
+        BULK_WARMUP.as_secs(),
+        BULK_WINDOW.as_secs(),
+        thousands(generator)
+    );
+    println!(
+        "    {:<16} {:>16} {:>18} {:>9} {:>22}",
+        "server", "acked points/s", "stored points/s", "refused", "backlog drained after"
+    );
+    for (name, r) in [("Sluice", sluice), ("InfluxDB 1.6.7", influx)] {
+        let (stored, drained) = match r.stored {
+            Some((rate, drained)) => (
+                thousands(rate),
+                drained.map_or(format!(">{}s", DRAIN_LIMIT.as_secs()), |d| {
+                    format!("{:.1} s", d.as_secs_f64())
+                }),
+            ),
+            None => ("= acked".into(), "-".into()),
+        };
+        println!(
+            "    {name:<16} {:>16} {stored:>18} {:>9} {drained:>22}",
+            thousands(r.acked_per_s),
+            r.refused
+        );
+    }
+    let sluice_stored = sluice.stored.map_or(sluice.acked_per_s, |(rate, _)| rate);
+    println!(
+        "    Sluice/InfluxDB: acked {}, stored {}",
+        ratio(sluice.acked_per_s, influx.acked_per_s),
+        ratio(sluice_stored, influx.acked_per_s)
+    );
+    println!(
+        "    (refused = write requests not answered 204 over the whole run; Sluice answers 204 \
+         once its log holds the points, InfluxDB once they are queryable)"
+    );
+}
+
+fn print_sal(sluice: &SalResult, influx: &SalResult) {
+    let offered: u64 = PRODUCERS.iter().map(|p| p.topics * p.hz).sum();
+    let topics: u64 = PRODUCERS.iter().map(|p| p.topics).sum();
+    let percentile = |r: &SalResult, q: f64| {
+        let n = r.latencies.len();
+        // Nearest rank.
+        (n > 0).then(|| r.latencies[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
+    };
+    println!();
+    println!(
+        "(b) SAL mock (seed 001): {topics} topics ({}), offered {} points/s, 9 fields a point,",
+        PRODUCERS
+            .iter()
+            .map(|p| format!("{} at {} Hz", p.topics, p.hz))
+            .collect::<Vec<_>>()
+            .join(", "),
+        thousands(offered as f64)
+    );
+    println!(
+        "    {} producers writing what is due every {} ms, points stamped now; {}s warm-up then {}s measured;",
+        PRODUCERS.len(),
+        TICK.as_millis(),
+        SAL_WARMUP.as_secs(),
+        SAL_WINDOW.as_secs()
+    );
+    println!(
+        "    a marker point every {} ms, query API polled every {} ms until it shows; latency = seen - sent.",
+        MARKER_EVERY.as_millis(),
+        POLL_EVERY.as_millis()
+    );
+    println!(
+        "    {:<16} {:>14} {:>8} {:>14} {:>10} {:>10} {:>10}",
+        "server", "acked points/s", "refused", "markers seen", "p50", "p99", "max"
+    );
+    for (name, r) in [("Sluice", sluice), ("InfluxDB 1.6.7", influx)] {
+        println!(
+            "    {name:<16} {:>14} {:>8} {:>14} {:>10} {:>10} {:>10}",
+            thousands(r.acked_per_s),
+            r.refused,
+            format!("{}/{}", r.latencies.len(), r.markers_sent),
+            ms(percentile(r, 0.5)),
+            ms(percentile(r, 0.99)),
+            ms(r.latencies.last().copied()),
+        );
+    }
+    let secs = |r: &SalResult, q| percentile(r, q).map_or(0.0, |d| d.as_secs_f64());
+    println!(
+        "    Sluice/InfluxDB: throughput {}, p50 latency {}, p99 latency {}; markers lost (>{}s): Sluice {}, InfluxDB {}",
+        ratio(sluice.acked_per_s, influx.acked_per_s),
+        ratio(secs(sluice, 0.5), secs(influx, 0.5)),
+        ratio(secs(sluice, 0.99), secs(influx, 0.99)),
+        MARKER_TIMEOUT.as_secs(),
+        sluice.markers_lost,
+        influx.markers_lost
+    );
+    println!(
+        "    Seed's own pipeline (Kafka + InfluxDB): p50 183 ms, p99 1.34 s. Target: p99 < 100 ms."
+    );
+}
