@@ -11,10 +11,16 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::plugin::{Health, PluginRegistry};
+use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::transport::Transport;
 
 /// What the ops routes need.
 pub struct OpsState {
+    /// The transport, for its health.
+    pub transport: Arc<dyn Transport>,
+    /// The store, for its health.
+    pub store: Arc<dyn Store>,
     /// Plugin statuses.
     pub registry: Arc<PluginRegistry>,
     /// Service metrics.
@@ -30,16 +36,29 @@ pub fn routes(state: Arc<OpsState>) -> Router {
 }
 
 /// 200 while serving: transport, store and plugins were up before the listener opened.
-/// `degraded` when a plugin is quarantined or its latest file failed to load.
+/// `degraded` when a plugin is quarantined or its latest file failed to load. 503 `failed`
+/// when the transport or store can't work until a restart (a full disk, say): the signal
+/// for a supervisor to restart the process once there is room.
 async fn health(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
+    let transport = state.transport.failure();
+    let store = state.store.failure();
+    if transport.is_some() || store.is_some() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "failed", "transport": transport, "store": store })),
+        );
+    }
     let plugins = state.registry.statuses();
     let degraded = plugins
         .iter()
         .any(|p| p.load_error.is_some() || matches!(p.health, Some(Health::Quarantined { .. })));
-    Json(serde_json::json!({
-        "status": if degraded { "degraded" } else { "ok" },
-        "plugins": plugins,
-    }))
+    (
+        StatusCode::OK,
+        Json(serde_json::json!({
+            "status": if degraded { "degraded" } else { "ok" },
+            "plugins": plugins,
+        })),
+    )
 }
 
 async fn metrics(State(state): State<Arc<OpsState>>) -> impl IntoResponse {

@@ -224,6 +224,8 @@ pub async fn run(
             store: store.clone(),
         })))
         .merge(ops::routes(Arc::new(OpsState {
+            transport: transport.clone(),
+            store: store.clone(),
             registry: registry.clone(),
             metrics: metrics.clone(),
         })))

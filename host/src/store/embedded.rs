@@ -23,6 +23,8 @@ pub struct EmbeddedStore {
     series: Keyspace,
     alerts: Keyspace,
     known: Mutex<HashSet<Vec<u8>>>,
+    /// The first write failure: fjall refuses every write after one, until reopened.
+    failed: Mutex<Option<String>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -51,7 +53,26 @@ impl EmbeddedStore {
             series,
             alerts,
             known: Mutex::default(),
+            failed: Mutex::default(),
         })
+    }
+}
+
+impl EmbeddedStore {
+    /// Commits `batch` and syncs the journal; remembers a failure for [`Store::failure`].
+    fn durably(&self, batch: fjall::OwnedWriteBatch) -> Result<(), StoreError> {
+        let result = batch
+            .commit()
+            .and_then(|()| self.db.persist(PersistMode::SyncData))
+            .map_err(storage);
+        if let Err(error) = &result {
+            let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+            if failed.is_none() {
+                tracing::error!(%error, "The embedded store failed; writes are refused until a restart.");
+                *failed = Some(error.to_string());
+            }
+        }
+        result
     }
 }
 
@@ -78,8 +99,7 @@ impl Store for EmbeddedStore {
             }
         }
         drop(known);
-        batch.commit().map_err(storage)?;
-        self.db.persist(PersistMode::SyncData).map_err(storage)?;
+        self.durably(batch)?;
         // Only once durable: a failed write must not leave series marked as indexed.
         self.known
             .lock()
@@ -201,6 +221,13 @@ impl Store for EmbeddedStore {
             );
         }
         Ok(out)
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

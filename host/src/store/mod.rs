@@ -117,4 +117,8 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// On storage failure.
     fn alerts(&self, tenant: &TenantId, range: Range<Nanos>) -> Result<Vec<Alert>, StoreError>;
+
+    /// Why the store can't work until the process restarts (a full disk, say), or none
+    /// while it is healthy.
+    fn failure(&self) -> Option<String>;
 }

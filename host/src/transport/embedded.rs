@@ -36,6 +36,9 @@ pub struct EmbeddedLog {
     partitions: Vec<Arc<PartitionLog>>,
     offsets: Keyspace,
     writer: Mutex<Option<SyncSender<Append>>>,
+    /// The first storage failure: fjall refuses every write after one (it poisons itself),
+    /// so the log is unusable until a restart reopens it.
+    failed: Arc<Mutex<Option<String>>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> TransportError {
@@ -70,15 +73,17 @@ impl EmbeddedLog {
             }));
         }
         let (tx, rx) = sync_channel(PENDING_APPENDS);
+        let failed = Arc::new(Mutex::new(None));
         let log = Arc::new(Self {
             db: db.clone(),
             partitions: logs.clone(),
             offsets,
             writer: Mutex::new(Some(tx)),
+            failed: failed.clone(),
         });
         std::thread::Builder::new()
             .name("sluice-log-writer".into())
-            .spawn(move || write_loop(&db, &logs, &rx))
+            .spawn(move || write_loop(&db, &logs, &rx, &failed))
             .map_err(storage)?;
         Ok(log)
     }
@@ -124,17 +129,38 @@ fn max_committed(offsets: &Keyspace, p: Partition) -> Result<Offset, TransportEr
 }
 
 /// The writer: takes every pending append, writes them as one batch, syncs once, answers.
-fn write_loop(db: &Database, logs: &[Arc<PartitionLog>], rx: &Receiver<Append>) {
+fn write_loop(
+    db: &Database,
+    logs: &[Arc<PartitionLog>],
+    rx: &Receiver<Append>,
+    failed: &Mutex<Option<String>>,
+) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while let Ok(more) = rx.try_recv() {
             group.push(more);
         }
         let result = write_group(db, logs, &group);
+        if let Err(error) = &result {
+            record_failure(failed, error);
+        }
         for (_, reply) in group {
             // The caller may have given up (timeout); its records are durable anyway.
-            let _ = reply.send(result.as_ref().map(|_| ()).map_err(storage));
+            let _ = reply.send(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| TransportError::Storage(e.to_string())),
+            );
         }
+    }
+}
+
+fn record_failure(failed: &Mutex<Option<String>>, error: &TransportError) {
+    let mut failed = failed.lock().unwrap_or_else(PoisonError::into_inner);
+    if failed.is_none() {
+        tracing::error!(%error, "The embedded log failed; writes are refused until a restart.");
+        *failed = Some(error.to_string());
     }
 }
 
@@ -264,14 +290,27 @@ impl Transport for EmbeddedLog {
         for offset in previous..next {
             batch.remove(&log.keyspace, offset.to_be_bytes());
         }
-        batch.commit().map_err(storage)?;
-        self.db.persist(PersistMode::SyncData).map_err(storage)
+        let result = batch
+            .commit()
+            .and_then(|()| self.db.persist(PersistMode::SyncData))
+            .map_err(storage);
+        if let Err(error) = &result {
+            record_failure(&self.failed, error);
+        }
+        result
     }
 
     fn end_offset(&self, partition: Partition) -> Offset {
         self.partitions
             .get(partition as usize)
             .map_or(0, |l| *l.end.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

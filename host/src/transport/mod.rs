@@ -90,6 +90,10 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The offset the next appended record of `partition` will get.
     fn end_offset(&self, partition: Partition) -> Offset;
+
+    /// Why the transport can't work until the process restarts (its storage failed, say
+    /// on a full disk), or none while it is healthy.
+    fn failure(&self) -> Option<String>;
 }
 
 /// The partition of a series of a tenant: stable across restarts and processes, so one

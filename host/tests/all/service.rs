@@ -486,3 +486,110 @@ fn alert_rules_fire_and_resolve_to_the_log_store_and_webhook() {
             .any(|b| b.contains("\"Critical\"") && b.contains("globex"))
     }));
 }
+
+/// A small tmpfs, unmounted on drop: a disk that really fills up.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mounting a tmpfs needs root (CI runs as root)");
+        Self(at.to_owned())
+    }
+
+    fn grow(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_and_loses_no_acknowledged_point() {
+    let mut disk = None;
+    let mut svc = Service::start_with(TENANTS, &[], |data| {
+        disk = Some(SmallDisk::mount(data, "3m"))
+    });
+    let disk = disk.expect("mounted");
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .expect("clock");
+    let mut acked = 0i64;
+    let mut refused = None;
+    for batch in 0..200i64 {
+        let body: String = (0..3000)
+            .map(|j| {
+                format!(
+                    "fill,h=h{} v={} {}\n",
+                    j % 50,
+                    batch * 3000 + j,
+                    base + batch * 3000 + j
+                )
+            })
+            .collect();
+        let (status, answer) = write_v2(&svc, ACME, "ns", &body);
+        if status != 204 {
+            refused = Some((status, answer));
+            break;
+        }
+        acked += 1;
+    }
+    let (status, answer) = refused.expect("the 3 MiB disk never filled");
+    assert_eq!(status, 503, "{answer}");
+    assert!(acked > 0, "nothing was acknowledged before the disk filled");
+    let (status, health) = request("GET", &svc.url("/health"), &[], Vec::new());
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains("\"failed\""), "{health}");
+
+    // Room again, and a restart (the supervisor's answer to a failed health check).
+    svc.kill_9();
+    disk.grow("256m");
+    svc.restart();
+    let q = format!(
+        "measurement=fill&field=v&start={base}&end={}",
+        base + 1_000_000_000
+    );
+    let count = |svc: &Service| {
+        let all = query(svc, ACME, &q);
+        all["series"].as_array().map_or(0, |s| {
+            s.iter()
+                .map(|s| s["points"].as_array().map_or(0, Vec::len))
+                .sum::<usize>()
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || count(&svc)
+            >= (acked * 3000) as usize),
+        "acknowledged points lost: {} of {}",
+        count(&svc),
+        acked * 3000
+    );
+    assert_eq!(
+        write_v2(
+            &svc,
+            ACME,
+            "ns",
+            &format!("fill,h=after v=1 {}\n", base + 999)
+        )
+        .0,
+        204
+    );
+}

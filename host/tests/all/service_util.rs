@@ -42,7 +42,14 @@ impl Service {
     /// Starts a service whose config is `body` (tenants, stages...) plus listen address,
     /// data and plugin directories; `plugins` are copied into its plugin directory.
     pub fn start(body: &str, plugins: &[&str]) -> Self {
+        Self::start_with(body, plugins, |_| {})
+    }
+
+    /// As [`Service::start`], calling `prepare` with the (not yet created) data directory
+    /// before the process starts.
+    pub fn start_with(body: &str, plugins: &[&str], prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        prepare(&dir.path().join("data"));
         let plugin_dir = dir.path().join("plugins");
         std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
         for name in plugins {
