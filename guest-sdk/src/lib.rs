@@ -8,13 +8,13 @@
 //! method runs for each item, unless you override the batch method.
 //!
 //! ```ignore
-//! use sluice_guest::{export_filter, Filter, Point, PluginError};
+//! use sluice_guest::{export_filter, Filter, PluginError, PointView};
 //!
 //! struct DropDebug;
 //!
 //! impl Filter for DropDebug {
 //!     fn new() -> Result<Self, PluginError> { Ok(DropDebug) }
-//!     fn keep(&mut self, point: &Point) -> bool { point.measurement != "debug" }
+//!     fn keep(&mut self, point: &PointView<'_>) -> bool { point.measurement() != "debug" }
 //! }
 //!
 //! export_filter!(DropDebug);
@@ -27,6 +27,7 @@ pub mod lookup;
 pub mod params;
 mod point;
 pub mod state;
+mod view;
 
 /// Bindings generated from the WIT package, one module per world. The shared interfaces are
 /// generated once, in `filter`, and reused by the other two.
@@ -83,9 +84,10 @@ pub mod bindings {
 }
 
 pub use bindings::iface::types::{
-    Aggregate, Alert as AlertEvent, AlertState, Field, FieldValue, Nanos, PluginError, Point,
-    Series, Tag, WindowResult,
+    Aggregate, Alert as AlertEvent, AlertState, Batch, Field, FieldValue, Nanos, PluginError,
+    Point, Series, Tag, WindowResult,
 };
+pub use view::{FieldRef, PointView};
 
 /// A filter plugin: keeps or drops each point.
 pub trait Filter: Sized {
@@ -95,15 +97,15 @@ pub trait Filter: Sized {
     /// A [`PluginError`] (bad parameters, say): the whole batch fails.
     fn new() -> Result<Self, PluginError>;
 
-    /// True keeps `point`.
-    fn keep(&mut self, point: &Point) -> bool;
+    /// True keeps `point` (a view into the batch: nothing is copied).
+    fn keep(&mut self, point: &PointView<'_>) -> bool;
 
     /// One verdict per point; override to look at the batch as a whole.
     ///
     /// # Errors
     /// A [`PluginError`] fails the whole batch.
-    fn filter(&mut self, points: &[Point]) -> Result<Vec<bool>, PluginError> {
-        Ok(points.iter().map(|p| self.keep(p)).collect())
+    fn filter(&mut self, batch: &Batch) -> Result<Vec<bool>, PluginError> {
+        Ok(batch.points().map(|p| self.keep(&p)).collect())
     }
 }
 
@@ -121,14 +123,15 @@ pub trait Transform: Sized {
     /// A [`PluginError`] fails the whole batch.
     fn transform(&mut self, point: Point, out: &mut Vec<Point>) -> Result<(), PluginError>;
 
-    /// The points that replace the batch; override to work on the batch as a whole.
+    /// The points that replace the batch; override to work on the batch as a whole
+    /// (without copying points out of it, say).
     ///
     /// # Errors
     /// A [`PluginError`] fails the whole batch; per-point errors get the point's index.
-    fn transform_batch(&mut self, points: Vec<Point>) -> Result<Vec<Point>, PluginError> {
-        let mut out = Vec::with_capacity(points.len());
-        for (i, point) in points.into_iter().enumerate() {
-            self.transform(point, &mut out).map_err(|mut e| {
+    fn transform_batch(&mut self, batch: &Batch) -> Result<Vec<Point>, PluginError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (i, point) in batch.points().enumerate() {
+            self.transform(point.to_point(), &mut out).map_err(|mut e| {
                 e.index = e.index.or(u32::try_from(i).ok());
                 e
             })?;
@@ -165,9 +168,9 @@ macro_rules! export_filter {
             struct Exported;
             impl $crate::bindings::filter::Guest for Exported {
                 fn filter(
-                    points: ::std::vec::Vec<$crate::Point>,
+                    batch: $crate::Batch,
                 ) -> ::std::result::Result<::std::vec::Vec<bool>, $crate::PluginError> {
-                    <$plugin as $crate::Filter>::new()?.filter(&points)
+                    <$plugin as $crate::Filter>::new()?.filter(&batch)
                 }
             }
             $crate::bindings::filter::__export_filter_world!(Exported with_types_in $crate::bindings::filter);
@@ -183,9 +186,9 @@ macro_rules! export_transform {
             struct Exported;
             impl $crate::bindings::transform::Guest for Exported {
                 fn transform(
-                    points: ::std::vec::Vec<$crate::Point>,
+                    batch: $crate::Batch,
                 ) -> ::std::result::Result<::std::vec::Vec<$crate::Point>, $crate::PluginError> {
-                    <$plugin as $crate::Transform>::new()?.transform_batch(points)
+                    <$plugin as $crate::Transform>::new()?.transform_batch(&batch)
                 }
             }
             $crate::bindings::transform::__export_transform_world!(Exported with_types_in $crate::bindings::transform);

@@ -13,6 +13,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Store, Trap};
 
+use super::batch::encode;
 use super::bindings::alert::AlertPre;
 use super::bindings::filter::FilterPre;
 use super::bindings::transform::TransformPre;
@@ -189,8 +190,9 @@ impl LoadedPlugin {
         let Entry::Filter(pre) = &self.entry else {
             return Err(self.wrong_world(World::Filter));
         };
+        let batch = encode(points);
         let verdicts = self.call(env, |store| {
-            pre.instantiate(&mut *store)?.call_filter(store, points)
+            pre.instantiate(&mut *store)?.call_filter(store, &batch)
         })?;
         if verdicts.len() != points.len() {
             return Err(self.error(CallErrorKind::BadOutput(format!(
@@ -210,8 +212,9 @@ impl LoadedPlugin {
         let Entry::Transform(pre) = &self.entry else {
             return Err(self.wrong_world(World::Transform));
         };
+        let batch = encode(points);
         let mut out = self.call(env, |store| {
-            pre.instantiate(&mut *store)?.call_transform(store, points)
+            pre.instantiate(&mut *store)?.call_transform(store, &batch)
         })?;
         for (i, point) in out.iter_mut().enumerate() {
             if point.fields.is_empty() || point.measurement.is_empty() {

@@ -7,6 +7,7 @@
 //! - [`PluginRegistry`] / [`PluginSlot`]: the serving version of each plugin of a directory,
 //!   health and quarantine; [`watch`] reloads changed files.
 
+mod batch;
 pub mod bindings;
 mod cache;
 mod ctx;

@@ -1,7 +1,7 @@
 //! The trivial filter of the host benchmark: keep a point iff it has a field `value` whose
 //! numeric value is >= 0. The benchmark runs the same logic natively for comparison.
 
-use sluice_guest::{FieldValue, Filter, PluginError, Point, export_filter};
+use sluice_guest::{FieldRef, Filter, PluginError, PointView, export_filter};
 
 struct BenchFilter;
 
@@ -10,10 +10,11 @@ impl Filter for BenchFilter {
         Ok(BenchFilter)
     }
 
-    fn keep(&mut self, point: &Point) -> bool {
+    fn keep(&mut self, point: &PointView<'_>) -> bool {
         point
             .field("value")
-            .and_then(FieldValue::as_f64)
+            .as_ref()
+            .and_then(FieldRef::as_f64)
             .is_some_and(|v| v >= 0.0)
     }
 }
@@ -23,10 +24,15 @@ export_filter!(BenchFilter);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_guest::{Batch, Point};
 
     #[test]
     fn keeps_non_negative_numeric_value_only() {
-        let verdict = |p: Point| BenchFilter.keep(&p);
+        let verdict = |p: Point| {
+            BenchFilter
+                .filter(&Batch::from_points(&[p]))
+                .expect("filter")[0]
+        };
         assert!(verdict(Point::new("m", 0).with_field("value", 0.0)));
         assert!(verdict(Point::new("m", 0).with_field("value", 3_u64)));
         assert!(!verdict(Point::new("m", 0).with_field("value", -1_i64)));

@@ -8,7 +8,7 @@
 
 use std::hint::black_box;
 
-use sluice_guest::{Filter, PluginError, Point, export_filter, info, params};
+use sluice_guest::{Batch, Filter, PluginError, PointView, export_filter, info, params};
 
 struct Chaos;
 
@@ -17,11 +17,11 @@ impl Filter for Chaos {
         Ok(Chaos)
     }
 
-    fn keep(&mut self, _point: &Point) -> bool {
+    fn keep(&mut self, _point: &PointView<'_>) -> bool {
         true
     }
 
-    fn filter(&mut self, points: &[Point]) -> Result<Vec<bool>, PluginError> {
+    fn filter(&mut self, points: &Batch) -> Result<Vec<bool>, PluginError> {
         let keep_all = vec![true; points.len()];
         match params::get_or("mode", "pass").as_str() {
             "pass" => Ok(keep_all),

@@ -7,7 +7,7 @@
 //!
 //! Without patterns every point is kept.
 
-use sluice_guest::{Filter, PluginError, Point, export_filter, params};
+use sluice_guest::{Filter, PluginError, PointView, export_filter, params};
 
 struct DropFilter {
     measurements: Vec<String>,
@@ -33,11 +33,11 @@ impl Filter for DropFilter {
         })
     }
 
-    fn keep(&mut self, point: &Point) -> bool {
+    fn keep(&mut self, point: &PointView<'_>) -> bool {
         let matches = self
             .measurements
             .iter()
-            .any(|p| glob(p, &point.measurement))
+            .any(|p| glob(p, point.measurement()))
             || self
                 .tags
                 .iter()
@@ -75,6 +75,7 @@ export_filter!(DropFilter);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_guest::{Batch, Point};
 
     #[test]
     fn glob_matches_stars_and_question_marks() {
@@ -103,10 +104,11 @@ mod tests {
             Point::new("cpu", 3).with_tag("host", "test-7"),
             Point::new("cpu", 4),
         ];
-        let verdicts: Vec<bool> = points.iter().map(|p| filter.keep(p)).collect();
+        let batch = Batch::from_points(&points);
+        let verdicts = filter.filter(&batch).expect("filter");
         assert_eq!(verdicts, [true, false, false, true]);
         filter.invert = true;
-        let verdicts: Vec<bool> = points.iter().map(|p| filter.keep(p)).collect();
+        let verdicts = filter.filter(&batch).expect("filter");
         assert_eq!(verdicts, [false, true, true, false]);
     }
 }
