@@ -156,11 +156,14 @@ impl PluginSlot {
             Ok(value) => {
                 c.batches_ok += 1;
                 c.consecutive_failures = 0;
+                let out = count_out(value);
                 self.metrics
                     .plugin_points_out
                     .get_or_create(&labels)
-                    .inc_by(count_out(value) as u64);
+                    .inc_by(out as u64);
                 self.count_call(&labels, CallOutcome::Ok);
+                // Per batch, not per point; the version makes every batch attributable.
+                tracing::debug!(plugin = %id, points_in, points_out = out, "Batch processed.");
             }
             Err(error) => {
                 c.batches_failed += 1;
