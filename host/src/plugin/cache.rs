@@ -49,8 +49,8 @@ impl ArtifactCache {
         let path = self
             .dir
             .join(format!("{digest}-{:016x}.cwasm", self.engine_hash));
-        if path.exists() {
-            match deserialize(engine, &path) {
+        if let Ok(cached) = std::fs::read(&path) {
+            match deserialize(engine, &cached) {
                 Ok(component) => return Ok(component),
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "Unusable cached artifact; recompiling.");
@@ -62,26 +62,20 @@ impl ArtifactCache {
         if let Err(error) = write_atomically(&path, &artifact) {
             tracing::warn!(path = %path.display(), %error, "Could not cache compiled plugin.");
         }
-        deserialize_bytes(engine, &artifact)
+        deserialize(engine, &artifact)
     }
 }
 
+/// Loads a precompiled artifact. Read into memory rather than mapped from its file: a mapped
+/// file that someone truncates would crash the process (SIGBUS).
 #[expect(
     unsafe_code,
     reason = "wasmtime artifacts are native code; the cache directory is trusted like the binary"
 )]
-fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the file was written by `precompile_component` of an engine with the same
-    // compatibility hash (it is in the file name), into a directory only we write.
-    unsafe { Component::deserialize_file(engine, path) }
-}
-
-#[expect(
-    unsafe_code,
-    reason = "the bytes were just produced by precompile_component"
-)]
-fn deserialize_bytes(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: `artifact` comes straight from `Engine::precompile_component` of this engine.
+fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `artifact` was produced by `Engine::precompile_component` of an engine with the
+    // same compatibility hash (it is in the file name), just now or into a directory only we
+    // write; wasmtime still checks its header and version.
     unsafe { Component::deserialize(engine, artifact) }
 }
 

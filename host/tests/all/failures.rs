@@ -269,3 +269,55 @@ fn repeated_failures_quarantine_the_plugin_and_batches_become_dead_letters() {
     assert_eq!(out.points.map(|p| p.len()), Some(3));
     assert_ne!(out.plugin.version.as_ref(), version);
 }
+
+#[test]
+fn compiled_artifacts_are_cached_and_a_corrupt_cache_entry_is_recompiled() {
+    use sluice::plugin::{Runtime, RuntimeConfig};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let runtime = Runtime::new(&RuntimeConfig {
+        cache_dir: Some(cache.clone()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let first = runtime
+        .load_file(&plugin_file("drop-filter"), PluginLimits::default())
+        .expect("first load compiles");
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(entries.len(), 1, "one artifact: {entries:?}");
+    let name = entries[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_owned();
+    assert!(
+        name.starts_with(first.id().version.as_ref()),
+        "keyed by content hash: {name}"
+    );
+
+    // A cached artifact loads and runs like the original.
+    let cached = runtime
+        .load_file(&plugin_file("drop-filter"), PluginLimits::default())
+        .expect("cached load");
+    assert_eq!(
+        cached.filter(&batch(), &env(&[])).expect("filter"),
+        [true, true, true]
+    );
+
+    // A corrupt entry is not trusted: the plugin is compiled again.
+    std::fs::write(&entries[0], b"garbage").expect("corrupt");
+    let again = runtime
+        .load_file(&plugin_file("drop-filter"), PluginLimits::default())
+        .expect("recompiles");
+    assert_eq!(
+        again.filter(&batch(), &env(&[])).expect("filter"),
+        [true, true, true]
+    );
+    assert!(
+        std::fs::read(&entries[0]).expect("rewritten").len() > 1000,
+        "entry rewritten"
+    );
+}
