@@ -69,7 +69,9 @@ const PRODUCERS: [Producer; 3] = [
 /// The fastest topics run at 100 Hz: every tick sends what is due.
 const TICK: Duration = Duration::from_millis(10);
 const TICKS_PER_SECOND: u64 = 100;
-const SAL_WARMUP: Duration = Duration::from_secs(2);
+/// Long enough for the first writes, which create 1,051 measurements, to be caught up on
+/// before the window: a catch-up burst inside it would overstate the rate.
+const SAL_WARMUP: Duration = Duration::from_secs(5);
 const SAL_WINDOW: Duration = Duration::from_secs(20);
 /// 20 markers a second gives 400 samples per run: enough for a p99 that isn't the maximum.
 const MARKER_EVERY: Duration = Duration::from_millis(50);
@@ -120,11 +122,11 @@ fn run() -> anyhow::Result<()> {
 
     // Alternate servers so a slow spell on the shared machine doesn't hit one side only.
     eprintln!("(a) bulk, Sluice...");
-    let sluice_bulk = on_sluice(&plugins, |ep| rt.block_on(bulk(ep)))?;
+    let sluice_bulk = on_sluice(&rt, &plugins, |ep| rt.block_on(bulk(ep)))?;
     eprintln!("(a) bulk, InfluxDB...");
     let influx_bulk = on_influxdb(&rt, |ep| rt.block_on(bulk(ep)))?;
     eprintln!("(b) SAL mock, Sluice...");
-    let sluice_sal = on_sluice(&plugins, |ep| rt.block_on(sal(ep)))?;
+    let sluice_sal = on_sluice(&rt, &plugins, |ep| rt.block_on(sal(ep)))?;
     eprintln!("(b) SAL mock, InfluxDB...");
     let influx_sal = on_influxdb(&rt, |ep| rt.block_on(sal(ep)))?;
 
@@ -146,6 +148,8 @@ enum Server {
 struct Endpoint {
     server: Server,
     addr: SocketAddr,
+    /// The server's process when it isn't this one, for CPU accounting.
+    pid: Option<u32>,
 }
 
 fn plugin_dir() -> anyhow::Result<PathBuf> {
@@ -173,19 +177,26 @@ fn require_influxd() -> anyhow::Result<()> {
     }
 }
 
+/// A path as a quoted TOML string, escapes and all.
+fn toml_string(path: &Path) -> String {
+    toml::Value::String(path.display().to_string()).to_string()
+}
+
 fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// Runs `measure` against a fresh in-process Sluice, then shuts it down.
 fn on_sluice<T>(
+    rt: &tokio::runtime::Runtime,
     plugins: &Path,
     measure: impl FnOnce(Endpoint) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut server = SluiceServer::start(plugins)?;
+    let mut server = SluiceServer::start(rt, plugins)?;
     let result = measure(Endpoint {
         server: Server::Sluice,
         addr: server.addr,
+        pid: None,
     });
     server.shutdown()?;
     result
@@ -200,6 +211,7 @@ fn on_influxdb<T>(
     let ep = Endpoint {
         server: Server::InfluxDb,
         addr: server.http,
+        pid: Some(server.child.id()),
     };
     rt.block_on(server.ready(ep))?;
     measure(ep)
@@ -215,9 +227,8 @@ struct SluiceServer {
 }
 
 impl SluiceServer {
-    fn start(plugins: &Path) -> anyhow::Result<Self> {
+    fn start(rt: &tokio::runtime::Runtime, plugins: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let toml_str = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
         let text = format!(
             r#"
 listen = "127.0.0.1:0"
@@ -235,8 +246,8 @@ name = "drop-debug"
 plugin = "drop-filter"
 params = {{ measurement = "debug*" }}
 "#,
-            data = toml_str(&dir.path().join("data")),
-            plugins = toml_str(plugins),
+            data = toml_string(&dir.path().join("data")),
+            plugins = toml_string(plugins),
         );
         let config = Config::parse(&text, Path::new("ingest-bench.toml"))?;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -248,12 +259,16 @@ params = {{ measurement = "debug*" }}
             }))
         });
         // `run` either reports its address or returns an error, which drops `ready_tx`.
-        let Ok(addr) = ready_rx.blocking_recv() else {
-            let error = match thread.join() {
-                Ok(Err(error)) => error,
-                _ => anyhow::anyhow!("the service stopped before serving"),
-            };
-            return Err(error.context("starting Sluice"));
+        let addr = match rt.block_on(async { tokio::time::timeout(START_LIMIT, ready_rx).await }) {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(_)) => {
+                let error = match thread.join() {
+                    Ok(Err(error)) => error,
+                    _ => anyhow::anyhow!("the service stopped before serving"),
+                };
+                return Err(error.context("starting Sluice"));
+            }
+            Err(_) => bail!("Sluice not serving after {START_LIMIT:?}"),
         };
         Ok(Self {
             addr,
@@ -293,7 +308,7 @@ impl InfluxServer {
     fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (http, rpc) = (free_port()?, free_port()?);
-        let path = |name: &str| dir.path().join(name).display().to_string();
+        let path = |name: &str| toml_string(&dir.path().join(name));
         // Defaults otherwise (WAL fsync on every write, like Sluice's log). Request and query
         // logs are off because Sluice logs nothing per request in this bench. Debian's build
         // calls the reporting switch `reporting-enabled`, upstream `reporting-disabled`.
@@ -303,11 +318,11 @@ reporting-enabled = false
 bind-address = "{rpc}"
 
 [meta]
-  dir = "{meta}"
+  dir = {meta}
 
 [data]
-  dir = "{data}"
-  wal-dir = "{wal}"
+  dir = {data}
+  wal-dir = {wal}
   query-log-enabled = false
 
 [http]
@@ -504,7 +519,10 @@ impl Endpoint {
             return Ok(None);
         };
         let uri = format!("http://{}/metrics", self.addr);
-        let (_, body) = send(client, Method::GET, &uri, None, Bytes::new()).await?;
+        let (status, body) = send(client, Method::GET, &uri, None, Bytes::new()).await?;
+        if status != StatusCode::OK {
+            bail!("Sluice /metrics: {status}");
+        }
         let text = String::from_utf8_lossy(&body);
         let label = format!("tenant=\"{TENANT}\"");
         // Absent until the pipeline stores its first point.
@@ -595,6 +613,8 @@ fn marker_line(seq: u64, ts: i64) -> String {
     format!("{MARKER} seq={seq}i {ts}\n")
 }
 
+// ---- measuring -------------------------------------------------------------------------
+
 /// Acknowledged points, counted only when the 204 arrives inside the measured window.
 struct Tally {
     window: std::ops::Range<Instant>,
@@ -637,11 +657,81 @@ fn sleep_until(t: Instant) -> tokio::time::Sleep {
     tokio::time::sleep_until(tokio::time::Instant::from_std(t))
 }
 
+/// CPU clock ticks from /proc: the machine's busy and total time, and this process's
+/// (client and in-process Sluice) plus the server child's. The machine is shared, so each
+/// result shows how much of it other processes took during the window.
+#[derive(Clone, Copy)]
+struct Cpu {
+    busy: u64,
+    total: u64,
+    ours: u64,
+}
+
+/// Shares of the whole machine (all cores) during a window.
+#[derive(Clone, Copy)]
+struct CpuShare {
+    ours: f64,
+    others: f64,
+}
+
+impl Cpu {
+    fn now(child: Option<u32>) -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // `cpu user nice system idle iowait irq softirq steal ...`; steal counts as busy:
+        // it is CPU someone else got.
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let total: u64 = ticks.iter().sum();
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        Self {
+            busy: total.saturating_sub(idle),
+            total,
+            ours: process_ticks("self") + child.map_or(0, |pid| process_ticks(&pid.to_string())),
+        }
+    }
+
+    fn share_since(self, earlier: Cpu) -> CpuShare {
+        let total = self.total.saturating_sub(earlier.total).max(1) as f64;
+        let busy = self.busy.saturating_sub(earlier.busy);
+        let ours = self.ours.saturating_sub(earlier.ours);
+        CpuShare {
+            ours: ours as f64 / total,
+            others: busy.saturating_sub(ours) as f64 / total,
+        }
+    }
+}
+
+/// utime + stime of a process: fields 14 and 15 of its stat, counted after the
+/// parenthesised command name (which may contain spaces).
+fn process_ticks(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            Some(
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|t| t.parse::<u64>().ok())
+                    .sum(),
+            )
+        })
+        .unwrap_or(0)
+}
+
 // ---- (a) bulk --------------------------------------------------------------------------
 
 struct BulkResult {
     acked_per_s: f64,
     refused: u64,
+    cpu: CpuShare,
     /// Sluice only: points stored per second during the window, and the drain time after it
     /// (`None` when not drained within `DRAIN_LIMIT`).
     stored: Option<(f64, Option<Duration>)>,
@@ -665,9 +755,11 @@ async fn bulk(ep: Endpoint) -> anyhow::Result<BulkResult> {
         })
         .collect();
     sleep_until(tally.window.start).await;
+    let cpu = Cpu::now(ep.pid);
     let stored_before = ep.stored_points(&client).await?;
     sleep_until(tally.window.end).await;
     let stored_after = ep.stored_points(&client).await?;
+    let cpu = Cpu::now(ep.pid).share_since(cpu);
     for writer in writers {
         writer.await?;
     }
@@ -682,6 +774,7 @@ async fn bulk(ep: Endpoint) -> anyhow::Result<BulkResult> {
     Ok(BulkResult {
         acked_per_s: tally.rate(),
         refused: tally.refused.load(Ordering::Relaxed),
+        cpu,
         stored,
     })
 }
@@ -702,7 +795,10 @@ async fn drain(client: &HttpClient, ep: Endpoint, target: u64) -> anyhow::Result
 
 struct SalResult {
     acked_per_s: f64,
+    /// How far the slowest producer was behind its schedule when the window closed.
+    behind: Duration,
     refused: u64,
+    cpu: CpuShare,
     markers_sent: u64,
     markers_lost: u64,
     /// Ingest→queryable latencies, sorted.
@@ -717,6 +813,7 @@ async fn sal(ep: Endpoint) -> anyhow::Result<SalResult> {
         .map(|p| tokio::spawn(produce(client.clone(), ep, p, tally.clone())))
         .collect();
     sleep_until(tally.window.start).await;
+    let cpu = Cpu::now(ep.pid);
     // Marker timestamp → when its write was sent.
     let pending = Arc::new(Mutex::new(BTreeMap::new()));
     let writing = Arc::new(AtomicBool::new(true));
@@ -727,15 +824,19 @@ async fn sal(ep: Endpoint) -> anyhow::Result<SalResult> {
         writing.clone(),
     ));
     let markers_sent = write_markers(&client, ep, &pending, tally.window.end).await;
+    let cpu = Cpu::now(ep.pid).share_since(cpu);
     writing.store(false, Ordering::Release);
     let (mut latencies, markers_lost) = poller.await?;
+    let mut behind = Duration::ZERO;
     for producer in producers {
-        producer.await?;
+        behind = behind.max(producer.await?);
     }
     latencies.sort();
     Ok(SalResult {
         acked_per_s: tally.rate(),
+        behind,
         refused: tally.refused.load(Ordering::Relaxed),
+        cpu,
         markers_sent,
         markers_lost,
         latencies,
@@ -744,15 +845,23 @@ async fn sal(ep: Endpoint) -> anyhow::Result<SalResult> {
 
 /// One producer: every tick, one write of the points due. Ticks missed while a write is
 /// slow are caught up at once (tokio's default), so the offered rate holds if the server
-/// keeps up.
-async fn produce(client: HttpClient, ep: Endpoint, p: &'static Producer, tally: Arc<Tally>) {
+/// keeps up. Returns how far behind schedule it was at the end of the window.
+async fn produce(
+    client: HttpClient,
+    ep: Endpoint,
+    p: &'static Producer,
+    tally: Arc<Tally>,
+) -> Duration {
     let mut tick = tokio::time::interval(TICK);
-    for n in 0.. {
-        tick.tick().await;
-        if Instant::now() >= tally.window.end {
-            break;
+    let mut n = 0;
+    loop {
+        let due = tick.tick().await.into_std();
+        let now = Instant::now();
+        if now >= tally.window.end {
+            return now.saturating_duration_since(due);
         }
         let batch = sal_batch(p, n, now_ns());
+        n += 1;
         if batch.is_empty() {
             continue;
         }
@@ -818,20 +927,29 @@ async fn poll_markers(
             .visible_markers(&client, from, to)
             .await
             .unwrap_or_default();
-        let seen = Instant::now();
-        let mut p = lock(&pending);
-        for ts in visible {
-            if let Some(sent) = p.remove(&ts) {
-                latencies.push(seen - sent);
-            }
-        }
-        let before = p.len();
-        p.retain(|_, sent| seen - *sent < MARKER_TIMEOUT);
-        lost += (before - p.len()) as u64;
-        drop(p);
+        lost += settle(&pending, &visible, Instant::now(), &mut latencies);
         tokio::time::sleep(POLL_EVERY).await;
     }
     (latencies, lost)
+}
+
+/// Takes the `visible` markers out of `pending` with their latency at `seen`, and drops
+/// those pending longer than `MARKER_TIMEOUT`; returns how many it dropped.
+fn settle(
+    pending: &Mutex<BTreeMap<i64, Instant>>,
+    visible: &[i64],
+    seen: Instant,
+    latencies: &mut Vec<Duration>,
+) -> u64 {
+    let mut p = lock(pending);
+    for ts in visible {
+        if let Some(sent) = p.remove(ts) {
+            latencies.push(seen - sent);
+        }
+    }
+    let before = p.len();
+    p.retain(|_, sent| seen - *sent < MARKER_TIMEOUT);
+    (before - p.len()) as u64
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -865,6 +983,14 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// `ours/others`, each in percent of the whole machine (all cores).
+fn cpu(share: CpuShare) -> String {
+    format!("{:.0}%/{:.0}%", share.ours * 100.0, share.others * 100.0)
+}
+
+const CPU_LEGEND: &str = "CPU = share of the whole machine (all cores) used during the \
+     window by this bench with its server / by other processes (the machine is shared)";
+
 fn print_bulk(generator: f64, sluice: &BulkResult, influx: &BulkResult) {
     println!();
     println!(
@@ -879,23 +1005,24 @@ fn print_bulk(generator: f64, sluice: &BulkResult, influx: &BulkResult) {
         thousands(generator)
     );
     println!(
-        "    {:<16} {:>16} {:>18} {:>9} {:>22}",
-        "server", "acked points/s", "stored points/s", "refused", "backlog drained after"
+        "    {:<16} {:>15} {:>16} {:>8} {:>15} {:>10}",
+        "server", "acked points/s", "stored points/s", "refused", "backlog drained", "CPU"
     );
     for (name, r) in [("Sluice", sluice), ("InfluxDB 1.6.7", influx)] {
         let (stored, drained) = match r.stored {
             Some((rate, drained)) => (
                 thousands(rate),
                 drained.map_or(format!(">{}s", DRAIN_LIMIT.as_secs()), |d| {
-                    format!("{:.1} s", d.as_secs_f64())
+                    format!("{:.1} s after", d.as_secs_f64())
                 }),
             ),
             None => ("= acked".into(), "-".into()),
         };
         println!(
-            "    {name:<16} {:>16} {stored:>18} {:>9} {drained:>22}",
+            "    {name:<16} {:>15} {stored:>16} {:>8} {drained:>15} {:>10}",
             thousands(r.acked_per_s),
-            r.refused
+            r.refused,
+            cpu(r.cpu)
         );
     }
     let sluice_stored = sluice.stored.map_or(sluice.acked_per_s, |(rate, _)| rate);
@@ -905,8 +1032,9 @@ fn print_bulk(generator: f64, sluice: &BulkResult, influx: &BulkResult) {
         ratio(sluice_stored, influx.acked_per_s)
     );
     println!(
-        "    (refused = write requests not answered 204 over the whole run; Sluice answers 204 \
-         once its log holds the points, InfluxDB once they are queryable)"
+        "    refused = write requests not answered 204 over the whole run. Sluice answers 204 once \
+         its log holds the points,\n    InfluxDB once they are queryable; stored = Sluice's \
+         pipeline output during the window. {CPU_LEGEND}."
     );
 }
 
@@ -929,41 +1057,49 @@ fn print_sal(sluice: &SalResult, influx: &SalResult) {
         thousands(offered as f64)
     );
     println!(
-        "    {} producers writing what is due every {} ms, points stamped now; {}s warm-up then {}s measured;",
+        "    {} producers each writing what is due every {} ms, points stamped now; {}s warm-up \
+         then {}s measured, fresh server each;",
         PRODUCERS.len(),
         TICK.as_millis(),
         SAL_WARMUP.as_secs(),
         SAL_WINDOW.as_secs()
     );
     println!(
-        "    a marker point every {} ms, query API polled every {} ms until it shows; latency = seen - sent.",
+        "    a marker point every {} ms, query API polled every {} ms until it shows; latency = \
+         seen - sent.",
         MARKER_EVERY.as_millis(),
         POLL_EVERY.as_millis()
     );
     println!(
-        "    {:<16} {:>14} {:>8} {:>14} {:>10} {:>10} {:>10}",
-        "server", "acked points/s", "refused", "markers seen", "p50", "p99", "max"
+        "    {:<16} {:>14} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "server", "acked points/s", "behind", "refused", "markers", "p50", "p99", "max", "CPU"
     );
     for (name, r) in [("Sluice", sluice), ("InfluxDB 1.6.7", influx)] {
         println!(
-            "    {name:<16} {:>14} {:>8} {:>14} {:>10} {:>10} {:>10}",
+            "    {name:<16} {:>14} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10}",
             thousands(r.acked_per_s),
+            format!("{:.2} s", r.behind.as_secs_f64()),
             r.refused,
             format!("{}/{}", r.latencies.len(), r.markers_sent),
             ms(percentile(r, 0.5)),
             ms(percentile(r, 0.99)),
             ms(r.latencies.last().copied()),
+            cpu(r.cpu),
         );
     }
     let secs = |r: &SalResult, q| percentile(r, q).map_or(0.0, |d| d.as_secs_f64());
     println!(
-        "    Sluice/InfluxDB: throughput {}, p50 latency {}, p99 latency {}; markers lost (>{}s): Sluice {}, InfluxDB {}",
+        "    Sluice/InfluxDB: throughput {}, p50 latency {}, p99 latency {}.",
         ratio(sluice.acked_per_s, influx.acked_per_s),
         ratio(secs(sluice, 0.5), secs(influx, 0.5)),
         ratio(secs(sluice, 0.99), secs(influx, 0.99)),
-        MARKER_TIMEOUT.as_secs(),
+    );
+    println!(
+        "    behind = how far the slowest producer lagged its schedule at the end; markers = seen/\
+         acknowledged ({} and {} not seen within {}s).\n    {CPU_LEGEND}.",
         sluice.markers_lost,
-        influx.markers_lost
+        influx.markers_lost,
+        MARKER_TIMEOUT.as_secs()
     );
     println!(
         "    Seed's own pipeline (Kafka + InfluxDB): p50 183 ms, p99 1.34 s. Target: p99 < 100 ms."
