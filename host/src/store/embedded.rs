@@ -1,7 +1,7 @@
-//! The single-machine store on fjall: one keyspace of points (series key + time → value)
-//! and one index of series (series key → nothing) for listing and tag filtering.
+//! The single-machine store on fjall: an index of series (series key → numeric id) for
+//! listing and tag filtering, and one keyspace of points (series id + time → value).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -12,9 +12,16 @@ use super::{SeriesFilter, SeriesKey, Store, StoreError, keys};
 use crate::point::{Alert, FieldValue, Nanos, Point};
 use crate::tenant::TenantId;
 
-/// Series whose index entry is known to exist, remembered to skip rewriting it per point.
-/// Bounded: cleared when it grows past this many series.
+/// Series ids kept in memory, so a write looks the index up once per series, not per
+/// point. Bounded: cleared when it grows past this many series (they are re-read).
 const KNOWN_SERIES_CAP: usize = 1_000_000;
+
+/// Series key → id, for the series seen lately, and the next id to hand out.
+#[derive(Default)]
+struct SeriesIds {
+    known: HashMap<Vec<u8>, u64>,
+    next: u64,
+}
 
 /// The embedded store in a directory.
 pub struct EmbeddedStore {
@@ -22,7 +29,7 @@ pub struct EmbeddedStore {
     points: Keyspace,
     series: Keyspace,
     alerts: Keyspace,
-    known: Mutex<HashSet<Vec<u8>>>,
+    ids: Mutex<SeriesIds>,
     /// The first write failure: fjall refuses every write after one, until reopened.
     failed: Mutex<Option<String>>,
 }
@@ -47,18 +54,45 @@ impl EmbeddedStore {
         let alerts = db
             .keyspace("alerts", KeyspaceCreateOptions::default)
             .map_err(storage)?;
+        // Ids continue after the highest one in the index.
+        let mut next = 1;
+        for kv in series.iter() {
+            let value = kv.value().map_err(storage)?;
+            next = next.max(decode_id(&value)? + 1);
+        }
         Ok(Self {
             db,
             points,
             series,
             alerts,
-            known: Mutex::default(),
+            ids: Mutex::new(SeriesIds {
+                known: HashMap::new(),
+                next,
+            }),
             failed: Mutex::default(),
         })
     }
 }
 
 impl EmbeddedStore {
+    /// The id of the series with key `series`, if it is indexed.
+    fn id_of(&self, series: &[u8]) -> Result<Option<u64>, StoreError> {
+        if let Some(id) = self
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .known
+            .get(series)
+        {
+            return Ok(Some(*id));
+        }
+        self.series
+            .get(series)
+            .map_err(storage)?
+            .map(|v| decode_id(&v))
+            .transpose()
+    }
+
     /// Commits `batch` and syncs the journal; remembers a failure for [`Store::failure`].
     fn durably(&self, batch: fjall::OwnedWriteBatch) -> Result<(), StoreError> {
         let result = batch
@@ -79,31 +113,50 @@ impl EmbeddedStore {
 impl Store for EmbeddedStore {
     fn write(&self, batches: &[(TenantId, Vec<Point>)]) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
-        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        if known.len() > KNOWN_SERIES_CAP {
-            known.clear();
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        if ids.known.len() > KNOWN_SERIES_CAP {
+            ids.known.clear();
         }
-        let mut new_series = Vec::new();
+        let mut new_series: Vec<(Vec<u8>, u64)> = Vec::new();
         for (tenant, points) in batches {
             for point in points {
                 for field in &point.fields {
-                    let series = keys::series(tenant, &SeriesKey::of(point, &field.key));
-                    let mut key = series.clone();
-                    key.extend_from_slice(&keys::time(point.timestamp));
-                    batch.insert(&self.points, key, keys::value(&field.value));
-                    if !known.contains(&series) {
-                        batch.insert(&self.series, series.clone(), []);
-                        new_series.push(series);
-                    }
+                    let series = keys::series_of(tenant, point, &field.key);
+                    let id = match ids.known.get(&series) {
+                        Some(id) => *id,
+                        None => match self.series.get(&series).map_err(storage)? {
+                            Some(v) => {
+                                let id = decode_id(&v)?;
+                                ids.known.insert(series, id);
+                                id
+                            }
+                            None => match new_series.iter().find(|(k, _)| *k == series) {
+                                Some((_, id)) => *id,
+                                None => {
+                                    let id = ids.next;
+                                    ids.next += 1;
+                                    batch.insert(&self.series, series.clone(), id.to_be_bytes());
+                                    new_series.push((series, id));
+                                    id
+                                }
+                            },
+                        },
+                    };
+                    batch.insert(
+                        &self.points,
+                        keys::point(id, point.timestamp),
+                        keys::value(&field.value),
+                    );
                 }
             }
         }
-        drop(known);
+        drop(ids);
         self.durably(batch)?;
-        // Only once durable: a failed write must not leave series marked as indexed.
-        self.known
+        // Only once durable: a failed write must not leave ids that the index doesn't have.
+        self.ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .known
             .extend(new_series);
         Ok(())
     }
@@ -137,16 +190,16 @@ impl Store for EmbeddedStore {
         series: &SeriesKey,
         range: Range<Nanos>,
     ) -> Result<Vec<(Nanos, FieldValue)>, StoreError> {
-        let prefix = keys::series(tenant, series);
-        let bound = |ts: Nanos| {
-            let mut k = prefix.clone();
-            k.extend_from_slice(&keys::time(ts));
-            k
+        let Some(id) = self.id_of(&keys::series(tenant, series))? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for kv in self.points.range(bound(range.start)..bound(range.end)) {
+        for kv in self
+            .points
+            .range(keys::point(id, range.start)..keys::point(id, range.end))
+        {
             let (key, value) = kv.into_inner().map_err(storage)?;
-            let ts = keys::decode_time(&key[prefix.len()..])
+            let ts = keys::decode_time(&key[8..])
                 .ok_or_else(|| StoreError::Corrupt(format!("point key {key:?}")))?;
             let value = keys::decode_value(&value)
                 .ok_or_else(|| StoreError::Corrupt(format!("value of {key:?}")))?;
@@ -158,39 +211,40 @@ impl Store for EmbeddedStore {
     fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError> {
         let mut removed = 0;
         for series in self.series(tenant, &SeriesFilter::default())? {
-            let prefix = keys::series(tenant, &series);
-            let mut start = prefix.clone();
-            start.extend_from_slice(&keys::time(Nanos::MIN));
-            let mut end = prefix.clone();
-            end.extend_from_slice(&keys::time(before));
+            let key = keys::series(tenant, &series);
+            let Some(id) = self.id_of(&key)? else {
+                continue;
+            };
             let mut batch = self.db.batch();
-            for kv in self.points.range(start..end) {
+            for kv in self
+                .points
+                .range(keys::point(id, Nanos::MIN)..keys::point(id, before))
+            {
                 batch.remove(&self.points, kv.key().map_err(storage)?);
                 removed += 1;
             }
-            let mut rest = prefix.clone();
-            rest.extend_from_slice(&keys::time(before));
-            if self
+            let rest = keys::point(id, before);
+            let emptied = self
                 .points
-                .range(rest..)
+                .range(rest..keys::point(id, Nanos::MAX))
                 .next()
-                .is_none_or(|kv| kv.key().map_or(true, |k| !k.starts_with(&prefix)))
-            {
-                batch.remove(&self.series, prefix.clone());
-                self.known
+                .is_none();
+            if emptied {
+                batch.remove(&self.series, key.clone());
+                self.ids
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&prefix);
+                    .known
+                    .remove(&key);
             }
-            batch.commit().map_err(storage)?;
+            self.durably(batch)?;
         }
         let mut batch = self.db.batch();
         let start = alert_key(tenant, Nanos::MIN, "");
         for kv in self.alerts.range(start..alert_key(tenant, before, "")) {
             batch.remove(&self.alerts, kv.key().map_err(storage)?);
         }
-        batch.commit().map_err(storage)?;
-        self.db.persist(PersistMode::SyncData).map_err(storage)?;
+        self.durably(batch)?;
         Ok(removed)
     }
 
@@ -229,6 +283,13 @@ impl Store for EmbeddedStore {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+fn decode_id(bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("series id {bytes:?}")))?;
+    Ok(u64::from_be_bytes(arr))
 }
 
 /// Alerts sort by tenant, then window end, then rule and series.
@@ -303,6 +364,37 @@ mod tests {
             store.read(&b, &series[0], 0..100).expect("read").len(),
             1,
             "b untouched"
+        );
+    }
+
+    #[test]
+    fn series_ids_survive_a_reopen_and_new_series_get_new_ids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let filter = |host: &str| SeriesFilter {
+            measurement: Some("m".into()),
+            field: Some("v".into()),
+            tags: vec![("h".into(), host.into())],
+        };
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            store
+                .write(&[(a.clone(), pts("m,h=x v=1 1"))])
+                .expect("write");
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        store
+            .write(&[(a.clone(), pts("m,h=y v=2 1\nm,h=x v=3 2"))])
+            .expect("write");
+        let x = &store.series(&a, &filter("x")).expect("x")[0];
+        let y = &store.series(&a, &filter("y")).expect("y")[0];
+        assert_eq!(
+            store.read(&a, x, 0..10).expect("x"),
+            vec![(1, FieldValue::Float(1.0)), (2, FieldValue::Float(3.0))]
+        );
+        assert_eq!(
+            store.read(&a, y, 0..10).expect("y"),
+            vec![(1, FieldValue::Float(2.0))]
         );
     }
 }

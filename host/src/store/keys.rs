@@ -2,11 +2,13 @@
 //!
 //! A series key is its components, each length-prefixed (so a prefix of whole components is
 //! a key prefix, and no value can forge a separator): tenant, measurement, field, tag
-//! count, then each tag key and value. A point key is its series key plus the timestamp,
-//! big-endian with the sign bit flipped, so points of a series sort by time.
+//! count, then each tag key and value. The series index maps it to a short numeric id; a
+//! point key is that id plus the timestamp, both big-endian (the timestamp with its sign
+//! bit flipped), so points of a series sort by time and keys stay 16 bytes whatever the
+//! tags: the write path is dominated by key handling in the LSM tree.
 
 use super::SeriesKey;
-use crate::point::{FieldValue, Nanos};
+use crate::point::{FieldValue, Nanos, Point};
 use crate::tenant::TenantId;
 
 fn put(out: &mut Vec<u8>, s: &str) {
@@ -36,13 +38,48 @@ pub fn prefix(tenant: &TenantId, measurement: Option<&str>, field: Option<&str>)
 
 /// The key of a series of `tenant`.
 pub fn series(tenant: &TenantId, s: &SeriesKey) -> Vec<u8> {
-    let mut out = prefix(tenant, Some(&s.measurement), Some(&s.field));
-    out.extend_from_slice(&(s.tags.len() as u32).to_be_bytes());
-    for (k, v) in &s.tags {
+    encode_series(
+        tenant,
+        &s.measurement,
+        &s.field,
+        s.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+}
+
+/// The key of the series of `field` of `point`, without building a [`SeriesKey`].
+pub fn series_of(tenant: &TenantId, point: &Point, field: &str) -> Vec<u8> {
+    encode_series(
+        tenant,
+        &point.measurement,
+        field,
+        point
+            .tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str())),
+    )
+}
+
+fn encode_series<'a>(
+    tenant: &TenantId,
+    measurement: &str,
+    field: &str,
+    tags: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> Vec<u8> {
+    let mut out = prefix(tenant, Some(measurement), Some(field));
+    out.extend_from_slice(&(tags.len() as u32).to_be_bytes());
+    for (k, v) in tags {
         put(&mut out, k);
         put(&mut out, v);
     }
     out
+}
+
+/// The key of a point: series id, then time.
+pub fn point(series_id: u64, ts: Nanos) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&series_id.to_be_bytes());
+    key[8..].copy_from_slice(&time(ts));
+    key
 }
 
 /// Decodes a series key (without tenant check).
