@@ -134,6 +134,18 @@ fn tags_json(tags: Vec<(String, String)>) -> serde_json::Map<String, serde_json:
         .collect()
 }
 
+/// Runs blocking store work off the async threads.
+async fn on_store<T: Send + 'static>(
+    state: &QueryState,
+    work: impl FnOnce(&dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || work(store.as_ref()))
+        .await
+        .map_err(store_error)?
+        .map_err(store_error)
+}
+
 fn store_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable {
         what: "store",
@@ -214,11 +226,7 @@ async fn series(
         field: p.field,
         tags: p.tags,
     };
-    let store = state.store.clone();
-    let list = tokio::task::spawn_blocking(move || store.series(&tenant, &filter))
-        .await
-        .map_err(store_error)?
-        .map_err(store_error)?;
+    let list = on_store(&state, move |store| store.series(&tenant, &filter)).await?;
     let entries: Vec<SeriesEntry> = list
         .into_iter()
         .map(|s| SeriesEntry {
@@ -239,10 +247,6 @@ async fn alerts(
     let p = params(raw.as_deref())?;
     let start = parse_time(&required(p.start, "start")?, "start")?;
     let end = parse_time(&required(p.end, "end")?, "end")?;
-    let store = state.store.clone();
-    let list = tokio::task::spawn_blocking(move || store.alerts(&tenant, start..end))
-        .await
-        .map_err(store_error)?
-        .map_err(store_error)?;
+    let list = on_store(&state, move |store| store.alerts(&tenant, start..end)).await?;
     Ok(Json(serde_json::json!({ "alerts": list })))
 }

@@ -37,6 +37,37 @@ fn deploy(registry: &PluginRegistry, name: &str, bytes: &[u8]) {
     std::fs::rename(&tmp, registry.dir().join(format!("{name}.wasm"))).expect("rename");
 }
 
+/// The serving version of `name`.
+fn serving(registry: &PluginRegistry, name: &str) -> String {
+    registry
+        .get(name)
+        .expect("slot")
+        .current()
+        .id()
+        .version
+        .to_string()
+}
+
+/// Waits until the latest file of `name` is reported as failed to load; its error.
+fn wait_for_load_error(registry: &PluginRegistry, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let error = registry
+            .statuses()
+            .into_iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.load_error);
+        if let Some(error) = error {
+            return error;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no load error reported for {name}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn load_failures(registry: &PluginRegistry, name: &str) -> bool {
     registry
         .statuses()
@@ -61,24 +92,8 @@ fn watcher_swaps_new_versions_and_keeps_serving_through_broken_files() {
 
     // Garbage written in place: reported, the working version keeps serving.
     std::fs::write(registry.dir().join("p.wasm"), b"not wasm at all").expect("write");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !load_failures(&registry, "p") {
-        assert!(
-            Instant::now() < deadline,
-            "the broken file was never reported"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(
-        registry
-            .get("p")
-            .expect("slot")
-            .current()
-            .id()
-            .version
-            .as_ref(),
-        second
-    );
+    wait_for_load_error(&registry, "p");
+    assert_eq!(serving(&registry, "p"), second);
 
     // A slow, half-written copy: written in two parts with a pause, closed only at the end.
     // It must load once, when complete, without failing on the first half.
@@ -103,27 +118,9 @@ fn watcher_swaps_new_versions_and_keeps_serving_through_broken_files() {
         "p",
         &std::fs::read(plugin_file("enrich")).expect("read"),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let statuses = registry.statuses();
-        let p = statuses.iter().find(|s| s.name == "p").expect("status");
-        if let Some(error) = &p.load_error {
-            assert!(error.contains("world `transform`"), "{error}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "world change never reported");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(
-        registry
-            .get("p")
-            .expect("slot")
-            .current()
-            .id()
-            .version
-            .as_ref(),
-        third
-    );
+    let error = wait_for_load_error(&registry, "p");
+    assert!(error.contains("world `transform`"), "{error}");
+    assert_eq!(serving(&registry, "p"), third);
 }
 
 fn numbered_batch(start: u64, n: u64) -> Vec<Point> {
