@@ -24,9 +24,9 @@ use crate::window::{RuleSpec, Tumbling};
 pub const GROUP: &str = "pipeline";
 
 /// Records fetched and stored together: one store sync per group. Small groups bound the
-/// latency a point waits behind others (the SAL bench: 256 gave p99 1.07 s, 32 gave 528 ms)
-/// while a group of bulk records still holds tens of thousands of points.
-const FETCH_RECORDS: usize = 32;
+/// latency a point waits behind others; too small and syncs dominate. Measured with the SAL
+/// bench (p99): 256 → 1.07 s, 32 → 528 ms, 8 → 339 ms, 2 → 2.8 s (sync-bound).
+const FETCH_RECORDS: usize = 8;
 
 /// How long a fetch waits for new records before checking for shutdown.
 const FETCH_WAIT: Duration = Duration::from_millis(100);
