@@ -176,11 +176,6 @@ impl LoadedPlugin {
         &self.exports
     }
 
-    /// The bounds of its calls.
-    pub fn limits(&self) -> PluginLimits {
-        self.limits
-    }
-
     /// Runs a filter over `points`: one verdict per point, true keeps it.
     ///
     /// # Errors

@@ -49,14 +49,8 @@ impl StageState {
         self.lock().get(key).cloned()
     }
 
-    /// Number of committed keys.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    /// True when no key is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {

@@ -81,7 +81,9 @@ pub trait Transport: Send + Sync + 'static {
     /// On storage failure.
     fn committed(&self, group: &str, partition: Partition) -> Result<Offset, TransportError>;
 
-    /// Durably records that `group` has processed everything of `partition` before `next`.
+    /// Records that `group` has processed everything of `partition` before `next`. Need not
+    /// be durable at once: a lost commit only replays records, which the idempotent store
+    /// absorbs.
     ///
     /// # Errors
     /// On storage failure.

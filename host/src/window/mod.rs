@@ -56,11 +56,6 @@ impl Tumbling {
         }
     }
 
-    /// The rule.
-    pub fn spec(&self) -> &RuleSpec {
-        &self.spec
-    }
-
     /// Points that arrived after their window closed.
     pub fn late(&self) -> u64 {
         self.late
