@@ -119,12 +119,14 @@ pub struct Metrics {
     pub points_ingested: Family<TenantLabels, Counter>,
     /// Write requests refused, by reason.
     pub requests_rejected: Family<RejectLabels, Counter>,
-    /// Points written to the store after the pipeline.
+    /// Points written to the store after the pipeline (queryable from then on).
     pub points_stored: Family<TenantLabels, Counter>,
     /// Wall time of write requests, from body received to acknowledgement.
     pub ingest_seconds: Histogram,
     /// Wall time of store writes (one per fetched group of records).
     pub store_write_seconds: Histogram,
+    /// Wall time of store syncs (making writes durable before an offset commit).
+    pub store_sync_seconds: Histogram,
     /// Event time to stored, for points written within the last minute of event time.
     pub ingest_to_stored_seconds: Histogram,
     /// Points that arrived after their alert window closed (stored, not evaluated).
@@ -149,6 +151,7 @@ impl Default for Metrics {
             points_stored: Family::default(),
             ingest_seconds: latency_histogram(),
             store_write_seconds: latency_histogram(),
+            store_sync_seconds: latency_histogram(),
             ingest_to_stored_seconds: latency_histogram(),
             window_late_points: Family::default(),
         };
@@ -229,6 +232,11 @@ impl Metrics {
             "store_write_seconds",
             "Store write time",
             self.store_write_seconds.clone(),
+        );
+        r.register(
+            "store_sync_seconds",
+            "Store sync time (durable before offsets are committed)",
+            self.store_sync_seconds.clone(),
         );
         r.register(
             "ingest_to_stored_seconds",

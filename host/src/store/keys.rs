@@ -3,12 +3,12 @@
 //! A series key is its components, each length-prefixed (so a prefix of whole components is
 //! a key prefix, and no value can forge a separator): tenant, measurement, field, tag
 //! count, then each tag key and value. The series index maps it to a short numeric id; a
-//! point key is that id plus the timestamp, both big-endian (the timestamp with its sign
-//! bit flipped), so points of a series sort by time and keys stay 16 bytes whatever the
-//! tags: the write path is dominated by key handling in the LSM tree.
+//! chunk key is that id, the time of the chunk's last point and the sync that wrote it, all
+//! big-endian (the time with its sign bit flipped), so a series' chunks sort by time and
+//! keys stay 24 bytes whatever the tags.
 
 use super::SeriesKey;
-use crate::point::{FieldValue, Nanos, Point};
+use crate::point::{Nanos, Point};
 use crate::tenant::TenantId;
 
 fn put(out: &mut Vec<u8>, s: &str) {
@@ -38,17 +38,22 @@ pub fn prefix(tenant: &TenantId, measurement: Option<&str>, field: Option<&str>)
 
 /// The key of a series of `tenant`.
 pub fn series(tenant: &TenantId, s: &SeriesKey) -> Vec<u8> {
+    let mut out = Vec::new();
     encode_series(
+        &mut out,
         tenant,
         &s.measurement,
         &s.field,
         s.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )
+    );
+    out
 }
 
-/// The key of the series of `field` of `point`, without building a [`SeriesKey`].
-pub fn series_of(tenant: &TenantId, point: &Point, field: &str) -> Vec<u8> {
+/// Puts the key of the series of `field` of `point` in `out` (reused across points: the
+/// write path builds one per value).
+pub fn series_of_into(out: &mut Vec<u8>, tenant: &TenantId, point: &Point, field: &str) {
     encode_series(
+        out,
         tenant,
         &point.measurement,
         field,
@@ -56,30 +61,40 @@ pub fn series_of(tenant: &TenantId, point: &Point, field: &str) -> Vec<u8> {
             .tags
             .iter()
             .map(|t| (t.key.as_str(), t.value.as_str())),
-    )
+    );
 }
 
 fn encode_series<'a>(
+    out: &mut Vec<u8>,
     tenant: &TenantId,
     measurement: &str,
     field: &str,
     tags: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
-) -> Vec<u8> {
-    let mut out = prefix(tenant, Some(measurement), Some(field));
+) {
+    out.clear();
+    put(out, tenant.as_str());
+    put(out, measurement);
+    put(out, field);
     out.extend_from_slice(&(tags.len() as u32).to_be_bytes());
     for (k, v) in tags {
-        put(&mut out, k);
-        put(&mut out, v);
+        put(out, k);
+        put(out, v);
     }
-    out
 }
 
-/// The key of a point: series id, then time.
-pub fn point(series_id: u64, ts: Nanos) -> [u8; 16] {
-    let mut key = [0; 16];
+/// The key of a chunk: series id, the time of its last point, then the sync sequence that
+/// wrote it (so a chunk never overwrites another, and later syncs win on equal times).
+pub fn chunk(series_id: u64, last: Nanos, seq: u64) -> [u8; 24] {
+    let mut key = [0; 24];
     key[..8].copy_from_slice(&series_id.to_be_bytes());
-    key[8..].copy_from_slice(&time(ts));
+    key[8..16].copy_from_slice(&time(last));
+    key[16..].copy_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// The sync sequence of a chunk key.
+pub fn chunk_seq(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(16..24)?.try_into().ok()?))
 }
 
 /// Decodes a series key (without tenant check).
@@ -106,40 +121,6 @@ pub fn time(ts: Nanos) -> [u8; 8] {
     ((ts as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// Decodes [`time`].
-pub fn decode_time(bytes: &[u8]) -> Option<Nanos> {
-    Some((u64::from_be_bytes(bytes.try_into().ok()?) ^ (1 << 63)) as Nanos)
-}
-
-/// A field value: one type byte, then the payload.
-pub fn value(v: &FieldValue) -> Vec<u8> {
-    let (tag, payload): (u8, Vec<u8>) = match v {
-        FieldValue::Float(f) => (0, f.to_be_bytes().to_vec()),
-        FieldValue::Integer(i) => (1, i.to_be_bytes().to_vec()),
-        FieldValue::Unsigned(u) => (2, u.to_be_bytes().to_vec()),
-        FieldValue::Boolean(b) => (3, vec![u8::from(*b)]),
-        FieldValue::String(s) => (4, s.as_bytes().to_vec()),
-    };
-    let mut out = Vec::with_capacity(1 + payload.len());
-    out.push(tag);
-    out.extend_from_slice(&payload);
-    out
-}
-
-/// Decodes [`value`].
-pub fn decode_value(bytes: &[u8]) -> Option<FieldValue> {
-    let (tag, p) = bytes.split_first()?;
-    let eight = || -> Option<[u8; 8]> { p.try_into().ok() };
-    Some(match tag {
-        0 => FieldValue::Float(f64::from_be_bytes(eight()?)),
-        1 => FieldValue::Integer(i64::from_be_bytes(eight()?)),
-        2 => FieldValue::Unsigned(u64::from_be_bytes(eight()?)),
-        3 => FieldValue::Boolean(*p.first()? != 0),
-        4 => FieldValue::String(String::from_utf8(p.to_vec()).ok()?),
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,17 +140,11 @@ mod tests {
     }
 
     #[test]
-    fn times_sort_like_numbers_and_values_round_trip() {
+    fn chunk_keys_sort_by_series_then_time_then_sync() {
         assert!(time(-5) < time(0) && time(0) < time(7) && time(7) < time(i64::MAX));
-        assert_eq!(decode_time(&time(-5)), Some(-5));
-        for v in [
-            FieldValue::Float(1.5),
-            FieldValue::Integer(-3),
-            FieldValue::Unsigned(9),
-            FieldValue::Boolean(true),
-            FieldValue::String("s".into()),
-        ] {
-            assert_eq!(decode_value(&value(&v)), Some(v));
-        }
+        assert!(chunk(1, 5, 9) < chunk(1, 6, 0));
+        assert!(chunk(1, 5, 1) < chunk(1, 5, 2));
+        assert!(chunk(1, i64::MAX, u64::MAX) < chunk(2, i64::MIN, 0));
+        assert_eq!(chunk_seq(&chunk(3, -1, 42)), Some(42));
     }
 }

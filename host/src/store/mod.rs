@@ -1,9 +1,11 @@
 //! The store seam: raw points by series, laid out for time-range scans, written
-//! idempotently (a point's key is its tenant, series, field and timestamp, so writing it
-//! again changes nothing). `embedded` is the single-machine implementation (fjall); a
-//! ScyllaDB one fits the same trait.
+//! idempotently (a point is identified by its tenant, series, field and timestamp, so
+//! writing it again changes nothing). `embedded` is the single-machine implementation
+//! (fjall); a ScyllaDB one fits the same trait.
 
+mod chunk;
 mod embedded;
+mod head;
 mod keys;
 
 use std::ops::Range;
@@ -73,11 +75,20 @@ pub enum StoreError {
 
 /// Durable storage of points.
 pub trait Store: Send + Sync + 'static {
-    /// Writes the points of each tenant; returns once durable. Idempotent.
+    /// Writes the points of each tenant: queryable when it returns, durable once a later
+    /// [`Store::sync`] returns. Idempotent: a point written again replaces the first.
     ///
     /// # Errors
-    /// When the write could not be made durable.
+    /// When the write could not be taken (the store failed).
     fn write(&self, batches: &[(TenantId, Vec<Point>)]) -> Result<(), StoreError>;
+
+    /// Makes everything written before it durable. The pipeline commits transport offsets
+    /// only after a sync, so points the store lost in a crash are replayed.
+    ///
+    /// # Errors
+    /// When the points could not be made durable; they stay queryable and the next sync
+    /// tries again.
+    fn sync(&self) -> Result<(), StoreError>;
 
     /// The series of `tenant` matching `filter`, sorted.
     ///

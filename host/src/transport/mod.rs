@@ -2,9 +2,9 @@
 //! ordered records with offsets, and committed offsets per consumer group.
 //!
 //! Ingest appends and acknowledges only once [`Transport::append`] returns (durable). The
-//! pipeline fetches from its committed offset and commits only after the store write is
-//! durable, so a crash replays at most the uncommitted tail, which idempotent store writes
-//! absorb. `embedded` is the single-machine implementation; a Kafka one fits the same trait.
+//! pipeline fetches from its committed offset and commits only after a store sync has made
+//! what it wrote durable, so a crash replays at most the uncommitted tail, which idempotent
+//! store writes absorb. `embedded` is the single-machine implementation; a Kafka one fits the same trait.
 
 mod embedded;
 
