@@ -40,6 +40,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sluice::config::Config;
 
+/// The binary's allocator, so the in-process service runs as `sluice run` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Series of the bulk workload, and their shape (issue 3, item 10).
 const SERIES: u64 = 1_000;
 const BATCH_LINES: u64 = 5_000;

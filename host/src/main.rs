@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sluice: a telemetry pipeline engine with WebAssembly plugins.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -1,7 +1,8 @@
 //! The pipeline runner: one thread per transport partition fetches records from the
 //! committed offset, runs each tenant's stages and writes the result to the store, where it
-//! is queryable at once. Every [`SYNC_EVERY`] it syncs the store and only then commits the
-//! offsets. A crash replays the uncommitted tail; the store's idempotent writes make that
+//! is queryable at once. A checkpoint thread syncs the store every [`SYNC_EVERY`] and only
+//! then commits the offsets processed before the sync began, so syncs never hold up the
+//! partitions. A crash replays the uncommitted tail; the store's idempotent writes make that
 //! harmless.
 
 use std::collections::HashMap;
@@ -28,8 +29,8 @@ pub const GROUP: &str = "pipeline";
 /// behind others; large ones amortize the per-group work.
 const FETCH_RECORDS: usize = 64;
 
-/// How often the store is synced and offsets committed: what a crash replays at most, and
-/// how long the transport keeps processed records. One fsync per interval, not per group.
+/// How often the store is synced and offsets committed: about what a crash replays at most,
+/// and how long the transport keeps processed records. One fsync per interval, not per group.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a fetch waits for new records before checking for shutdown.
@@ -109,6 +110,14 @@ impl Progress {
         }
     }
 
+    /// Each partition's processed offset.
+    fn snapshot(&self) -> Vec<Offset> {
+        self.processed
+            .iter()
+            .map(|p| p.load(Ordering::Acquire))
+            .collect()
+    }
+
     /// The largest lag (appended but not yet processed records) over all partitions.
     pub fn max_lag(&self, transport: &dyn Transport) -> u64 {
         self.processed
@@ -126,8 +135,10 @@ impl Progress {
 
 /// The running pipeline threads; [`Runner::stop`] ends them after their current group.
 pub struct Runner {
+    parts: Arc<RunnerParts>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    checkpoints: JoinHandle<Checkpoint>,
 }
 
 /// What the runner needs.
@@ -145,7 +156,7 @@ pub struct RunnerParts {
 }
 
 impl Runner {
-    /// Starts one thread per partition.
+    /// Starts one thread per partition, and the checkpoint thread.
     ///
     /// # Errors
     /// When a thread can't be spawned.
@@ -161,41 +172,89 @@ impl Runner {
                     .spawn(move || consume(&parts, p, &stop))
             })
             .collect::<std::io::Result<_>>()?;
-        Ok(Self { stop, threads })
+        let checkpoints = {
+            let mut checkpoint = Checkpoint {
+                committed: parts.progress.snapshot(),
+            };
+            let (parts, stop) = (parts.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("sluice-checkpoint".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Acquire) {
+                        let due = Instant::now() + SYNC_EVERY;
+                        while Instant::now() < due && !stop.load(Ordering::Acquire) {
+                            std::thread::sleep(FETCH_WAIT.min(SYNC_EVERY));
+                        }
+                        checkpoint.take(&parts);
+                    }
+                    checkpoint
+                })?
+        };
+        Ok(Self {
+            parts,
+            stop,
+            threads,
+            checkpoints,
+        })
     }
 
-    /// Stops and joins the threads.
+    /// Stops and joins the threads; a last checkpoint leaves nothing to replay.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
         for t in self.threads {
             let _ = t.join();
+        }
+        if let Ok(mut checkpoint) = self.checkpoints.join() {
+            checkpoint.take(&self.parts);
+        }
+    }
+}
+
+/// The offsets committed so far, per partition.
+struct Checkpoint {
+    committed: Vec<Offset>,
+}
+
+impl Checkpoint {
+    /// Syncs the store and commits what the partitions had processed before the sync. On
+    /// failure the points stay queryable, the records stay in the transport, and the next
+    /// checkpoint tries again.
+    fn take(&mut self, parts: &RunnerParts) {
+        let processed = parts.progress.snapshot();
+        if processed.iter().zip(&self.committed).all(|(p, c)| p <= c) {
+            return;
+        }
+        let started = Instant::now();
+        if let Err(error) = parts.store.sync() {
+            tracing::error!(%error, "Could not sync the store; offsets stay uncommitted.");
+            return;
+        }
+        parts
+            .metrics
+            .store_sync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for (p, (next, committed)) in processed.into_iter().zip(&mut self.committed).enumerate() {
+            if next <= *committed {
+                continue;
+            }
+            match parts.transport.commit(GROUP, p as Partition, next) {
+                Ok(()) => *committed = next,
+                Err(error) => {
+                    tracing::error!(%error, partition = p, "Commit failed; retrying at the next checkpoint.");
+                }
+            }
         }
     }
 }
 
 fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
     let _span = tracing::info_span!("partition", partition).entered();
-    let committed = loop {
-        match parts.transport.committed(GROUP, partition) {
-            Ok(next) => break next,
-            Err(error) => {
-                tracing::error!(%error, "Cannot read committed offset; retrying.");
-                std::thread::sleep(RETRY_PAUSE);
-            }
-        }
-    };
-    let mut sync = Syncer {
-        partition,
-        committed,
-        last: Instant::now(),
-    };
-    let mut next = committed;
+    let mut next = parts.progress.processed[partition as usize].load(Ordering::Acquire);
     let mut windows: HashMap<(TenantId, usize), Tumbling> = HashMap::new();
     while !stop.load(Ordering::Acquire) {
-        sync.when_due(parts, next);
         let records = match parts
             .transport
-            .fetch(partition, next, FETCH_RECORDS, sync.wait(next))
+            .fetch(partition, next, FETCH_RECORDS, FETCH_WAIT)
         {
             Ok(records) if records.is_empty() => {
                 // The heartbeat: idle partitions still close their windows.
@@ -231,57 +290,6 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
         parts.progress.processed[partition as usize].store(next, Ordering::Release);
         observe(parts, &mut windows, &batches);
         fire_alerts(parts, &mut windows);
-    }
-    // A clean stop leaves nothing to replay. Best effort: a failure here only means replay.
-    sync.now(parts, next);
-}
-
-/// When the store is synced and offsets committed: every [`SYNC_EVERY`] while there is
-/// something processed but not committed.
-struct Syncer {
-    partition: Partition,
-    committed: Offset,
-    last: Instant,
-}
-
-impl Syncer {
-    /// How long a fetch may wait: until the next sync is due, if one is pending.
-    fn wait(&self, next: Offset) -> Duration {
-        if next > self.committed {
-            SYNC_EVERY
-                .saturating_sub(self.last.elapsed())
-                .min(FETCH_WAIT)
-        } else {
-            FETCH_WAIT
-        }
-    }
-
-    /// Syncs and commits up to `next` if due; on failure keeps going and tries again later
-    /// (the points stay queryable, the records stay in the transport).
-    fn when_due(&mut self, parts: &RunnerParts, next: Offset) {
-        if next > self.committed && self.last.elapsed() >= SYNC_EVERY {
-            self.now(parts, next);
-        }
-    }
-
-    fn now(&mut self, parts: &RunnerParts, next: Offset) {
-        if next <= self.committed {
-            return;
-        }
-        self.last = Instant::now();
-        let started = Instant::now();
-        if let Err(error) = parts.store.sync() {
-            tracing::error!(%error, "Could not sync the store; offsets stay uncommitted.");
-            return;
-        }
-        parts
-            .metrics
-            .store_sync_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match parts.transport.commit(GROUP, self.partition, next) {
-            Ok(()) => self.committed = next,
-            Err(error) => tracing::error!(%error, "Commit failed; retrying at the next sync."),
-        }
     }
 }
 

@@ -7,7 +7,6 @@
 //! has several values at one time (a rewrite, or a replay after a crash), the latest write
 //! wins, so writes are idempotent.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -31,7 +30,7 @@ const NEXT_SEQ: &[u8] = b"next-sync-seq";
 #[derive(Default)]
 struct Shared {
     /// Series key → id, for the series seen lately.
-    known: HashMap<Vec<u8>, u64>,
+    known: foldhash::HashMap<Vec<u8>, u64>,
     /// The next series id to hand out.
     next_id: u64,
     /// Points written since the last sync began.

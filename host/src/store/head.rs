@@ -3,7 +3,6 @@
 //! holds the points (offsets are committed only after a sync), so losing the head in a
 //! crash loses nothing.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use super::chunk::Sample;
@@ -12,7 +11,7 @@ use crate::point::Nanos;
 /// Samples per series id.
 #[derive(Default, Clone)]
 pub struct Head {
-    by_series: HashMap<u64, Vec<Sample>>,
+    by_series: foldhash::HashMap<u64, Vec<Sample>>,
     len: usize,
 }
 

@@ -20,8 +20,9 @@ const PENDING_APPENDS: usize = 1024;
 
 type Reply = SyncSender<Result<(), TransportError>>;
 
-/// An append request for the writer thread: records and where to answer.
-type Append = (Vec<(Partition, Record)>, Reply);
+/// An append request for the writer thread: encoded records and where to answer. Callers
+/// encode, so the one writer thread only writes and syncs.
+type Append = (Vec<(Partition, Vec<u8>)>, Reply);
 
 struct PartitionLog {
     keyspace: Keyspace,
@@ -176,13 +177,12 @@ fn write_group(
         .map(|l| *l.end.lock().unwrap_or_else(PoisonError::into_inner))
         .collect();
     for (records, _) in group {
-        for (p, record) in records {
+        for (p, bytes) in records {
             let Some(log) = logs.get(*p as usize) else {
                 return Err(TransportError::Storage(format!("no partition {p}")));
             };
-            let bytes = postcard::to_allocvec(record).map_err(storage)?;
             let offset = &mut ends[*p as usize];
-            batch.insert(&log.keyspace, offset.to_be_bytes(), bytes);
+            batch.insert(&log.keyspace, offset.to_be_bytes(), bytes.as_slice());
             *offset += 1;
         }
     }
@@ -207,6 +207,10 @@ impl Transport for EmbeddedLog {
         if records.is_empty() {
             return Ok(());
         }
+        let records = records
+            .into_iter()
+            .map(|(p, record)| Ok((p, postcard::to_allocvec(&record).map_err(storage)?)))
+            .collect::<Result<Vec<_>, TransportError>>()?;
         let sender = self
             .writer
             .lock()
