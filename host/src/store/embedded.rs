@@ -23,6 +23,10 @@ use crate::tenant::TenantId;
 /// point. Bounded: cleared when it grows past this many series (they are re-read).
 const KNOWN_SERIES_CAP: usize = 1_000_000;
 
+/// Most points that may wait for a sync by default: about 10 s of the bulk bench's rate,
+/// some 400 MB of head.
+const HEAD_LIMIT: usize = 10_000_000;
+
 /// Key of the next sync sequence in the `meta` keyspace.
 const NEXT_SEQ: &[u8] = b"next-sync-seq";
 
@@ -47,6 +51,8 @@ pub struct EmbeddedStore {
     alerts: Keyspace,
     meta: Keyspace,
     shared: Mutex<Shared>,
+    /// Most points that may wait for a sync; writes beyond are refused.
+    head_limit: usize,
     /// The next sync sequence; held for the whole sync, so syncs run one at a time.
     next_seq: Mutex<u64>,
     /// The first write failure: fjall refuses every write after one, until reopened.
@@ -98,9 +104,17 @@ impl EmbeddedStore {
                 next_id,
                 ..Shared::default()
             }),
+            head_limit: HEAD_LIMIT,
             next_seq: Mutex::new(next_seq),
             failed: Mutex::default(),
         })
+    }
+
+    /// Sets how many points may wait for a sync before writes are refused.
+    #[must_use]
+    pub fn with_head_limit(mut self, points: usize) -> Self {
+        self.head_limit = points;
+        self
     }
 
     /// The id of the series with key `series`, if it is indexed.
@@ -187,6 +201,13 @@ fn latest_per_time(mut candidates: Vec<(Nanos, u64, FieldValue)>) -> Vec<Sample>
 impl Store for EmbeddedStore {
     fn write(&self, batches: &[(TenantId, Vec<crate::point::Point>)]) -> Result<(), StoreError> {
         let mut shared = lock(&self.shared);
+        let waiting = shared.head.len() + shared.syncing.as_ref().map_or(0, |h| h.len());
+        if waiting >= self.head_limit {
+            return Err(StoreError::SyncBehind {
+                waiting,
+                limit: self.head_limit,
+            });
+        }
         if shared.known.len() > KNOWN_SERIES_CAP {
             shared.known.clear();
         }
@@ -561,6 +582,42 @@ mod tests {
                 .series(&a, &SeriesFilter::default())
                 .expect("all")
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn writes_wait_for_a_sync_once_the_head_is_full() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path())
+            .expect("open")
+            .with_head_limit(3);
+        let a = TenantId::new("a");
+        let two = pts("cpu,host=x usage=1 1\ncpu,host=x usage=2 2");
+        store
+            .write(&[(a.clone(), two.clone())])
+            .expect("under the limit");
+        store
+            .write(&[(a.clone(), two.clone())])
+            .expect("reaches it");
+        let refused = store.write(&[(a.clone(), two.clone())]);
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::SyncBehind {
+                    waiting: 4,
+                    limit: 3
+                })
+            ),
+            "{refused:?}"
+        );
+        store.sync().expect("sync");
+        store.write(&[(a.clone(), two)]).expect("room again");
+        assert_eq!(
+            store
+                .read(&a, &only(&store, &a, "x"), 0..10)
+                .expect("read")
+                .len(),
+            2
         );
     }
 

@@ -22,6 +22,11 @@ impl Head {
         self.len += 1;
     }
 
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
         self.len == 0

@@ -68,6 +68,15 @@ pub enum StoreError {
     /// The storage engine failed (disk full, I/O error...).
     #[error("store: {0}")]
     Storage(String),
+    /// Too many points wait for a sync (it fails or lags): the write is refused until one
+    /// succeeds, so memory stays bounded and the pipeline's lag pushes back on ingest.
+    #[error("store: {waiting} points wait for a sync (at most {limit}); retry after one")]
+    SyncBehind {
+        /// Points written but not yet synced.
+        waiting: usize,
+        /// The most that may wait.
+        limit: usize,
+    },
     /// A stored value could not be decoded.
     #[error("store: corrupt entry: {0}")]
     Corrupt(String),
