@@ -80,6 +80,15 @@ pub struct RuleLabels {
     pub rule: String,
 }
 
+/// Labels naming a tenant's pipeline stage.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StageLabels {
+    /// Tenant name.
+    pub tenant: String,
+    /// Stage name.
+    pub stage: String,
+}
+
 /// Labels naming a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct PluginLabels {
@@ -105,6 +114,8 @@ pub struct Metrics {
     pub plugin_points_out: Family<PluginVersionLabels, Counter>,
     /// Wall time of plugin calls.
     pub plugin_call_seconds: HistogramFamily<PluginLabels>,
+    /// Time a batch spends in a tenant's stage (the plugin call, dead-lettering included).
+    pub stage_seconds: HistogramFamily<StageLabels>,
     /// Versions swapped in by hot reload.
     pub plugin_swaps: Family<PluginLabels, Counter>,
     /// Plugin files that failed to load (the serving version, if any, stays).
@@ -141,6 +152,7 @@ impl Default for Metrics {
             plugin_points_in: Family::default(),
             plugin_points_out: Family::default(),
             plugin_call_seconds: HistogramFamily::new_with_constructor(latency_histogram),
+            stage_seconds: HistogramFamily::new_with_constructor(latency_histogram),
             plugin_swaps: Family::default(),
             plugin_load_failures: Family::default(),
             plugin_info: Family::default(),
@@ -182,6 +194,11 @@ impl Metrics {
             "plugin_call_seconds",
             "Wall time of plugin calls",
             self.plugin_call_seconds.clone(),
+        );
+        r.register(
+            "stage_seconds",
+            "Time a batch spends in a pipeline stage, by tenant and stage",
+            self.stage_seconds.clone(),
         );
         r.register(
             "plugin_swaps",

@@ -17,7 +17,7 @@ use super::stage::Stage;
 use super::webhook::Webhook;
 use crate::point::Point;
 use crate::store::Store;
-use crate::telemetry::{Metrics, RuleLabels, TenantLabels};
+use crate::telemetry::{Metrics, RuleLabels, StageLabels, TenantLabels};
 use crate::tenant::TenantId;
 use crate::transport::{Offset, Partition, Transport};
 use crate::window::{RuleSpec, Tumbling};
@@ -71,7 +71,8 @@ impl Pipelines {
         self.by_tenant.insert(tenant, pipeline);
     }
 
-    /// Runs `points` of `tenant` through its stages; a dead-lettered batch yields nothing.
+    /// Runs `points` of `tenant` through its stages, timing each; a dead-lettered batch
+    /// yields nothing.
     ///
     /// # Errors
     /// When a failed batch could not be kept as a dead letter.
@@ -79,6 +80,7 @@ impl Pipelines {
         &self,
         tenant: &TenantId,
         mut points: Vec<Point>,
+        metrics: &Metrics,
     ) -> Result<Vec<Point>, DeadLetterError> {
         let _span = tracing::debug_span!("pipeline", %tenant).entered();
         for stage in self
@@ -87,7 +89,16 @@ impl Pipelines {
             .into_iter()
             .flat_map(|p| &p.stages)
         {
-            match stage.process(points)?.points {
+            let started = Instant::now();
+            let output = stage.process(points)?;
+            metrics
+                .stage_seconds
+                .get_or_create(&StageLabels {
+                    tenant: tenant.to_string(),
+                    stage: stage.name().to_owned(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+            match output.points {
                 Some(out) => points = out,
                 None => return Ok(Vec::new()),
             }
@@ -375,7 +386,9 @@ fn run_stages(
         .map(|(_, record)| {
             Ok((
                 record.tenant.clone(),
-                parts.pipelines.run(&record.tenant, record.points)?,
+                parts
+                    .pipelines
+                    .run(&record.tenant, record.points, &parts.metrics)?,
             ))
         })
         .collect()

@@ -292,6 +292,31 @@ fn a_slow_pipeline_pushes_back_with_503_and_retry_after() {
         assert_eq!(status, 204);
     }
     assert!(saw_503, "writes were never pushed back");
+    // The stage's latency shows per tenant and stage: every batch took its 50 ms at least.
+    let stage = |metrics: &str, name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "{name}{{tenant=\"globex\",stage=\"globex/slow\"}} "
+                ))
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let mut metrics = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            metrics = request("GET", &svc.url("/metrics"), &[], Vec::new()).1;
+            stage(&metrics, "sluice_stage_seconds_count").is_some()
+        }),
+        "no stage latency for globex/slow in {metrics}"
+    );
+    let count = stage(&metrics, "sluice_stage_seconds_count").unwrap_or_default();
+    let sum = stage(&metrics, "sluice_stage_seconds_sum").unwrap_or_default();
+    assert!(
+        count >= 1.0 && sum >= 0.05 * count,
+        "count {count}, sum {sum}"
+    );
 }
 
 #[test]
