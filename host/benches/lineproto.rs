@@ -2,6 +2,8 @@
 //! `influxdb-line-protocol` crate it replaced (parse only, no points: the cheaper half of
 //! what the old ingest path did), on the same bodies in one run.
 //!
+//! Both run on the service's allocator (mimalloc), as in `sluice run`.
+//!
 //! Run: `cargo bench --bench lineproto`
 
 use std::fmt::Write as _;
@@ -9,6 +11,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use sluice::lineproto::{Precision, parse};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Lines per body, as the ingest bench's bulk batches.
 const LINES: usize = 5_000;
