@@ -358,7 +358,10 @@ impl Store for EmbeddedStore {
                 batch.remove(&self.series, key.clone());
                 shared.known.remove(&key);
             }
-            self.durably(batch)?;
+            // Not synced per series (that would stall writes for an fsync each): the alert
+            // batch below syncs the journal once for all, and a deletion lost in a crash is
+            // redone by the next pass.
+            batch.commit().map_err(|e| self.note_failure(e))?;
         }
         let mut batch = self.db.batch();
         let start = alert_key(tenant, Nanos::MIN, "");
