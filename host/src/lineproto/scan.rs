@@ -245,6 +245,7 @@ fn field_value(cur: &mut Cursor<'_>, key: &str) -> Result<FieldValue, String> {
             excerpt(word)
         )
     };
+    // The last byte tells the form: `i` integer, `u` unsigned, a digit float, else boolean.
     let value = match word.as_bytes().last() {
         Some(b'i') => {
             let n = &word[..word.len() - 1];

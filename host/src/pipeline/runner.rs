@@ -193,8 +193,9 @@ impl Runner {
                 .spawn(move || {
                     while !stop.load(Ordering::Acquire) {
                         let due = Instant::now() + SYNC_EVERY;
+                        // Short naps, so a stop is seen as soon as a fetch would see it.
                         while Instant::now() < due && !stop.load(Ordering::Acquire) {
-                            std::thread::sleep(FETCH_WAIT.min(SYNC_EVERY));
+                            std::thread::sleep(FETCH_WAIT);
                         }
                         checkpoint.take(&parts);
                     }

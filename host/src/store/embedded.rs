@@ -133,15 +133,20 @@ impl EmbeddedStore {
     /// (visible to listings) and made durable by the sync that writes the series' first
     /// chunk: the journal is ordered, so no chunk survives a crash without its entry.
     fn id_or_insert(&self, shared: &mut Shared, key: &[u8]) -> Result<u64, StoreError> {
-        if let Some(id) = self.id_of(shared, key)? {
-            shared.known.insert(key.to_vec(), id);
-            return Ok(id);
+        if let Some(id) = shared.known.get(key) {
+            return Ok(*id);
         }
-        let id = shared.next_id;
-        self.series
-            .insert(key, id.to_be_bytes())
-            .map_err(|e| self.note_failure(e))?;
-        shared.next_id += 1;
+        let id = match self.series.get(key).map_err(storage)? {
+            Some(v) => decode_u64(&v)?,
+            None => {
+                let id = shared.next_id;
+                self.series
+                    .insert(key, id.to_be_bytes())
+                    .map_err(|e| self.note_failure(e))?;
+                shared.next_id += 1;
+                id
+            }
+        };
         shared.known.insert(key.to_vec(), id);
         Ok(id)
     }
@@ -216,10 +221,7 @@ impl Store for EmbeddedStore {
             for point in points {
                 for field in &point.fields {
                     keys::series_of_into(&mut key, tenant, point, &field.key);
-                    let id = match shared.known.get(key.as_slice()) {
-                        Some(id) => *id,
-                        None => self.id_or_insert(&mut shared, &key)?,
-                    };
+                    let id = self.id_or_insert(&mut shared, &key)?;
                     shared.head.push(id, (point.timestamp, field.value.clone()));
                 }
             }
