@@ -9,3 +9,5 @@ python3 -c 'import influxdb_client' 2>/dev/null || python3 -m pip install --quie
 cargo test --workspace
 # The plugins' pure logic, natively (host imports are not called by these tests).
 (cd plugins && cargo test --quiet)
+# The guest SDK's own logic (batch views, parameters, state encoding, logging), natively.
+(cd guest-sdk && cargo test --quiet)

@@ -33,7 +33,8 @@ mod view;
 /// generated once, in `filter`, and reused by the other two.
 #[doc(hidden)]
 pub mod bindings {
-    #![allow(missing_docs)]
+    // Generated code: the export glue of a `batch` argument takes its flattened fields.
+    #![allow(missing_docs, clippy::too_many_arguments)]
 
     pub mod filter {
         wit_bindgen::generate!({
@@ -131,10 +132,11 @@ pub trait Transform: Sized {
     fn transform_batch(&mut self, batch: &Batch) -> Result<Vec<Point>, PluginError> {
         let mut out = Vec::with_capacity(batch.len());
         for (i, point) in batch.points().enumerate() {
-            self.transform(point.to_point(), &mut out).map_err(|mut e| {
-                e.index = e.index.or(u32::try_from(i).ok());
-                e
-            })?;
+            self.transform(point.to_point(), &mut out)
+                .map_err(|mut e| {
+                    e.index = e.index.or(u32::try_from(i).ok());
+                    e
+                })?;
         }
         Ok(out)
     }
@@ -212,4 +214,189 @@ macro_rules! export_alert {
             $crate::bindings::alert::__export_alert_world!(Exported with_types_in $crate::bindings::alert);
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeps points whose `v` is at most `max`; points without `v` are kept.
+    struct MaxV {
+        max: f64,
+        seen: usize,
+    }
+
+    impl Filter for MaxV {
+        fn new() -> Result<Self, PluginError> {
+            unreachable!("tests build the struct directly")
+        }
+
+        fn keep(&mut self, point: &PointView<'_>) -> bool {
+            self.seen += 1;
+            point
+                .field("v")
+                .and_then(|v| v.as_f64())
+                .is_none_or(|v| v <= self.max)
+        }
+    }
+
+    /// Per point: `drop` pushes nothing, `twice` pushes two copies, `fail` fails with no
+    /// index, `fail-at` fails naming item 7; anything else passes through with tag `seen`.
+    struct Script {
+        calls: usize,
+    }
+
+    impl Transform for Script {
+        fn new() -> Result<Self, PluginError> {
+            unreachable!("tests build the struct directly")
+        }
+
+        fn transform(&mut self, point: Point, out: &mut Vec<Point>) -> Result<(), PluginError> {
+            self.calls += 1;
+            match point.measurement.as_str() {
+                "drop" => {}
+                "twice" => {
+                    out.push(point.clone());
+                    out.push(point);
+                }
+                "fail" => return Err(PluginError::new("no index")),
+                "fail-at" => return Err(PluginError::at(7, "own index")),
+                _ => out.push(point.with_tag("seen", "yes")),
+            }
+            Ok(())
+        }
+    }
+
+    /// Fires when the window's `max` is above 90 and the series is not already critical.
+    struct Above90;
+
+    impl Alert for Above90 {
+        fn new() -> Result<Self, PluginError> {
+            unreachable!("tests build the struct directly")
+        }
+
+        fn evaluate(&mut self, w: &WindowResult) -> Option<AlertEvent> {
+            let max = w.aggregates.iter().find(|a| a.name == "max")?.value;
+            (max > 90.0 && w.state != AlertState::Critical).then(|| AlertEvent {
+                rule: w.rule.clone(),
+                series: w.series.clone(),
+                field: w.field.clone(),
+                state: AlertState::Critical,
+                window_start: w.window_start,
+                window_end: w.window_end,
+                value: max,
+                message: format!("{} max {max}", w.series.key()),
+            })
+        }
+    }
+
+    fn point(measurement: &str) -> Point {
+        Point::new(measurement, 1).with_field("x", 1i64)
+    }
+
+    fn window(host: &str, max: f64, state: AlertState) -> WindowResult {
+        WindowResult {
+            rule: "hot".into(),
+            series: Series {
+                measurement: "cpu".into(),
+                tags: vec![Tag::new("host", host)],
+            },
+            field: "usage".into(),
+            window_start: 0,
+            window_end: 60_000_000_000,
+            aggregates: vec![
+                Aggregate {
+                    name: "mean".into(),
+                    value: 50.0,
+                },
+                Aggregate {
+                    name: "max".into(),
+                    value: max,
+                },
+            ],
+            state,
+        }
+    }
+
+    #[test]
+    fn filter_gives_one_verdict_per_point_in_order() {
+        let batch = Batch::from_points(&[
+            Point::new("a", 1).with_field("v", 5.0),
+            Point::new("b", 2).with_field("v", 50u64),
+            Point::new("c", 3).with_field("other", 1i64),
+            Point::new("d", 4).with_field("v", -1i64),
+        ]);
+        let mut f = MaxV { max: 10.0, seen: 0 };
+        assert_eq!(f.filter(&batch), Ok(vec![true, false, true, true]));
+        assert_eq!(f.seen, 4);
+    }
+
+    #[test]
+    fn filter_of_an_empty_batch_is_empty() {
+        let mut f = MaxV { max: 0.0, seen: 0 };
+        assert_eq!(f.filter(&Batch::from_points(&[])), Ok(vec![]));
+        assert_eq!(f.seen, 0);
+    }
+
+    #[test]
+    fn transform_batch_concatenates_outputs_in_order() {
+        let batch = Batch::from_points(&[point("a"), point("drop"), point("twice"), point("b")]);
+        let mut t = Script { calls: 0 };
+        let out = t.transform_batch(&batch).expect("no error");
+        let names: Vec<&str> = out.iter().map(|p| p.measurement.as_str()).collect();
+        assert_eq!(names, ["a", "twice", "twice", "b"]);
+        assert_eq!(out[0], point("a").with_tag("seen", "yes"));
+        assert_eq!(out[1], point("twice"), "points reach transform as sent");
+        assert_eq!(t.calls, 4);
+    }
+
+    #[test]
+    fn transform_batch_of_an_empty_batch_is_empty() {
+        let mut t = Script { calls: 0 };
+        assert_eq!(t.transform_batch(&Batch::from_points(&[])), Ok(vec![]));
+        assert_eq!(t.calls, 0);
+    }
+
+    #[test]
+    fn transform_error_without_index_gets_the_points_index_and_stops_the_batch() {
+        let batch = Batch::from_points(&[point("a"), point("b"), point("fail"), point("c")]);
+        let mut t = Script { calls: 0 };
+        assert_eq!(
+            t.transform_batch(&batch),
+            Err(PluginError::at(2, "no index"))
+        );
+        assert_eq!(
+            t.calls, 3,
+            "the point after the failing one is not transformed"
+        );
+    }
+
+    #[test]
+    fn transform_error_with_its_own_index_keeps_it() {
+        let batch = Batch::from_points(&[point("a"), point("fail-at")]);
+        let mut t = Script { calls: 0 };
+        assert_eq!(
+            t.transform_batch(&batch),
+            Err(PluginError::at(7, "own index"))
+        );
+    }
+
+    #[test]
+    fn evaluate_batch_returns_only_the_alerts_raised_in_window_order() {
+        let windows = [
+            window("a", 95.0, AlertState::Ok),
+            window("b", 10.0, AlertState::Ok),
+            window("c", 99.0, AlertState::Critical),
+            window("d", 91.5, AlertState::Warning),
+        ];
+        let alerts = Above90.evaluate_batch(&windows).expect("no error");
+        let hosts: Vec<Option<&str>> = alerts
+            .iter()
+            .map(|a| a.series.tags.first().map(|t| t.value.as_str()))
+            .collect();
+        assert_eq!(hosts, [Some("a"), Some("d")]);
+        assert_eq!(alerts[1].value, 91.5);
+        assert_eq!(alerts[1].message, "cpu,host=d max 91.5");
+        assert_eq!(Above90.evaluate_batch(&[]), Ok(vec![]));
+    }
 }

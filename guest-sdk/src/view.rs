@@ -92,7 +92,8 @@ impl Batch {
         for p in points {
             let (ms, ml) = b.push_text(&p.measurement);
             let (first_tag, first_field) = (b.tags.len() / 4, b.field_kinds.len());
-            b.points.extend([ms, ml, first_tag as u32, p.tags.len() as u32]);
+            b.points
+                .extend([ms, ml, first_tag as u32, p.tags.len() as u32]);
             b.points.extend([first_field as u32, p.fields.len() as u32]);
             b.timestamps.push(p.timestamp);
             for t in &p.tags {
@@ -152,7 +153,11 @@ impl<'a> PointView<'a> {
 
     /// Event time.
     pub fn timestamp(&self) -> Nanos {
-        self.batch.timestamps.get(self.index).copied().unwrap_or_default()
+        self.batch
+            .timestamps
+            .get(self.index)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Tags as (key, value), sorted by key.
@@ -204,5 +209,254 @@ impl<'a> PointView<'a> {
                 .collect(),
             timestamp: self.timestamp(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_batch() -> Batch {
+        Batch::from_points(&[])
+    }
+
+    /// Points covering every field type, the integer extremes, non-ASCII strings and a
+    /// point without tags.
+    fn sample_points() -> Vec<Point> {
+        vec![
+            Point::new("cpu", 1_700_000_000_000_000_000)
+                .with_tag("region", "eu")
+                .with_tag("host", "web-1")
+                .with_field("usage", 12.5)
+                .with_field("count", i64::MIN)
+                .with_field("max", i64::MAX)
+                .with_field("bytes", u64::MAX)
+                .with_field("up", true)
+                .with_field("down", false)
+                .with_field("note", "ok"),
+            Point::new("température", i64::MIN)
+                .with_tag("ville", "Zürich")
+                .with_tag("城市", "東京")
+                .with_field("°C", -0.0)
+                .with_field("msg", "ünïcødé 🚀, with = and \\")
+                .with_field("empty", ""),
+            Point::new("", i64::MAX).with_field("v", 0u64),
+            Point::new("mem", -1)
+                .with_field("inf", f64::NEG_INFINITY)
+                .with_field("tiny", f64::MIN_POSITIVE),
+        ]
+    }
+
+    #[test]
+    fn empty_batch_has_no_points() {
+        let b = empty_batch();
+        assert_eq!(b.len(), 0);
+        assert!(b.is_empty());
+        assert_eq!(b.points().len(), 0);
+        assert_eq!(b.points().count(), 0);
+        assert!(b.text.is_empty() && b.points.is_empty() && b.tags.is_empty());
+        assert!(b.field_keys.is_empty() && b.field_kinds.is_empty());
+        assert!(b.field_values.is_empty());
+    }
+
+    #[test]
+    fn points_round_trip_through_a_batch() {
+        let points = sample_points();
+        let b = Batch::from_points(&points);
+        assert_eq!(b.len(), points.len());
+        assert!(!b.is_empty());
+        assert_eq!(b.points().len(), points.len());
+        let back: Vec<Point> = b.points().map(|p| p.to_point()).collect();
+        assert_eq!(back, points);
+        // -0.0 == 0.0, so check the sign survived too.
+        let v = b.points().nth(1).and_then(|p| p.field("°C"));
+        assert_eq!(
+            v.and_then(|v| v.as_f64()).map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+    }
+
+    #[test]
+    fn nan_keeps_its_bits() {
+        let nan = f64::from_bits(0x7ff8_0000_dead_beef);
+        let b = Batch::from_points(&[Point::new("m", 0).with_field("v", nan)]);
+        let Some(FieldRef::Float(v)) = b.points().next().and_then(|p| p.field("v")) else {
+            panic!("a float field");
+        };
+        assert_eq!(v.to_bits(), nan.to_bits());
+    }
+
+    #[test]
+    fn views_read_measurement_timestamp_tags_and_fields() {
+        let b = Batch::from_points(&sample_points());
+        let views: Vec<PointView<'_>> = b.points().collect();
+        let cpu = views[0];
+        assert_eq!(cpu.measurement(), "cpu");
+        assert_eq!(cpu.timestamp(), 1_700_000_000_000_000_000);
+        assert_eq!(
+            cpu.tags().collect::<Vec<_>>(),
+            [("host", "web-1"), ("region", "eu")]
+        );
+        assert_eq!(cpu.tag("region"), Some("eu"));
+        assert_eq!(cpu.tag("ville"), None, "another point's tag");
+        assert_eq!(cpu.field("usage"), Some(FieldRef::Float(12.5)));
+        assert_eq!(cpu.field("count"), Some(FieldRef::Integer(i64::MIN)));
+        assert_eq!(cpu.field("max"), Some(FieldRef::Integer(i64::MAX)));
+        assert_eq!(cpu.field("bytes"), Some(FieldRef::Unsigned(u64::MAX)));
+        assert_eq!(cpu.field("up"), Some(FieldRef::Boolean(true)));
+        assert_eq!(cpu.field("down"), Some(FieldRef::Boolean(false)));
+        assert_eq!(cpu.field("note"), Some(FieldRef::String("ok")));
+        assert_eq!(cpu.field("msg"), None, "another point's field");
+        let keys: Vec<&str> = cpu.fields().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            ["usage", "count", "max", "bytes", "up", "down", "note"]
+        );
+
+        let t = views[1];
+        assert_eq!(t.measurement(), "température");
+        assert_eq!(t.timestamp(), i64::MIN);
+        assert_eq!(t.tag("ville"), Some("Zürich"));
+        assert_eq!(t.tag("城市"), Some("東京"));
+        assert_eq!(
+            t.field("msg"),
+            Some(FieldRef::String("ünïcødé 🚀, with = and \\"))
+        );
+        assert_eq!(t.field("empty"), Some(FieldRef::String("")));
+
+        let unnamed = views[2];
+        assert_eq!(unnamed.measurement(), "");
+        assert_eq!(unnamed.timestamp(), i64::MAX);
+        assert_eq!(unnamed.tags().count(), 0);
+        assert_eq!(
+            unnamed.fields().collect::<Vec<_>>(),
+            [("v", FieldRef::Unsigned(0))]
+        );
+    }
+
+    #[test]
+    fn layout_is_what_the_wit_batch_record_describes() {
+        // The host decodes nothing: it writes this layout (host/src/plugin/batch.rs), and the
+        // views must read it. Byte offsets, not character offsets.
+        let b = Batch::from_points(&[
+            Point::new("é", 7)
+                .with_tag("h", "a")
+                .with_field("s", "ü")
+                .with_field("n", -2i64),
+            Point::new("m", 8).with_field("b", true),
+        ]);
+        assert_eq!(b.text, "éhasünmb");
+        assert_eq!(b.points, [0, 2, 0, 1, 0, 2, 8, 1, 1, 0, 2, 1]);
+        assert_eq!(b.timestamps, [7, 8]);
+        assert_eq!(b.tags, [2, 1, 3, 1]);
+        assert_eq!(b.field_keys, [4, 1, 7, 1, 9, 1]);
+        assert_eq!(b.field_kinds, [STRING, INTEGER, BOOLEAN]);
+        assert_eq!(b.field_values, [(5 << 32) | 2, u64::MAX - 1, 1]);
+    }
+
+    #[test]
+    fn decodes_a_batch_whose_spans_share_text() {
+        // The format only promises spans into `text`: a host may reuse one string for
+        // repeated keys and values, and list fields of a point in any order of the text.
+        let b = Batch {
+            text: "cpuhostvalue".to_owned(),
+            points: vec![0, 3, 0, 1, 0, 2, 0, 3, 1, 1, 2, 1],
+            timestamps: vec![10, 20],
+            tags: vec![3, 4, 3, 4, 3, 4, 0, 3],
+            field_keys: vec![7, 5, 3, 4, 7, 5],
+            field_kinds: vec![FLOAT, STRING, INTEGER],
+            field_values: vec![2.5f64.to_bits(), 7 << 32 | 5, (-3i64) as u64],
+        };
+        let points: Vec<Point> = b.points().map(|p| p.to_point()).collect();
+        assert_eq!(
+            points,
+            [
+                Point::new("cpu", 10)
+                    .with_tag("host", "host")
+                    .with_field("value", 2.5)
+                    .with_field("host", "value"),
+                Point::new("cpu", 20)
+                    .with_tag("host", "cpu")
+                    .with_field("value", -3i64),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_batch_reads_as_empty_values_instead_of_trapping() {
+        let b = Batch {
+            text: "aé".to_owned(), // 'é' is bytes 1..3
+            // Point 0: measurement past the text, tags past the tag list, fields past
+            // the field lists. Point 1 has no row at all.
+            points: vec![2, 5, 9, 1, 4, 2],
+            timestamps: vec![1, 2],
+            tags: vec![],
+            field_keys: vec![0, 2], // cuts 'é' in half
+            field_kinds: vec![],
+            field_values: vec![],
+        };
+        let views: Vec<PointView<'_>> = b.points().collect();
+        assert_eq!(views.len(), 2);
+        let p = views[0];
+        assert_eq!(p.measurement(), "");
+        assert_eq!(p.timestamp(), 1);
+        assert_eq!(p.tags().count(), 0);
+        // Fields without a kind or value read as float 0; keys past the list as "".
+        assert_eq!(
+            p.fields().collect::<Vec<_>>(),
+            [("", FieldRef::Float(0.0)), ("", FieldRef::Float(0.0))]
+        );
+        let q = views[1];
+        assert_eq!((q.measurement(), q.timestamp()), ("", 2));
+        assert_eq!((q.tags().count(), q.fields().count()), (0, 0));
+    }
+
+    #[test]
+    fn unknown_field_kind_reads_as_float_and_bad_string_span_as_empty() {
+        let b = Batch {
+            text: "mkx".to_owned(),
+            points: vec![0, 1, 0, 0, 0, 2],
+            timestamps: vec![0],
+            tags: vec![],
+            field_keys: vec![1, 1, 1, 1],
+            field_kinds: vec![9, STRING],
+            field_values: vec![1.5f64.to_bits(), 2 << 32 | 100],
+        };
+        let p = b.points().next().expect("one point");
+        let fields: Vec<_> = p.fields().collect();
+        assert_eq!(
+            fields,
+            [("k", FieldRef::Float(1.5)), ("k", FieldRef::String(""))]
+        );
+    }
+
+    #[test]
+    fn field_ref_as_f64_converts_numbers_only() {
+        assert_eq!(FieldRef::Float(-1.25).as_f64(), Some(-1.25));
+        assert_eq!(FieldRef::Integer(i64::MIN).as_f64(), Some(-(2f64.powi(63))));
+        assert_eq!(FieldRef::Unsigned(u64::MAX).as_f64(), Some(2f64.powi(64)));
+        assert_eq!(FieldRef::Boolean(true).as_f64(), None);
+        assert_eq!(FieldRef::String("1.5").as_f64(), None);
+    }
+
+    #[test]
+    fn field_ref_to_owned_keeps_variant_and_value() {
+        assert_eq!(FieldRef::Float(0.5).to_owned(), FieldValue::Float(0.5));
+        assert_eq!(
+            FieldRef::Integer(i64::MAX).to_owned(),
+            FieldValue::Integer(i64::MAX)
+        );
+        assert_eq!(
+            FieldRef::Unsigned(u64::MAX).to_owned(),
+            FieldValue::Unsigned(u64::MAX)
+        );
+        assert_eq!(
+            FieldRef::Boolean(false).to_owned(),
+            FieldValue::Boolean(false)
+        );
+        assert_eq!(
+            FieldRef::String("東京").to_owned(),
+            FieldValue::String("東京".into())
+        );
     }
 }
