@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::tenant::Secret;
+
 /// The shipped default configuration, used when `config/sluice.toml` isn't on disk.
 pub const DEFAULT_TOML: &str = include_str!("../../config/sluice.toml");
 
@@ -66,6 +68,34 @@ pub struct IngestConfig {
     /// Requests served at once; more are refused with 503.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Longest series key of a point's field: measurement, tag keys and values, and field
+    /// key, in bytes.
+    #[serde(default = "default_max_series_key_bytes")]
+    pub max_series_key_bytes: usize,
+    /// Most tags on one point.
+    #[serde(default = "default_max_tags")]
+    pub max_tags: usize,
+    /// Most fields on one point.
+    #[serde(default = "default_max_fields")]
+    pub max_fields: usize,
+    /// Time for a client to send a request body, from its headers on (apart from
+    /// `request_timeout_ms`, which bounds processing).
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// Time for a client to send a request's headers.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Time a connection may sit idle between requests before it is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; more are closed at once. Keep it below the process's file
+    /// descriptor limit.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Bytes of request bodies held in memory at once over all requests; past it, writes
+    /// get 503.
+    #[serde(default = "default_max_buffered_body_bytes")]
+    pub max_buffered_body_bytes: usize,
 }
 
 // 32 MiB: well above Telegraf's default 1,000-metric batches (~100 KiB) and InfluxDB
@@ -83,6 +113,69 @@ const fn default_max_lag_records() -> u64 {
 const fn default_max_concurrent_requests() -> usize {
     256
 }
+// Far above real series keys (InfluxDB's are rarely over 1 KiB), far below the store's
+// 64 KiB key limit, so no acknowledged point can be refused by the store for its length.
+const fn default_max_series_key_bytes() -> usize {
+    16 << 10
+}
+// Telegraf's richest inputs carry a few dozen tags; hundreds mean a client bug.
+const fn default_max_tags() -> usize {
+    256
+}
+// Telegraf's procstat and InfluxDB's own stats reach about 200 fields per point.
+const fn default_max_fields() -> usize {
+    1_024
+}
+
+// 32 MiB in a minute is 550 KB/s: any real client; a stalled upload is dropped in time.
+const fn default_body_timeout_ms() -> u64 {
+    60_000
+}
+// Headers are one packet for every real client.
+const fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+// Telegraf flushes every 10 s by default: a minute keeps its connection, reaps abandoned ones.
+const fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+// Well under the usual 1,024-descriptor soft limit plus what the log and store keep open.
+const fn default_max_connections() -> usize {
+    768
+}
+// Sixteen bodies at the default size limit: ample for batches of thousands of lines.
+const fn default_max_buffered_body_bytes() -> usize {
+    512 << 20
+}
+
+/// Largest `ingest.max_series_key_bytes`: with `MAX_TAGS_LIMIT` tags, their length prefixes
+/// and a tenant name, a key still fits the store's 65,535 bytes.
+const MAX_SERIES_KEY_LIMIT: usize = 32 << 10;
+/// Largest `ingest.max_tags`.
+const MAX_TAGS_LIMIT: usize = 1_024;
+
+impl IngestConfig {
+    /// The HTTP server's limits.
+    pub fn server_limits(&self) -> crate::server::ServerLimits {
+        crate::server::ServerLimits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            body_timeout: std::time::Duration::from_millis(self.body_timeout_ms),
+            max_body_bytes: self.max_body_bytes,
+            max_buffered_body_bytes: self.max_buffered_body_bytes,
+        }
+    }
+
+    /// The per-point limits.
+    pub fn limits(&self) -> crate::ingest::Limits {
+        crate::ingest::Limits {
+            max_series_key_bytes: self.max_series_key_bytes,
+            max_tags: self.max_tags,
+            max_fields: self.max_fields,
+        }
+    }
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -91,6 +184,14 @@ impl Default for IngestConfig {
             request_timeout_ms: default_request_timeout_ms(),
             max_lag_records: default_max_lag_records(),
             max_concurrent_requests: default_max_concurrent_requests(),
+            max_series_key_bytes: default_max_series_key_bytes(),
+            max_tags: default_max_tags(),
+            max_fields: default_max_fields(),
+            body_timeout_ms: default_body_timeout_ms(),
+            header_timeout_ms: default_header_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_connections: default_max_connections(),
+            max_buffered_body_bytes: default_max_buffered_body_bytes(),
         }
     }
 }
@@ -191,7 +292,7 @@ pub struct TenantConfig {
     /// The tenant's name.
     pub name: String,
     /// API tokens of this tenant (`Authorization: Token T`).
-    pub tokens: Vec<String>,
+    pub tokens: Vec<Secret>,
     /// How long raw points are kept.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
@@ -329,7 +430,7 @@ impl Config {
             }
             for token in &tenant.tokens {
                 // Never echo a token: it is a secret.
-                if token.len() < 8 || !tokens.insert(token.as_str()) {
+                if token.expose().len() < 8 || !tokens.insert(token.expose()) {
                     return Err(format!(
                         "tenant `{}`: a token is shorter than 8 characters or shared with another tenant",
                         tenant.name
@@ -363,6 +464,43 @@ impl Config {
         if partitions == 0 || partitions > 1024 {
             return Err(format!(
                 "transport.partitions = {partitions}: must be 1 to 1024"
+            ));
+        }
+        let ingest = &self.ingest;
+        if !(1..=MAX_SERIES_KEY_LIMIT).contains(&ingest.max_series_key_bytes) {
+            return Err(format!(
+                "ingest.max_series_key_bytes = {}: must be 1 to {MAX_SERIES_KEY_LIMIT} (the store's keys hold at most 65,535 bytes)",
+                ingest.max_series_key_bytes
+            ));
+        }
+        if !(1..=MAX_TAGS_LIMIT).contains(&ingest.max_tags) {
+            return Err(format!(
+                "ingest.max_tags = {}: must be 1 to {MAX_TAGS_LIMIT}",
+                ingest.max_tags
+            ));
+        }
+        if ingest.max_fields == 0 {
+            return Err("ingest.max_fields must be positive".into());
+        }
+        for (name, value) in [
+            ("body_timeout_ms", ingest.body_timeout_ms),
+            ("header_timeout_ms", ingest.header_timeout_ms),
+            ("idle_timeout_ms", ingest.idle_timeout_ms),
+            ("request_timeout_ms", ingest.request_timeout_ms),
+            ("max_connections", ingest.max_connections as u64),
+            (
+                "max_concurrent_requests",
+                ingest.max_concurrent_requests as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("ingest.{name} must be positive"));
+            }
+        }
+        if ingest.max_buffered_body_bytes < ingest.max_body_bytes {
+            return Err(format!(
+                "ingest.max_buffered_body_bytes = {} is below ingest.max_body_bytes = {}: no body of the largest size could be read",
+                ingest.max_buffered_body_bytes, ingest.max_body_bytes
             ));
         }
         if self.plugins.timeout_ms == 0 || self.plugins.memory_mib == 0 {

@@ -11,6 +11,8 @@
 pub mod aggregate;
 pub mod api;
 pub mod config;
+#[cfg(test)]
+mod fuzz;
 pub mod ingest;
 pub mod lineproto;
 pub mod lookup;
@@ -19,9 +21,11 @@ pub mod pipeline;
 pub mod plugin;
 pub mod point;
 pub mod query;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;
+pub mod time;
 pub mod transport;
 pub mod window;

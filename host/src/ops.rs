@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::pipeline::PartitionHealth;
 use crate::plugin::{Health, PluginRegistry};
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -23,6 +24,8 @@ pub struct OpsState {
     pub store: Arc<dyn Store>,
     /// Plugin statuses.
     pub registry: Arc<PluginRegistry>,
+    /// Panics caught on the pipeline's partitions.
+    pub partitions: Arc<PartitionHealth>,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -36,7 +39,8 @@ pub fn routes(state: Arc<OpsState>) -> Router {
 }
 
 /// 200 while serving: transport, store and plugins were up before the listener opened.
-/// `degraded` when a plugin is quarantined or its latest file failed to load. 503 `failed`
+/// `degraded` when a plugin is quarantined or its latest file failed to load, or a
+/// partition's processing panicked (`partitions` names it, with the panic). 503 `failed`
 /// when the transport or store can't work until a restart (a full disk, say): the signal
 /// for a supervisor to restart the process once there is room.
 async fn health(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
@@ -49,14 +53,17 @@ async fn health(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
         );
     }
     let plugins = state.registry.statuses();
-    let degraded = plugins
-        .iter()
-        .any(|p| p.load_error.is_some() || matches!(p.health, Some(Health::Quarantined { .. })));
+    let partitions = state.partitions.troubled();
+    let degraded = !partitions.is_empty()
+        || plugins.iter().any(|p| {
+            p.load_error.is_some() || matches!(p.health, Some(Health::Quarantined { .. }))
+        });
     (
         StatusCode::OK,
         Json(serde_json::json!({
             "status": if degraded { "degraded" } else { "ok" },
             "plugins": plugins,
+            "partitions": partitions,
         })),
     )
 }

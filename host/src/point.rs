@@ -38,7 +38,74 @@ impl Point {
     }
 }
 
+/// The type of a field's values. A series' field keeps the type it was first written with:
+/// a value of another type is a conflict, refused at ingest and never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    /// 64-bit float.
+    Float,
+    /// Signed 64-bit integer.
+    Integer,
+    /// Unsigned 64-bit integer.
+    Unsigned,
+    /// Boolean.
+    Boolean,
+    /// UTF-8 string.
+    String,
+}
+
+impl FieldType {
+    /// Every type, in the order of [`FieldType::code`].
+    const ALL: [FieldType; 5] = [
+        FieldType::Float,
+        FieldType::Integer,
+        FieldType::Unsigned,
+        FieldType::Boolean,
+        FieldType::String,
+    ];
+
+    /// The type's one-byte code in stored formats (stable across releases).
+    pub fn code(self) -> u8 {
+        match self {
+            FieldType::Float => 0,
+            FieldType::Integer => 1,
+            FieldType::Unsigned => 2,
+            FieldType::Boolean => 3,
+            FieldType::String => 4,
+        }
+    }
+
+    /// The type of stored code `code`.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // InfluxDB's names, as in its `field type conflict` errors.
+        f.write_str(match self {
+            FieldType::Float => "float",
+            FieldType::Integer => "integer",
+            FieldType::Unsigned => "unsigned",
+            FieldType::Boolean => "boolean",
+            FieldType::String => "string",
+        })
+    }
+}
+
 impl FieldValue {
+    /// The value's type.
+    pub fn field_type(&self) -> FieldType {
+        match self {
+            FieldValue::Float(_) => FieldType::Float,
+            FieldValue::Integer(_) => FieldType::Integer,
+            FieldValue::Unsigned(_) => FieldType::Unsigned,
+            FieldValue::Boolean(_) => FieldType::Boolean,
+            FieldValue::String(_) => FieldType::String,
+        }
+    }
+
     /// The value as a float, for numeric types; none for strings and booleans.
     pub fn as_f64(&self) -> Option<f64> {
         match *self {

@@ -1,10 +1,10 @@
 //! Wiring: builds the transport, store, plugin registry, pipelines and HTTP API from a
 //! [`Config`], runs them, and shuts them down in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
@@ -14,19 +14,21 @@ use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 
 use crate::aggregate::Function;
+use crate::api::request_span;
 use crate::config::{Config, StoreConfig, TransportConfig};
-use crate::ingest::{self, IngestState};
+use crate::ingest::{self, FieldTypes, IngestState};
 use crate::lookup::LookupTables;
 use crate::ops::{self, OpsState};
 use crate::pipeline::{
-    AlertRule, AlertStage, DeadLetterLog, GROUP, Pipelines, Progress, Runner, RunnerParts, Stage,
-    TenantPipeline, Webhook,
+    AlertRule, AlertStage, DeadLetterLog, PartitionHealth, Pipelines, Progress, Runner,
+    RunnerParts, Stage, TenantPipeline, Webhook, resume_offsets,
 };
 use crate::plugin::{
     CallEnv, Params, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig, Settle,
-    StageState, watch,
+    StageState, World, watch,
 };
 use crate::query::{self, QueryState};
+use crate::server::{self, BodyBudget};
 use crate::store::{EmbeddedStore, Store};
 use crate::telemetry::Metrics;
 use crate::tenant::{TenantId, Tokens};
@@ -108,10 +110,11 @@ pub async fn run(
     let mut tokens = Tokens::default();
     let mut pipelines = Pipelines::default();
     let mut retention = HashMap::new();
+    let mut retyping = HashSet::new();
     for tenant in &config.tenants {
         let id = TenantId::new(&tenant.name);
         for token in &tenant.tokens {
-            tokens.insert(token, id.clone());
+            tokens.insert(token.expose(), id.clone());
         }
         retention.insert(
             id.clone(),
@@ -134,6 +137,9 @@ pub async fn run(
                     p.dir.display()
                 );
             };
+            if slot.current().world() == World::Transform {
+                retyping.insert(id.clone());
+            }
             let env = CallEnv {
                 params: Arc::new(stage.params.clone().into_iter().collect::<Params>()),
                 lookups: lookups.clone(),
@@ -197,19 +203,22 @@ pub async fn run(
     }
     let tokens = Arc::new(tokens);
 
-    let committed = (0..transport.partitions())
-        .map(|p| transport.committed(GROUP, p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let progress = Arc::new(Progress::new(committed));
+    let resume = resume_offsets(transport.as_ref(), store.as_ref())
+        .map_err(|e| anyhow::anyhow!("reading where the pipeline resumes: {e}"))?;
+    let progress = Arc::new(Progress::new(resume));
+    let partitions = Arc::new(PartitionHealth::new(transport.partitions()));
     let runner = Runner::start(RunnerParts {
         transport: transport.clone(),
         store: store.clone(),
         pipelines: Arc::new(pipelines),
         progress: progress.clone(),
+        dead_letters,
+        health: partitions.clone(),
         metrics: metrics.clone(),
     })?;
     let retention_task = tokio::spawn(expire_loop(store.clone(), retention));
 
+    let server_limits = config.ingest.server_limits();
     let app = Router::new()
         .merge(ingest::routes(Arc::new(IngestState {
             tokens: tokens.clone(),
@@ -217,6 +226,10 @@ pub async fn run(
             progress,
             max_body_bytes: config.ingest.max_body_bytes,
             max_lag_records: config.ingest.max_lag_records,
+            limits: config.ingest.limits(),
+            types: FieldTypes::default(),
+            store: store.clone(),
+            retyping,
             metrics: metrics.clone(),
         })))
         .merge(query::routes(Arc::new(QueryState {
@@ -227,18 +240,24 @@ pub async fn run(
             transport: transport.clone(),
             store: store.clone(),
             registry: registry.clone(),
+            partitions,
             metrics: metrics.clone(),
         })))
-        // Outermost first: turn layer errors into responses; refuse at once (503) rather
-        // than queue when all request slots are busy; bound every request's time.
+        // Outermost first: the request span; bodies read into memory (within their own
+        // deadline, outside the slots); layer errors turned into responses; refuse at once
+        // (503) rather than queue when all processing slots are busy; bound processing time.
         .layer(
             ServiceBuilder::new()
+                .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(axum::middleware::from_fn_with_state(
+                    BodyBudget::new(server_limits),
+                    server::buffer_body,
+                ))
                 .layer(HandleErrorLayer::new(layer_error))
                 .load_shed()
                 .concurrency_limit(config.ingest.max_concurrent_requests)
                 .timeout(Duration::from_millis(config.ingest.request_timeout_ms)),
-        )
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        );
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -248,9 +267,7 @@ pub async fn run(
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    server::serve(listener, app, server_limits, metrics, shutdown).await?;
 
     tracing::info!("Shutting down: draining the pipeline.");
     retention_task.abort();
@@ -287,10 +304,7 @@ async fn expire_loop(store: Arc<dyn Store>, retention: HashMap<TenantId, Duratio
     loop {
         tick.tick().await;
         for (tenant, keep) in &retention {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let cutoff = i64::try_from(now.saturating_sub(*keep).as_nanos()).unwrap_or(i64::MAX);
+            let cutoff = crate::time::minus(crate::time::now_ns(), *keep);
             let store = store.clone();
             let tenant = tenant.clone();
             match tokio::task::spawn_blocking(move || {

@@ -89,6 +89,13 @@ pub struct StageLabels {
     pub stage: String,
 }
 
+/// Labels naming a transport partition (at most 1,024 of them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// The partition.
+    pub partition: u32,
+}
+
 /// Labels naming a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct PluginLabels {
@@ -142,6 +149,12 @@ pub struct Metrics {
     pub ingest_to_stored_seconds: Histogram,
     /// Points that arrived after their alert window closed (stored, not evaluated).
     pub window_late_points: Family<RuleLabels, Counter>,
+    /// Panics caught while processing a partition's records.
+    pub partition_panics: Family<PartitionLabels, Counter>,
+    /// HTTP connections open.
+    pub connections_open: Gauge,
+    /// HTTP connections closed at once because the connection limit was reached.
+    pub connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -166,6 +179,9 @@ impl Default for Metrics {
             store_sync_seconds: latency_histogram(),
             ingest_to_stored_seconds: latency_histogram(),
             window_late_points: Family::default(),
+            partition_panics: Family::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
         };
         m.register()
     }
@@ -264,6 +280,21 @@ impl Metrics {
             "window_late_points",
             "Points after their alert window closed",
             self.window_late_points.clone(),
+        );
+        r.register(
+            "partition_panics",
+            "Panics caught while processing a partition's records (each kept as a dead letter)",
+            self.partition_panics.clone(),
+        );
+        r.register(
+            "connections_open",
+            "HTTP connections open",
+            self.connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "HTTP connections closed at once at the connection limit (ingest.max_connections)",
+            self.connections_refused.clone(),
         );
         self
     }

@@ -30,10 +30,38 @@ impl fmt::Display for TenantId {
     }
 }
 
-/// Token → tenant. Tokens are secrets: never logged, never in error messages.
-#[derive(Debug, Clone, Default)]
+/// Token → tenant. Tokens are secrets: never logged, never in error messages, never in
+/// `Debug` output.
+#[derive(Clone, Default)]
 pub struct Tokens {
     by_token: HashMap<String, TenantId>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("tokens", &self.by_token.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret from the configuration (a token): serialized as it is, shown as `***` by
+/// `Debug`, so no log of a config can leak it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 impl Tokens {

@@ -1,7 +1,10 @@
-//! Pieces every HTTP handler shares: the error type and token authentication.
+//! Pieces every HTTP handler shares: the error type, token authentication and the request
+//! span (with secrets redacted).
 
 mod auth;
 mod error;
+mod trace;
 
 pub use auth::authenticate;
 pub use error::ApiError;
+pub use trace::{redacted_uri, request_span};

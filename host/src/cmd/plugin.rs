@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sluice::lineproto::{self, Precision, format_point};
@@ -120,10 +120,7 @@ fn run_batches(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading {}", args.input.display()))?
     };
     let precision: Precision = args.precision.parse().map_err(anyhow::Error::msg)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    let (points, errors) = lineproto::parse(&input, precision, now);
+    let (points, errors) = lineproto::parse(&input, precision, sluice::time::now_ns());
     if let Some(first) = errors.first() {
         bail!(
             "{}: {first} ({} bad lines in all)",

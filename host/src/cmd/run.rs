@@ -37,7 +37,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config.data_dir = dir;
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(sluice::service::run(config, None, shutdown_signal()))?;
+    let (ready, bound) = tokio::sync::oneshot::channel();
+    // The bound address on stdout: with `--listen 127.0.0.1:0` the kernel picks a free
+    // port, and whoever started the process (a test, a supervisor) learns it here.
+    runtime.spawn(async move {
+        if let Ok(addr) = bound.await {
+            println!("listening on {addr}");
+        }
+    });
+    runtime.block_on(sluice::service::run(config, Some(ready), shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,10 +7,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::{IngestState, body, now_ns, precision_param};
+use super::{Decoded, IngestState, body, precision_param};
 use crate::api::{ApiError, authenticate};
 use crate::lineproto::{self, Precision};
-use crate::point::Point;
+use crate::time::now_ns;
 
 /// Query parameters of `/api/v2/write`. Clients also send `bucket` and `org`; they are
 /// ignored, because a tenant's data is one namespace, chosen by its token.
@@ -70,10 +70,10 @@ async fn write(
     state.accept(tenant, move || parse(&text, precision)).await
 }
 
-fn parse(text: &str, precision: Precision) -> Result<Vec<Point>, ApiError> {
-    let (points, errors) = lineproto::parse(text, precision, now_ns());
+fn parse(text: &str, precision: Precision) -> Result<Decoded, ApiError> {
+    let (points, lines, errors) = lineproto::parse_lines(text, precision, now_ns());
     match errors.first() {
-        None => Ok(points),
+        None => Ok(Decoded::lines(points, lines)),
         Some(first) => Err(ApiError::Invalid {
             message: format!(
                 "{first} ({} of {} lines bad; nothing was written)",

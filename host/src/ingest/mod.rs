@@ -10,9 +10,14 @@
 mod body;
 mod influx;
 mod telegraf;
+mod validate;
 
+pub use telegraf::decode as decode_telegraf;
+pub use validate::{FieldTypes, Invalid, Limits};
+
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -21,7 +26,8 @@ use axum::routing::post;
 use crate::api::ApiError;
 use crate::lineproto::Precision;
 use crate::pipeline::Progress;
-use crate::point::{Nanos, Point};
+use crate::point::Point;
+use crate::store::Store;
 use crate::telemetry::{Metrics, RejectLabels, RejectReason, TenantLabels};
 use crate::tenant::{TenantId, Tokens};
 use crate::transport::{Transport, records_for};
@@ -38,6 +44,15 @@ pub struct IngestState {
     pub max_body_bytes: usize,
     /// Lag (records) above which writes get 503.
     pub max_lag_records: u64,
+    /// What every point must keep.
+    pub limits: Limits,
+    /// The type of every series field written.
+    pub types: FieldTypes,
+    /// The store, asked for the types of series `types` doesn't know.
+    pub store: Arc<dyn Store>,
+    /// Tenants whose stages may change points (transforms): the store holds what their
+    /// stages made, so it can't tell the types they ingested.
+    pub retyping: HashSet<TenantId>,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -51,12 +66,6 @@ pub fn routes(state: Arc<IngestState>) -> Router {
         .with_state(state)
 }
 
-fn now_ns() -> Nanos {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// The `precision` query parameter, `default` when absent.
 fn precision_param(raw: Option<&str>, default: Precision) -> Result<Precision, ApiError> {
     raw.map_or(Ok(default), |p| {
@@ -65,7 +74,82 @@ fn precision_param(raw: Option<&str>, default: Precision) -> Result<Precision, A
     })
 }
 
+/// Where a decoded point came from, for error messages.
+#[derive(Debug)]
+enum Origin {
+    /// Line protocol: the 1-based line of each point.
+    Lines(Vec<usize>),
+    /// Telegraf JSON: points are metrics by index.
+    Metrics,
+}
+
+/// Points decoded from a body, and where each came from.
+#[derive(Debug)]
+struct Decoded {
+    points: Vec<Point>,
+    origin: Origin,
+}
+
+impl Decoded {
+    /// Points of line protocol, with their lines.
+    fn lines(points: Vec<Point>, lines: Vec<usize>) -> Self {
+        Self {
+            points,
+            origin: Origin::Lines(lines),
+        }
+    }
+
+    /// Points of Telegraf metrics, in order.
+    fn metrics(points: Vec<Point>) -> Self {
+        Self {
+            points,
+            origin: Origin::Metrics,
+        }
+    }
+
+    /// The 400 for point `i`, refused because `why`; `bad` counts the refused points when
+    /// all were checked.
+    fn refuse(&self, i: usize, why: &Invalid, bad: Option<usize>) -> ApiError {
+        let total = self.points.len();
+        match &self.origin {
+            Origin::Lines(lines) => {
+                let line = lines.get(i).copied().unwrap_or_default();
+                let counted = bad.map_or(String::new(), |n| format!("{n} of {total} lines bad; "));
+                ApiError::Invalid {
+                    message: format!("line {line}: {why} ({counted}nothing was written)"),
+                    line: Some(line),
+                }
+            }
+            Origin::Metrics => {
+                let counted =
+                    bad.map_or(String::new(), |n| format!("{n} of {total} metrics bad; "));
+                ApiError::invalid(format!(
+                    "metrics[{i}]: {why} ({counted}nothing was written)"
+                ))
+            }
+        }
+    }
+}
+
 impl IngestState {
+    /// Checks every point of `decoded` ([`Limits::check`], then [`FieldTypes::admit`]).
+    fn validate(&self, tenant: &TenantId, decoded: &mut Decoded) -> Result<(), ApiError> {
+        let mut bad = decoded
+            .points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| self.limits.check(p).err().map(|e| (i, e)));
+        if let Some((i, why)) = bad.next() {
+            let n = 1 + bad.count();
+            return Err(decoded.refuse(i, &why, Some(n)));
+        }
+        let store = (!self.retyping.contains(tenant)).then_some(self.store.as_ref());
+        let widen = matches!(decoded.origin, Origin::Metrics);
+        self.types
+            .admit(tenant, &mut decoded.points, store, widen)
+            .map_err(|(i, why)| decoded.refuse(i, &why, None))
+    }
+
     fn reject(&self, error: ApiError) -> ApiError {
         let reason = match &error {
             ApiError::Unauthorized => RejectReason::Unauthorized,
@@ -96,7 +180,7 @@ impl IngestState {
     async fn accept(
         self: Arc<Self>,
         tenant: TenantId,
-        decode: impl FnOnce() -> Result<Vec<Point>, ApiError> + Send + 'static,
+        decode: impl FnOnce() -> Result<Decoded, ApiError> + Send + 'static,
     ) -> Result<StatusCode, ApiError> {
         let started = Instant::now();
         self.check_backpressure().map_err(|e| self.reject(e))?;
@@ -104,7 +188,9 @@ impl IngestState {
         let span = tracing::info_span!("ingest", %tenant);
         let appended = tokio::task::spawn_blocking(move || {
             let _span = span.entered();
-            let points = decode()?;
+            let mut decoded = decode()?;
+            state.validate(&tenant, &mut decoded)?;
+            let points = decoded.points;
             let n = points.len();
             let records = records_for(&tenant, points, state.transport.partitions());
             state

@@ -37,6 +37,18 @@ impl Precision {
     }
 }
 
+impl Precision {
+    /// The unit's name, for messages (`seconds`).
+    pub fn unit_name(self) -> &'static str {
+        match self {
+            Precision::Nanoseconds => "nanoseconds",
+            Precision::Microseconds => "microseconds",
+            Precision::Milliseconds => "milliseconds",
+            Precision::Seconds => "seconds",
+        }
+    }
+}
+
 impl FromStr for Precision {
     type Err = String;
 
@@ -69,8 +81,19 @@ pub struct LineError {
 /// Returns the points of the good lines and the errors of the bad ones, in order, so the
 /// caller can choose its partial-write rule.
 pub fn parse(body: &str, precision: Precision, default_ts: Nanos) -> (Vec<Point>, Vec<LineError>) {
+    let (points, _, errors) = parse_lines(body, precision, default_ts);
+    (points, errors)
+}
+
+/// As [`parse`], with the 1-based line of each point.
+pub fn parse_lines(
+    body: &str,
+    precision: Precision,
+    default_ts: Nanos,
+) -> (Vec<Point>, Vec<usize>, Vec<LineError>) {
     let lines = body.bytes().filter(|&c| c == b'\n').count() + 1;
     let mut points = Vec::with_capacity(lines);
+    let mut at = Vec::with_capacity(lines);
     let mut errors = Vec::new();
     let (mut start, mut line) = (0, 1);
     while start <= body.len() {
@@ -79,14 +102,17 @@ pub fn parse(body: &str, precision: Precision, default_ts: Nanos) -> (Vec<Point>
         if !text.is_empty() {
             match scan::point(text).and_then(|(point, ts)| stamp(point, ts, precision, default_ts))
             {
-                Ok(point) => points.push(point),
+                Ok(point) => {
+                    points.push(point);
+                    at.push(line);
+                }
                 Err(reason) => errors.push(LineError { line, reason }),
             }
         }
         start = end + 1;
         line += 1 + inner_newlines;
     }
-    (points, errors)
+    (points, at, errors)
 }
 
 /// Sets the timestamp (`written` in `precision`, or `default_ts`) and sorts the tags.
@@ -108,12 +134,13 @@ fn stamp(
 
 /// Writes `measurement,k=v,...` with line-protocol escaping.
 pub fn write_series_key(out: &mut impl fmt::Write, measurement: &str, tags: &[Tag]) -> fmt::Result {
-    escape(out, measurement, &[',', ' '])?;
+    // Backslashes too: the parser reads `\\` as one, so any text prints back as itself.
+    escape(out, measurement, &[',', ' ', '\\'])?;
     for tag in tags {
         out.write_char(',')?;
-        escape(out, &tag.key, &[',', '=', ' '])?;
+        escape(out, &tag.key, &[',', '=', ' ', '\\'])?;
         out.write_char('=')?;
-        escape(out, &tag.value, &[',', '=', ' '])?;
+        escape(out, &tag.value, &[',', '=', ' ', '\\'])?;
     }
     Ok(())
 }
@@ -130,7 +157,7 @@ fn write_point(out: &mut String, point: &Point) -> fmt::Result {
     write_series_key(out, &point.measurement, &point.tags)?;
     for (i, field) in point.fields.iter().enumerate() {
         out.write_char(if i == 0 { ' ' } else { ',' })?;
-        escape(out, &field.key, &[',', '=', ' '])?;
+        escape(out, &field.key, &[',', '=', ' ', '\\'])?;
         out.write_char('=')?;
         match &field.value {
             FieldValue::Float(v) => write!(out, "{v}")?,

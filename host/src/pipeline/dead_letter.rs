@@ -1,14 +1,13 @@
 //! Dead letters: batches a plugin failed on, kept with the plugin, version and error so an
 //! operator can inspect and replay them. Never silently dropped.
 
+use crate::plugin::CallError;
+use crate::telemetry::{Metrics, PluginVersionLabels};
+use crate::time::now_ns;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::plugin::CallError;
-use crate::telemetry::{Metrics, PluginVersionLabels};
 
 /// One failed batch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -17,9 +16,9 @@ pub struct DeadLetter {
     pub at_ns: i64,
     /// The pipeline stage.
     pub stage: String,
-    /// Plugin name.
+    /// Plugin name; empty when the host itself refused the items (the store, a panic).
     pub plugin: String,
-    /// Plugin version.
+    /// Plugin version; empty when the host refused the items.
     pub version: String,
     /// Why the batch failed.
     pub error: String,
@@ -30,15 +29,22 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// A dead letter for `items` that failed in `stage` with `error`.
     pub fn new(stage: &str, error: &CallError, items: Vec<String>) -> Self {
-        let at_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         Self {
-            at_ns,
-            stage: stage.to_owned(),
             plugin: error.plugin.name.to_string(),
             version: error.plugin.version.to_string(),
-            error: error.kind.to_string(),
+            ..Self::refused(stage, &error.kind.to_string(), items)
+        }
+    }
+
+    /// A dead letter for `items` the host could not process in `stage` (`tenant/store`,
+    /// say), for the reason `error`.
+    pub fn refused(stage: &str, error: &str, items: Vec<String>) -> Self {
+        Self {
+            at_ns: now_ns(),
+            stage: stage.to_owned(),
+            plugin: String::new(),
+            version: String::new(),
+            error: error.to_owned(),
             items,
         }
     }
@@ -92,23 +98,37 @@ impl DeadLetterLog {
     /// # Errors
     /// When writing or syncing fails.
     pub fn put(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        let mut line = serde_json::to_vec(letter).expect("a DeadLetter always serializes");
-        line.push(b'\n');
+        self.put_all(std::slice::from_ref(letter))
+    }
+
+    /// Appends `letters` durably, with one sync.
+    ///
+    /// # Errors
+    /// When writing or syncing fails: none of them may be taken as kept.
+    pub fn put_all(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
+        let mut lines = Vec::new();
+        for letter in letters {
+            serde_json::to_writer(&mut lines, letter).expect("a DeadLetter always serializes");
+            lines.push(b'\n');
+        }
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        file.write_all(&line)
+        file.write_all(&lines)
             .and_then(|()| file.sync_data())
             .map_err(|source| DeadLetterError {
                 path: self.path.clone(),
                 source,
             })?;
-        self.metrics
-            .dead_letter_points
-            .get_or_create(&PluginVersionLabels {
-                plugin: letter.plugin.clone(),
-                version: letter.version.clone(),
-            })
-            .inc_by(letter.items.len() as u64);
-        tracing::warn!(stage = %letter.stage, plugin = %letter.plugin, version = %letter.version, items = letter.items.len(), error = %letter.error, "Batch kept as dead letter.");
+        drop(file);
+        for letter in letters {
+            self.metrics
+                .dead_letter_points
+                .get_or_create(&PluginVersionLabels {
+                    plugin: letter.plugin.clone(),
+                    version: letter.version.clone(),
+                })
+                .inc_by(letter.items.len() as u64);
+            tracing::warn!(stage = %letter.stage, plugin = %letter.plugin, version = %letter.version, items = letter.items.len(), error = %letter.error, "Batch kept as dead letter.");
+        }
         Ok(())
     }
 

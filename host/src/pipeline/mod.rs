@@ -3,12 +3,16 @@
 
 mod alerting;
 mod dead_letter;
+mod health;
 mod runner;
 mod stage;
 mod webhook;
 
 pub use alerting::{AlertStage, AlertStates};
 pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
-pub use runner::{AlertRule, GROUP, Pipelines, Progress, Runner, RunnerParts, TenantPipeline};
+pub use health::{PartitionHealth, PartitionStatus};
+pub use runner::{
+    AlertRule, GROUP, Pipelines, Progress, Runner, RunnerParts, TenantPipeline, resume_offsets,
+};
 pub use stage::{Stage, StageError, StageOutput};
 pub use webhook::{Webhook, WebhookError};

@@ -9,16 +9,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use std::panic::AssertUnwindSafe;
 
 use super::alerting::AlertStage;
-use super::dead_letter::DeadLetterError;
+use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
+use super::health::{PartitionHealth, panic_message};
 use super::stage::Stage;
 use super::webhook::Webhook;
+use crate::lineproto::format_point;
 use crate::point::Point;
-use crate::store::Store;
-use crate::telemetry::{Metrics, RuleLabels, StageLabels, TenantLabels};
+use crate::store::{Store, Through};
+use crate::telemetry::{Metrics, PartitionLabels, RuleLabels, StageLabels, TenantLabels};
 use crate::tenant::TenantId;
+use crate::time::{now_ns, seconds_between};
 use crate::transport::{Offset, Partition, Transport};
 use crate::window::{RuleSpec, Tumbling};
 
@@ -162,6 +167,10 @@ pub struct RunnerParts {
     pub pipelines: Arc<Pipelines>,
     /// Shared committed offsets.
     pub progress: Arc<Progress>,
+    /// Where records the store refuses, or that panic, are kept.
+    pub dead_letters: Arc<DeadLetterLog>,
+    /// Panics caught per partition.
+    pub health: Arc<PartitionHealth>,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -180,12 +189,13 @@ impl Runner {
                 let stop = stop.clone();
                 std::thread::Builder::new()
                     .name(format!("sluice-pipeline-{p}"))
-                    .spawn(move || consume(&parts, p, &stop))
+                    .spawn(move || supervise(&parts, p, &stop))
             })
             .collect::<std::io::Result<_>>()?;
         let checkpoints = {
+            // Nothing known committed: the first checkpoint commits what the store holds.
             let mut checkpoint = Checkpoint {
-                committed: parts.progress.snapshot(),
+                committed: vec![0; parts.progress.processed.len()],
             };
             let (parts, stop) = (parts.clone(), stop.clone());
             std::thread::Builder::new()
@@ -197,7 +207,7 @@ impl Runner {
                         while Instant::now() < due && !stop.load(Ordering::Acquire) {
                             std::thread::sleep(FETCH_WAIT);
                         }
-                        checkpoint.take(&parts);
+                        checkpoint.take_guarded(&parts);
                     }
                     checkpoint
                 })?
@@ -217,9 +227,30 @@ impl Runner {
             let _ = t.join();
         }
         if let Ok(mut checkpoint) = self.checkpoints.join() {
-            checkpoint.take(&self.parts);
+            checkpoint.take_guarded(&self.parts);
         }
     }
+}
+
+/// Where each partition resumes: after what the store holds durably, or what the
+/// transport has committed, whichever is further (a crash between a store sync and the
+/// commit leaves the transport behind; replaying from there would store points twice).
+///
+/// # Errors
+/// When the transport or the store can't tell.
+pub fn resume_offsets(
+    transport: &dyn Transport,
+    store: &dyn Store,
+) -> Result<Vec<Offset>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut offsets = (0..transport.partitions())
+        .map(|p| transport.committed(GROUP, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    for Through { partition, next } in store.checkpointed()? {
+        if let Some(offset) = offsets.get_mut(partition as usize) {
+            *offset = (*offset).max(next);
+        }
+    }
+    Ok(offsets)
 }
 
 /// The offsets committed so far, per partition.
@@ -228,7 +259,16 @@ struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Syncs the store and commits what the partitions had processed before the sync. On
+    /// [`Checkpoint::take`], with a panic caught and logged: offsets then stay uncommitted
+    /// and the next checkpoint tries again, instead of checkpoints ending for good.
+    fn take_guarded(&mut self, parts: &RunnerParts) {
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| self.take(parts))) {
+            let message = panic_message(payload.as_ref());
+            tracing::error!(%message, "A checkpoint panicked; offsets stay uncommitted.");
+        }
+    }
+
+    /// Syncs the store and commits to the transport how far its durable points reach. On
     /// failure the points stay queryable, the records stay in the transport, and the next
     /// checkpoint tries again.
     fn take(&mut self, parts: &RunnerParts) {
@@ -237,19 +277,25 @@ impl Checkpoint {
             return;
         }
         let started = Instant::now();
-        if let Err(error) = parts.store.sync() {
-            tracing::error!(%error, "Could not sync the store; offsets stay uncommitted.");
-            return;
-        }
+        let synced = match parts.store.sync() {
+            Ok(synced) => synced,
+            Err(error) => {
+                tracing::error!(%error, "Could not sync the store; offsets stay uncommitted.");
+                return;
+            }
+        };
         parts
             .metrics
             .store_sync_seconds
             .observe(started.elapsed().as_secs_f64());
-        for (p, (next, committed)) in processed.into_iter().zip(&mut self.committed).enumerate() {
+        for Through { partition: p, next } in synced {
+            let Some(committed) = self.committed.get_mut(p as usize) else {
+                continue;
+            };
             if next <= *committed {
                 continue;
             }
-            match parts.transport.commit(GROUP, p as Partition, next) {
+            match parts.transport.commit(GROUP, p, next) {
                 Ok(()) => *committed = next,
                 Err(error) => {
                     tracing::error!(%error, partition = p, "Commit failed; retrying at the next checkpoint.");
@@ -259,18 +305,38 @@ impl Checkpoint {
     }
 }
 
+/// Runs [`consume`] until the runner stops. A panic outside the processing of records
+/// (which `consume` catches itself) restarts it from the last processed offset.
+fn supervise(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
+    while let Err(payload) =
+        std::panic::catch_unwind(AssertUnwindSafe(|| consume(parts, partition, stop)))
+    {
+        let message = panic_message(payload.as_ref());
+        parts.health.record_panic(partition, &message);
+        parts
+            .metrics
+            .partition_panics
+            .get_or_create(&PartitionLabels { partition })
+            .inc();
+        tracing::error!(partition, %message, "The partition worker panicked; restarting it.");
+        std::thread::sleep(RETRY_PAUSE);
+    }
+}
+
 fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
     let _span = tracing::info_span!("partition", partition).entered();
     let mut next = parts.progress.processed[partition as usize].load(Ordering::Acquire);
     let mut windows: HashMap<(TenantId, usize), Tumbling> = HashMap::new();
+    // After a panic, records are taken one at a time through the last one of the group
+    // that panicked, so the one that panics alone is found and kept as a dead letter.
+    let mut isolate_through: Option<Offset> = None;
     while !stop.load(Ordering::Acquire) {
-        let records = match parts
-            .transport
-            .fetch(partition, next, FETCH_RECORDS, FETCH_WAIT)
-        {
+        let isolating = isolate_through.is_some_and(|last| next <= last);
+        let max = if isolating { 1 } else { FETCH_RECORDS };
+        let records = match parts.transport.fetch(partition, next, max, FETCH_WAIT) {
             Ok(records) if records.is_empty() => {
                 // The heartbeat: idle partitions still close their windows.
-                fire_alerts(parts, &mut windows);
+                fire_alerts(parts, &mut windows, stop);
                 continue;
             }
             Ok(records) => records,
@@ -281,28 +347,135 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
             }
         };
         let last = records.last().map_or(next, |(o, _)| *o);
-        let batches = match run_stages(parts, records) {
-            Ok(batches) => batches,
-            Err(error) => {
+        let suspect = isolating.then(|| records[0].1.clone());
+        let through = Through {
+            partition,
+            next: last + 1,
+        };
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            process(parts, through, records, &mut windows, stop)
+        }));
+        match outcome {
+            Ok(Ok(Outcome::Done)) => {}
+            Ok(Ok(Outcome::Stopped)) => return,
+            Ok(Err(error)) => {
                 // Not committed: the same records are fetched again.
                 tracing::error!(%error, "Could not keep a dead letter; retrying the records.");
                 std::thread::sleep(RETRY_PAUSE);
                 continue;
             }
-        };
-        // Stages ran once (plugin state is committed); only the store write is retried.
-        while let Err(error) = store(parts, &batches) {
-            if stop.load(Ordering::Acquire) {
-                return;
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                parts.health.record_panic(partition, &message);
+                parts
+                    .metrics
+                    .partition_panics
+                    .get_or_create(&PartitionLabels { partition })
+                    .inc();
+                tracing::error!(offset = next, %message, "Processing records panicked.");
+                let Some(record) = suspect else {
+                    isolate_through = Some(last);
+                    continue;
+                };
+                // This record alone panics: kept with the reason, and the partition goes on.
+                let letter = DeadLetter::refused(
+                    &format!("{}/pipeline", record.tenant),
+                    &format!("processing panicked at offset {partition}/{next}: {message}"),
+                    record.points.iter().map(format_point).collect(),
+                );
+                if !keep(parts, &[letter], stop) {
+                    return;
+                }
+                // The store notes that the partition moved past it.
+                while let Err(error) = parts.store.write(&[], through) {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    tracing::error!(%error, "Could not note the offset in the store; retrying.");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
             }
-            tracing::error!(%error, "Could not store processed records; retrying without committing.");
-            std::thread::sleep(RETRY_PAUSE);
         }
         next = last + 1;
         parts.progress.processed[partition as usize].store(next, Ordering::Release);
-        observe(parts, &mut windows, &batches);
-        fire_alerts(parts, &mut windows);
     }
+}
+
+/// How processing a group of records ended.
+enum Outcome {
+    /// Stored (or dead-lettered); the partition moves past the group.
+    Done,
+    /// The runner is stopping; the group stays unprocessed.
+    Stopped,
+}
+
+/// Runs `records` through their tenants' stages into the store, then their alert windows.
+///
+/// # Errors
+/// When a failed batch could not be kept as a dead letter: the group must be retried.
+fn process(
+    parts: &RunnerParts,
+    through: Through,
+    records: Vec<(Offset, crate::transport::Record)>,
+    windows: &mut HashMap<(TenantId, usize), Tumbling>,
+    stop: &AtomicBool,
+) -> Result<Outcome, DeadLetterError> {
+    let mut batches = run_stages(parts, records)?;
+    // Stages ran once (plugin state is committed); only the store write is retried.
+    loop {
+        match store(parts, &mut batches, through) {
+            Ok(refused) => {
+                if !keep(parts, &refused, stop) {
+                    return Ok(Outcome::Stopped);
+                }
+                break;
+            }
+            Err(error) if error.is_retryable() => {
+                if stop.load(Ordering::Acquire) {
+                    return Ok(Outcome::Stopped);
+                }
+                tracing::error!(%error, "Could not store processed records; retrying without committing.");
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            Err(error) => {
+                tracing::error!(%error, "Records can't be stored; keeping them as dead letters.");
+                let letters: Vec<DeadLetter> = batches
+                    .iter()
+                    .map(|(tenant, points)| {
+                        DeadLetter::refused(
+                            &format!("{tenant}/store"),
+                            &error.to_string(),
+                            points.iter().map(format_point).collect(),
+                        )
+                    })
+                    .collect();
+                if !keep(parts, &letters, stop) {
+                    return Ok(Outcome::Stopped);
+                }
+                // Written again with nothing in it: the store still notes the offsets.
+                batches.clear();
+            }
+        }
+    }
+    observe(parts, windows, &batches);
+    fire_alerts(parts, windows, stop);
+    Ok(Outcome::Done)
+}
+
+/// Keeps `letters` durably, retrying while the dead-letter log fails; false when the runner
+/// stopped first.
+fn keep(parts: &RunnerParts, letters: &[DeadLetter], stop: &AtomicBool) -> bool {
+    if letters.is_empty() {
+        return true;
+    }
+    while let Err(error) = parts.dead_letters.put_all(letters) {
+        if stop.load(Ordering::Acquire) {
+            return false;
+        }
+        tracing::error!(%error, "Could not keep dead letters; retrying.");
+        std::thread::sleep(RETRY_PAUSE);
+    }
+    true
 }
 
 /// Adds stored points to the windows of their tenant's alert rules.
@@ -338,10 +511,12 @@ fn observe(
 }
 
 /// Closes due windows, evaluates them and delivers the alerts: log, store, webhook.
-fn fire_alerts(parts: &RunnerParts, windows: &mut HashMap<(TenantId, usize), Tumbling>) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+fn fire_alerts(
+    parts: &RunnerParts,
+    windows: &mut HashMap<(TenantId, usize), Tumbling>,
+    stop: &AtomicBool,
+) {
+    let now = now_ns();
     for ((tenant, i), w) in windows.iter_mut() {
         let closed = w.close(now);
         if closed.is_empty() {
@@ -369,6 +544,16 @@ fn fire_alerts(parts: &RunnerParts, windows: &mut HashMap<(TenantId, usize), Tum
             tracing::warn!(%tenant, rule = %a.rule, series = %a.series, state = %a.state, value = a.value, "{}", a.message);
         }
         while let Err(error) = parts.store.write_alerts(tenant, &alerts) {
+            if !error.is_retryable() || stop.load(Ordering::Acquire) {
+                // Kept where an operator finds them, rather than retried forever.
+                let letter = DeadLetter::refused(
+                    &format!("{tenant}/alerts/{}", rule.spec.name),
+                    &format!("alerts not stored: {error}"),
+                    alerts.iter().map(|a| a.message.clone()).collect(),
+                );
+                keep(parts, &[letter], stop);
+                break;
+            }
             tracing::error!(%error, %tenant, "Could not store alerts; retrying.");
             std::thread::sleep(RETRY_PAUSE);
         }
@@ -395,20 +580,37 @@ fn run_stages(
         .collect()
 }
 
+/// Writes `batches` to the store. Points the store refuses are taken out of `batches` and
+/// returned as dead letters, one per point with its reason.
 fn store(
     parts: &RunnerParts,
-    batches: &[(TenantId, Vec<Point>)],
-) -> Result<(), crate::store::StoreError> {
+    batches: &mut [(TenantId, Vec<Point>)],
+    through: Through,
+) -> Result<Vec<DeadLetter>, crate::store::StoreError> {
     let started = Instant::now();
-    parts.store.write(batches)?;
+    let mut refused = parts.store.write(batches, through)?;
     parts
         .metrics
         .store_write_seconds
         .observe(started.elapsed().as_secs_f64());
-    let now_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    for (tenant, points) in batches {
+    // Highest index first, so removing one doesn't move the others.
+    refused.sort_by_key(|r| std::cmp::Reverse((r.batch, r.point)));
+    let letters = refused
+        .into_iter()
+        .filter_map(|r| {
+            let (tenant, points) = batches.get_mut(r.batch)?;
+            (r.point < points.len()).then(|| {
+                let point = points.remove(r.point);
+                DeadLetter::refused(
+                    &format!("{tenant}/store"),
+                    &r.reason.to_string(),
+                    vec![format_point(&point)],
+                )
+            })
+        })
+        .collect();
+    let now = now_ns();
+    for (tenant, points) in batches.iter() {
         parts
             .metrics
             .points_stored
@@ -418,11 +620,174 @@ fn store(
             .inc_by(points.len() as u64);
         // Latency from event time is meaningful only for live data (clients stamping now).
         if let Some(newest) = points.iter().map(|p| p.timestamp).max() {
-            let age = (now_ns - newest) as f64 / 1e9;
+            let age = seconds_between(newest, now);
             if (0.0..60.0).contains(&age) {
                 parts.metrics.ingest_to_stored_seconds.observe(age);
             }
         }
     }
-    Ok(())
+    Ok(letters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineproto::{Precision, parse};
+    use crate::point::{FieldType, Nanos};
+    use crate::store::{
+        EmbeddedStore, ReadPage, Refused, SeriesFilter, SeriesKey, SeriesPage, StoreError,
+    };
+    use crate::transport::{EmbeddedLog, Record};
+
+    /// The embedded store, except that a write holding a `panic` point panics, as a bug in
+    /// a store would.
+    struct Panicky(EmbeddedStore);
+
+    impl Store for Panicky {
+        fn write(
+            &self,
+            batches: &[(TenantId, Vec<Point>)],
+            through: Through,
+        ) -> Result<Vec<Refused>, StoreError> {
+            let poisoned = batches
+                .iter()
+                .flat_map(|(_, points)| points)
+                .any(|p| p.measurement == "panic");
+            assert!(!poisoned, "a store bug met a panic point");
+            self.0.write(batches, through)
+        }
+        fn field_type(
+            &self,
+            tenant: &TenantId,
+            point: &Point,
+            field: &str,
+        ) -> Result<Option<FieldType>, StoreError> {
+            self.0.field_type(tenant, point, field)
+        }
+        fn sync(&self) -> Result<Vec<Through>, StoreError> {
+            self.0.sync()
+        }
+        fn checkpointed(&self) -> Result<Vec<Through>, StoreError> {
+            self.0.checkpointed()
+        }
+        fn series_page(
+            &self,
+            tenant: &TenantId,
+            filter: &SeriesFilter,
+            after: Option<&SeriesKey>,
+            limit: usize,
+        ) -> Result<SeriesPage, StoreError> {
+            self.0.series_page(tenant, filter, after, limit)
+        }
+        fn read_page(
+            &self,
+            tenant: &TenantId,
+            series: &SeriesKey,
+            range: std::ops::Range<Nanos>,
+            max: usize,
+        ) -> Result<ReadPage, StoreError> {
+            self.0.read_page(tenant, series, range, max)
+        }
+        fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError> {
+            self.0.expire(tenant, before)
+        }
+        fn write_alerts(
+            &self,
+            tenant: &TenantId,
+            alerts: &[crate::point::Alert],
+        ) -> Result<(), StoreError> {
+            self.0.write_alerts(tenant, alerts)
+        }
+        fn alerts(
+            &self,
+            tenant: &TenantId,
+            range: std::ops::Range<Nanos>,
+        ) -> Result<Vec<crate::point::Alert>, StoreError> {
+            self.0.alerts(tenant, range)
+        }
+        fn failure(&self) -> Option<String> {
+            self.0.failure()
+        }
+    }
+
+    fn record(lp: &str) -> Record {
+        Record {
+            tenant: TenantId::new("a"),
+            points: parse(lp, Precision::Nanoseconds, 0).0,
+        }
+    }
+
+    #[test]
+    fn a_panicking_record_is_found_kept_as_a_dead_letter_and_its_partition_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let transport = EmbeddedLog::open(&dir.path().join("log"), 1).expect("log");
+        let store = Arc::new(Panicky(
+            EmbeddedStore::open(&dir.path().join("store")).expect("store"),
+        ));
+        // Ten records around the poisoned one, fetched in one group.
+        let mut records: Vec<_> = (0..10)
+            .map(|i| (0, record(&format!("ok,i={i} v={i} {i}"))))
+            .collect();
+        records.insert(4, (0, record("panic v=1 1")));
+        transport.append(records).expect("append");
+        let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(PartitionHealth::new(1));
+        let dead_letters = Arc::new(
+            DeadLetterLog::open(&dir.path().join("dead.jsonl"), metrics.clone()).expect("dl"),
+        );
+        let progress = Arc::new(Progress::new(vec![0]));
+        let runner = Runner::start(RunnerParts {
+            transport: transport.clone(),
+            store: store.clone(),
+            pipelines: Arc::new(Pipelines::default()),
+            progress: progress.clone(),
+            dead_letters: dead_letters.clone(),
+            health: health.clone(),
+            metrics: metrics.clone(),
+        })
+        .expect("start");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while progress.snapshot()[0] < 11 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        runner.stop();
+
+        assert_eq!(
+            progress.snapshot(),
+            [11],
+            "the partition went past the record"
+        );
+        let letters = dead_letters.read_all().expect("letters");
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        assert_eq!(letters[0].items, ["panic v=1 1"]);
+        assert!(
+            letters[0].error.contains("panicked at offset 0/4")
+                && letters[0].error.contains("a store bug met a panic point"),
+            "{}",
+            letters[0].error
+        );
+        let troubled = health.troubled();
+        assert_eq!(troubled.len(), 1);
+        assert_eq!(troubled[0].partition, 0);
+        assert!(troubled[0].panics >= 2, "the group, then the record alone");
+        assert!(
+            metrics
+                .render()
+                .contains("sluice_partition_panics_total{partition=\"0\"}"),
+            "{}",
+            metrics.render()
+        );
+        let stored = store
+            .series(&TenantId::new("a"), &SeriesFilter::default())
+            .expect("series");
+        assert_eq!(stored.len(), 10, "every other record stored");
+        assert_eq!(
+            store.checkpointed().expect("checkpointed"),
+            [Through {
+                partition: 0,
+                next: 11
+            }],
+            "the last checkpoint covers the dead-lettered record too"
+        );
+    }
 }

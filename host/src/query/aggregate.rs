@@ -5,6 +5,7 @@
 use crate::aggregate::{Acc, Function};
 use crate::api::ApiError;
 use crate::point::{FieldValue, Nanos};
+use crate::time::floor_to;
 
 /// An aggregation: a function over buckets of `step`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,26 +40,59 @@ impl Aggregation {
     /// Aggregates time-sorted points into (bucket start, value); non-numeric values are
     /// skipped (they count for `count`).
     pub fn apply(&self, points: &[(Nanos, FieldValue)]) -> Vec<(Nanos, f64)> {
-        let mut out: Vec<(Nanos, f64)> = Vec::new();
-        let mut bucket: Option<(Nanos, Acc)> = None;
-        for (ts, value) in points {
-            let start = ts.div_euclid(self.step) * self.step;
-            match &mut bucket {
-                Some((b, acc)) if *b == start => acc.add(value.as_f64()),
-                _ => {
-                    if let Some((b, acc)) = bucket.take() {
-                        out.extend(acc.finish(self.function).map(|v| (b, v)));
-                    }
-                    let mut acc = Acc::default();
-                    acc.add(value.as_f64());
-                    bucket = Some((start, acc));
-                }
-            }
-        }
-        if let Some((b, acc)) = bucket {
-            out.extend(acc.finish(self.function).map(|v| (b, v)));
-        }
+        let mut buckets = Buckets::new(*self);
+        let mut out: Vec<(Nanos, f64)> = points
+            .iter()
+            .filter_map(|(ts, v)| buckets.push(*ts, v))
+            .collect();
+        out.extend(buckets.finish());
         out
+    }
+}
+
+/// Buckets filled one time-sorted point at a time, so a series of any length aggregates in
+/// constant memory.
+#[derive(Debug, Clone)]
+pub struct Buckets {
+    aggregation: Aggregation,
+    open: Option<(Nanos, Acc)>,
+}
+
+impl Buckets {
+    /// No bucket open yet.
+    pub fn new(aggregation: Aggregation) -> Self {
+        Self {
+            aggregation,
+            open: None,
+        }
+    }
+
+    /// The start of the bucket holding `ts`.
+    pub fn start_of(&self, ts: Nanos) -> Nanos {
+        floor_to(ts, self.aggregation.step)
+    }
+
+    /// Adds a point (not before the last one); returns the bucket it closed, if any had a
+    /// value.
+    pub fn push(&mut self, ts: Nanos, value: &FieldValue) -> Option<(Nanos, f64)> {
+        let start = self.start_of(ts);
+        let closed = match &mut self.open {
+            Some((b, acc)) if *b == start => {
+                acc.add(value.as_f64());
+                return None;
+            }
+            _ => self.open.take(),
+        };
+        let mut acc = Acc::default();
+        acc.add(value.as_f64());
+        self.open = Some((start, acc));
+        closed.and_then(|(b, acc)| Some((b, acc.finish(self.aggregation.function)?)))
+    }
+
+    /// Closes the last bucket.
+    pub fn finish(self) -> Option<(Nanos, f64)> {
+        let (b, acc) = self.open?;
+        Some((b, acc.finish(self.aggregation.function)?))
     }
 }
 
@@ -84,6 +118,46 @@ mod tests {
         assert_eq!(agg("count"), [(0, 2.0), (10, 1.0), (20, 2.0)]);
         assert_eq!(agg("last"), [(0, 3.0), (10, 10.0), (20, 4.0)]);
         assert!(Aggregation::parse("median", Some("1s")).is_err());
+        // At the ends of the range: the lowest bucket starts at i64::MIN, buckets in order.
+        let extreme: Vec<(Nanos, FieldValue)> =
+            [i64::MIN, i64::MIN + 5, -1, i64::MAX - 1, i64::MAX]
+                .into_iter()
+                .map(|t| (t, FieldValue::Float(1.0)))
+                .collect();
+        let counts = Aggregation::parse("count", Some("1m"))
+            .expect("parse")
+            .apply(&extreme);
+        let starts: Vec<Nanos> = counts.iter().map(|(t, _)| *t).collect();
+        assert_eq!(
+            starts,
+            [
+                i64::MIN,
+                -60_000_000_000,
+                i64::MAX - i64::MAX % 60_000_000_000
+            ]
+        );
+        assert_eq!(counts[0].1, 2.0);
+        assert_eq!(counts[2].1, 2.0);
         assert!(Aggregation::parse("mean", None).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn buckets_across_the_whole_range_are_ordered_floors_that_count_every_point(
+            mut times in proptest::collection::vec(proptest::num::i64::ANY, 1..200),
+            step in 1..i64::MAX,
+        ) {
+            times.sort_unstable();
+            let points: Vec<(Nanos, FieldValue)> =
+                times.iter().map(|t| (*t, FieldValue::Integer(1))).collect();
+            let agg = Aggregation { function: Function::Count, step };
+            let buckets = agg.apply(&points);
+            proptest::prop_assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));
+            for (start, _) in &buckets {
+                proptest::prop_assert!(times.iter().any(|t| floor_to(*t, step) == *start));
+            }
+            let counted: f64 = buckets.iter().map(|(_, n)| n).sum();
+            proptest::prop_assert_eq!(counted as usize, times.len());
+        }
     }
 }

@@ -15,17 +15,32 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-pub use aggregate::Aggregation;
+pub use aggregate::{Aggregation, Buckets};
 
 use crate::api::{ApiError, authenticate};
 use crate::point::{FieldValue, Nanos};
-use crate::store::{SeriesFilter, Store};
-use crate::tenant::Tokens;
+use crate::store::{SeriesFilter, SeriesKey, Store};
+use crate::tenant::{TenantId, Tokens};
 
-/// Most raw points one query may return; aggregate for more.
-const MAX_POINTS: usize = 1_000_000;
+/// Points (or buckets) of a query answer unless `limit` says otherwise.
+const POINTS_PAGE: usize = 100_000;
+
+/// The largest `limit` of a query: an answer of this many points is some 30 MB of JSON.
+const MAX_POINTS_PAGE: usize = 1_000_000;
+
+/// Series of a listing unless `limit` says otherwise.
+const SERIES_PAGE: usize = 10_000;
+
+/// The largest `limit` of a listing.
+const MAX_SERIES_PAGE: usize = 100_000;
+
+/// Series a query looks up at a time.
+const SERIES_BATCH: usize = 1_000;
+
+/// Raw points read at a time to aggregate.
+const RAW_BATCH: usize = 65_536;
 
 /// What the query routes need.
 pub struct QueryState {
@@ -50,13 +65,95 @@ pub struct SeriesPoints {
     measurement: String,
     field: String,
     tags: serde_json::Map<String, serde_json::Value>,
-    points: Vec<(Nanos, serde_json::Value)>,
+    points: Points,
 }
 
-/// A query answer.
+/// A series' points, written as `[[ts, value], ...]` straight from the store's values.
+#[derive(Debug)]
+enum Points {
+    /// Raw points.
+    Raw(Vec<(Nanos, FieldValue)>),
+    /// Buckets of an aggregation.
+    Buckets(Vec<(Nanos, f64)>),
+}
+
+impl Points {
+    fn len(&self) -> usize {
+        match self {
+            Points::Raw(p) => p.len(),
+            Points::Buckets(b) => b.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A field value as plain JSON.
+struct Plain<'a>(&'a FieldValue);
+
+impl Serialize for Plain<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            FieldValue::Float(f) => s.serialize_f64(*f),
+            FieldValue::Integer(i) => s.serialize_i64(*i),
+            FieldValue::Unsigned(u) => s.serialize_u64(*u),
+            FieldValue::Boolean(b) => s.serialize_bool(*b),
+            FieldValue::String(v) => s.serialize_str(v),
+        }
+    }
+}
+
+impl Serialize for Points {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Points::Raw(p) => s.collect_seq(p.iter().map(|(t, v)| (t, Plain(v)))),
+            Points::Buckets(b) => s.collect_seq(b),
+        }
+    }
+}
+
+/// A query answer: up to `limit` points, and the cursor of the rest when there is more.
 #[derive(Debug, Serialize)]
 pub struct QueryAnswer {
     series: Vec<SeriesPoints>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// Where a query answer stopped: the series, and the time to go on from.
+#[derive(Debug, Serialize, Deserialize)]
+struct QueryCursor {
+    series: SeriesKey,
+    from: Nanos,
+}
+
+/// An opaque cursor for clients: hex of its JSON.
+fn encode_cursor(value: &impl Serialize) -> String {
+    hex::encode(serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn decode_cursor<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    hex::decode(raw)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| ApiError::invalid("parameter `cursor`: not the `next` of an earlier answer"))
+}
+
+/// The `limit` parameter: `default` when absent, at most `max`.
+fn limit_param(raw: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "parameter `limit` = `{raw}`: expected a whole number from 1 to {max}"
+            ))
+        })
 }
 
 #[derive(Default)]
@@ -68,6 +165,8 @@ struct Params {
     tags: Vec<(String, String)>,
     agg: Option<String>,
     step: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
 }
 
 fn params(raw: Option<&str>) -> Result<Params, ApiError> {
@@ -81,6 +180,8 @@ fn params(raw: Option<&str>) -> Result<Params, ApiError> {
             "end" => p.end = Some(v),
             "agg" => p.agg = Some(v),
             "step" => p.step = Some(v),
+            "limit" => p.limit = Some(v),
+            "cursor" => p.cursor = Some(v),
             "tag" => {
                 let (tk, tv) = v.split_once(':').ok_or_else(|| {
                     ApiError::invalid(format!("parameter `tag` = `{v}`: expected key:value"))
@@ -116,16 +217,6 @@ fn parse_time(raw: &str, name: &str) -> Result<Nanos, ApiError> {
         .map_err(|_| ApiError::invalid(format!("parameter `{name}`: before 1970")))?
         .as_nanos();
     Nanos::try_from(ns).map_err(|_| ApiError::invalid(format!("parameter `{name}`: out of range")))
-}
-
-fn json_value(v: &FieldValue) -> serde_json::Value {
-    match v {
-        FieldValue::Float(f) => serde_json::json!(f),
-        FieldValue::Integer(i) => serde_json::json!(i),
-        FieldValue::Unsigned(u) => serde_json::json!(u),
-        FieldValue::Boolean(b) => serde_json::json!(b),
-        FieldValue::String(s) => serde_json::json!(s),
-    }
 }
 
 fn tags_json(tags: Vec<(String, String)>) -> serde_json::Map<String, serde_json::Value> {
@@ -172,38 +263,142 @@ async fn query(
         (Some(agg), step) => Some(Aggregation::parse(&agg, step.as_deref())?),
         (None, Some(_)) => return Err(ApiError::invalid("`step` needs `agg`")),
     };
+    let limit = limit_param(p.limit.as_deref(), POINTS_PAGE, MAX_POINTS_PAGE)?;
+    let cursor: Option<QueryCursor> = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = SeriesFilter {
         measurement: Some(measurement),
         field: Some(field),
         tags: p.tags,
     };
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let mut total = 0;
-        for series in store.series(&tenant, &filter).map_err(store_error)? {
-            let raw = store.read(&tenant, &series, start..end).map_err(store_error)?;
-            let points: Vec<(Nanos, serde_json::Value)> = match &aggregation {
-                Some(a) => a.apply(&raw).into_iter().map(|(t, v)| (t, serde_json::json!(v))).collect(),
-                None => raw.iter().map(|(t, v)| (*t, json_value(v))).collect(),
-            };
-            total += points.len();
-            if total > MAX_POINTS {
-                return Err(ApiError::invalid(format!(
-                    "query matches more than {MAX_POINTS} points; narrow the range or use agg and step"
-                )));
+    let query = Query {
+        range: start..end,
+        aggregation,
+        limit,
+    };
+    on_store(&state, move |store| {
+        query.run(store, &tenant, &filter, cursor)
+    })
+    .await
+    .map(Json)
+}
+
+/// A query of points, run page by page so its memory is bounded by `limit`.
+struct Query {
+    range: std::ops::Range<Nanos>,
+    aggregation: Option<Aggregation>,
+    limit: usize,
+}
+
+impl Query {
+    /// Answers with the points of the series matching `filter`, from `cursor` on.
+    fn run(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantId,
+        filter: &SeriesFilter,
+        cursor: Option<QueryCursor>,
+    ) -> Result<QueryAnswer, crate::store::StoreError> {
+        let mut answer = QueryAnswer {
+            series: Vec::new(),
+            next: None,
+        };
+        let mut left = self.limit;
+        let mut after = None;
+        // The series the cursor stopped in goes on first, from where it stopped.
+        if let Some(QueryCursor { series, from }) = cursor {
+            if !filter.matches(&series) {
+                return Ok(answer);
             }
-            out.push(SeriesPoints {
-                measurement: series.measurement,
-                field: series.field,
-                tags: tags_json(series.tags),
+            if let Some(next) = self.series(store, tenant, &series, from, &mut left, &mut answer)? {
+                answer.next = Some(encode_cursor(&QueryCursor { series, from: next }));
+                return Ok(answer);
+            }
+            after = Some(series);
+        }
+        loop {
+            let page = store.series_page(tenant, filter, after.as_ref(), SERIES_BATCH)?;
+            for series in page.series {
+                let from = self.range.start;
+                if let Some(next) =
+                    self.series(store, tenant, &series, from, &mut left, &mut answer)?
+                {
+                    answer.next = Some(encode_cursor(&QueryCursor { series, from: next }));
+                    return Ok(answer);
+                }
+                after = Some(series);
+            }
+            if !page.more {
+                return Ok(answer);
+            }
+        }
+    }
+
+    /// Adds the points of `series` from `from` on, up to `left`; returns where to go on
+    /// when they didn't all fit.
+    fn series(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantId,
+        series: &SeriesKey,
+        from: Nanos,
+        left: &mut usize,
+        answer: &mut QueryAnswer,
+    ) -> Result<Option<Nanos>, crate::store::StoreError> {
+        if *left == 0 {
+            return Ok(Some(from));
+        }
+        let range = from..self.range.end;
+        let (points, next) = match self.aggregation {
+            None => {
+                let page = store.read_page(tenant, series, range, *left)?;
+                (Points::Raw(page.samples), page.next)
+            }
+            Some(aggregation) => aggregate(store, tenant, series, range, aggregation, *left)?,
+        };
+        *left -= points.len().min(*left);
+        if !points.is_empty() {
+            answer.series.push(SeriesPoints {
+                measurement: series.measurement.clone(),
+                field: series.field.clone(),
+                tags: tags_json(series.tags.clone()),
                 points,
             });
         }
-        Ok(Json(QueryAnswer { series: out }))
-    })
-    .await
-    .map_err(store_error)?
+        Ok(next)
+    }
+}
+
+/// Up to `max` buckets of `series` in `range`, read a page at a time; the start of the
+/// next bucket when more follow.
+fn aggregate(
+    store: &dyn Store,
+    tenant: &TenantId,
+    series: &SeriesKey,
+    range: std::ops::Range<Nanos>,
+    aggregation: Aggregation,
+    max: usize,
+) -> Result<(Points, Option<Nanos>), crate::store::StoreError> {
+    let mut buckets = Buckets::new(aggregation);
+    let mut out = Vec::new();
+    let mut from = range.start;
+    loop {
+        let page = store.read_page(tenant, series, from..range.end, RAW_BATCH)?;
+        for (ts, value) in &page.samples {
+            if let Some(closed) = buckets.push(*ts, value) {
+                out.push(closed);
+                if out.len() == max {
+                    // The bucket `ts` opened is the first of the next answer.
+                    return Ok((Points::Buckets(out), Some(buckets.start_of(*ts))));
+                }
+            }
+        }
+        match page.next {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    out.extend(buckets.finish());
+    Ok((Points::Buckets(out), None))
 }
 
 /// One entry of the series list.
@@ -221,13 +416,23 @@ async fn series(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = authenticate(&state.tokens, &headers, None)?;
     let p = params(raw.as_deref())?;
+    let limit = limit_param(p.limit.as_deref(), SERIES_PAGE, MAX_SERIES_PAGE)?;
+    let after: Option<SeriesKey> = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = SeriesFilter {
         measurement: p.measurement,
         field: p.field,
         tags: p.tags,
     };
-    let list = on_store(&state, move |store| store.series(&tenant, &filter)).await?;
-    let entries: Vec<SeriesEntry> = list
+    let page = on_store(&state, move |store| {
+        store.series_page(&tenant, &filter, after.as_ref(), limit)
+    })
+    .await?;
+    let next = page
+        .more
+        .then(|| page.series.last().map(encode_cursor))
+        .flatten();
+    let entries: Vec<SeriesEntry> = page
+        .series
         .into_iter()
         .map(|s| SeriesEntry {
             measurement: s.measurement,
@@ -235,7 +440,11 @@ async fn series(
             tags: tags_json(s.tags),
         })
         .collect();
-    Ok(Json(serde_json::json!({ "series": entries })))
+    let mut answer = serde_json::json!({ "series": entries });
+    if let Some(next) = next {
+        answer["next"] = serde_json::Value::String(next);
+    }
+    Ok(Json(answer))
 }
 
 async fn alerts(

@@ -96,17 +96,16 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<Sample>> {
         return None;
     }
     let mut ts = chunk.first;
-    Some(
-        chunk
-            .gaps
-            .into_iter()
-            .zip(chunk.values)
-            .map(|(gap, value)| {
-                ts = ts.wrapping_add_unsigned(gap);
-                (ts, value)
-            })
-            .collect(),
-    )
+    chunk
+        .gaps
+        .into_iter()
+        .zip(chunk.values)
+        .map(|(gap, value)| {
+            // Gaps of a real chunk never pass i64::MAX; bytes whose gaps do are not one.
+            ts = ts.checked_add_unsigned(gap)?;
+            Some((ts, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! has several values at one time (a rewrite, or a replay after a crash), the latest write
 //! wins, so writes are idempotent.
 
-use std::ops::Range;
+use std::collections::BTreeMap;
+use std::ops::{Bound, Range};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -15,9 +16,13 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::chunk::{self, Sample};
 use super::head::Head;
-use super::{SeriesFilter, SeriesKey, Store, StoreError, keys};
-use crate::point::{Alert, FieldValue, Nanos};
+use super::{
+    PointError, ReadPage, Refused, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through,
+    keys,
+};
+use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
 use crate::tenant::TenantId;
+use crate::transport::{Offset, Partition};
 
 /// Series ids kept in memory, so a write looks the index up once per series, not per
 /// point. Bounded: cleared when it grows past this many series (they are re-read).
@@ -30,17 +35,113 @@ const HEAD_LIMIT: usize = 10_000_000;
 /// Key of the next sync sequence in the `meta` keyspace.
 const NEXT_SEQ: &[u8] = b"next-sync-seq";
 
+/// Prefix of the synced offsets' keys in the `meta` keyspace (then the partition).
+const THROUGH_PREFIX: &[u8] = b"through/";
+
 /// What writes, reads and syncs share: series ids, the head, and the head being synced.
 #[derive(Default)]
 struct Shared {
-    /// Series key → id, for the series seen lately.
-    known: foldhash::HashMap<Vec<u8>, u64>,
+    /// Series key → index entry, for the series seen lately.
+    known: foldhash::HashMap<Vec<u8>, Indexed>,
     /// The next series id to hand out.
     next_id: u64,
     /// Points written since the last sync began.
     head: Head,
     /// The head a running sync is writing: still read until its chunks are committed.
     syncing: Option<Arc<Head>>,
+}
+
+/// A series' entry in the index: its id and the type of its values (none in stores written
+/// before types were recorded: any type is taken there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Indexed {
+    id: u64,
+    ty: Option<FieldType>,
+}
+
+impl Indexed {
+    /// Big-endian id, then the type's code.
+    fn encode(self) -> Vec<u8> {
+        let mut out = self.id.to_be_bytes().to_vec();
+        out.extend(self.ty.map(FieldType::code));
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let (id, ty) = bytes.split_at(bytes.len().min(8));
+        let ty = match ty {
+            [] => None,
+            [code] => Some(FieldType::from_code(*code).ok_or_else(|| {
+                StoreError::Corrupt(format!("series index: unknown type code {code}"))
+            })?),
+            _ => return Err(StoreError::Corrupt(format!("series index value {bytes:?}"))),
+        };
+        Ok(Self {
+            id: decode_u64(id)?,
+            ty,
+        })
+    }
+}
+
+/// The series keys of one point's fields, in a buffer reused across points, each with its
+/// index entry when the series exists.
+#[derive(Default)]
+struct FieldKeys {
+    keys: Vec<Vec<u8>>,
+    indexed: Vec<Option<Indexed>>,
+}
+
+impl FieldKeys {
+    fn clear(&mut self) {
+        self.indexed.clear();
+    }
+
+    /// A cleared buffer for the next field's key.
+    fn next_key(&mut self) -> &mut Vec<u8> {
+        let n = self.indexed.len();
+        if self.keys.len() == n {
+            self.keys.push(Vec::new());
+        }
+        &mut self.keys[n]
+    }
+
+    fn set_indexed(&mut self, indexed: Option<Indexed>) {
+        self.indexed.push(indexed);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], Option<Indexed>)> {
+        self.keys
+            .iter()
+            .zip(&self.indexed)
+            .map(|(k, i)| (k.as_slice(), *i))
+    }
+}
+
+/// The durable state of the syncs.
+struct Synced {
+    /// The next sync's sequence.
+    seq: u64,
+    /// How far into each partition the synced points reach.
+    through: BTreeMap<Partition, Offset>,
+}
+
+impl Synced {
+    fn through(&self) -> Vec<Through> {
+        self.through
+            .iter()
+            .map(|(partition, next)| Through {
+                partition: *partition,
+                next: *next,
+            })
+            .collect()
+    }
+}
+
+/// The meta key of the synced offset of partition `p`.
+fn through_key(p: Partition) -> Vec<u8> {
+    let mut key = THROUGH_PREFIX.to_vec();
+    key.extend_from_slice(&p.to_be_bytes());
+    key
 }
 
 /// The embedded store in a directory.
@@ -53,8 +154,9 @@ pub struct EmbeddedStore {
     shared: Mutex<Shared>,
     /// Most points that may wait for a sync; writes beyond are refused.
     head_limit: usize,
-    /// The next sync sequence; held for the whole sync, so syncs run one at a time.
-    next_seq: Mutex<u64>,
+    /// What the syncs so far made durable; held for the whole sync, so syncs run one at a
+    /// time.
+    synced: Mutex<Synced>,
     /// The first write failure: fjall refuses every write after one, until reopened.
     failed: Mutex<Option<String>>,
 }
@@ -88,12 +190,22 @@ impl EmbeddedStore {
         let mut next_id = 1;
         for kv in series.iter() {
             let value = kv.value().map_err(storage)?;
-            next_id = next_id.max(decode_u64(&value)? + 1);
+            next_id = next_id.max(Indexed::decode(&value)?.id + 1);
         }
-        let next_seq = match meta.get(NEXT_SEQ).map_err(storage)? {
+        let seq = match meta.get(NEXT_SEQ).map_err(storage)? {
             Some(v) => decode_u64(&v)?,
             None => 0,
         };
+        let mut through = BTreeMap::new();
+        for kv in meta.prefix(THROUGH_PREFIX) {
+            let (key, value) = kv.into_inner().map_err(storage)?;
+            let p = key
+                .get(THROUGH_PREFIX.len()..)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(Partition::from_be_bytes)
+                .ok_or_else(|| StoreError::Corrupt(format!("offset key {key:?}")))?;
+            through.insert(p, decode_u64(&value)?);
+        }
         Ok(Self {
             db,
             chunks,
@@ -105,7 +217,7 @@ impl EmbeddedStore {
                 ..Shared::default()
             }),
             head_limit: HEAD_LIMIT,
-            next_seq: Mutex::new(next_seq),
+            synced: Mutex::new(Synced { seq, through }),
             failed: Mutex::default(),
         })
     }
@@ -117,38 +229,94 @@ impl EmbeddedStore {
         self
     }
 
-    /// The id of the series with key `series`, if it is indexed.
-    fn id_of(&self, shared: &Shared, series: &[u8]) -> Result<Option<u64>, StoreError> {
-        if let Some(id) = shared.known.get(series) {
-            return Ok(Some(*id));
+    /// The index entry of the series with key `series`, if it is indexed.
+    fn lookup(&self, shared: &Shared, series: &[u8]) -> Result<Option<Indexed>, StoreError> {
+        if let Some(indexed) = shared.known.get(series) {
+            return Ok(Some(*indexed));
         }
         self.series
             .get(series)
             .map_err(storage)?
-            .map(|v| decode_u64(&v))
+            .map(|v| Indexed::decode(&v))
             .transpose()
     }
 
-    /// The id of series `key`, indexing it if new. The index entry is committed at once
-    /// (visible to listings) and made durable by the sync that writes the series' first
-    /// chunk: the journal is ordered, so no chunk survives a crash without its entry.
-    fn id_or_insert(&self, shared: &mut Shared, key: &[u8]) -> Result<u64, StoreError> {
-        if let Some(id) = shared.known.get(key) {
-            return Ok(*id);
+    /// As [`Self::lookup`], remembering an entry read from the index.
+    fn resolve(&self, shared: &mut Shared, series: &[u8]) -> Result<Option<Indexed>, StoreError> {
+        if let Some(indexed) = shared.known.get(series) {
+            return Ok(Some(*indexed));
         }
-        let id = match self.series.get(key).map_err(storage)? {
-            Some(v) => decode_u64(&v)?,
-            None => {
-                let id = shared.next_id;
-                self.series
-                    .insert(key, id.to_be_bytes())
-                    .map_err(|e| self.note_failure(e))?;
-                shared.next_id += 1;
-                id
+        let indexed = self.lookup(shared, series)?;
+        if let Some(indexed) = indexed {
+            shared.known.insert(series.to_vec(), indexed);
+        }
+        Ok(indexed)
+    }
+
+    /// The id of the series with key `series`, if it is indexed.
+    fn id_of(&self, shared: &Shared, series: &[u8]) -> Result<Option<u64>, StoreError> {
+        Ok(self.lookup(shared, series)?.map(|i| i.id))
+    }
+
+    /// Checks that every field of `point` can be stored (key length, type), leaving each
+    /// field's series key and index entry (when it has one) in `keys`.
+    fn check_point(
+        &self,
+        shared: &mut Shared,
+        tenant: &TenantId,
+        point: &Point,
+        keys: &mut FieldKeys,
+    ) -> Result<(), PointError> {
+        keys.clear();
+        for field in &point.fields {
+            let key = keys.next_key();
+            keys::series_of_into(key, tenant, point, &field.key);
+            if key.len() > keys::MAX_KEY_BYTES {
+                return Err(PointError::KeyTooLong {
+                    field: field.key.clone(),
+                    bytes: key.len(),
+                    limit: keys::MAX_KEY_BYTES,
+                });
             }
+            // A failing index read is not the point's fault: treat the series as unknown
+            // here, and let the insert report the storage failure.
+            let indexed = self.resolve(shared, key).ok().flatten();
+            let got = field.value.field_type();
+            if let Some(stored) = indexed.and_then(|i| i.ty).filter(|t| *t != got) {
+                return Err(PointError::TypeConflict {
+                    field: field.key.clone(),
+                    stored,
+                    got,
+                });
+            }
+            keys.set_indexed(indexed);
+        }
+        Ok(())
+    }
+
+    /// Indexes the new series `key` with values of type `ty`. The index entry is committed
+    /// at once (visible to listings) and made durable by the sync that writes the series'
+    /// first chunk: the journal is ordered, so no chunk survives a crash without its entry.
+    fn insert_series(
+        &self,
+        shared: &mut Shared,
+        key: &[u8],
+        ty: FieldType,
+    ) -> Result<u64, StoreError> {
+        // Another field of the same write may have indexed it since the check.
+        if let Some(indexed) = shared.known.get(key) {
+            return Ok(indexed.id);
+        }
+        let indexed = Indexed {
+            id: shared.next_id,
+            ty: Some(ty),
         };
-        shared.known.insert(key.to_vec(), id);
-        Ok(id)
+        self.series
+            .insert(key, indexed.encode())
+            .map_err(|e| self.note_failure(e))?;
+        shared.next_id += 1;
+        shared.known.insert(key.to_vec(), indexed);
+        Ok(indexed.id)
     }
 
     /// Commits `batch` and syncs the journal.
@@ -169,42 +337,62 @@ impl EmbeddedStore {
         storage(error)
     }
 
-    /// Chunks of series `id` that may hold points in `range`, with their sync sequence.
+    /// Every sample of `series` held in chunks and head, before the read path folds rewrites
+    /// of one timestamp into one: what a check for points stored twice counts.
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub fn stored_samples(
+        &self,
+        tenant: &TenantId,
+        series: &SeriesKey,
+    ) -> Result<Vec<Sample>, StoreError> {
+        let all = Nanos::MIN..Nanos::MAX;
+        let (id, mut out) = {
+            let shared = lock(&self.shared);
+            let Some(id) = self.id_of(&shared, &keys::series(tenant, series))? else {
+                return Ok(Vec::new());
+            };
+            let syncing = shared.syncing.iter().flat_map(|h| h.range(id, &all));
+            let head: Vec<Sample> = syncing
+                .chain(shared.head.range(id, &all))
+                .cloned()
+                .collect();
+            (id, head)
+        };
+        for chunk in self.chunks_in(id, &all) {
+            out.extend(chunk?.2);
+        }
+        out.sort_by_key(|(ts, _)| *ts);
+        Ok(out)
+    }
+
+    /// Chunks of series `id` that may hold points in `range`, in the order of their last
+    /// times, with that time and their sync sequence.
     fn chunks_in(
         &self,
         id: u64,
         range: &Range<Nanos>,
-    ) -> impl Iterator<Item = Result<(u64, Vec<Sample>), StoreError>> {
+    ) -> impl Iterator<Item = Result<(Nanos, u64, Vec<Sample>), StoreError>> {
         // A chunk spans at most MAX_SPAN, so one ending past `end + MAX_SPAN` starts after it.
         let last = range.end.saturating_add(chunk::MAX_SPAN);
         self.chunks
             .range(keys::chunk(id, range.start, 0)..=keys::chunk(id, last, u64::MAX))
             .map(|kv| {
                 let (key, value) = kv.into_inner().map_err(storage)?;
-                let seq = keys::chunk_seq(&key)
+                let (last, seq) = keys::chunk_time_seq(&key)
                     .ok_or_else(|| StoreError::Corrupt(format!("chunk key {key:?}")))?;
-                Ok((seq, decode_chunk(&key, &value)?))
+                Ok((last, seq, decode_chunk(&key, &value)?))
             })
     }
 }
 
-/// Orders candidate samples by time and keeps, for each time, the one written last: `rank`
-/// orders their sources (chunks by sync, then the syncing head, then the head) and the
-/// stable sort keeps write order within a source.
-fn latest_per_time(mut candidates: Vec<(Nanos, u64, FieldValue)>) -> Vec<Sample> {
-    candidates.sort_by_key(|(ts, rank, _)| (*ts, *rank));
-    let mut out: Vec<Sample> = Vec::with_capacity(candidates.len());
-    for (ts, _, value) in candidates {
-        match out.last_mut() {
-            Some(last) if last.0 == ts => last.1 = value,
-            _ => out.push((ts, value)),
-        }
-    }
-    out
-}
-
 impl Store for EmbeddedStore {
-    fn write(&self, batches: &[(TenantId, Vec<crate::point::Point>)]) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        batches: &[(TenantId, Vec<Point>)],
+        through: Through,
+    ) -> Result<Vec<Refused>, StoreError> {
         let mut shared = lock(&self.shared);
         let waiting = shared.head.len() + shared.syncing.as_ref().map_or(0, |h| h.len());
         if waiting >= self.head_limit {
@@ -216,31 +404,57 @@ impl Store for EmbeddedStore {
         if shared.known.len() > KNOWN_SERIES_CAP {
             shared.known.clear();
         }
-        let mut key = Vec::new();
-        for (tenant, points) in batches {
-            for point in points {
-                for field in &point.fields {
-                    keys::series_of_into(&mut key, tenant, point, &field.key);
-                    let id = self.id_or_insert(&mut shared, &key)?;
+        let mut refused = Vec::new();
+        let mut keys = FieldKeys::default();
+        for (b, (tenant, points)) in batches.iter().enumerate() {
+            for (i, point) in points.iter().enumerate() {
+                // All of a point's fields are checked before any is written: a point is
+                // stored whole or refused whole.
+                if let Err(reason) = self.check_point(&mut shared, tenant, point, &mut keys) {
+                    refused.push(Refused {
+                        batch: b,
+                        point: i,
+                        reason,
+                    });
+                    continue;
+                }
+                for (field, (key, indexed)) in point.fields.iter().zip(keys.iter()) {
+                    let id = match indexed {
+                        Some(indexed) => indexed.id,
+                        None => self.insert_series(&mut shared, key, field.value.field_type())?,
+                    };
                     shared.head.push(id, (point.timestamp, field.value.clone()));
                 }
             }
         }
-        Ok(())
+        shared.head.reach(through.partition, through.next);
+        Ok(refused)
     }
 
-    fn sync(&self) -> Result<(), StoreError> {
-        let mut next_seq = lock(&self.next_seq);
+    fn field_type(
+        &self,
+        tenant: &TenantId,
+        point: &Point,
+        field: &str,
+    ) -> Result<Option<FieldType>, StoreError> {
+        let mut key = Vec::new();
+        keys::series_of_into(&mut key, tenant, point, field);
+        let shared = lock(&self.shared);
+        Ok(self.lookup(&shared, &key)?.and_then(|i| i.ty))
+    }
+
+    fn sync(&self) -> Result<Vec<Through>, StoreError> {
+        let mut synced = lock(&self.synced);
         let head = {
             let mut shared = lock(&self.shared);
             if shared.head.is_empty() {
-                return Ok(());
+                return Ok(synced.through());
             }
             let head = Arc::new(std::mem::take(&mut shared.head));
             shared.syncing = Some(head.clone());
             head
         };
-        let seq = *next_seq;
+        let seq = synced.seq;
         let mut batch = self.db.batch();
         for (id, samples) in head.series() {
             for chunk in chunk::cut(samples) {
@@ -253,74 +467,123 @@ impl Store for EmbeddedStore {
             }
         }
         batch.insert(&self.meta, NEXT_SEQ, (seq + 1).to_be_bytes());
+        // In the same atomic batch as the chunks: after a crash, the offsets say exactly
+        // which records' points are in.
+        for (p, next) in head.through() {
+            batch.insert(&self.meta, through_key(p), next.to_be_bytes());
+        }
         let result = self.durably(batch);
         let mut shared = lock(&self.shared);
         shared.syncing = None;
         match result {
-            Ok(()) => *next_seq = seq + 1,
+            Ok(()) => {
+                synced.seq = seq + 1;
+                for (p, next) in head.through() {
+                    let at = synced.through.entry(p).or_default();
+                    *at = (*at).max(next);
+                }
+                Ok(synced.through())
+            }
             // Not durable: back into the head for the next sync to retry.
-            Err(_) => shared.head.absorb(Arc::unwrap_or_clone(head)),
+            Err(error) => {
+                shared.head.absorb(Arc::unwrap_or_clone(head));
+                Err(error)
+            }
         }
-        result
     }
 
-    fn series(
+    fn checkpointed(&self) -> Result<Vec<Through>, StoreError> {
+        Ok(lock(&self.synced).through())
+    }
+
+    fn series_page(
         &self,
         tenant: &TenantId,
         filter: &SeriesFilter,
-    ) -> Result<Vec<SeriesKey>, StoreError> {
+        after: Option<&SeriesKey>,
+        limit: usize,
+    ) -> Result<SeriesPage, StoreError> {
         let prefix = keys::prefix(
             tenant,
             filter.measurement.as_deref(),
             filter.measurement.as_ref().and(filter.field.as_deref()),
         );
-        let mut out = Vec::new();
-        for kv in self.series.prefix(prefix) {
+        let start = match after.map(|s| keys::series(tenant, s)) {
+            Some(key) if key >= prefix => Bound::Excluded(key),
+            _ => Bound::Included(prefix.clone()),
+        };
+        let mut page = SeriesPage::default();
+        for kv in self.series.range((start, Bound::Unbounded)) {
             let key = kv.key().map_err(storage)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
             let series = keys::decode_series(&key)
                 .ok_or_else(|| StoreError::Corrupt(format!("series key {key:?}")))?;
-            if filter.matches(&series) {
-                out.push(series);
+            if !filter.matches(&series) {
+                continue;
             }
+            if page.series.len() == limit {
+                page.more = true;
+                break;
+            }
+            page.series.push(series);
         }
-        out.sort();
-        Ok(out)
+        Ok(page)
     }
 
-    fn read(
+    fn read_page(
         &self,
         tenant: &TenantId,
         series: &SeriesKey,
         range: Range<Nanos>,
-    ) -> Result<Vec<Sample>, StoreError> {
+        max: usize,
+    ) -> Result<ReadPage, StoreError> {
+        // Time → (rank, value): ranks order the sources of one time (chunks by sync, then
+        // the syncing head, then the head), and the highest wins.
+        let mut found: BTreeMap<Nanos, (u64, FieldValue)> = BTreeMap::new();
         // The head first: a sync finishing meanwhile moves its points into chunks read after.
-        let (id, mut candidates) = {
+        let id = {
             let shared = lock(&self.shared);
             let Some(id) = self.id_of(&shared, &keys::series(tenant, series))? else {
-                return Ok(Vec::new());
+                return Ok(ReadPage::default());
             };
-            let syncing = shared.syncing.iter().flat_map(|h| h.range(id, &range));
-            let candidates: Vec<_> = syncing
-                .map(|(ts, v)| (*ts, u64::MAX - 1, v.clone()))
-                .chain(
-                    shared
-                        .head
-                        .range(id, &range)
-                        .map(|(ts, v)| (*ts, u64::MAX, v.clone())),
-                )
-                .collect();
-            (id, candidates)
+            for (ts, v) in shared.syncing.iter().flat_map(|h| h.range(id, &range)) {
+                keep_latest(&mut found, *ts, u64::MAX - 1, v.clone());
+            }
+            for (ts, v) in shared.head.range(id, &range) {
+                keep_latest(&mut found, *ts, u64::MAX, v.clone());
+            }
+            id
         };
-        for chunk in self.chunks_in(id, &range) {
-            let (seq, samples) = chunk?;
-            candidates.extend(
-                samples
-                    .into_iter()
-                    .filter(|(ts, _)| range.contains(ts))
-                    .map(|(ts, v)| (ts, seq, v)),
-            );
+        let mut chunks = self.chunks_in(id, &range).peekable();
+        while let Some(chunk) = chunks.next() {
+            let (_, seq, samples) = chunk?;
+            for (ts, v) in samples.into_iter().filter(|(ts, _)| range.contains(ts)) {
+                keep_latest(&mut found, ts, seq, v);
+            }
+            if found.len() <= max {
+                continue;
+            }
+            // Chunks come by their last time; one ending at `last` starts after
+            // `last - MAX_SPAN`, so every time before that frontier is final.
+            let frontier = match chunks.peek() {
+                Some(Ok((last, _, _))) => last.saturating_sub(chunk::MAX_SPAN),
+                _ => Nanos::MAX,
+            };
+            if found.range(..frontier).nth(max).is_some() {
+                break;
+            }
         }
-        Ok(latest_per_time(candidates))
+        let mut samples: Vec<Sample> = Vec::with_capacity(found.len().min(max));
+        let mut rest = found.into_iter();
+        for (ts, (_, value)) in rest.by_ref().take(max) {
+            samples.push((ts, value));
+        }
+        Ok(ReadPage {
+            samples,
+            next: rest.next().map(|(ts, _)| ts),
+        })
     }
 
     fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError> {
@@ -377,7 +640,7 @@ impl Store for EmbeddedStore {
     fn write_alerts(&self, tenant: &TenantId, alerts: &[Alert]) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
         for alert in alerts {
-            let id = format!("{}\u{1f}{}\u{1f}{}", alert.rule, alert.series, alert.field);
+            let id = alert_id(alert);
             let value = serde_json::to_vec(alert).map_err(storage)?;
             batch.insert(
                 &self.alerts,
@@ -407,6 +670,25 @@ impl Store for EmbeddedStore {
     }
 }
 
+/// Keeps `value` for `ts` unless a value of a higher rank (a later write) is there.
+fn keep_latest(
+    found: &mut BTreeMap<Nanos, (u64, FieldValue)>,
+    ts: Nanos,
+    rank: u64,
+    value: FieldValue,
+) {
+    match found.entry(ts) {
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert((rank, value));
+        }
+        std::collections::btree_map::Entry::Occupied(mut slot) => {
+            if slot.get().0 <= rank {
+                slot.insert((rank, value));
+            }
+        }
+    }
+}
+
 fn decode_chunk(key: &[u8], value: &[u8]) -> Result<Vec<Sample>, StoreError> {
     chunk::decode(value).ok_or_else(|| StoreError::Corrupt(format!("chunk {key:?}")))
 }
@@ -416,6 +698,20 @@ fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("not a big-endian u64: {bytes:?}")))?;
     Ok(u64::from_be_bytes(arr))
+}
+
+/// Longest alert id kept as it is in a key; longer ones (huge series keys) are hashed so
+/// the key stays within [`keys::MAX_KEY_BYTES`].
+const MAX_ALERT_ID_BYTES: usize = 1_024;
+
+/// What makes an alert unique within its window end: rule, series and field.
+fn alert_id(alert: &Alert) -> String {
+    let id = format!("{}\u{1f}{}\u{1f}{}", alert.rule, alert.series, alert.field);
+    if id.len() <= MAX_ALERT_ID_BYTES {
+        return id;
+    }
+    use sha2::Digest as _;
+    format!("#{}", hex::encode(sha2::Sha256::digest(id.as_bytes())))
 }
 
 /// Alerts sort by tenant, then window end, then rule and series.
@@ -431,6 +727,12 @@ mod tests {
     use super::*;
     use crate::lineproto::{Precision, parse};
     use crate::point::Point;
+
+    /// Where test writes come from: no partition of a real log.
+    const AT: Through = Through {
+        partition: 0,
+        next: 0,
+    };
 
     fn pts(lp: &str) -> Vec<Point> {
         parse(lp, Precision::Nanoseconds, 0).0
@@ -461,12 +763,14 @@ mod tests {
         let a = TenantId::new("a");
         let b = TenantId::new("b");
         let batch = pts("cpu,host=x usage=1 10\ncpu,host=x usage=2 20\ncpu,host=y usage=3 10\n");
-        store.write(&[(a.clone(), batch.clone())]).expect("write");
+        store
+            .write(&[(a.clone(), batch.clone())], AT)
+            .expect("write");
         store.sync().expect("sync");
         // Replayed after a crash: once in chunks, again in the head, then in two chunks.
-        store.write(&[(a.clone(), batch)]).expect("write again");
+        store.write(&[(a.clone(), batch)], AT).expect("write again");
         store
-            .write(&[(b.clone(), pts("cpu,host=x usage=9 10"))])
+            .write(&[(b.clone(), pts("cpu,host=x usage=9 10"))], AT)
             .expect("write b");
         let x = only(&store, &a, "x");
         for synced in [false, true] {
@@ -518,11 +822,11 @@ mod tests {
         {
             let store = EmbeddedStore::open(dir.path()).expect("open");
             store
-                .write(&[(a.clone(), pts("cpu,host=x usage=1 5"))])
+                .write(&[(a.clone(), pts("cpu,host=x usage=1 5"))], AT)
                 .expect("write");
             store.sync().expect("sync");
             store
-                .write(&[(a.clone(), pts("cpu,host=x usage=2 5"))])
+                .write(&[(a.clone(), pts("cpu,host=x usage=2 5"))], AT)
                 .expect("rewrite");
             let x = only(&store, &a, "x");
             assert_eq!(
@@ -532,7 +836,10 @@ mod tests {
             store.sync().expect("sync");
             // Never synced: the transport still holds it and replays it.
             store
-                .write(&[(a.clone(), pts("cpu,host=x usage=3 5\ncpu,host=z usage=1 1"))])
+                .write(
+                    &[(a.clone(), pts("cpu,host=x usage=3 5\ncpu,host=z usage=1 1"))],
+                    AT,
+                )
                 .expect("write");
         }
         let store = EmbeddedStore::open(dir.path()).expect("reopen");
@@ -543,7 +850,7 @@ mod tests {
             "the later sync wins after a reopen"
         );
         store
-            .write(&[(a.clone(), pts("cpu,host=x usage=4 5"))])
+            .write(&[(a.clone(), pts("cpu,host=x usage=4 5"))], AT)
             .expect("write");
         store.sync().expect("sync");
         assert_eq!(
@@ -567,7 +874,7 @@ mod tests {
         for i in 0..2000 {
             lp += &format!("cpu,host=x usage={i} {}\n", 3 * span / 2 + i);
         }
-        store.write(&[(a.clone(), pts(&lp))]).expect("write");
+        store.write(&[(a.clone(), pts(&lp))], AT).expect("write");
         store.sync().expect("sync");
         let x = only(&store, &a, "x");
         // A range inside the first chunk, found although the chunk ends after it.
@@ -599,12 +906,12 @@ mod tests {
         let a = TenantId::new("a");
         let two = pts("cpu,host=x usage=1 1\ncpu,host=x usage=2 2");
         store
-            .write(&[(a.clone(), two.clone())])
+            .write(&[(a.clone(), two.clone())], AT)
             .expect("under the limit");
         store
-            .write(&[(a.clone(), two.clone())])
+            .write(&[(a.clone(), two.clone())], AT)
             .expect("reaches it");
-        let refused = store.write(&[(a.clone(), two.clone())]);
+        let refused = store.write(&[(a.clone(), two.clone())], AT);
         assert!(
             matches!(
                 refused,
@@ -616,7 +923,7 @@ mod tests {
             "{refused:?}"
         );
         store.sync().expect("sync");
-        store.write(&[(a.clone(), two)]).expect("room again");
+        store.write(&[(a.clone(), two)], AT).expect("room again");
         assert_eq!(
             store
                 .read(&a, &only(&store, &a, "x"), 0..10)
@@ -633,13 +940,16 @@ mod tests {
         {
             let store = EmbeddedStore::open(dir.path()).expect("open");
             store
-                .write(&[(a.clone(), pts("cpu,host=x usage=1 1"))])
+                .write(&[(a.clone(), pts("cpu,host=x usage=1 1"))], AT)
                 .expect("write");
             store.sync().expect("sync");
         }
         let store = EmbeddedStore::open(dir.path()).expect("reopen");
         store
-            .write(&[(a.clone(), pts("cpu,host=y usage=2 1\ncpu,host=x usage=3 2"))])
+            .write(
+                &[(a.clone(), pts("cpu,host=y usage=2 1\ncpu,host=x usage=3 2"))],
+                AT,
+            )
             .expect("write");
         let (x, y) = (only(&store, &a, "x"), only(&store, &a, "y"));
         assert_eq!(
@@ -647,5 +957,189 @@ mod tests {
             floats(&[(1, 1.0), (2, 3.0)])
         );
         assert_eq!(store.read(&a, &y, 0..10).expect("y"), floats(&[(1, 2.0)]));
+    }
+
+    #[test]
+    fn points_the_store_cannot_take_are_refused_whole_and_the_rest_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            let huge = "x".repeat(keys::MAX_KEY_BYTES);
+            let batch = pts(&format!(
+                "cpu,host=x usage=1 1\ncpu,host={huge} usage=2,other=3 2\ncpu,host=x usage=2i 3\ncpu,host=x usage=4 4"
+            ));
+            let refused = store.write(&[(a.clone(), batch)], AT).expect("write");
+            assert_eq!(refused.len(), 2, "{refused:?}");
+            assert!(
+                matches!(&refused[0], Refused { batch: 0, point: 1, reason: PointError::KeyTooLong { field, .. } } if field == "usage"),
+                "{refused:?}"
+            );
+            assert_eq!(
+                refused[1].reason,
+                PointError::TypeConflict {
+                    field: "usage".into(),
+                    stored: FieldType::Float,
+                    got: FieldType::Integer
+                }
+            );
+            assert_eq!(refused[1].point, 2);
+            let x = only(&store, &a, "x");
+            assert_eq!(
+                store.read(&a, &x, 0..10).expect("read"),
+                floats(&[(1, 1.0), (4, 4.0)])
+            );
+            assert_eq!(
+                store
+                    .series(&a, &SeriesFilter::default())
+                    .expect("series")
+                    .len(),
+                1,
+                "no field of the refused point was indexed"
+            );
+            store.sync().expect("sync");
+        }
+        // The type is stored with the series: it holds after a reopen.
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        let refused = store
+            .write(&[(a.clone(), pts("cpu,host=x usage=true 5"))], AT)
+            .expect("write");
+        assert!(
+            matches!(
+                &refused[..],
+                [Refused {
+                    reason: PointError::TypeConflict {
+                        stored: FieldType::Float,
+                        got: FieldType::Boolean,
+                        ..
+                    },
+                    ..
+                }]
+            ),
+            "{refused:?}"
+        );
+        let point = &pts("cpu,host=x usage=1 1")[0];
+        assert_eq!(
+            store.field_type(&a, point, "usage").expect("type"),
+            Some(FieldType::Float)
+        );
+        assert_eq!(store.field_type(&a, point, "nope").expect("type"), None);
+    }
+
+    #[test]
+    fn synced_offsets_are_durable_with_the_points_they_cover() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let at = |partition, next| Through { partition, next };
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            assert_eq!(store.checkpointed().expect("none"), []);
+            store
+                .write(&[(a.clone(), pts("cpu,host=x usage=1 1"))], at(0, 5))
+                .expect("write");
+            // Records filtered out whole still move the offset.
+            store.write(&[], at(1, 9)).expect("empty write");
+            assert_eq!(store.sync().expect("sync"), [at(0, 5), at(1, 9)]);
+            store
+                .write(&[(a.clone(), pts("cpu,host=x usage=2 2"))], at(0, 7))
+                .expect("write");
+            assert_eq!(store.checkpointed().expect("synced"), [at(0, 5), at(1, 9)]);
+            // Not synced: lost with the head, and its offset with it.
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.checkpointed().expect("synced"), [at(0, 5), at(1, 9)]);
+        let x = only(&store, &a, "x");
+        assert_eq!(
+            store.read(&a, &x, 0..10).expect("read"),
+            floats(&[(1, 1.0)])
+        );
+        // A replay of offsets 5..7 writes the point again: stored once below the read path.
+        store
+            .write(&[(a.clone(), pts("cpu,host=x usage=2 2"))], at(0, 7))
+            .expect("replay");
+        assert_eq!(store.sync().expect("sync"), [at(0, 7), at(1, 9)]);
+        assert_eq!(
+            store.stored_samples(&a, &x).expect("samples"),
+            floats(&[(1, 1.0), (2, 2.0)])
+        );
+    }
+
+    #[test]
+    fn reads_and_listings_come_in_pages_that_resume_where_they_stopped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let a = TenantId::new("a");
+        let span = chunk::MAX_SPAN;
+        // Three syncs of overlapping times, rewrites included, then an unsynced head.
+        let mut want = BTreeMap::new();
+        for round in 0..3i64 {
+            let mut lp = String::new();
+            for i in 0..3_000i64 {
+                let ts = (i * 7 + round * 1_000) % 9_000 * (span / 3_000);
+                let v = round * 10_000 + i;
+                lp += &format!("cpu,host=x usage={v} {ts}\n");
+                want.insert(ts, v as f64);
+            }
+            store.write(&[(a.clone(), pts(&lp))], AT).expect("write");
+            if round < 2 {
+                store.sync().expect("sync");
+            }
+        }
+        let x = only(&store, &a, "x");
+        let all: Vec<Sample> = want
+            .iter()
+            .map(|(t, v)| (*t, FieldValue::Float(*v)))
+            .collect();
+        assert_eq!(
+            store.read(&a, &x, Nanos::MIN..Nanos::MAX).expect("all"),
+            all
+        );
+        for max in [1, 999, 1_024, 5_000] {
+            let mut got = Vec::new();
+            let mut from = Nanos::MIN;
+            loop {
+                let page = store
+                    .read_page(&a, &x, from..Nanos::MAX, max)
+                    .expect("page");
+                assert!(page.samples.len() <= max);
+                got.extend(page.samples);
+                match page.next {
+                    Some(next) => from = next,
+                    None => break,
+                }
+            }
+            assert_eq!(got, all, "pages of {max}");
+        }
+
+        let lp: String = (0..25)
+            .map(|i| format!("m,h={i} v=1 1\nn,h={i} v=1 1\n"))
+            .collect();
+        store.write(&[(a.clone(), pts(&lp))], AT).expect("write");
+        let filter = SeriesFilter {
+            measurement: Some("m".into()),
+            ..SeriesFilter::default()
+        };
+        let mut listed = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .series_page(&a, &filter, after.as_ref(), 10)
+                .expect("page");
+            assert!(page.series.len() <= 10);
+            after = page.series.last().cloned();
+            listed.extend(page.series);
+            if !page.more {
+                break;
+            }
+        }
+        listed.sort();
+        assert_eq!(listed, store.series(&a, &filter).expect("all"));
+        assert_eq!(listed.len(), 25);
+        // A cursor of another measurement can't reach past this one's series.
+        let other = store.series(&a, &SeriesFilter::default()).expect("all");
+        let page = store
+            .series_page(&a, &filter, other.last(), 100)
+            .expect("page");
+        assert!(page.series.iter().all(|s| s.measurement == "m"));
     }
 }

@@ -5,14 +5,18 @@
 
 use std::ops::Range;
 
+use std::collections::BTreeMap;
+
 use super::chunk::Sample;
 use crate::point::Nanos;
+use crate::transport::{Offset, Partition};
 
-/// Samples per series id.
+/// Samples per series id, and how far into each transport partition they reach.
 #[derive(Default, Clone)]
 pub struct Head {
     by_series: foldhash::HashMap<u64, Vec<Sample>>,
     len: usize,
+    through: BTreeMap<Partition, Offset>,
 }
 
 impl Head {
@@ -22,14 +26,25 @@ impl Head {
         self.len += 1;
     }
 
+    /// Notes that the samples reach `next` in `partition` (offsets only grow).
+    pub fn reach(&mut self, partition: Partition, next: Offset) {
+        let at = self.through.entry(partition).or_default();
+        *at = (*at).max(next);
+    }
+
+    /// How far into each partition the samples reach.
+    pub fn through(&self) -> impl Iterator<Item = (Partition, Offset)> + '_ {
+        self.through.iter().map(|(p, o)| (*p, *o))
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether there are no samples.
+    /// Whether there are no samples and no offsets to make durable.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == 0 && self.through.is_empty()
     }
 
     /// Whether series `id` has samples here.
@@ -75,6 +90,9 @@ impl Head {
             *newer = samples;
         }
         self.len += older.len;
+        for (p, next) in older.through {
+            self.reach(p, next);
+        }
     }
 }
 

@@ -11,6 +11,10 @@ use super::SeriesKey;
 use crate::point::{Nanos, Point};
 use crate::tenant::TenantId;
 
+/// The longest key the storage engine (fjall's LSM tree) indexes: its keys are at most
+/// `u16::MAX` bytes, and a longer one panics inside it.
+pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
+
 fn put(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -92,9 +96,11 @@ pub fn chunk(series_id: u64, last: Nanos, seq: u64) -> [u8; 24] {
     key
 }
 
-/// The sync sequence of a chunk key.
-pub fn chunk_seq(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.get(16..24)?.try_into().ok()?))
+/// The time of the last point and the sync sequence of a chunk key.
+pub fn chunk_time_seq(key: &[u8]) -> Option<(Nanos, u64)> {
+    let time = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?) ^ (1 << 63);
+    let seq = u64::from_be_bytes(key.get(16..24)?.try_into().ok()?);
+    Some((time as Nanos, seq))
 }
 
 /// Decodes a series key (without tenant check).
@@ -145,6 +151,10 @@ mod tests {
         assert!(chunk(1, 5, 9) < chunk(1, 6, 0));
         assert!(chunk(1, 5, 1) < chunk(1, 5, 2));
         assert!(chunk(1, i64::MAX, u64::MAX) < chunk(2, i64::MIN, 0));
-        assert_eq!(chunk_seq(&chunk(3, -1, 42)), Some(42));
+        assert_eq!(chunk_time_seq(&chunk(3, -1, 42)), Some((-1, 42)));
+        assert_eq!(
+            chunk_time_seq(&chunk(3, Nanos::MIN, 0)),
+            Some((Nanos::MIN, 0))
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! writing it again changes nothing). `embedded` is the single-machine implementation
 //! (fjall); a ScyllaDB one fits the same trait.
 
-mod chunk;
+pub(crate) mod chunk;
 mod embedded;
 mod head;
 mod keys;
@@ -12,11 +12,26 @@ use std::ops::Range;
 
 pub use embedded::EmbeddedStore;
 
-use crate::point::{Alert, FieldValue, Nanos, Point, Tag};
+use crate::point::{Alert, FieldType, FieldValue, Nanos, Point, Tag};
 use crate::tenant::TenantId;
+use crate::transport::{Offset, Partition};
+
+/// How far into a transport partition a write reaches: its points come from records before
+/// `next`. A sync makes these durable with the points, so a restart resumes each partition
+/// exactly after what the store holds: nothing replayed is stored twice, even below the
+/// read path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Through {
+    /// The partition.
+    pub partition: Partition,
+    /// The next record to process.
+    pub next: Offset,
+}
 
 /// One stored series: a measurement's field for one tag set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SeriesKey {
     /// Measurement.
     pub measurement: String,
@@ -53,7 +68,8 @@ pub struct SeriesFilter {
 }
 
 impl SeriesFilter {
-    fn matches(&self, s: &SeriesKey) -> bool {
+    /// Whether series `s` is one the filter wants.
+    pub fn matches(&self, s: &SeriesKey) -> bool {
         self.measurement
             .as_ref()
             .is_none_or(|m| *m == s.measurement)
@@ -62,10 +78,69 @@ impl SeriesFilter {
     }
 }
 
+/// Why the store refused one point. The rest of its write is stored; the pipeline keeps the
+/// refused point as a dead letter with this reason. Retrying the same point can't help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PointError {
+    /// A series key over what the storage engine can index.
+    #[error("series key of field `{field}` is {bytes} bytes; the store takes at most {limit}")]
+    KeyTooLong {
+        /// The field whose series key is too long.
+        field: String,
+        /// Its length.
+        bytes: usize,
+        /// The most the store takes.
+        limit: usize,
+    },
+    /// A value of another type than the series already holds.
+    #[error("field type conflict: field `{field}` is {got}, but the series holds {stored} values")]
+    TypeConflict {
+        /// The field.
+        field: String,
+        /// The type the series holds.
+        stored: FieldType,
+        /// The type of the refused value.
+        got: FieldType,
+    },
+}
+
+/// A point the store refused: which one of the write, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Index of its batch in the write.
+    pub batch: usize,
+    /// Index of the point in its batch.
+    pub point: usize,
+    /// Why.
+    pub reason: PointError,
+}
+
+/// Series listed at a time where all are wanted.
+const SERIES_BATCH: usize = 10_000;
+
+/// A page of a tenant's series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesPage {
+    /// The series, in the store's order.
+    pub series: Vec<SeriesKey>,
+    /// Whether more series follow the last one.
+    pub more: bool,
+}
+
+/// A page of a series' points.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadPage {
+    /// Points, sorted by time.
+    pub samples: Vec<(Nanos, FieldValue)>,
+    /// The time of the first point after the page, when there is one.
+    pub next: Option<Nanos>,
+}
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The storage engine failed (disk full, I/O error...).
+    /// The storage engine failed (disk full, I/O error...); a retry helps once the cause is
+    /// gone.
     #[error("store: {0}")]
     Storage(String),
     /// Too many points wait for a sync (it fails or lags): the write is refused until one
@@ -77,29 +152,64 @@ pub enum StoreError {
         /// The most that may wait.
         limit: usize,
     },
-    /// A stored value could not be decoded.
+    /// A stored value could not be decoded; retrying can't help.
     #[error("store: corrupt entry: {0}")]
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the same call may succeed later (after a sync, or once the disk has room).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Storage(_) | StoreError::SyncBehind { .. } => true,
+            StoreError::Corrupt(_) => false,
+        }
+    }
+}
+
 /// Durable storage of points.
 pub trait Store: Send + Sync + 'static {
-    /// Writes the points of each tenant: queryable when it returns, durable once a later
+    /// Writes the points of each tenant, processed from records of a partition up to
+    /// `through`: queryable when it returns, durable (with `through`) once a later
     /// [`Store::sync`] returns. Idempotent: a point written again replaces the first.
+    /// Points the store can't take (a series key too long, a field type conflict) are left
+    /// out whole and returned; every other point is written.
     ///
     /// # Errors
-    /// When the write could not be taken (the store failed).
-    fn write(&self, batches: &[(TenantId, Vec<Point>)]) -> Result<(), StoreError>;
+    /// When the write could not be taken (the store failed): nothing of it is written.
+    fn write(
+        &self,
+        batches: &[(TenantId, Vec<Point>)],
+        through: Through,
+    ) -> Result<Vec<Refused>, StoreError>;
 
-    /// Makes everything written before it durable. The pipeline commits transport offsets
-    /// only after a sync, so points the store lost in a crash are replayed.
+    /// The type of the values the series of `field` of `point` holds, if it has any.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn field_type(
+        &self,
+        tenant: &TenantId,
+        point: &Point,
+        field: &str,
+    ) -> Result<Option<FieldType>, StoreError>;
+
+    /// Makes everything written before it durable, and returns how far into each partition
+    /// the durable points reach. The pipeline commits those offsets to the transport, so
+    /// points the store lost in a crash are replayed.
     ///
     /// # Errors
     /// When the points could not be made durable; they stay queryable and the next sync
     /// tries again.
-    fn sync(&self) -> Result<(), StoreError>;
+    fn sync(&self) -> Result<Vec<Through>, StoreError>;
 
-    /// The series of `tenant` matching `filter`, sorted.
+    /// How far into each partition the durable points reach (as the last sync returned).
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn checkpointed(&self) -> Result<Vec<Through>, StoreError>;
+
+    /// Every series of `tenant` matching `filter`, sorted.
     ///
     /// # Errors
     /// On storage failure.
@@ -107,9 +217,48 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant: &TenantId,
         filter: &SeriesFilter,
-    ) -> Result<Vec<SeriesKey>, StoreError>;
+    ) -> Result<Vec<SeriesKey>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.series_page(tenant, filter, all.last(), SERIES_BATCH)?;
+            all.extend(page.series);
+            if !page.more {
+                break;
+            }
+        }
+        all.sort();
+        Ok(all)
+    }
 
-    /// The points of one series in `range`, sorted by time.
+    /// Up to `limit` of `tenant`'s series matching `filter`, in the store's order,
+    /// starting after `after` (the last series of the page before), and whether more
+    /// follow. Listing a page holds about `limit` series in memory, however many there are.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn series_page(
+        &self,
+        tenant: &TenantId,
+        filter: &SeriesFilter,
+        after: Option<&SeriesKey>,
+        limit: usize,
+    ) -> Result<SeriesPage, StoreError>;
+
+    /// The first `max` points of one series in `range`, sorted by time, and the time of
+    /// the next one when there are more. The limit is applied while reading: a page holds
+    /// about `max` points in memory, whatever the range.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn read_page(
+        &self,
+        tenant: &TenantId,
+        series: &SeriesKey,
+        range: Range<Nanos>,
+        max: usize,
+    ) -> Result<ReadPage, StoreError>;
+
+    /// Every point of one series in `range`, sorted by time.
     ///
     /// # Errors
     /// On storage failure.
@@ -118,7 +267,9 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         series: &SeriesKey,
         range: Range<Nanos>,
-    ) -> Result<Vec<(Nanos, FieldValue)>, StoreError>;
+    ) -> Result<Vec<(Nanos, FieldValue)>, StoreError> {
+        Ok(self.read_page(tenant, series, range, usize::MAX)?.samples)
+    }
 
     /// Deletes `tenant`'s points older than `before`; returns how many.
     ///

@@ -7,6 +7,7 @@
 //! acknowledges them all: one fsync per group, not per request. Records every consumer
 //! group has committed are deleted.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ pub struct EmbeddedLog {
     /// The first storage failure: fjall refuses every write after one (it poisons itself),
     /// so the log is unusable until a restart reopens it.
     failed: Arc<Mutex<Option<String>>>,
+    /// Journal syncs so far: what a test counts to prove appends are durable on return.
+    syncs: Arc<AtomicU64>,
 }
 
 fn storage(e: impl std::fmt::Display) -> TransportError {
@@ -75,16 +78,18 @@ impl EmbeddedLog {
         }
         let (tx, rx) = sync_channel(PENDING_APPENDS);
         let failed = Arc::new(Mutex::new(None));
+        let syncs = Arc::new(AtomicU64::new(0));
         let log = Arc::new(Self {
             db: db.clone(),
             partitions: logs.clone(),
             offsets,
             writer: Mutex::new(Some(tx)),
             failed: failed.clone(),
+            syncs: syncs.clone(),
         });
         std::thread::Builder::new()
             .name("sluice-log-writer".into())
-            .spawn(move || write_loop(&db, &logs, &rx, &failed))
+            .spawn(move || write_loop(&db, &logs, &rx, &failed, &syncs))
             .map_err(storage)?;
         Ok(log)
     }
@@ -93,6 +98,11 @@ impl EmbeddedLog {
         self.partitions
             .get(p as usize)
             .ok_or_else(|| TransportError::Storage(format!("no partition {p}")))
+    }
+
+    /// Journal syncs (fsyncs) the writer has made.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Acquire)
     }
 
     /// Stops the writer; later appends fail with [`TransportError::Closed`].
@@ -135,13 +145,14 @@ fn write_loop(
     logs: &[Arc<PartitionLog>],
     rx: &Receiver<Append>,
     failed: &Mutex<Option<String>>,
+    syncs: &AtomicU64,
 ) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while let Ok(more) = rx.try_recv() {
             group.push(more);
         }
-        let result = write_group(db, logs, &group);
+        let result = write_group(db, logs, &group, syncs);
         if let Err(error) = &result {
             record_failure(failed, error);
         }
@@ -169,6 +180,7 @@ fn write_group(
     db: &Database,
     logs: &[Arc<PartitionLog>],
     group: &[Append],
+    syncs: &AtomicU64,
 ) -> Result<(), TransportError> {
     let mut batch = db.batch();
     // Offsets are reserved under the partition locks, published only after the sync.
@@ -188,6 +200,7 @@ fn write_group(
     }
     batch.commit().map_err(storage)?;
     db.persist(PersistMode::SyncData).map_err(storage)?;
+    syncs.fetch_add(1, Ordering::AcqRel);
     for (log, end) in logs.iter().zip(ends) {
         let mut current = log.end.lock().unwrap_or_else(PoisonError::into_inner);
         if *current != end {
@@ -364,6 +377,21 @@ mod tests {
         drop(log);
         let log = EmbeddedLog::open(dir.path(), 2).expect("reopen");
         assert_eq!(log.end_offset(0), 2);
+    }
+
+    #[test]
+    fn an_append_returns_only_after_a_journal_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(dir.path(), 2).expect("open");
+        for i in 0..5 {
+            let before = log.syncs();
+            log.append(vec![(i % 2, record("a", "m v=1 1"))])
+                .expect("append");
+            assert_eq!(log.syncs(), before + 1, "append {i} was not synced");
+        }
+        // Nothing to write, nothing to sync.
+        log.append(Vec::new()).expect("empty");
+        assert_eq!(log.syncs(), 5);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::aggregate::{Acc, Function};
 use crate::point::{Aggregate, AlertState, Nanos, Point, Series, WindowResult};
+use crate::time::floor_to;
 
 /// What an alert rule windows.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +36,7 @@ pub struct RuleSpec {
 #[derive(Debug)]
 pub struct Tumbling {
     spec: Arc<RuleSpec>,
-    /// Open windows by end time, then series.
+    /// Open windows by start time, then series.
     open: BTreeMap<Nanos, HashMap<String, (Series, Acc)>>,
     /// Newest event time seen.
     max_event: Nanos,
@@ -69,7 +70,7 @@ impl Tumbling {
         let Some(value) = point.field(&self.spec.field) else {
             return;
         };
-        let start = point.timestamp.div_euclid(self.spec.width) * self.spec.width;
+        let start = floor_to(point.timestamp, self.spec.width);
         let end = start.saturating_add(self.spec.width);
         if end <= self.closed_through {
             self.late += 1;
@@ -79,7 +80,7 @@ impl Tumbling {
         let series = point.series();
         let key = series.to_string();
         self.open
-            .entry(end)
+            .entry(start)
             .or_default()
             .entry(key)
             .or_insert_with(|| (series, Acc::default()))
@@ -94,7 +95,8 @@ impl Tumbling {
         let watermark = self.max_event.max(wall_now.saturating_sub(self.spec.width));
         let mut out = Vec::new();
         while let Some(entry) = self.open.first_entry() {
-            let end = *entry.key();
+            let start = *entry.key();
+            let end = start.saturating_add(self.spec.width);
             if end.saturating_add(self.spec.grace) > watermark {
                 break;
             }
@@ -108,7 +110,7 @@ impl Tumbling {
                     rule: self.spec.name.clone(),
                     series,
                     field: self.spec.field.clone(),
-                    window_start: end - self.spec.width,
+                    window_start: start,
                     window_end: end,
                     aggregates: self
                         .spec
@@ -192,5 +194,29 @@ mod tests {
         feed(&mut w, "temp,room=a c=1 1\n");
         assert!(w.close(20).is_empty(), "20 - width 10 = 10 < end + grace");
         assert_eq!(w.close(25).len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn windows_across_the_whole_range_never_panic_and_hold_their_points(
+            times in proptest::collection::vec(proptest::num::i64::ANY, 1..100),
+            width in 1..i64::MAX,
+            grace in 0..i64::MAX,
+            now in proptest::num::i64::ANY,
+        ) {
+            let mut w = Tumbling::new(Arc::new(RuleSpec {
+                width,
+                grace,
+                ..(*spec()).clone()
+            }));
+            for t in &times {
+                w.record(&parse(&format!("temp c=1 {t}"), Precision::Nanoseconds, 0).0[0]);
+            }
+            for r in w.close(now).into_iter().chain(w.close(Nanos::MAX)) {
+                proptest::prop_assert!(r.window_start <= r.window_end);
+                proptest::prop_assert!(times.iter().any(|t| floor_to(*t, width) == r.window_start
+                    && (*t < r.window_end)));
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod examples;
 mod failures;
+mod hardening;
 mod reload;
 mod service;
 mod service_util;

@@ -329,81 +329,111 @@ fn kill_9_during_a_write_stream_loses_no_acknowledged_point_and_stores_none_twic
         .map(|d| d.as_nanos() as i64)
         .expect("clock");
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut acked = Vec::new();
-            let mut batch = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                let body: String = (0..100)
-                    .map(|i| {
-                        format!(
-                            "crash,w=1 seq={} {}\n",
-                            batch * 100 + i,
-                            base + batch * 100 + i
-                        )
-                    })
-                    .collect();
-                match try_request(
-                    "POST",
-                    &url,
-                    &[("Authorization", "Token acme-token-1")],
-                    body.into_bytes(),
-                ) {
-                    Ok((204, _)) => acked.push(batch),
-                    Ok(_) | Err(_) => break, // the server died mid-request
+    // Four writers: whenever the kill lands, requests are in flight.
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (stop, url) = (stop.clone(), url.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut batch = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    let body: String = (0..100)
+                        .map(|i| {
+                            let seq = batch * 100 + i;
+                            format!("crash,w={w} seq={seq} {}\n", base + seq)
+                        })
+                        .collect();
+                    match try_request(
+                        "POST",
+                        &url,
+                        &[("Authorization", "Token acme-token-1")],
+                        body.into_bytes(),
+                    ) {
+                        Ok((204, _)) => acked.push(batch),
+                        Ok(_) | Err(_) => break, // the server died mid-request
+                    }
+                    batch += 1;
                 }
-                batch += 1;
-            }
-            (acked, batch)
+                (acked, batch)
+            })
         })
-    };
+        .collect();
     std::thread::sleep(Duration::from_millis(1500));
     svc.kill_9();
     stop.store(true, Ordering::Relaxed);
-    let (acked, sent) = writer.join().expect("writer");
+    let results: Vec<(Vec<i64>, i64)> = writers
+        .into_iter()
+        .map(|w| w.join().expect("writer"))
+        .collect();
+    let acked_points: usize = results.iter().map(|(a, _)| a.len() * 100).sum();
     assert!(
-        acked.len() > 5,
-        "too few writes before the crash: {}",
-        acked.len()
+        acked_points > 2_000,
+        "too few writes before the crash: {acked_points}"
     );
+    let sent = results.iter().map(|(_, s)| *s).max().unwrap_or(0);
+    let end = base + sent * 100 + 100;
 
     svc.restart();
-    let q = format!(
-        "measurement=crash&field=seq&start={base}&end={}",
-        base + sent * 100 + 100
-    );
-    let acked_points = acked.len() * 100;
+    let stored_of = |w: usize| {
+        points(&query(
+            &svc,
+            ACME,
+            &format!("measurement=crash&field=seq&tag=w:{w}&start={base}&end={end}"),
+        ))
+    };
     assert!(
-        eventually(Duration::from_secs(30), || points(&query(&svc, ACME, &q))
-            .len()
+        eventually(Duration::from_secs(30), || (0..WRITERS)
+            .map(|w| stored_of(w).len())
+            .sum::<usize>()
             >= acked_points),
         "acknowledged points missing after restart; log: {}",
         svc.log()
     );
-    let stored = points(&query(&svc, ACME, &q));
-    let mut ts: Vec<i64> = stored.iter().map(|(t, _)| *t).collect();
-    ts.dedup();
-    assert_eq!(ts.len(), stored.len(), "a point stored twice");
-    for batch in &acked {
-        for i in 0..100 {
-            let t = base + batch * 100 + i;
-            assert!(
-                stored.binary_search_by_key(&t, |(t, _)| *t).is_ok(),
-                "acknowledged point {t} lost; {} acked batches, {} stored, first {:?}",
-                acked.len(),
-                stored.len(),
-                &stored[..stored.len().min(3)]
-            );
+    for (w, (acked, _)) in results.iter().enumerate() {
+        let stored = stored_of(w);
+        for batch in acked {
+            for i in 0..100 {
+                let t = base + batch * 100 + i;
+                assert!(
+                    stored.binary_search_by_key(&t, |(t, _)| *t).is_ok(),
+                    "acknowledged point {t} of writer {w} lost; {} acked batches, {} stored",
+                    acked.len(),
+                    stored.len(),
+                );
+            }
         }
+        assert!(
+            stored
+                .iter()
+                .all(|(t, v)| (*t - base) as f64 == *v && *t < end),
+            "only points that were sent, with their own values"
+        );
+    }
+    // Below the read path (which folds rewrites of a timestamp): each point once.
+    svc.stop();
+    use sluice::store::Store as _;
+    let store = sluice::store::EmbeddedStore::open(&svc.data_dir().join("store")).expect("store");
+    let acme = sluice::tenant::TenantId::new("acme");
+    let series = store
+        .series(&acme, &sluice::store::SeriesFilter::default())
+        .expect("series");
+    assert_eq!(series.len(), WRITERS);
+    let mut below = 0;
+    for s in &series {
+        let samples = store.stored_samples(&acme, s).expect("samples");
+        let mut ts: Vec<i64> = samples.iter().map(|(t, _)| *t).collect();
+        ts.dedup();
+        assert_eq!(ts.len(), samples.len(), "a point stored twice in {s:?}");
+        below += samples.len();
     }
     assert!(
-        stored
-            .iter()
-            .all(|(t, v)| (*t - base) as f64 == *v && *t < base + sent * 100 + 100),
-        "only points that were sent, with their own values"
+        below >= acked_points,
+        "{below} stored, {acked_points} acknowledged"
     );
 }
+
+/// Concurrent writers of the kill -9 test.
+const WRITERS: usize = 4;
 
 #[test]
 fn the_official_influxdb_python_client_writes_and_reads_back() {
@@ -589,7 +619,7 @@ fn a_full_disk_refuses_writes_and_loses_no_acknowledged_point() {
     disk.grow("256m");
     svc.restart();
     let q = format!(
-        "measurement=fill&field=v&start={base}&end={}",
+        "measurement=fill&field=v&start={base}&end={}&limit=1000000",
         base + 1_000_000_000
     );
     let count = |svc: &Service| {

@@ -1,6 +1,7 @@
 //! A real `sluice run` process for end-to-end tests, and a small blocking HTTP client.
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::BufRead;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ pub struct Service {
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
     config: PathBuf,
+    /// Environment variables of the process (`SLUICE_ARGS` holds extra arguments).
+    env: Vec<(String, String)>,
 }
 
 /// The tenants every test service has.
@@ -32,12 +35,6 @@ name = "globex"
 tokens = ["globex-token-1"]
 "#;
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
-
 impl Service {
     /// Starts a service whose config is `body` (tenants, stages...) plus listen address,
     /// data and plugin directories; `plugins` are copied into its plugin directory.
@@ -48,6 +45,17 @@ impl Service {
     /// As [`Service::start`], calling `prepare` with the (not yet created) data directory
     /// before the process starts.
     pub fn start_with(body: &str, plugins: &[&str], prepare: impl FnOnce(&Path)) -> Self {
+        Self::start_opts(body, plugins, prepare, &[])
+    }
+
+    /// As [`Service::start_with`], with more arguments for `sluice` (before `run`) and
+    /// environment variables.
+    pub fn start_opts(
+        body: &str,
+        plugins: &[&str],
+        prepare: impl FnOnce(&Path),
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         prepare(&dir.path().join("data"));
         let plugin_dir = dir.path().join("plugins");
@@ -56,19 +64,25 @@ impl Service {
             std::fs::copy(plugin_file(name), plugin_dir.join(format!("{name}.wasm")))
                 .expect("copy plugin");
         }
-        let addr = free_port();
         let config = dir.path().join("sluice.toml");
+        // Port 0: the service binds a free port and reports it (no race for ports).
         let text = format!(
-            "listen = \"{addr}\"\ndata_dir = \"{}\"\n{body}\n[plugins]\ndir = \"{}\"\ntimeout_ms = 300\nquarantine_after = 3\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{body}\n[plugins]\ndir = \"{}\"\ntimeout_ms = 300\nquarantine_after = 3\n",
             dir.path().join("data").display(),
             plugin_dir.display()
         );
         std::fs::write(&config, text).expect("write config");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (child, addr) = spawn(&config, &env);
         let mut service = Self {
-            child: spawn(&config),
+            child,
             addr,
             dir,
             config,
+            env,
         };
         service.wait_ready();
         service
@@ -113,9 +127,24 @@ impl Service {
         self.child.wait().expect("wait");
     }
 
+    /// SIGTERM, and waits for the clean shutdown (a last checkpoint syncs the store).
+    pub fn stop(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let status = self.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "sluice exited with {status}; log: {}",
+            self.log()
+        );
+    }
+
     /// Starts the same service again on the same data.
     pub fn restart(&mut self) {
-        self.child = spawn(&self.config);
+        (self.child, self.addr) = spawn(&self.config, &self.env);
         self.wait_ready();
     }
 }
@@ -127,18 +156,45 @@ impl Drop for Service {
     }
 }
 
-fn spawn(config: &Path) -> Child {
+/// Starts `sluice run` and waits for the address it reports on stdout.
+fn spawn(config: &Path, env: &[(String, String)]) -> (Child, SocketAddr) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(config.with_file_name("sluice.log"))
         .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let extra = env
+        .iter()
+        .filter(|(k, _)| k == "SLUICE_ARGS")
+        .flat_map(|(_, v)| v.split_whitespace());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(extra)
         .args(["run", "--config", config.to_str().expect("utf-8 path")])
-        .stdout(Stdio::null())
+        .envs(env.iter().filter(|(k, _)| k != "SLUICE_ARGS").cloned())
+        .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
-        .expect("spawn sluice")
+        .expect("spawn sluice");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.parse::<SocketAddr>());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(addr)) => (child, addr),
+        other => {
+            let _ = child.kill();
+            panic!(
+                "sluice did not report its address ({other:?}); log: {}",
+                std::fs::read_to_string(config.with_file_name("sluice.log")).unwrap_or_default()
+            );
+        }
+    }
 }
 
 /// One HTTP request; (status, body) or the transport error.
@@ -148,6 +204,16 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<(u16, String), String> {
+    try_request_full(method, url, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// One HTTP request; (status, response headers, body) or the transport error.
+pub fn try_request_full(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<(u16, hyper::HeaderMap, String), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -166,13 +232,18 @@ pub fn try_request(
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
+        let response_headers = resp.headers().clone();
         let bytes = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+        Ok((
+            status,
+            response_headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
     })
 }
 
