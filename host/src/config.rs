@@ -40,6 +40,9 @@ pub struct Config {
     /// Lookup tables for enrichment plugins: name → CSV file (first column is the key).
     #[serde(default)]
     pub lookups: BTreeMap<String, PathBuf>,
+    /// How often points past their tenant's `retention_days` are deleted.
+    #[serde(default = "default_retention_interval_secs")]
+    pub retention_interval_secs: u64,
     /// The tenants, their tokens and pipelines.
     pub tenants: Vec<TenantConfig>,
 }
@@ -50,6 +53,11 @@ fn default_listen() -> SocketAddr {
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
+}
+
+// Retention is counted in days: a minute late is nothing, and a pass costs a scan.
+const fn default_retention_interval_secs() -> u64 {
+    60
 }
 
 /// HTTP ingest limits.
@@ -466,6 +474,9 @@ impl Config {
                 "transport.partitions = {partitions}: must be 1 to 1024"
             ));
         }
+        if self.retention_interval_secs == 0 {
+            return Err("retention_interval_secs must be positive".into());
+        }
         let ingest = &self.ingest;
         if !(1..=MAX_SERIES_KEY_LIMIT).contains(&ingest.max_series_key_bytes) {
             return Err(format!(
@@ -543,5 +554,19 @@ mod tests {
             !err.to_string().contains("secret-token-1"),
             "tokens are never echoed: {err}"
         );
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let config =
+            Config::parse(DEFAULT_TOML, Path::new("config/sluice.toml")).expect("default config");
+        let token = config.tenants[0].tokens[0].expose().to_owned();
+        assert!(token.len() >= 8);
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains(&token), "{shown}");
+        assert!(shown.contains("***"));
+        let mut tokens = crate::tenant::Tokens::default();
+        tokens.insert(&token, crate::tenant::TenantId::new("demo"));
+        assert!(!format!("{tokens:?}").contains(&token));
     }
 }

@@ -35,9 +35,6 @@ use crate::tenant::{TenantId, Tokens};
 use crate::transport::{EmbeddedLog, Transport};
 use crate::window::RuleSpec;
 
-/// How often expired points are deleted.
-const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
-
 /// Runs the service until `shutdown` resolves; `ready` receives the bound address once the
 /// API accepts requests.
 ///
@@ -216,7 +213,11 @@ pub async fn run(
         health: partitions.clone(),
         metrics: metrics.clone(),
     })?;
-    let retention_task = tokio::spawn(expire_loop(store.clone(), retention));
+    let retention_task = tokio::spawn(expire_loop(
+        store.clone(),
+        retention,
+        Duration::from_secs(config.retention_interval_secs),
+    ));
 
     let server_limits = config.ingest.server_limits();
     let app = Router::new()
@@ -295,12 +296,13 @@ async fn layer_error(error: tower::BoxError) -> impl IntoResponse {
     }
 }
 
-async fn expire_loop(store: Arc<dyn Store>, retention: HashMap<TenantId, Duration>) {
+async fn expire_loop(
+    store: Arc<dyn Store>,
+    retention: HashMap<TenantId, Duration>,
+    every: Duration,
+) {
     // The first pass one interval after start: a restart doesn't delay serving for it.
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + RETENTION_INTERVAL,
-        RETENTION_INTERVAL,
-    );
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tick.tick().await;
         for (tenant, keep) in &retention {

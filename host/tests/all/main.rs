@@ -5,6 +5,7 @@
 
 mod cli;
 mod common;
+mod deploy;
 mod examples;
 mod failures;
 mod hardening;

@@ -1,0 +1,186 @@
+//! Plugin deployment through the running service, as an operator does it: files renamed
+//! into the plugin directory, watched over `/health` (in-process tests: `reload.rs`).
+
+use std::time::Duration;
+
+use crate::common::plugin_file;
+use crate::service_util::{Service, eventually, get_json, request, token};
+
+const BODY: &str = r#"
+[[tenants]]
+name = "acme"
+tokens = ["acme-token-1"]
+[[tenants.stages]]
+name = "gate"
+plugin = "gate"
+params = { measurement = "debug*", mode = "trap" }
+"#;
+
+/// Deploys `bytes` as the plugin `gate` by atomic rename.
+fn deploy(svc: &Service, bytes: &[u8]) {
+    let dir = svc.data_dir().with_file_name("plugins");
+    std::fs::write(dir.join(".gate.wasm.tmp"), bytes).expect("write");
+    std::fs::rename(dir.join(".gate.wasm.tmp"), dir.join("gate.wasm")).expect("rename");
+}
+
+fn health(svc: &Service) -> serde_json::Value {
+    let (_, body) = request("GET", &svc.url("/health"), &[], Vec::new());
+    serde_json::from_str(&body).expect("health json")
+}
+
+fn gate(health: &serde_json::Value) -> serde_json::Value {
+    health["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "gate")
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Writes `debug v=N` and `keep v=N`, and waits until `keep` is stored.
+fn write_pair(svc: &Service, n: i64) {
+    let auth = token("acme-token-1");
+    let (status, body) = request(
+        "POST",
+        &svc.url("/api/v2/write"),
+        &[(auth.0, &auth.1)],
+        format!("debug v={n} {n}\nkeep v={n} {n}\n"),
+    );
+    assert_eq!(status, 204, "{body}");
+}
+
+fn stored(svc: &Service, measurement: &str) -> Vec<i64> {
+    let (_, answer) = get_json(
+        &svc.url(&format!(
+            "/api/v1/query?measurement={measurement}&field=v&start=0&end=1000"
+        )),
+        "acme-token-1",
+    );
+    answer["series"][0]["points"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p[0].as_i64())
+        .collect()
+}
+
+#[test]
+fn hot_swap_broken_deploy_and_quarantine_through_the_running_service() {
+    let svc = Service::start_with(BODY, &[], |data| {
+        let plugins = data.with_file_name("plugins");
+        std::fs::create_dir_all(&plugins).expect("plugin dir");
+        std::fs::copy(plugin_file("drop-filter"), plugins.join("gate.wasm")).expect("copy");
+    });
+    let first = gate(&health(&svc))["version"].clone();
+    assert!(first.is_string(), "{}", health(&svc));
+    write_pair(&svc, 1);
+    assert!(eventually(Duration::from_secs(10), || stored(&svc, "keep") == [1]));
+    assert!(stored(&svc, "debug").is_empty(), "the filter drops debug*");
+
+    // A broken file never replaces the working version; /health says so.
+    deploy(&svc, b"\0asm garbage");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            gate(&health(&svc))["load_error"].is_string()
+        }),
+        "{}",
+        health(&svc)
+    );
+    let h = health(&svc);
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(
+        gate(&h)["version"],
+        first,
+        "still serving the working version"
+    );
+    write_pair(&svc, 2);
+    assert!(eventually(Duration::from_secs(10), || stored(&svc, "keep") == [1, 2]));
+    assert!(stored(&svc, "debug").is_empty());
+
+    // A version that traps on every batch: dead letters, then quarantine.
+    deploy(&svc, &std::fs::read(plugin_file("chaos")).expect("chaos"));
+    assert!(eventually(Duration::from_secs(20), || {
+        gate(&health(&svc))["version"] != first
+    }));
+    for n in 3..7 {
+        write_pair(&svc, n);
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            gate(&health(&svc))["health"]["state"] == "quarantined"
+        }),
+        "{}",
+        health(&svc)
+    );
+    let kept = || {
+        std::fs::read_to_string(svc.data_dir().join("dead-letters.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let letter: serde_json::Value = serde_json::from_str(l).expect("letter");
+                letter["items"].as_array().map_or(0, Vec::len)
+            })
+            .sum::<usize>()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || kept() == 8),
+        "every point of the bad version's batches kept: {}",
+        kept()
+    );
+    assert_eq!(stored(&svc, "keep"), [1, 2], "nothing of them stored");
+
+    // The working version again: the quarantine is lifted and writes flow.
+    deploy(
+        &svc,
+        &std::fs::read(plugin_file("drop-filter")).expect("drop-filter"),
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || health(&svc)["status"] == "ok"),
+        "{}",
+        health(&svc)
+    );
+    write_pair(&svc, 7);
+    assert!(eventually(Duration::from_secs(10), || stored(&svc, "keep")
+        == [1, 2, 7]));
+    assert!(stored(&svc, "debug").is_empty());
+}
+
+#[test]
+fn the_retention_loop_deletes_points_past_retention_days_only() {
+    let body = "retention_interval_secs = 1\n[[tenants]]\nname = \"acme\"\ntokens = [\"acme-token-1\"]\nretention_days = 1\n[[tenants]]\nname = \"globex\"\ntokens = [\"globex-token-1\"]\nretention_days = 3\n";
+    let svc = Service::start(body, &[]);
+    let now = sluice::time::now_ns();
+    let day = 86_400_000_000_000i64;
+    let lines = format!("r v=1 {}\nr v=2 {}\n", now - 2 * day, now - day / 2);
+    for tok in ["acme-token-1", "globex-token-1"] {
+        let auth = token(tok);
+        let (status, body) = request(
+            "POST",
+            &svc.url("/api/v2/write"),
+            &[(auth.0, &auth.1)],
+            lines.clone(),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+    let count = |tok: &str| {
+        let (_, answer) = get_json(
+            &svc.url(&format!(
+                "/api/v1/query?measurement=r&field=v&start=0&end={}",
+                now + day
+            )),
+            tok,
+        );
+        answer["series"][0]["points"].as_array().map_or(0, Vec::len)
+    };
+    // Two days old: past acme's one day, within globex's three.
+    assert!(
+        eventually(Duration::from_secs(20), || count("acme-token-1") == 1),
+        "acme kept {} points; log: {}",
+        count("acme-token-1"),
+        svc.log()
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(count("acme-token-1"), 1, "the fresh point stays");
+    assert_eq!(count("globex-token-1"), 2, "globex keeps three days");
+}
