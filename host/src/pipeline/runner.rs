@@ -305,19 +305,29 @@ impl Checkpoint {
     }
 }
 
+/// Notes a panic caught on `partition` (health, metrics); its message.
+fn caught(
+    parts: &RunnerParts,
+    partition: Partition,
+    payload: &(dyn std::any::Any + Send),
+) -> String {
+    let message = panic_message(payload);
+    parts.health.record_panic(partition, &message);
+    parts
+        .metrics
+        .partition_panics
+        .get_or_create(&PartitionLabels { partition })
+        .inc();
+    message
+}
+
 /// Runs [`consume`] until the runner stops. A panic outside the processing of records
 /// (which `consume` catches itself) restarts it from the last processed offset.
 fn supervise(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
     while let Err(payload) =
         std::panic::catch_unwind(AssertUnwindSafe(|| consume(parts, partition, stop)))
     {
-        let message = panic_message(payload.as_ref());
-        parts.health.record_panic(partition, &message);
-        parts
-            .metrics
-            .partition_panics
-            .get_or_create(&PartitionLabels { partition })
-            .inc();
+        let message = caught(parts, partition, payload.as_ref());
         tracing::error!(partition, %message, "The partition worker panicked; restarting it.");
         std::thread::sleep(RETRY_PAUSE);
     }
@@ -365,13 +375,7 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
                 continue;
             }
             Err(payload) => {
-                let message = panic_message(payload.as_ref());
-                parts.health.record_panic(partition, &message);
-                parts
-                    .metrics
-                    .partition_panics
-                    .get_or_create(&PartitionLabels { partition })
-                    .inc();
+                let message = caught(parts, partition, payload.as_ref());
                 tracing::error!(offset = next, %message, "Processing records panicked.");
                 let Some(record) = suspect else {
                     isolate_through = Some(last);

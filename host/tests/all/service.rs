@@ -336,6 +336,7 @@ fn kill_9_during_a_write_stream_loses_no_acknowledged_point_and_stores_none_twic
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 let mut batch = 0i64;
+                let mut cut = false;
                 while !stop.load(Ordering::Relaxed) {
                     let body: String = (0..100)
                         .map(|i| {
@@ -350,27 +351,35 @@ fn kill_9_during_a_write_stream_loses_no_acknowledged_point_and_stores_none_twic
                         body.into_bytes(),
                     ) {
                         Ok((204, _)) => acked.push(batch),
-                        Ok(_) | Err(_) => break, // the server died mid-request
+                        Ok(_) | Err(_) => {
+                            // The server died mid-request.
+                            cut = true;
+                            break;
+                        }
                     }
                     batch += 1;
                 }
-                (acked, batch)
+                (acked, batch, cut)
             })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
     svc.kill_9();
     stop.store(true, Ordering::Relaxed);
-    let results: Vec<(Vec<i64>, i64)> = writers
+    let results: Vec<(Vec<i64>, i64, bool)> = writers
         .into_iter()
         .map(|w| w.join().expect("writer"))
         .collect();
-    let acked_points: usize = results.iter().map(|(a, _)| a.len() * 100).sum();
+    assert!(
+        results.iter().any(|(_, _, cut)| *cut),
+        "the kill landed between requests"
+    );
+    let acked_points: usize = results.iter().map(|(a, _, _)| a.len() * 100).sum();
     assert!(
         acked_points > 2_000,
         "too few writes before the crash: {acked_points}"
     );
-    let sent = results.iter().map(|(_, s)| *s).max().unwrap_or(0);
+    let sent = results.iter().map(|(_, s, _)| *s).max().unwrap_or(0);
     let end = base + sent * 100 + 100;
 
     svc.restart();
@@ -389,7 +398,7 @@ fn kill_9_during_a_write_stream_loses_no_acknowledged_point_and_stores_none_twic
         "acknowledged points missing after restart; log: {}",
         svc.log()
     );
-    for (w, (acked, _)) in results.iter().enumerate() {
+    for (w, (acked, _, _)) in results.iter().enumerate() {
         let stored = stored_of(w);
         for batch in acked {
             for i in 0..100 {
