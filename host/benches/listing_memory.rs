@@ -166,7 +166,7 @@ fn start(dir: &std::path::Path) -> anyhow::Result<(Child, SocketAddr)> {
 fn write_lines(addr: SocketAddr, lines: impl Iterator<Item = String>) -> anyhow::Result<usize> {
     let mut body = String::new();
     let mut n = 0;
-    let mut flush = |body: &mut String| -> anyhow::Result<()> {
+    let flush = |body: &mut String| -> anyhow::Result<()> {
         loop {
             let (status, answer) = http(addr, "POST", "/api/v2/write", body.as_bytes())?;
             match status {
