@@ -314,6 +314,7 @@ fn slow_and_idle_clients_do_not_starve_the_service_and_are_reaped() {
         n += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("{n} normal writes beside 300 slow uploads: slowest {worst:?}");
     assert!(
         worst < Duration::from_secs(1),
         "a normal write took {worst:?} beside 300 slow uploads"
