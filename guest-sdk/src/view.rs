@@ -161,7 +161,7 @@ impl<'a> PointView<'a> {
     }
 
     /// Tags as (key, value), sorted by key.
-    pub fn tags(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn tags(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
         let batch = self.batch;
         let (first, count) = (self.row[2] as usize, self.row[3] as usize);
         batch
@@ -178,7 +178,7 @@ impl<'a> PointView<'a> {
     }
 
     /// Fields as (key, value).
-    pub fn fields(&self) -> impl Iterator<Item = (&'a str, FieldRef<'a>)> + 'a {
+    pub fn fields(&self) -> impl Iterator<Item = (&'a str, FieldRef<'a>)> + use<'a> {
         let batch = self.batch;
         let (first, count) = (self.row[4] as usize, self.row[5] as usize);
         (first..first + count).map(move |i| {
@@ -274,6 +274,20 @@ mod tests {
             v.and_then(|v| v.as_f64()).map(f64::to_bits),
             Some((-0.0f64).to_bits())
         );
+    }
+
+    #[test]
+    fn tags_and_fields_outlive_their_point_view() {
+        // The iterators borrow the batch, not the view: flat_map over views compiles.
+        let b = Batch::from_points(&sample_points());
+        let keys: Vec<&str> = b
+            .points()
+            .flat_map(|p| p.fields())
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys.first(), Some(&"usage"));
+        let tags = b.points().flat_map(|p| p.tags()).count();
+        assert_eq!(tags, b.points().map(|p| p.tags().count()).sum::<usize>());
     }
 
     #[test]
