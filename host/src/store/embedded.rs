@@ -542,6 +542,8 @@ impl Store for EmbeddedStore {
         // Time → (rank, value): ranks order the sources of one time (chunks by sync, then
         // the syncing head, then the head), and the highest wins.
         let mut found: BTreeMap<Nanos, (u64, FieldValue)> = BTreeMap::new();
+        // The page, and the first time after it.
+        let cap = max.saturating_add(1);
         // The head first: a sync finishing meanwhile moves its points into chunks read after.
         let id = {
             let shared = lock(&self.shared);
@@ -549,10 +551,10 @@ impl Store for EmbeddedStore {
                 return Ok(ReadPage::default());
             };
             for (ts, v) in shared.syncing.iter().flat_map(|h| h.range(id, &range)) {
-                keep_latest(&mut found, *ts, u64::MAX - 1, v.clone());
+                keep_latest(&mut found, cap, *ts, u64::MAX - 1, v.clone());
             }
             for (ts, v) in shared.head.range(id, &range) {
-                keep_latest(&mut found, *ts, u64::MAX, v.clone());
+                keep_latest(&mut found, cap, *ts, u64::MAX, v.clone());
             }
             id
         };
@@ -560,7 +562,7 @@ impl Store for EmbeddedStore {
         while let Some(chunk) = chunks.next() {
             let (_, seq, samples) = chunk?;
             for (ts, v) in samples.into_iter().filter(|(ts, _)| range.contains(ts)) {
-                keep_latest(&mut found, ts, seq, v);
+                keep_latest(&mut found, cap, ts, seq, v);
             }
             if found.len() <= max {
                 continue;
@@ -670,13 +672,20 @@ impl Store for EmbeddedStore {
     }
 }
 
-/// Keeps `value` for `ts` unless a value of a higher rank (a later write) is there.
+/// Keeps `value` for `ts` unless a value of a higher rank (a later write) is there, and
+/// only the `cap` earliest times: a time past them can't be on the page. (A time dropped
+/// here is past every time kept, and the kept ones only get earlier, so no later source of
+/// it gets in either: the rank rule holds for every time kept.)
 fn keep_latest(
     found: &mut BTreeMap<Nanos, (u64, FieldValue)>,
+    cap: usize,
     ts: Nanos,
     rank: u64,
     value: FieldValue,
 ) {
+    if found.len() >= cap && found.last_key_value().is_some_and(|(last, _)| ts > *last) {
+        return;
+    }
     match found.entry(ts) {
         std::collections::btree_map::Entry::Vacant(slot) => {
             slot.insert((rank, value));
@@ -686,6 +695,9 @@ fn keep_latest(
                 slot.insert((rank, value));
             }
         }
+    }
+    if found.len() > cap {
+        found.pop_last();
     }
 }
 
