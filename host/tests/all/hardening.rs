@@ -123,7 +123,9 @@ fn hostile_points_get_a_400_naming_line_and_field_and_the_service_goes_on() {
     assert!(eventually(Duration::from_secs(10), || {
         all_points(&svc, "t", "v").len() == 2
     }));
-    // The type is remembered across a restart (read from the store).
+    // The type is remembered across a restart (read from the store, once a checkpoint made
+    // it durable).
+    std::thread::sleep(Duration::from_millis(1_500));
     svc.kill_9();
     svc.restart();
     let (status, err) = write(&svc, "t,h=a v=3i 9\n");
@@ -132,7 +134,10 @@ fn hostile_points_get_a_400_naming_line_and_field_and_the_service_goes_on() {
         message(&err).contains("field `v` is integer here, but float in earlier writes"),
         "{err}"
     );
-    assert_eq!(all_points(&svc, "t", "v"), [1, 1]);
+    // Both series again once the log's unsynced tail is replayed.
+    assert!(eventually(Duration::from_secs(10), || {
+        all_points(&svc, "t", "v") == [1, 1]
+    }));
     let (status, health) = request("GET", &svc.url("/health"), &[], Vec::new());
     assert_eq!(status, 200);
     assert!(health.contains("\"status\":\"ok\""), "{health}");
@@ -295,7 +300,7 @@ fn slow_body(svc: &Service) -> TcpStream {
 fn slow_and_idle_clients_do_not_starve_the_service_and_are_reaped() {
     let svc = Service::start(
         &format!(
-            "[ingest]\nbody_timeout_ms = 4000\nidle_timeout_ms = 1000\nheader_timeout_ms = 1000\nmax_connections = 400\nmax_concurrent_requests = 16\n{TENANTS}"
+            "[ingest]\nbody_timeout_ms = 4000\nidle_timeout_ms = 1000\nheader_timeout_ms = 1000\nmax_concurrent_requests = 16\n{TENANTS}"
         ),
         &[],
     );
@@ -328,7 +333,7 @@ fn slow_and_idle_clients_do_not_starve_the_service_and_are_reaped() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("ingest.body_timeout_ms"), "{answer}");
 
-    // Idle connections and half-sent headers are closed; past the limit, refused at once.
+    // Idle connections and half-sent headers are closed.
     let idle: Vec<TcpStream> = (0..50)
         .map(|_| TcpStream::connect(svc.addr).expect("connect"))
         .collect();
@@ -345,25 +350,49 @@ fn slow_and_idle_clients_do_not_starve_the_service_and_are_reaped() {
         assert!(closed && t.elapsed() < Duration::from_secs(5), "not reaped");
     }
     drop(slow);
-    let many: Vec<TcpStream> = (0..450)
-        .filter_map(|_| TcpStream::connect(svc.addr).ok())
+    assert!(eventually(Duration::from_secs(5), || {
+        try_request("GET", &svc.url("/health"), &[], Vec::new()).is_ok()
+    }));
+    assert_eq!(write(&svc, "after v=1 1\n").0, 204);
+}
+
+#[test]
+fn past_the_connection_limit_new_connections_are_closed_at_once() {
+    let svc = Service::start(
+        &format!("[ingest]\nmax_connections = 20\nidle_timeout_ms = 20000\n{TENANTS}"),
+        &[],
+    );
+    let mut conns: Vec<TcpStream> = (0..30)
+        .map(|_| TcpStream::connect(svc.addr).expect("connect"))
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    drop(many);
-    // Their slots come back as the server sees them close.
+    // Time for the server to accept them all.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut closed = 0;
+    for conn in &mut conns {
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut buf = [0; 16];
+        // The refused are closed (EOF or reset); the others wait for a request.
+        if matches!(conn.read(&mut buf), Ok(0)) || conn.peer_addr().is_err() {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 10, "30 connections at a limit of 20");
+    drop(conns);
     let mut metrics = String::new();
     assert!(eventually(Duration::from_secs(5), || {
         try_request("GET", &svc.url("/metrics"), &[], Vec::new())
             .map(|(_, m)| metrics = m)
             .is_ok()
     }));
+    // At least those ten (a probe above may have met the limit too, before the server saw
+    // the dropped ones close).
     let refused = metrics
         .lines()
         .find_map(|l| l.strip_prefix("sluice_connections_refused_total "))
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or_default();
-    assert!(refused >= 50.0, "refused {refused}: {metrics}");
-    assert_eq!(write(&svc, "after v=1 1\n").0, 204);
+    assert!(refused >= 10.0, "refused {refused}: {metrics}");
 }
 
 #[test]
