@@ -40,6 +40,9 @@ pub struct Config {
     /// Lookup tables for enrichment plugins: name → CSV file (first column is the key).
     #[serde(default)]
     pub lookups: BTreeMap<String, PathBuf>,
+    /// Event-time windows (of alert rules).
+    #[serde(default)]
+    pub windows: WindowsConfig,
     /// How often points past their tenant's `retention_days` are deleted.
     #[serde(default = "default_retention_interval_secs")]
     pub retention_interval_secs: u64,
@@ -200,6 +203,40 @@ impl Default for IngestConfig {
             idle_timeout_ms: default_idle_timeout_ms(),
             max_connections: default_max_connections(),
             max_buffered_body_bytes: default_max_buffered_body_bytes(),
+        }
+    }
+}
+
+/// Event-time windows.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowsConfig {
+    /// How far ahead of the wall clock a point may be dated and still count in windows;
+    /// later ones are stored but left out (and counted), so they can't close windows early.
+    #[serde(default = "default_max_future_secs")]
+    pub max_future_secs: u64,
+    /// How long a partition must go without records before the wall clock closes its
+    /// windows (the heartbeat); until then only event time does, so a backfill or a replay
+    /// closes its windows one by one.
+    #[serde(default = "default_idle_after_secs")]
+    pub idle_after_secs: u64,
+}
+
+// Clocks drift by seconds, and batching agents hold points for up to a minute or so: an
+// hour ahead is no honest clock.
+const fn default_max_future_secs() -> u64 {
+    3_600
+}
+// Several flush intervals of a Telegraf agent (10 s): a pause in a backfill is not idleness.
+const fn default_idle_after_secs() -> u64 {
+    30
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        Self {
+            max_future_secs: default_max_future_secs(),
+            idle_after_secs: default_idle_after_secs(),
         }
     }
 }

@@ -181,6 +181,7 @@ pub async fn run(
                     field: rule.field.clone(),
                     width: secs(rule.window_secs),
                     grace: secs(rule.grace_secs),
+                    max_future: secs(config.windows.max_future_secs),
                     aggregates,
                 }),
                 stage: AlertStage::new(
@@ -211,6 +212,7 @@ pub async fn run(
         progress: progress.clone(),
         dead_letters,
         health: partitions.clone(),
+        idle_after: Duration::from_secs(config.windows.idle_after_secs),
         metrics: metrics.clone(),
     })?;
     let retention_task = tokio::spawn(expire_loop(

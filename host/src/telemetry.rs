@@ -149,6 +149,8 @@ pub struct Metrics {
     pub ingest_to_stored_seconds: Histogram,
     /// Points that arrived after their alert window closed (stored, not evaluated).
     pub window_late_points: Family<RuleLabels, Counter>,
+    /// Points dated past `windows.max_future_secs` (stored, not windowed).
+    pub window_future_points: Family<RuleLabels, Counter>,
     /// Panics caught while processing a partition's records.
     pub partition_panics: Family<PartitionLabels, Counter>,
     /// HTTP connections open.
@@ -179,6 +181,7 @@ impl Default for Metrics {
             store_sync_seconds: latency_histogram(),
             ingest_to_stored_seconds: latency_histogram(),
             window_late_points: Family::default(),
+            window_future_points: Family::default(),
             partition_panics: Family::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
@@ -280,6 +283,11 @@ impl Metrics {
             "window_late_points",
             "Points after their alert window closed",
             self.window_late_points.clone(),
+        );
+        r.register(
+            "window_future_points",
+            "Points dated too far ahead of the clock for windows (windows.max_future_secs)",
+            self.window_future_points.clone(),
         );
         r.register(
             "partition_panics",

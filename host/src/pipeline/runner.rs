@@ -171,6 +171,8 @@ pub struct RunnerParts {
     pub dead_letters: Arc<DeadLetterLog>,
     /// Panics caught per partition.
     pub health: Arc<PartitionHealth>,
+    /// How long a partition goes without records before the wall clock closes its windows.
+    pub idle_after: Duration,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -340,16 +342,21 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
     // After a panic, records are taken one at a time through the last one of the group
     // that panicked, so the one that panics alone is found and kept as a dead letter.
     let mut isolate_through: Option<Offset> = None;
+    let mut last_records = Instant::now();
     while !stop.load(Ordering::Acquire) {
         let isolating = isolate_through.is_some_and(|last| next <= last);
         let max = if isolating { 1 } else { FETCH_RECORDS };
         let records = match parts.transport.fetch(partition, next, max, FETCH_WAIT) {
             Ok(records) if records.is_empty() => {
-                // The heartbeat: idle partitions still close their windows.
-                fire_alerts(parts, &mut windows, stop);
+                // The heartbeat: a partition idle long enough closes windows by the clock.
+                let idle = last_records.elapsed() >= parts.idle_after;
+                fire_alerts(parts, &mut windows, idle, stop);
                 continue;
             }
-            Ok(records) => records,
+            Ok(records) => {
+                last_records = Instant::now();
+                records
+            }
             Err(error) => {
                 tracing::error!(%error, "Fetch failed; retrying.");
                 std::thread::sleep(RETRY_PAUSE);
@@ -462,7 +469,7 @@ fn process(
         }
     }
     observe(parts, windows, &batches);
-    fire_alerts(parts, windows, stop);
+    fire_alerts(parts, windows, false, stop);
     Ok(Outcome::Done)
 }
 
@@ -496,19 +503,28 @@ fn observe(
             let w = windows
                 .entry((tenant.clone(), i))
                 .or_insert_with(|| Tumbling::new(rule.spec.clone()));
-            let late_before = w.late();
+            let (late_before, future_before) = (w.late(), w.future());
+            let now = now_ns();
             for point in points {
-                w.record(point);
+                w.record(point, now);
             }
+            let labels = || RuleLabels {
+                tenant: tenant.to_string(),
+                rule: rule.spec.name.clone(),
+            };
             if w.late() > late_before {
                 parts
                     .metrics
                     .window_late_points
-                    .get_or_create(&RuleLabels {
-                        tenant: tenant.to_string(),
-                        rule: rule.spec.name.clone(),
-                    })
+                    .get_or_create(&labels())
                     .inc_by(w.late() - late_before);
+            }
+            if w.future() > future_before {
+                parts
+                    .metrics
+                    .window_future_points
+                    .get_or_create(&labels())
+                    .inc_by(w.future() - future_before);
             }
         }
     }
@@ -518,11 +534,12 @@ fn observe(
 fn fire_alerts(
     parts: &RunnerParts,
     windows: &mut HashMap<(TenantId, usize), Tumbling>,
+    idle: bool,
     stop: &AtomicBool,
 ) {
     let now = now_ns();
     for ((tenant, i), w) in windows.iter_mut() {
-        let closed = w.close(now);
+        let closed = w.close(now, idle);
         if closed.is_empty() {
             continue;
         }
@@ -747,6 +764,7 @@ mod tests {
             progress: progress.clone(),
             dead_letters: dead_letters.clone(),
             health: health.clone(),
+            idle_after: Duration::from_secs(1),
             metrics: metrics.clone(),
         })
         .expect("start");

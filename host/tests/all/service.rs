@@ -499,8 +499,9 @@ fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
 #[test]
 fn alert_rules_fire_and_resolve_to_the_log_store_and_webhook() {
     let (hook, received) = webhook_receiver();
+    // Idle after a second: the wall clock then closes the windows of these past points.
     let body = format!(
-        "{TENANTS}\n[[tenants.alerts]]\nname = \"cpu-hot\"\nplugin = \"threshold-alert\"\nmeasurement = \"cpu\"\nfield = \"usage\"\nwindow_secs = 10\ngrace_secs = 0\naggregates = [\"mean\", \"max\"]\nparams = {{ crit_above = \"90\" }}\nwebhook_url = \"{hook}\"\n"
+        "[windows]\nidle_after_secs = 1\n{TENANTS}\n[[tenants.alerts]]\nname = \"cpu-hot\"\nplugin = \"threshold-alert\"\nmeasurement = \"cpu\"\nfield = \"usage\"\nwindow_secs = 10\ngrace_secs = 0\naggregates = [\"mean\", \"max\"]\nparams = {{ crit_above = \"90\" }}\nwebhook_url = \"{hook}\"\n"
     );
     let svc = Service::start(&body, &["threshold-alert"]);
     // Ten minutes ago, so the wall-clock heartbeat closes the windows at once.
