@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod api;
 pub mod config;
+pub mod format;
 #[cfg(test)]
 mod fuzz;
 pub mod ingest;

@@ -3,12 +3,15 @@
 //! flush, compaction) the bulk of the write path; a chunk pays it once per few hundred
 //! points.
 //!
-//! The encoding is postcard (a specified, varint-based serde format, rather than a format of
-//! our own): the first timestamp, each point's distance from the previous one, and the
-//! typed values. Times are sorted, so the distances are small varints.
+//! The encoding is [`crate::format`]'s header (format version [`CHUNK_VERSION`]), then
+//! postcard: the first timestamp, each point's distance from the previous one, and the
+//! values as [`format::Value`]s. Times are sorted, so the distances are small varints.
+//! Chunks of stores written before the format had a version (postcard of the WIT types, no
+//! header) are read by [`decode_legacy`], and rewritten in their own format.
 
 use serde::ser::{Serialize, Serializer};
 
+use crate::format::{self, CHUNK_VERSION, FormatError, ValueOut};
 use crate::point::{FieldValue, Nanos};
 
 /// Most points in one chunk: bounds what a narrow query decodes beyond its range.
@@ -23,26 +26,35 @@ pub const MAX_SPAN: Nanos = 3_600 * 1_000_000_000;
 pub type Sample = (Nanos, FieldValue);
 
 #[derive(serde::Serialize)]
-struct ChunkRef<'a> {
+struct ChunkRef<V> {
     first: Nanos,
     gaps: Vec<u64>,
-    values: Values<'a>,
+    values: V,
 }
 
-/// The values of borrowed samples, serialized as a sequence without copying them.
+/// The values of borrowed samples, as stored values, without copying them.
 struct Values<'a>(&'a [&'a Sample]);
 
 impl Serialize for Values<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(_, v)| ValueOut(v)))
+    }
+}
+
+/// The values of borrowed samples as the WIT types serialize (the legacy format).
+struct LegacyValues<'a>(&'a [&'a Sample]);
+
+impl Serialize for LegacyValues<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|(_, v)| v))
     }
 }
 
 #[derive(serde::Deserialize)]
-struct ChunkOwned {
+struct ChunkOwned<V> {
     first: Nanos,
     gaps: Vec<u64>,
-    values: Vec<FieldValue>,
+    values: Vec<V>,
 }
 
 /// Sorts `samples` by time, keeping only the last written of equal times (a rewrite of a
@@ -68,8 +80,8 @@ pub fn cut(samples: &[Sample]) -> Vec<Vec<&Sample>> {
     chunks
 }
 
-/// Encodes one chunk, as [`cut`] made it (sorted, non-empty).
-pub fn encode(chunk: &[&Sample]) -> Vec<u8> {
+/// Gaps between the sorted times of `chunk`, from its first.
+fn gaps(chunk: &[&Sample]) -> (Nanos, Vec<u64>) {
     let first = chunk.first().map_or(0, |(ts, _)| *ts);
     let mut previous = first;
     let gaps = chunk
@@ -80,30 +92,68 @@ pub fn encode(chunk: &[&Sample]) -> Vec<u8> {
             gap
         })
         .collect();
+    (first, gaps)
+}
+
+/// Encodes one chunk, as [`cut`] made it (sorted, non-empty).
+pub fn encode(chunk: &[&Sample]) -> Vec<u8> {
+    let (first, gaps) = gaps(chunk);
     let chunk = ChunkRef {
         first,
         gaps,
         values: Values(chunk),
     };
     // Serializing into a Vec can't fail for these types (no maps, no non-string keys).
+    postcard::to_extend(&chunk, format::header(CHUNK_VERSION)).unwrap_or_default()
+}
+
+/// Encodes one chunk in the legacy format, for rewriting a legacy chunk in place.
+pub fn encode_legacy(chunk: &[&Sample]) -> Vec<u8> {
+    let (first, gaps) = gaps(chunk);
+    let chunk = ChunkRef {
+        first,
+        gaps,
+        values: LegacyValues(chunk),
+    };
     postcard::to_allocvec(&chunk).unwrap_or_default()
 }
 
-/// Decodes [`encode`]; none when the bytes are not a chunk.
-pub fn decode(bytes: &[u8]) -> Option<Vec<Sample>> {
-    let chunk: ChunkOwned = postcard::from_bytes(bytes).ok()?;
-    if chunk.gaps.len() != chunk.values.len() {
+/// Decodes [`encode`].
+///
+/// # Errors
+/// Another version, no header, or bytes that are not a chunk.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Sample>, FormatError> {
+    const WHAT: &str = "chunk";
+    let body = format::body(WHAT, bytes, CHUNK_VERSION)?;
+    let chunk: ChunkOwned<format::Value> =
+        postcard::from_bytes(body).map_err(|e| FormatError::Decode {
+            what: WHAT,
+            message: e.to_string(),
+        })?;
+    times(chunk.first, chunk.gaps, chunk.values).ok_or(FormatError::Decode {
+        what: WHAT,
+        message: "gaps and values disagree, or times pass i64::MAX".into(),
+    })
+}
+
+/// Decodes [`encode_legacy`]; none when the bytes are not a chunk.
+pub fn decode_legacy(bytes: &[u8]) -> Option<Vec<Sample>> {
+    let chunk: ChunkOwned<FieldValue> = postcard::from_bytes(bytes).ok()?;
+    times(chunk.first, chunk.gaps, chunk.values)
+}
+
+/// Samples from a first time, the gaps between times, and values.
+fn times<V: Into<FieldValue>>(first: Nanos, gaps: Vec<u64>, values: Vec<V>) -> Option<Vec<Sample>> {
+    if gaps.len() != values.len() {
         return None;
     }
-    let mut ts = chunk.first;
-    chunk
-        .gaps
-        .into_iter()
-        .zip(chunk.values)
+    let mut ts = first;
+    gaps.into_iter()
+        .zip(values)
         .map(|(gap, value)| {
             // Gaps of a real chunk never pass i64::MAX; bytes whose gaps do are not one.
             ts = ts.checked_add_unsigned(gap)?;
-            Some((ts, value))
+            Some((ts, value.into()))
         })
         .collect()
 }
@@ -171,8 +221,33 @@ mod tests {
                 _ => assert_eq!(v, v2),
             }
         }
-        assert_eq!(decode(&[0xff, 0xff]), None);
+        assert!(matches!(
+            decode(&[0xff, 0xff]),
+            Err(FormatError::NoHeader { .. })
+        ));
         let bytes = encode(&chunks[1]);
-        assert_eq!(decode(&bytes[..bytes.len() - 1]), None, "truncated");
+        assert!(
+            matches!(
+                decode(&bytes[..bytes.len() - 1]),
+                Err(FormatError::Decode { .. })
+            ),
+            "truncated"
+        );
+        let mut newer = bytes.clone();
+        newer[1] = CHUNK_VERSION + 1;
+        assert!(matches!(
+            decode(&newer),
+            Err(FormatError::UnknownVersion { .. })
+        ));
+        // The legacy format reads and writes the same samples.
+        for chunk in &chunks {
+            let again = decode_legacy(&encode_legacy(chunk)).expect("legacy");
+            assert_eq!(again.len(), chunk.len());
+        }
+        // Pinned bytes: header, first time, gaps, then values by their stored variant.
+        let pinned: Vec<Sample> =
+            vec![(1, FieldValue::Integer(-1)), (3, FieldValue::Boolean(true))];
+        let refs: Vec<&Sample> = pinned.iter().collect();
+        assert_eq!(encode(&refs), [b'S', 1, 2, 2, 0, 2, 2, 1, 1, 3, 1]);
     }
 }

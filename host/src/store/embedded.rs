@@ -35,6 +35,9 @@ const HEAD_LIMIT: usize = 10_000_000;
 /// Key of the next sync sequence in the `meta` keyspace.
 const NEXT_SEQ: &[u8] = b"next-sync-seq";
 
+/// Key of the first sync sequence in the versioned chunk format, in the `meta` keyspace.
+const CHUNK_FORMAT_FROM: &[u8] = b"chunk-format-1-from-seq";
+
 /// Prefix of the synced offsets' keys in the `meta` keyspace (then the partition).
 const THROUGH_PREFIX: &[u8] = b"through/";
 
@@ -157,6 +160,9 @@ pub struct EmbeddedStore {
     /// What the syncs so far made durable; held for the whole sync, so syncs run one at a
     /// time.
     synced: Mutex<Synced>,
+    /// The first sync sequence whose chunks are in the versioned format; chunks of earlier
+    /// syncs are in the format of the releases before it.
+    chunk_format_from: u64,
     /// The first write failure: fjall refuses every write after one, until reopened.
     failed: Mutex<Option<String>>,
 }
@@ -196,6 +202,15 @@ impl EmbeddedStore {
             Some(v) => decode_u64(&v)?,
             None => 0,
         };
+        let chunk_format_from = match meta.get(CHUNK_FORMAT_FROM).map_err(storage)? {
+            Some(v) => decode_u64(&v)?,
+            None => {
+                // Made durable by the first sync's journal write, before any chunk of it.
+                meta.insert(CHUNK_FORMAT_FROM, seq.to_be_bytes())
+                    .map_err(storage)?;
+                seq
+            }
+        };
         let mut through = BTreeMap::new();
         for kv in meta.prefix(THROUGH_PREFIX) {
             let (key, value) = kv.into_inner().map_err(storage)?;
@@ -218,6 +233,7 @@ impl EmbeddedStore {
             }),
             head_limit: HEAD_LIMIT,
             synced: Mutex::new(Synced { seq, through }),
+            chunk_format_from,
             failed: Mutex::default(),
         })
     }
@@ -367,6 +383,21 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    /// Whether the chunk at `key` was written before chunks had a versioned format.
+    fn is_legacy(&self, key: &[u8]) -> bool {
+        keys::chunk_time_seq(key).is_some_and(|(_, seq)| seq < self.chunk_format_from)
+    }
+
+    /// The samples of the chunk at `key`, in the format its sync wrote.
+    fn decode_chunk(&self, key: &[u8], value: &[u8]) -> Result<Vec<Sample>, StoreError> {
+        if self.is_legacy(key) {
+            chunk::decode_legacy(value)
+                .ok_or_else(|| StoreError::Corrupt(format!("legacy chunk {key:?}")))
+        } else {
+            chunk::decode(value).map_err(|e| StoreError::Corrupt(format!("chunk {key:?}: {e}")))
+        }
+    }
+
     /// Chunks of series `id` that may hold points in `range`, in the order of their last
     /// times, with that time and their sync sequence.
     fn chunks_in(
@@ -382,7 +413,7 @@ impl EmbeddedStore {
                 let (key, value) = kv.into_inner().map_err(storage)?;
                 let (last, seq) = keys::chunk_time_seq(&key)
                     .ok_or_else(|| StoreError::Corrupt(format!("chunk key {key:?}")))?;
-                Ok((last, seq, decode_chunk(&key, &value)?))
+                Ok((last, seq, self.decode_chunk(&key, &value)?))
             })
     }
 }
@@ -603,7 +634,7 @@ impl Store for EmbeddedStore {
             let gone = keys::chunk(id, Nanos::MIN, 0)..keys::chunk(id, before, 0);
             for kv in self.chunks.range(gone) {
                 let (chunk_key, value) = kv.into_inner().map_err(storage)?;
-                removed += decode_chunk(&chunk_key, &value)?.len() as u64;
+                removed += self.decode_chunk(&chunk_key, &value)?.len() as u64;
                 batch.remove(&self.chunks, chunk_key);
             }
             // Chunks ending after it keep their newest point, but may start before it.
@@ -613,11 +644,16 @@ impl Store for EmbeddedStore {
                 ..=keys::chunk(id, before.saturating_add(chunk::MAX_SPAN), u64::MAX);
             for kv in self.chunks.range(straddling) {
                 let (chunk_key, value) = kv.into_inner().map_err(storage)?;
-                let samples = decode_chunk(&chunk_key, &value)?;
+                let samples = self.decode_chunk(&chunk_key, &value)?;
                 let rest: Vec<&Sample> = samples.iter().filter(|(ts, _)| *ts >= before).collect();
                 if rest.len() < samples.len() {
                     removed += (samples.len() - rest.len()) as u64;
-                    batch.insert(&self.chunks, chunk_key, chunk::encode(&rest));
+                    let bytes = if self.is_legacy(&chunk_key) {
+                        chunk::encode_legacy(&rest)
+                    } else {
+                        chunk::encode(&rest)
+                    };
+                    batch.insert(&self.chunks, chunk_key, bytes);
                 }
             }
             let syncing = shared.syncing.as_ref().is_some_and(|h| h.has(id));
@@ -699,10 +735,6 @@ fn keep_latest(
     if found.len() > cap {
         found.pop_last();
     }
-}
-
-fn decode_chunk(key: &[u8], value: &[u8]) -> Result<Vec<Sample>, StoreError> {
-    chunk::decode(value).ok_or_else(|| StoreError::Corrupt(format!("chunk {key:?}")))
 }
 
 fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
@@ -1153,5 +1185,51 @@ mod tests {
             .series_page(&a, &filter, other.last(), 100)
             .expect("page");
         assert!(page.series.iter().all(|s| s.measurement == "m"));
+    }
+
+    #[test]
+    fn a_store_of_the_release_before_versioned_chunks_still_reads_and_expires() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let x = SeriesKey {
+            measurement: "cpu".into(),
+            field: "usage".into(),
+            tags: vec![("host".into(), "x".into())],
+        };
+        let old: Vec<Sample> = (0..10)
+            .map(|i| (i * 10, FieldValue::Float(i as f64)))
+            .collect();
+        {
+            // What that release wrote: an 8-byte index entry, a headerless chunk of sync 0.
+            let db = Database::builder(dir.path()).open().expect("db");
+            let ks = |name: &str| {
+                db.keyspace(name, KeyspaceCreateOptions::default)
+                    .expect("ks")
+            };
+            let (series, chunks, meta) = (ks("series"), ks("chunks"), ks("meta"));
+            series
+                .insert(keys::series(&a, &x), 1u64.to_be_bytes())
+                .expect("index");
+            let refs: Vec<&Sample> = old.iter().collect();
+            chunks
+                .insert(keys::chunk(1, 90, 0), chunk::encode_legacy(&refs))
+                .expect("chunk");
+            meta.insert(NEXT_SEQ, 1u64.to_be_bytes()).expect("seq");
+            db.persist(PersistMode::SyncData).expect("persist");
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        assert_eq!(store.read(&a, &x, 0..1_000).expect("read"), old);
+        store
+            .write(&[(a.clone(), pts("cpu,host=x usage=2.5 95"))], AT)
+            .expect("write");
+        store.sync().expect("sync");
+        // Retention cuts the legacy chunk, which stays in its own format.
+        assert_eq!(store.expire(&a, 45).expect("expire"), 5);
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        let left = store.read(&a, &x, 0..1_000).expect("read");
+        assert_eq!(left.first(), Some(&(50, FieldValue::Float(5.0))));
+        assert_eq!(left.last(), Some(&(95, FieldValue::Float(2.5))));
+        assert_eq!(left.len(), 6);
     }
 }

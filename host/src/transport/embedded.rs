@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{Offset, Partition, Record, Transport, TransportError};
+use crate::format;
 
 /// Appends waiting for the writer at most; more block the caller (backpressure).
 const PENDING_APPENDS: usize = 1024;
@@ -27,6 +28,9 @@ type Append = (Vec<(Partition, Vec<u8>)>, Reply);
 
 struct PartitionLog {
     keyspace: Keyspace,
+    /// The first offset written in the versioned record format ([`format::encode_record`]);
+    /// records before it are in the format of releases before it.
+    v1_from: Offset,
     /// Next offset to assign, and a signal for fetchers waiting on new records.
     end: Mutex<Offset>,
     grown: Condvar,
@@ -70,8 +74,18 @@ impl EmbeddedLog {
                 // highest committed offset so offsets never repeat.
                 None => max_committed(&offsets, p)?,
             };
+            let v1_from = match offsets.get(format_key(p)).map_err(storage)? {
+                Some(v) => decode_offset(&v)?,
+                None => {
+                    offsets
+                        .insert(format_key(p), end.to_be_bytes())
+                        .map_err(storage)?;
+                    end
+                }
+            };
             logs.push(Arc::new(PartitionLog {
                 keyspace,
+                v1_from,
                 end: Mutex::new(end),
                 grown: Condvar::new(),
             }));
@@ -112,6 +126,14 @@ impl EmbeddedLog {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
     }
+}
+
+/// The key of partition `p`'s first offset in the versioned record format, in the offsets
+/// keyspace. (No group name ends in `/`, so it can't pass for a group's commit.)
+fn format_key(p: Partition) -> Vec<u8> {
+    let mut key = b"#record-format-1-from/".to_vec();
+    key.extend_from_slice(&p.to_be_bytes());
+    key
 }
 
 fn offset_key(group: &str, p: Partition) -> Vec<u8> {
@@ -222,8 +244,8 @@ impl Transport for EmbeddedLog {
         }
         let records = records
             .into_iter()
-            .map(|(p, record)| Ok((p, postcard::to_allocvec(&record).map_err(storage)?)))
-            .collect::<Result<Vec<_>, TransportError>>()?;
+            .map(|(p, record)| (p, format::encode_record(&record)))
+            .collect::<Vec<_>>();
         let sender = self
             .writer
             .lock()
@@ -267,10 +289,16 @@ impl Transport for EmbeddedLog {
         {
             let (key, value) = kv.into_inner().map_err(storage)?;
             let offset = decode_offset(&key)?;
-            let record = postcard::from_bytes(&value).map_err(|e| TransportError::Corrupt {
+            let record = if offset < log.v1_from {
+                // Written before records had a versioned format of their own.
+                postcard::from_bytes(&value).map_err(|e| e.to_string())
+            } else {
+                format::decode_record(&value).map_err(|e| e.to_string())
+            }
+            .map_err(|message| TransportError::Corrupt {
                 partition,
                 offset,
-                message: e.to_string(),
+                message,
             })?;
             out.push((offset, record));
         }
@@ -392,6 +420,33 @@ mod tests {
         // Nothing to write, nothing to sync.
         log.append(Vec::new()).expect("empty");
         assert_eq!(log.syncs(), 5);
+    }
+
+    #[test]
+    fn records_of_the_release_before_the_versioned_format_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = record("a", "m,h=x v=1.5,s=\"é\" 7");
+        {
+            // What that release wrote: postcard of the WIT-typed record, no header.
+            let db = Database::builder(dir.path()).open().expect("db");
+            let p0 = db
+                .keyspace("p0", KeyspaceCreateOptions::default)
+                .expect("p0");
+            let bytes =
+                postcard::to_allocvec(&(old.tenant.as_str(), &old.points)).expect("legacy bytes");
+            p0.insert(0u64.to_be_bytes(), bytes).expect("insert");
+            db.persist(PersistMode::SyncData).expect("persist");
+        }
+        for _ in 0..2 {
+            let log = EmbeddedLog::open(dir.path(), 1).expect("open");
+            if log.end_offset(0) == 1 {
+                log.append(vec![(0, record("a", "m v=2 8"))])
+                    .expect("append");
+            }
+            let got = log.fetch(0, 0, 10, Duration::ZERO).expect("fetch");
+            assert_eq!(got, vec![(0, old.clone()), (1, record("a", "m v=2 8"))]);
+            log.close();
+        }
     }
 
     #[test]

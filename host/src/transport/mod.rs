@@ -21,8 +21,9 @@ pub type Partition = u32;
 /// A position in a partition: the offset of a record, or the next one to read.
 pub type Offset = u64;
 
-/// One record: a tenant's points of one partition, as ingest received them.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// One record: a tenant's points of one partition, as ingest received them. Stored in
+/// [`crate::format`]'s versioned form; `Deserialize` reads records of earlier releases.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct Record {
     /// Whose points these are.
     pub tenant: TenantId,
