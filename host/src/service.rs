@@ -35,6 +35,9 @@ use crate::tenant::{TenantId, Tokens};
 use crate::transport::{EmbeddedLog, Transport};
 use crate::window::RuleSpec;
 
+/// Longest wait at startup for the pipeline to replay the log's unprocessed tail.
+const REPLAY_WAIT: Duration = Duration::from_secs(60);
+
 /// Runs the service until `shutdown` resolves; `ready` receives the bound address once the
 /// API accepts requests.
 ///
@@ -215,6 +218,20 @@ pub async fn run(
         idle_after: Duration::from_secs(config.windows.idle_after_secs),
         metrics: metrics.clone(),
     })?;
+    // Serve once the log's unprocessed tail (a crash's replay, at most about
+    // `max_lag_records` a partition) is in the store: queries then see every acknowledged
+    // point, and type checks at ingest see every stored type.
+    let ends: Vec<_> = (0..transport.partitions())
+        .map(|p| transport.end_offset(p))
+        .collect();
+    let replay_deadline = tokio::time::Instant::now() + REPLAY_WAIT;
+    while !progress.reached(&ends) {
+        if tokio::time::Instant::now() >= replay_deadline {
+            tracing::warn!("The log's tail is still being replayed; serving meanwhile.");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let retention_task = tokio::spawn(expire_loop(
         store.clone(),
         retention,

@@ -134,6 +134,14 @@ impl Progress {
             .collect()
     }
 
+    /// Whether every partition has processed up to `ends` (offsets, per partition).
+    pub fn reached(&self, ends: &[Offset]) -> bool {
+        self.snapshot()
+            .iter()
+            .zip(ends)
+            .all(|(done, end)| done >= end)
+    }
+
     /// The largest lag (appended but not yet processed records) over all partitions.
     pub fn max_lag(&self, transport: &dyn Transport) -> u64 {
         self.processed
