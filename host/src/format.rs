@@ -9,7 +9,7 @@
 use serde::ser::{SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::point::{Field, FieldValue, Point, Tag};
+use crate::point::{Alert, AlertState, Field, FieldValue, Point, Series, Tag};
 use crate::tenant::TenantId;
 use crate::transport::Record;
 
@@ -197,6 +197,125 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, FormatError> {
     })
 }
 
+/// The version of the stored alert format this release writes.
+pub const ALERT_VERSION: u8 = 1;
+
+/// An alert as stored: JSON (alerts are few, and an operator may read them), with the
+/// format version in `v`. Alerts of the release before carried no `v`: the same shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredAlert {
+    #[serde(default = "first_alert_version")]
+    v: u8,
+    rule: String,
+    series: StoredSeries,
+    field: String,
+    state: StoredState,
+    window_start: i64,
+    window_end: i64,
+    value: f64,
+    message: String,
+}
+
+const fn first_alert_version() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredSeries {
+    measurement: String,
+    tags: Vec<StoredTag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredTag {
+    key: String,
+    value: String,
+}
+
+/// Alert states by name, as they were stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum StoredState {
+    Ok,
+    Warning,
+    Critical,
+}
+
+/// Encodes an alert.
+pub fn encode_alert(alert: &Alert) -> Vec<u8> {
+    let stored = StoredAlert {
+        v: ALERT_VERSION,
+        rule: alert.rule.clone(),
+        series: StoredSeries {
+            measurement: alert.series.measurement.clone(),
+            tags: alert
+                .series
+                .tags
+                .iter()
+                .map(|t| StoredTag {
+                    key: t.key.clone(),
+                    value: t.value.clone(),
+                })
+                .collect(),
+        },
+        field: alert.field.clone(),
+        state: match alert.state {
+            AlertState::Ok => StoredState::Ok,
+            AlertState::Warning => StoredState::Warning,
+            AlertState::Critical => StoredState::Critical,
+        },
+        window_start: alert.window_start,
+        window_end: alert.window_end,
+        value: alert.value,
+        message: alert.message.clone(),
+    };
+    // Serializing these plain types into a Vec can't fail.
+    serde_json::to_vec(&stored).unwrap_or_default()
+}
+
+/// Decodes [`encode_alert`] (and alerts of the release before, which had no `v`).
+///
+/// # Errors
+/// Another version, or bytes that are not a stored alert.
+pub fn decode_alert(bytes: &[u8]) -> Result<Alert, FormatError> {
+    const WHAT: &str = "alert";
+    let stored: StoredAlert = serde_json::from_slice(bytes).map_err(|e| FormatError::Decode {
+        what: WHAT,
+        message: e.to_string(),
+    })?;
+    if stored.v != ALERT_VERSION {
+        return Err(FormatError::UnknownVersion {
+            what: WHAT,
+            found: stored.v,
+            known: ALERT_VERSION,
+        });
+    }
+    Ok(Alert {
+        rule: stored.rule,
+        series: Series {
+            measurement: stored.series.measurement,
+            tags: stored
+                .series
+                .tags
+                .into_iter()
+                .map(|t| Tag {
+                    key: t.key,
+                    value: t.value,
+                })
+                .collect(),
+        },
+        field: stored.field,
+        state: match stored.state {
+            StoredState::Ok => AlertState::Ok,
+            StoredState::Warning => AlertState::Warning,
+            StoredState::Critical => AlertState::Critical,
+        },
+        window_start: stored.window_start,
+        window_end: stored.window_end,
+        value: stored.value,
+        message: stored.message,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +367,38 @@ mod tests {
         assert!(matches!(
             decode_record(b"S\x01\xff"),
             Err(FormatError::Decode { .. })
+        ));
+    }
+
+    #[test]
+    fn alerts_round_trip_and_alerts_of_the_release_before_read() {
+        let alert = Alert {
+            rule: "hot".into(),
+            series: Series {
+                measurement: "cpu".into(),
+                tags: vec![Tag {
+                    key: "host".into(),
+                    value: "a".into(),
+                }],
+            },
+            field: "usage".into(),
+            state: AlertState::Critical,
+            window_start: i64::MIN,
+            window_end: 10,
+            value: 96.5,
+            message: "usage 96.5 > 90".into(),
+        };
+        let bytes = encode_alert(&alert);
+        assert_eq!(decode_alert(&bytes), Ok(alert.clone()));
+        // What the release before stored: the WIT type's JSON, no `v`.
+        let legacy = br#"{"rule":"hot","series":{"measurement":"cpu","tags":[{"key":"host","value":"a"}]},"field":"usage","state":"Critical","window_start":-9223372036854775808,"window_end":10,"value":96.5,"message":"usage 96.5 > 90"}"#;
+        assert_eq!(decode_alert(legacy), Ok(alert));
+        let newer = String::from_utf8(bytes)
+            .expect("json")
+            .replace("\"v\":1", "\"v\":2");
+        assert!(matches!(
+            decode_alert(newer.as_bytes()),
+            Err(FormatError::UnknownVersion { found: 2, .. })
         ));
     }
 }

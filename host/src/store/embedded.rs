@@ -20,6 +20,7 @@ use super::{
     PointError, ReadPage, Refused, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through,
     keys,
 };
+use crate::format;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
 use crate::tenant::TenantId;
 use crate::transport::{Offset, Partition};
@@ -679,11 +680,10 @@ impl Store for EmbeddedStore {
         let mut batch = self.db.batch();
         for alert in alerts {
             let id = alert_id(alert);
-            let value = serde_json::to_vec(alert).map_err(storage)?;
             batch.insert(
                 &self.alerts,
                 alert_key(tenant, alert.window_end, &id),
-                value,
+                format::encode_alert(alert),
             );
         }
         self.durably(batch)
@@ -696,9 +696,7 @@ impl Store for EmbeddedStore {
             .range(alert_key(tenant, range.start, "")..alert_key(tenant, range.end, ""))
         {
             let value = kv.value().map_err(storage)?;
-            out.push(
-                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
+            out.push(format::decode_alert(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
         Ok(out)
     }
