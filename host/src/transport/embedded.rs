@@ -57,9 +57,20 @@ impl EmbeddedLog {
     /// Opens (creating or recovering) the log in `dir` with `partitions` partitions.
     ///
     /// # Errors
-    /// When the directory can't be opened, or holds a log with fewer partitions.
+    /// When the directory can't be opened, or holds a log with another number of
+    /// partitions ([`TransportError::PartitionCount`]).
     pub fn open(dir: &std::path::Path, partitions: u32) -> Result<Arc<Self>, TransportError> {
         let db = Database::builder(dir).open().map_err(storage)?;
+        let found = (0..)
+            .take_while(|p| db.keyspace_exists(&format!("p{p}")))
+            .count() as u32;
+        if found != 0 && found != partitions {
+            return Err(TransportError::PartitionCount {
+                dir: dir.display().to_string(),
+                found,
+                configured: partitions,
+            });
+        }
         let offsets = db
             .keyspace("offsets", KeyspaceCreateOptions::default)
             .map_err(storage)?;
@@ -447,6 +458,28 @@ mod tests {
             assert_eq!(got, vec![(0, old.clone()), (1, record("a", "m v=2 8"))]);
             log.close();
         }
+    }
+
+    #[test]
+    fn another_partition_count_than_on_disk_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let log = EmbeddedLog::open(dir.path(), 4).expect("open");
+            log.append(vec![(3, record("a", "m v=1 1"))])
+                .expect("append");
+            log.close();
+        }
+        for other in [2, 8] {
+            let err = EmbeddedLog::open(dir.path(), other).err().expect("refused");
+            assert!(
+                err.to_string().contains(&format!(
+                    "has 4 partitions, but transport.partitions = {other}"
+                )),
+                "{err}"
+            );
+        }
+        let log = EmbeddedLog::open(dir.path(), 4).expect("the same count opens");
+        assert_eq!(log.fetch(3, 0, 10, Duration::ZERO).expect("fetch").len(), 1);
     }
 
     #[test]

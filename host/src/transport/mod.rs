@@ -50,6 +50,19 @@ pub enum TransportError {
     /// The transport is shutting down.
     #[error("transport is closed")]
     Closed,
+    /// The log on disk has another number of partitions than the configuration: series
+    /// would be looked for in other partitions than their records are in.
+    #[error(
+        "the log in {dir} has {found} partitions, but transport.partitions = {configured}: series would move to other partitions than their records are in; set it back to {found} (retrying can't help)"
+    )]
+    PartitionCount {
+        /// The log's directory.
+        dir: String,
+        /// Partitions on disk.
+        found: u32,
+        /// Partitions configured.
+        configured: u32,
+    },
 }
 
 /// A durable, partitioned log.
