@@ -1,10 +1,11 @@
 //! Sluice's own formats on disk, versioned and independent of the WIT contract: the WIT
-//! types are what plugins see, and an edit of `wit/` must never change stored bytes. Every
-//! encoding starts with a two-byte header, `S` and the format version; data of a version
-//! this release doesn't know is refused with an error that says so.
+//! types are what plugins see, and an edit of `wit/` must never change stored bytes. Data
+//! of a version this release doesn't know is refused with an error that says so.
 //!
-//! The body is postcard (a specified, varint-based serde format) over the shapes below,
-//! written out by hand: the order of fields and of value variants *is* the format.
+//! Log records and chunks start with a two-byte header, `S` and the format version, then
+//! postcard (a specified, varint-based serde format) over the shapes below, written out by
+//! hand: the order of fields and of value variants *is* the format. Alerts are JSON (few,
+//! and read by operators) with the version in `v`.
 
 use serde::ser::{SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};

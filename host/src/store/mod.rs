@@ -1,7 +1,10 @@
 //! The store seam: raw points by series, laid out for time-range scans, written
 //! idempotently (a point is identified by its tenant, series, field and timestamp, so
-//! writing it again changes nothing). `embedded` is the single-machine implementation
-//! (fjall); a ScyllaDB one fits the same trait.
+//! writing it again changes nothing). Each write says how far into its transport partition
+//! it reaches ([`Through`]), and a sync makes that durable with the points, so a restart
+//! resumes exactly after what the store holds. Reads and listings come in pages, their
+//! limits applied while reading. `embedded` is the single-machine implementation (fjall); a
+//! ScyllaDB one fits the same trait.
 
 pub(crate) mod chunk;
 mod embedded;
