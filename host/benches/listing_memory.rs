@@ -139,7 +139,7 @@ fn start(dir: &std::path::Path) -> anyhow::Result<(Child, SocketAddr)> {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[plugins]\ndir = \"{}\"\n[[tenants]]\nname = \"bench\"\ntokens = [\"{TOKEN}\"]\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[plugins]\ndir = \"{}\"\n[[tenants]]\nname = \"bench\"\ntokens = [\"{TOKEN}\"]\nretention_days = 36500\n",
             dir.join("data").display(),
             dir.join("plugins").display()
         ),

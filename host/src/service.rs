@@ -234,7 +234,7 @@ pub async fn run(
     }
     let retention_task = tokio::spawn(expire_loop(
         store.clone(),
-        retention,
+        retention.clone(),
         Duration::from_secs(config.retention_interval_secs),
     ));
 
@@ -250,6 +250,7 @@ pub async fn run(
             types: FieldTypes::default(),
             store: store.clone(),
             retyping,
+            retention,
             metrics: metrics.clone(),
         })))
         .merge(query::routes(Arc::new(QueryState {

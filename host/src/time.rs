@@ -12,6 +12,16 @@ pub fn now_ns() -> Nanos {
         .map_or(0, |d| Nanos::try_from(d.as_nanos()).unwrap_or(Nanos::MAX))
 }
 
+/// `ts` for people: RFC 3339 (UTC, seconds) where it is after 1970, else nanoseconds.
+pub fn human(ts: Nanos) -> String {
+    match u64::try_from(ts) {
+        Ok(ns) => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+        }
+        Err(_) => format!("{ts} ns"),
+    }
+}
+
 /// `d` before `ts`, saturating at `i64::MIN`.
 pub fn minus(ts: Nanos, d: Duration) -> Nanos {
     ts.saturating_sub(Nanos::try_from(d.as_nanos()).unwrap_or(Nanos::MAX))

@@ -15,9 +15,9 @@ mod validate;
 pub use telegraf::decode as decode_telegraf;
 pub use validate::{FieldTypes, Invalid, Limits};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -53,6 +53,9 @@ pub struct IngestState {
     /// Tenants whose stages may change points (transforms): the store holds what their
     /// stages made, so it can't tell the types they ingested.
     pub retyping: HashSet<TenantId>,
+    /// How long each tenant keeps points: older ones are refused, as InfluxDB refuses
+    /// points beyond its retention policy, rather than acknowledged and then deleted.
+    pub retention: HashMap<TenantId, Duration>,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -134,11 +137,25 @@ impl Decoded {
 impl IngestState {
     /// Checks every point of `decoded` ([`Limits::check`], then [`FieldTypes::admit`]).
     fn validate(&self, tenant: &TenantId, decoded: &mut Decoded) -> Result<(), ApiError> {
-        let mut bad = decoded
-            .points
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| self.limits.check(p).err().map(|e| (i, e)));
+        let kept = self.retention.get(tenant).copied();
+        let cutoff = kept.map_or(i64::MIN, |d| crate::time::minus(crate::time::now_ns(), d));
+        let retained = |p: &Point| {
+            if p.timestamp >= cutoff {
+                return Ok(());
+            }
+            Err(Invalid::BeyondRetention {
+                timestamp: p.timestamp,
+                days: kept.map_or(0, |d| d.as_secs() / 86_400),
+                cutoff,
+            })
+        };
+        let mut bad = decoded.points.iter().enumerate().filter_map(|(i, p)| {
+            self.limits
+                .check(p)
+                .and_then(|()| retained(p))
+                .err()
+                .map(|e| (i, e))
+        });
         if let Some((i, why)) = bad.next() {
             let n = 1 + bad.count();
             return Err(decoded.refuse(i, &why, Some(n)));

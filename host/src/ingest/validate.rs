@@ -83,6 +83,20 @@ pub enum Invalid {
         /// The key.
         key: String,
     },
+    /// Older than the tenant keeps points: it would be deleted by the next retention pass.
+    #[error(
+        "timestamp {timestamp} ({}) is older than the tenant's retention of {days} days (points before {} are deleted)",
+        crate::time::human(*timestamp),
+        crate::time::human(*cutoff)
+    )]
+    BeyondRetention {
+        /// The point's timestamp, nanoseconds.
+        timestamp: i64,
+        /// The tenant's `retention_days`.
+        days: u64,
+        /// The oldest time kept, nanoseconds.
+        cutoff: i64,
+    },
     /// A value of another type than the series' field already has.
     #[error("field type conflict: field `{field}` is {got} here, but {stored} {where_}")]
     TypeConflict {

@@ -10,6 +10,7 @@ const BODY: &str = r#"
 [[tenants]]
 name = "acme"
 tokens = ["acme-token-1"]
+retention_days = 36500
 [[tenants.stages]]
 name = "gate"
 plugin = "gate"
@@ -147,22 +148,37 @@ fn hot_swap_broken_deploy_and_quarantine_through_the_running_service() {
 }
 
 #[test]
-fn the_retention_loop_deletes_points_past_retention_days_only() {
+fn points_past_retention_are_refused_and_the_retention_loop_deletes_those_that_age_past_it() {
     let body = "retention_interval_secs = 1\n[[tenants]]\nname = \"acme\"\ntokens = [\"acme-token-1\"]\nretention_days = 1\n[[tenants]]\nname = \"globex\"\ntokens = [\"globex-token-1\"]\nretention_days = 3\n";
     let svc = Service::start(body, &[]);
     let now = sluice::time::now_ns();
     let day = 86_400_000_000_000i64;
-    let lines = format!("r v=1 {}\nr v=2 {}\n", now - 2 * day, now - day / 2);
-    for tok in ["acme-token-1", "globex-token-1"] {
+    let write = |tok: &str, lines: String| {
         let auth = token(tok);
-        let (status, body) = request(
+        request(
             "POST",
             &svc.url("/api/v2/write"),
             &[(auth.0, &auth.1)],
-            lines.clone(),
-        );
-        assert_eq!(status, 204, "{body}");
-    }
+            lines,
+        )
+    };
+    // Two days old: refused for acme (one day), taken by globex (three).
+    let old = format!("r v=0 {}\n", now - 2 * day);
+    let (status, answer) = write("acme-token-1", format!("r v=9 {now}\n{old}"));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("line 2: timestamp")
+            && answer.contains("older than the tenant's retention of 1 days"),
+        "{answer}"
+    );
+    assert_eq!(write("globex-token-1", old).0, 204);
+    // Three seconds short of a day: taken, then deleted once it ages past the day.
+    let aging = format!(
+        "r v=1 {}\nr v=2 {}\n",
+        now - day + 3_000_000_000,
+        now - day / 2
+    );
+    assert_eq!(write("acme-token-1", aging).0, 204);
     let count = |tok: &str| {
         let (_, answer) = get_json(
             &svc.url(&format!(
@@ -173,7 +189,9 @@ fn the_retention_loop_deletes_points_past_retention_days_only() {
         );
         answer["series"][0]["points"].as_array().map_or(0, Vec::len)
     };
-    // Two days old: past acme's one day, within globex's three.
+    assert!(eventually(Duration::from_secs(10), || count(
+        "acme-token-1"
+    ) == 2));
     assert!(
         eventually(Duration::from_secs(20), || count("acme-token-1") == 1),
         "acme kept {} points; log: {}",
@@ -181,6 +199,6 @@ fn the_retention_loop_deletes_points_past_retention_days_only() {
         svc.log()
     );
     std::thread::sleep(Duration::from_millis(1_500));
-    assert_eq!(count("acme-token-1"), 1, "the fresh point stays");
-    assert_eq!(count("globex-token-1"), 2, "globex keeps three days");
+    assert_eq!(count("acme-token-1"), 1, "the fresher point stays");
+    assert_eq!(count("globex-token-1"), 1, "globex keeps three days");
 }

@@ -24,15 +24,18 @@ pub struct Service {
     env: Vec<(String, String)>,
 }
 
-/// The tenants every test service has.
+/// The tenants every test service has. A century of retention: the tests write points
+/// dated near 1970, which a shorter retention refuses.
 pub const TENANTS: &str = r#"
 [[tenants]]
 name = "acme"
 tokens = ["acme-token-1"]
+retention_days = 36500
 
 [[tenants]]
 name = "globex"
 tokens = ["globex-token-1"]
+retention_days = 36500
 "#;
 
 impl Service {
