@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::tenant::Secret;
+use crate::window::RollupConfig;
 
 /// The shipped default configuration, used when `config/sluice.toml` isn't on disk.
 pub const DEFAULT_TOML: &str = include_str!("../../config/sluice.toml");
@@ -220,6 +221,10 @@ pub struct WindowsConfig {
     /// closes its windows one by one.
     #[serde(default = "default_idle_after_secs")]
     pub idle_after_secs: u64,
+    /// How far behind the newest point of a partition another may arrive and still be on
+    /// time: the watermark is the newest event time less this.
+    #[serde(default = "default_allowed_disorder_secs")]
+    pub allowed_disorder_secs: u64,
 }
 
 // Clocks drift by seconds, and batching agents hold points for up to a minute or so: an
@@ -232,11 +237,18 @@ const fn default_idle_after_secs() -> u64 {
     30
 }
 
+// One flush interval of a Telegraf agent (10 s): agents flushing in turn don't make each
+// other's points late.
+const fn default_allowed_disorder_secs() -> u64 {
+    10
+}
+
 impl Default for WindowsConfig {
     fn default() -> Self {
         Self {
             max_future_secs: default_max_future_secs(),
             idle_after_secs: default_idle_after_secs(),
+            allowed_disorder_secs: default_allowed_disorder_secs(),
         }
     }
 }
@@ -347,6 +359,66 @@ pub struct TenantConfig {
     /// Alert rules: windows over the stored points, evaluated by alert plugins.
     #[serde(default)]
     pub alerts: Vec<AlertConfig>,
+    /// Rollup rules: windowed aggregates of the stored points, kept as tiers.
+    #[serde(default)]
+    pub rollups: Vec<RollupConfig>,
+    /// Rollup tiers and how long each keeps its windows: `{ "1m" = "90d", "1h" = "2y" }`.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, String>,
+}
+
+impl TenantConfig {
+    /// Each tier's name, retention and rule (the one rule that writes it), checked.
+    ///
+    /// # Errors
+    /// What is wrong, naming the tier or rule.
+    pub fn tiers(&self) -> Result<Vec<Tier>, String> {
+        let mut tiers = Vec::new();
+        for (name, retention) in &self.tiers {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return Err(format!(
+                    "tiers: `{name}`: a tier name is letters, digits, `_`, `-` and `.`"
+                ));
+            }
+            let keep = humantime::parse_duration(retention)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!("tiers: `{name}` = `{retention}`: expected a retention such as \"90d\" or \"2y\"")
+                })?;
+            let mut writers = self.rollups.iter().filter(|r| r.tier == *name);
+            let Some(rule) = writers.next() else {
+                return Err(format!("tiers: `{name}`: no rollup writes it"));
+            };
+            if let Some(other) = writers.next() {
+                return Err(format!(
+                    "tiers: `{name}` is written by rollups `{}` and `{}`: one rollup per tier",
+                    rule.name, other.name
+                ));
+            }
+            tiers.push(Tier {
+                name: name.clone(),
+                retention: keep,
+                rule: rule.name.clone(),
+            });
+        }
+        Ok(tiers)
+    }
+}
+
+/// A rollup tier of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    /// Its name (`1m`).
+    pub name: String,
+    /// How long its windows are kept.
+    pub retention: std::time::Duration,
+    /// The rollup that writes it.
+    pub rule: String,
 }
 
 /// An alert rule: tumbling windows of one field, closed windows evaluated by an alert plugin.
@@ -470,6 +542,12 @@ impl Config {
                     tenant.name
                 ));
             }
+            if tenant.name.chars().any(char::is_control) {
+                return Err(format!(
+                    "tenant name {:?} has control characters",
+                    tenant.name
+                ));
+            }
             if tenant.tokens.is_empty() {
                 return Err(format!("tenant `{}` has no token", tenant.name));
             }
@@ -498,6 +576,33 @@ impl Config {
                     })?;
                 }
             }
+            let mut rules = BTreeSet::new();
+            for name in tenant
+                .alerts
+                .iter()
+                .map(|a| &a.name)
+                .chain(tenant.rollups.iter().map(|r| &r.name))
+            {
+                if !rules.insert(name.as_str()) {
+                    return Err(format!(
+                        "tenant `{}`: rule name `{name}` is used twice (alert and rollup names share one space)",
+                        tenant.name
+                    ));
+                }
+            }
+            for rollup in &tenant.rollups {
+                crate::window::RollupRule::build(rollup)
+                    .map_err(|e| format!("tenant `{}`: {e}", tenant.name))?;
+                if !tenant.tiers.contains_key(&rollup.tier) {
+                    return Err(format!(
+                        "tenant `{}`: rollup `{}`: `tier`: `{}` is not in the tenant's `tiers` (declare it with its retention)",
+                        tenant.name, rollup.name, rollup.tier
+                    ));
+                }
+            }
+            tenant
+                .tiers()
+                .map_err(|e| format!("tenant `{}`: {e}", tenant.name))?;
             if tenant.retention_days == 0 {
                 return Err(format!(
                     "tenant `{}`: retention_days must be at least 1",

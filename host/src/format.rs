@@ -4,13 +4,16 @@
 //!
 //! Log records and chunks start with a two-byte header, `S` and the format version, then
 //! postcard (a specified, varint-based serde format) over the shapes below, written out by
-//! hand: the order of fields and of value variants *is* the format. Alerts are JSON (few,
-//! and read by operators) with the version in `v`.
+//! hand: the order of fields and of value variants *is* the format. Rollup rows, late data
+//! and partition checkpoints have headers of their own. Alerts are JSON (few, and read by
+//! operators) with the version in `v`.
 
 use serde::ser::{SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::point::{Alert, AlertState, Field, FieldValue, Point, Series, Tag};
+use crate::aggregate::{Function, Values};
+use crate::point::{Alert, AlertState, Field, FieldValue, Nanos, Point, Series, Tag};
+use crate::store::{LateRecord, SeriesKey};
 use crate::tenant::TenantId;
 use crate::transport::Record;
 
@@ -315,6 +318,116 @@ pub fn decode_alert(bytes: &[u8]) -> Result<Alert, FormatError> {
         value: stored.value,
         message: stored.message,
     })
+}
+
+/// The version of the stored rollup-row format this release writes.
+pub const ROLLUP_VERSION: u8 = 1;
+
+/// Decodes postcard `body` as `T`, naming `what` on failure.
+fn decode_body<'a, T: Deserialize<'a>>(
+    what: &'static str,
+    body: &'a [u8],
+) -> Result<T, FormatError> {
+    postcard::from_bytes(body).map_err(|e| FormatError::Decode {
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// Encodes a rollup row's end and values: header, then the end and (aggregate name, value)
+/// pairs. Names, not codes: `p99.9` needs no table, and a name never changes meaning.
+pub fn encode_rollup(end: Nanos, values: &[(Function, f64)]) -> Vec<u8> {
+    let named: Vec<(String, f64)> = values.iter().map(|(f, v)| (f.to_string(), *v)).collect();
+    postcard::to_extend(&(end, named), header(ROLLUP_VERSION)).unwrap_or_default()
+}
+
+/// Decodes [`encode_rollup`]: the end and the values.
+///
+/// # Errors
+/// Another version, no header, bytes that don't decode, or an unknown aggregate name.
+pub fn decode_rollup(bytes: &[u8]) -> Result<(Nanos, Values), FormatError> {
+    const WHAT: &str = "rollup row";
+    let (end, named): (Nanos, Vec<(String, f64)>) =
+        decode_body(WHAT, body(WHAT, bytes, ROLLUP_VERSION)?)?;
+    let values = named
+        .into_iter()
+        .map(|(name, v)| {
+            let f = name.parse().map_err(|message| FormatError::Decode {
+                what: WHAT,
+                message,
+            })?;
+            Ok((f, v))
+        })
+        .collect::<Result<_, FormatError>>()?;
+    Ok((end, values))
+}
+
+/// The version of the stored late-data format this release writes.
+pub const LATE_VERSION: u8 = 1;
+
+/// Encodes a late record: header, then rule, measurement, field, tags, time and value.
+pub fn encode_late(record: &LateRecord) -> Vec<u8> {
+    let s = &record.series;
+    let body = (
+        record.rule.as_str(),
+        s.measurement.as_str(),
+        s.field.as_str(),
+        &s.tags,
+        record.timestamp,
+        record.value,
+    );
+    postcard::to_extend(&body, header(LATE_VERSION)).unwrap_or_default()
+}
+
+/// Decodes [`encode_late`].
+///
+/// # Errors
+/// Another version, no header, or bytes that don't decode.
+pub fn decode_late(bytes: &[u8]) -> Result<LateRecord, FormatError> {
+    const WHAT: &str = "late record";
+    let (rule, measurement, field, tags, timestamp, value): (
+        String,
+        String,
+        String,
+        Vec<(String, String)>,
+        Nanos,
+        f64,
+    ) = decode_body(WHAT, body(WHAT, bytes, LATE_VERSION)?)?;
+    Ok(LateRecord {
+        rule,
+        series: SeriesKey {
+            measurement,
+            field,
+            tags,
+        },
+        timestamp,
+        value,
+    })
+}
+
+/// The version of the partition checkpoint format this release writes.
+pub const CHECKPOINT_VERSION: u8 = 1;
+
+/// What a partition checkpoint holds, per tenant: its windows' state and its alert states,
+/// each an opaque blob of the module that owns it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// (tenant, windows, alert states).
+    pub tenants: Vec<(String, Vec<u8>, Vec<u8>)>,
+}
+
+/// Encodes a partition checkpoint.
+pub fn encode_checkpoint(checkpoint: &Checkpoint) -> Vec<u8> {
+    postcard::to_extend(checkpoint, header(CHECKPOINT_VERSION)).unwrap_or_default()
+}
+
+/// Decodes [`encode_checkpoint`].
+///
+/// # Errors
+/// Another version, no header, or bytes that don't decode.
+pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
+    const WHAT: &str = "partition checkpoint";
+    decode_body(WHAT, body(WHAT, bytes, CHECKPOINT_VERSION)?)
 }
 
 #[cfg(test)]

@@ -20,20 +20,20 @@ use crate::ingest::{self, FieldTypes, IngestState};
 use crate::lookup::LookupTables;
 use crate::ops::{self, OpsState};
 use crate::pipeline::{
-    AlertRule, AlertStage, DeadLetterLog, PartitionHealth, Pipelines, Progress, Runner,
+    AlertRule, AlertStage, DeadLetterLog, PartitionHealth, Pipelines, Progress, RuleSink, Runner,
     RunnerParts, Stage, TenantPipeline, Webhook, resume_offsets,
 };
 use crate::plugin::{
     CallEnv, Params, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig, Settle,
     StageState, World, watch,
 };
-use crate::query::{self, QueryState};
+use crate::query::{self, QueryState, TierInfo};
 use crate::server::{self, BodyBudget};
 use crate::store::{EmbeddedStore, Store};
 use crate::telemetry::Metrics;
 use crate::tenant::{TenantId, Tokens};
 use crate::transport::{EmbeddedLog, Transport};
-use crate::window::RuleSpec;
+use crate::window::{RollupRule, WindowSettings};
 
 /// Longest wait at startup for the pipeline to replay the log's unprocessed tail.
 const REPLAY_WAIT: Duration = Duration::from_secs(60);
@@ -110,6 +110,8 @@ pub async fn run(
     let mut tokens = Tokens::default();
     let mut pipelines = Pipelines::default();
     let mut retention = HashMap::new();
+    let mut tier_retention = Vec::new();
+    let mut tiers = HashMap::new();
     let mut retyping = HashSet::new();
     for tenant in &config.tenants {
         let id = TenantId::new(&tenant.name);
@@ -152,7 +154,28 @@ pub async fn run(
                 dead_letters.clone(),
             )?);
         }
-        let mut alerts = Vec::new();
+        let mut rules = Vec::new();
+        let mut sinks = Vec::new();
+        for rollup in &tenant.rollups {
+            // Checked when the config was loaded.
+            rules.push(RollupRule::build(rollup).map_err(anyhow::Error::msg)?);
+            sinks.push(RuleSink::Tier(rollup.tier.clone()));
+        }
+        for tier in tenant.tiers().map_err(anyhow::Error::msg)? {
+            tier_retention.push((id.clone(), tier.name.clone(), tier.retention));
+            let Some(index) = tenant.rollups.iter().position(|r| r.name == tier.rule) else {
+                continue;
+            };
+            tiers
+                .entry(id.clone())
+                .or_insert_with(Vec::new)
+                .push(TierInfo {
+                    name: tier.name,
+                    rule: rules[index].clone(),
+                    retention: tier.retention,
+                    disorder: secs(config.windows.allowed_disorder_secs),
+                });
+        }
         for rule in &tenant.alerts {
             let Some(slot) = registry.get(&rule.plugin) else {
                 bail!(
@@ -164,29 +187,27 @@ pub async fn run(
                 );
             };
             let aggregates = if rule.aggregates.is_empty() {
-                Function::ALL.to_vec()
+                Function::BASIC.to_vec()
             } else {
                 rule.aggregates
                     .iter()
                     .map(|a| a.parse().map_err(anyhow::Error::msg))
                     .collect::<anyhow::Result<_>>()?
             };
-            let secs = |s: u64| i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX);
             let env = CallEnv {
                 params: Arc::new(rule.params.clone().into_iter().collect::<Params>()),
                 lookups: lookups.clone(),
                 state: Arc::new(StageState::default()),
             };
-            alerts.push(AlertRule {
-                spec: Arc::new(RuleSpec {
-                    name: rule.name.clone(),
-                    measurement: rule.measurement.clone(),
-                    field: rule.field.clone(),
-                    width: secs(rule.window_secs),
-                    grace: secs(rule.grace_secs),
-                    max_future: secs(config.windows.max_future_secs),
-                    aggregates,
-                }),
+            rules.push(RollupRule::for_alert(
+                &rule.name,
+                &rule.measurement,
+                &rule.field,
+                secs(rule.window_secs),
+                secs(rule.grace_secs),
+                aggregates,
+            ));
+            sinks.push(RuleSink::Alert(Box::new(AlertRule {
                 stage: AlertStage::new(
                     &format!("{}/{}", tenant.name, rule.name),
                     slot,
@@ -198,9 +219,21 @@ pub async fn run(
                     .as_deref()
                     .map(|url| Webhook::new(url, tokio::runtime::Handle::current()))
                     .transpose()?,
-            });
+            })));
         }
-        pipelines.insert(id, TenantPipeline { stages, alerts });
+        let windows = (!rules.is_empty()).then(|| WindowSettings {
+            rules: rules.into(),
+            disorder: secs(config.windows.allowed_disorder_secs),
+            max_future: secs(config.windows.max_future_secs),
+        });
+        pipelines.insert(
+            id,
+            TenantPipeline {
+                stages,
+                windows,
+                sinks,
+            },
+        );
     }
     let tokens = Arc::new(tokens);
 
@@ -234,7 +267,15 @@ pub async fn run(
     }
     let retention_task = tokio::spawn(expire_loop(
         store.clone(),
-        retention.clone(),
+        retention
+            .iter()
+            .map(|(tenant, keep)| (tenant.clone(), None, *keep))
+            .chain(
+                tier_retention
+                    .into_iter()
+                    .map(|(tenant, tier, keep)| (tenant, Some(tier), keep)),
+            )
+            .collect(),
         Duration::from_secs(config.retention_interval_secs),
     ));
 
@@ -256,6 +297,7 @@ pub async fn run(
         .merge(query::routes(Arc::new(QueryState {
             tokens,
             store: store.clone(),
+            tiers,
         })))
         .merge(ops::routes(Arc::new(OpsState {
             transport: transport.clone(),
@@ -316,26 +358,32 @@ async fn layer_error(error: tower::BoxError) -> impl IntoResponse {
     }
 }
 
+/// Deletes what each tenant keeps past its retention: raw points (with alerts and late
+/// data) where the tier is none, else the windows of that rollup tier.
 async fn expire_loop(
     store: Arc<dyn Store>,
-    retention: HashMap<TenantId, Duration>,
+    retention: Vec<(TenantId, Option<String>, Duration)>,
     every: Duration,
 ) {
     // The first pass one interval after start: a restart doesn't delay serving for it.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tick.tick().await;
-        for (tenant, keep) in &retention {
+        for (tenant, tier, keep) in &retention {
             let cutoff = crate::time::minus(crate::time::now_ns(), *keep);
-            let store = store.clone();
-            let tenant = tenant.clone();
+            let (store, tenant, tier) = (store.clone(), tenant.clone(), tier.clone());
             match tokio::task::spawn_blocking(move || {
-                store.expire(&tenant, cutoff).map(|n| (tenant, n))
+                let removed = match &tier {
+                    None => store.expire(&tenant, cutoff),
+                    Some(tier) => store.expire_tier(&tenant, tier, cutoff),
+                };
+                removed.map(|n| (tenant, tier, n))
             })
             .await
             {
-                Ok(Ok((tenant, n))) if n > 0 => {
-                    tracing::info!(%tenant, removed = n, "Expired points past retention.")
+                Ok(Ok((tenant, tier, n))) if n > 0 => {
+                    let tier = tier.as_deref().unwrap_or("raw");
+                    tracing::info!(%tenant, tier, removed = n, "Expired data past retention.");
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => tracing::error!(%error, "Retention pass failed."),
@@ -343,4 +391,9 @@ async fn expire_loop(
             }
         }
     }
+}
+
+/// `s` seconds in nanoseconds, saturating.
+fn secs(s: u64) -> crate::point::Nanos {
+    i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
 }

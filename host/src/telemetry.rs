@@ -150,7 +150,9 @@ pub struct Metrics {
     /// Points that arrived after their alert window closed (stored, not evaluated).
     pub window_late_points: Family<RuleLabels, Counter>,
     /// Points dated past `windows.max_future_secs` (stored, not windowed).
-    pub window_future_points: Family<RuleLabels, Counter>,
+    pub window_future_points: Family<TenantLabels, Counter>,
+    /// Window rows emitted to rollup tiers (closes, corrections, early updates).
+    pub window_rows: Family<RuleLabels, Counter>,
     /// Panics caught while processing a partition's records.
     pub partition_panics: Family<PartitionLabels, Counter>,
     /// HTTP connections open.
@@ -182,6 +184,7 @@ impl Default for Metrics {
             ingest_to_stored_seconds: latency_histogram(),
             window_late_points: Family::default(),
             window_future_points: Family::default(),
+            window_rows: Family::default(),
             partition_panics: Family::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
@@ -281,13 +284,18 @@ impl Metrics {
         );
         r.register(
             "window_late_points",
-            "Points after their alert window closed",
+            "Values after their window's grace had passed (kept as late data)",
             self.window_late_points.clone(),
         );
         r.register(
             "window_future_points",
             "Points dated too far ahead of the clock for windows (windows.max_future_secs)",
             self.window_future_points.clone(),
+        );
+        r.register(
+            "window_rows",
+            "Window rows written to rollup tiers (closes, corrections, early updates)",
+            self.window_rows.clone(),
         );
         r.register(
             "partition_panics",

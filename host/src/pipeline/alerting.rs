@@ -1,6 +1,8 @@
-//! Alert stages: closed windows through an alert plugin, with the alert state of each
+//! Alert stages: final windows through an alert plugin, with the alert state of each
 //! (rule, series) kept by the host so plugins can apply hysteresis without state of their
-//! own, and a plugin swap never forgets what is firing.
+//! own, and a plugin swap never forgets what is firing. Alert states belong to the partition
+//! whose windows raised them (a series stays in one partition), and are checkpointed with
+//! its window state.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -63,6 +65,40 @@ impl AlertStates {
         }
     }
 
+    /// The states as bytes, for a checkpoint: (key, state name) pairs.
+    pub fn export(&self) -> Vec<u8> {
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut named: Vec<(&str, String)> = states
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_string()))
+            .collect();
+        named.sort_unstable();
+        postcard::to_stdvec(&named).unwrap_or_default()
+    }
+
+    /// States saved by [`AlertStates::export`].
+    ///
+    /// # Errors
+    /// When `bytes` are not saved states.
+    pub fn import(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        let named: Vec<(String, String)> = postcard::from_bytes(bytes)?;
+        let states = named
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let state = match v.as_str() {
+                    "ok" => AlertState::Ok,
+                    "warning" => AlertState::Warning,
+                    "critical" => AlertState::Critical,
+                    _ => return None,
+                };
+                Some((k, state))
+            })
+            .collect();
+        Ok(Self {
+            states: Mutex::new(states),
+        })
+    }
+
     fn apply(&self, alerts: &[Alert]) {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         for a in alerts {
@@ -114,12 +150,11 @@ pub fn window_as_point(w: &WindowResult) -> Point {
     point
 }
 
-/// An alert plugin applied to closed windows.
+/// An alert plugin applied to final windows.
 pub struct AlertStage {
     name: String,
     slot: Arc<PluginSlot>,
     env: CallEnv,
-    states: AlertStates,
     dead_letters: Arc<DeadLetterLog>,
 }
 
@@ -139,20 +174,24 @@ impl AlertStage {
             name: name.to_owned(),
             slot,
             env,
-            states: AlertStates::default(),
             dead_letters,
         })
     }
 
-    /// The alerts `windows` raise; none when the plugin fails (the windows are dead-lettered).
+    /// The alerts `windows` raise, given and updating `states`; none when the plugin fails
+    /// (the windows are dead-lettered).
     ///
     /// # Errors
     /// Only when a failed batch could not be kept as a dead letter.
-    pub fn process(&self, windows: Vec<WindowResult>) -> Result<Vec<Alert>, DeadLetterError> {
+    pub fn process(
+        &self,
+        states: &AlertStates,
+        windows: Vec<WindowResult>,
+    ) -> Result<Vec<Alert>, DeadLetterError> {
         let _span =
             tracing::info_span!("alert_stage", stage = %self.name, plugin = %self.slot.name())
                 .entered();
-        self.states.evaluate_rounds(windows, |round| {
+        states.evaluate_rounds(windows, |round| {
             let outcome = self
                 .slot
                 .run(round.len(), Vec::len, |p| p.evaluate(round, &self.env));

@@ -132,6 +132,22 @@ impl DeadLetterLog {
         Ok(())
     }
 
+    /// Keeps `letters` durably, retrying while the log fails (a full disk); false when
+    /// `stop` was set first.
+    pub fn keep(&self, letters: &[DeadLetter], stop: &std::sync::atomic::AtomicBool) -> bool {
+        if letters.is_empty() {
+            return true;
+        }
+        while let Err(error) = self.put_all(letters) {
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                return false;
+            }
+            tracing::error!(%error, "Could not keep dead letters; retrying.");
+            std::thread::sleep(super::RETRY_PAUSE);
+        }
+        true
+    }
+
     /// Every dead letter in the log, oldest first.
     ///
     /// # Errors

@@ -4,15 +4,20 @@
 mod alerting;
 mod dead_letter;
 mod health;
+mod pipelines;
 mod runner;
 mod stage;
 mod webhook;
+mod windowing;
+
+/// Pause before retrying a failed store or dead-letter write (disk full, say).
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub use alerting::{AlertStage, AlertStates};
 pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
 pub use health::{PartitionHealth, PartitionStatus};
-pub use runner::{
-    AlertRule, GROUP, Pipelines, Progress, Runner, RunnerParts, TenantPipeline, resume_offsets,
-};
+pub use pipelines::{AlertRule, Pipelines, RuleSink, TenantPipeline};
+pub use runner::{GROUP, Progress, Resume, Runner, RunnerParts, resume_offsets};
 pub use stage::{Stage, StageError, StageOutput};
 pub use webhook::{Webhook, WebhookError};
+pub use windowing::{Delivery, PartitionWindows};

@@ -5,27 +5,26 @@
 //! partitions. A crash replays the uncommitted tail; the store's idempotent writes make that
 //! harmless.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use std::panic::AssertUnwindSafe;
 
-use super::alerting::AlertStage;
+use super::RETRY_PAUSE;
 use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
 use super::health::{PartitionHealth, panic_message};
-use super::stage::Stage;
-use super::webhook::Webhook;
+use super::pipelines::Pipelines;
+use super::windowing::{Delivery, PartitionWindows};
 use crate::lineproto::format_point;
 use crate::point::Point;
-use crate::store::{Store, Through};
-use crate::telemetry::{Metrics, PartitionLabels, RuleLabels, StageLabels, TenantLabels};
+use crate::store::{PartitionState, Store, Through};
+use crate::telemetry::{Metrics, PartitionLabels, TenantLabels};
 use crate::tenant::TenantId;
 use crate::time::{now_ns, seconds_between};
 use crate::transport::{Offset, Partition, Transport};
-use crate::window::{RuleSpec, Tumbling};
 
 /// The consumer group of the pipeline in the transport.
 pub const GROUP: &str = "pipeline";
@@ -38,92 +37,45 @@ const FETCH_RECORDS: usize = 64;
 /// and how long the transport keeps processed records. One fsync per interval, not per group.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a partition saves its window state (when it changed): what a crash replays
+/// into the windows at most. Each save encodes every open window of the partition.
+const STATE_EVERY: Duration = Duration::from_secs(5);
+
 /// How long a fetch waits for new records before checking for shutdown.
 const FETCH_WAIT: Duration = Duration::from_millis(100);
 
-/// Pause before retrying a failed store or dead-letter write (disk full, say).
-const RETRY_PAUSE: Duration = Duration::from_millis(500);
-
-/// An alert rule: its windows' spec, the alert stage evaluating closed windows, and an
-/// optional webhook besides the log and the store.
-pub struct AlertRule {
-    /// What to window.
-    pub spec: Arc<RuleSpec>,
-    /// The alert plugin stage.
-    pub stage: AlertStage,
-    /// Where alerts are also posted.
-    pub webhook: Option<Webhook>,
-}
-
-/// A tenant's point stages, in order, and alert rules.
-#[derive(Default)]
-pub struct TenantPipeline {
-    /// Filter and transform stages.
-    pub stages: Vec<Stage>,
-    /// Alert rules over the stored points.
-    pub alerts: Vec<AlertRule>,
-}
-
-/// Every tenant's pipeline.
-#[derive(Default)]
-pub struct Pipelines {
-    by_tenant: HashMap<TenantId, TenantPipeline>,
-}
-
-impl Pipelines {
-    /// Sets `tenant`'s pipeline.
-    pub fn insert(&mut self, tenant: TenantId, pipeline: TenantPipeline) {
-        self.by_tenant.insert(tenant, pipeline);
-    }
-
-    /// Runs `points` of `tenant` through its stages, timing each; a dead-lettered batch
-    /// yields nothing.
-    ///
-    /// # Errors
-    /// When a failed batch could not be kept as a dead letter.
-    pub fn run(
-        &self,
-        tenant: &TenantId,
-        mut points: Vec<Point>,
-        metrics: &Metrics,
-    ) -> Result<Vec<Point>, DeadLetterError> {
-        let _span = tracing::debug_span!("pipeline", %tenant).entered();
-        for stage in self
-            .by_tenant
-            .get(tenant)
-            .into_iter()
-            .flat_map(|p| &p.stages)
-        {
-            let started = Instant::now();
-            let output = stage.process(points)?;
-            metrics
-                .stage_seconds
-                .get_or_create(&StageLabels {
-                    tenant: tenant.to_string(),
-                    stage: stage.name().to_owned(),
-                })
-                .observe(started.elapsed().as_secs_f64());
-            match output.points {
-                Some(out) => points = out,
-                None => return Ok(Vec::new()),
-            }
-        }
-        Ok(points)
-    }
+/// Where a partition resumes: the next record to process, and its last saved window state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// The next record whose points are not in the store.
+    pub next: Offset,
+    /// The saved window state (it may be behind `next`: the records between are replayed
+    /// into the windows).
+    pub state: Option<PartitionState>,
 }
 
 /// Processed offsets per partition (the next record to run through the stages), shared
-/// with ingest to measure the pipeline's lag.
+/// with ingest to measure the pipeline's lag, and each partition's last saved window state.
 pub struct Progress {
     processed: Vec<AtomicU64>,
+    saved: Vec<Mutex<Option<PartitionState>>>,
 }
 
 impl Progress {
-    /// Progress of `partitions` partitions starting at their committed offsets.
-    pub fn new(committed: Vec<Offset>) -> Self {
+    /// Progress of partitions resuming at `resume`.
+    pub fn new(resume: Vec<Resume>) -> Self {
         Self {
-            processed: committed.into_iter().map(AtomicU64::new).collect(),
+            processed: resume.iter().map(|r| AtomicU64::new(r.next)).collect(),
+            saved: resume.into_iter().map(|r| Mutex::new(r.state)).collect(),
         }
+    }
+
+    /// Where each partition's saved window state starts (none without one).
+    fn saved_from(&self) -> Vec<Option<Offset>> {
+        self.saved
+            .iter()
+            .map(|s| lock(s).as_ref().map(|s| s.next))
+            .collect()
     }
 
     /// Each partition's processed offset.
@@ -244,23 +196,29 @@ impl Runner {
 
 /// Where each partition resumes: after what the store holds durably, or what the
 /// transport has committed, whichever is further (a crash between a store sync and the
-/// commit leaves the transport behind; replaying from there would store points twice).
+/// commit leaves the transport behind; replaying from there would store points twice);
+/// with the window state the store last saved for it.
 ///
 /// # Errors
 /// When the transport or the store can't tell.
 pub fn resume_offsets(
     transport: &dyn Transport,
     store: &dyn Store,
-) -> Result<Vec<Offset>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut offsets = (0..transport.partitions())
-        .map(|p| transport.committed(GROUP, p))
-        .collect::<Result<Vec<_>, _>>()?;
+) -> Result<Vec<Resume>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut resume = (0..transport.partitions())
+        .map(|p| {
+            Ok(Resume {
+                next: transport.committed(GROUP, p)?,
+                state: store.state(p)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Box<dyn std::error::Error + Send + Sync>>>()?;
     for Through { partition, next } in store.checkpointed()? {
-        if let Some(offset) = offsets.get_mut(partition as usize) {
-            *offset = (*offset).max(next);
+        if let Some(r) = resume.get_mut(partition as usize) {
+            r.next = r.next.max(next);
         }
     }
-    Ok(offsets)
+    Ok(resume)
 }
 
 /// The offsets committed so far, per partition.
@@ -286,6 +244,8 @@ impl Checkpoint {
         if processed.iter().zip(&self.committed).all(|(p, c)| p <= c) {
             return;
         }
+        // Durable once the sync returns: the log must keep the records after them.
+        let saved = parts.progress.saved_from();
         let started = Instant::now();
         let synced = match parts.store.sync() {
             Ok(synced) => synced,
@@ -302,6 +262,12 @@ impl Checkpoint {
             let Some(committed) = self.committed.get_mut(p as usize) else {
                 continue;
             };
+            // The window state replays from its offset: the log keeps the records after it.
+            let next = saved
+                .get(p as usize)
+                .copied()
+                .flatten()
+                .map_or(next, |from| next.min(from));
             if next <= *committed {
                 continue;
             }
@@ -345,20 +311,21 @@ fn supervise(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
 
 fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
     let _span = tracing::info_span!("partition", partition).entered();
-    let mut next = parts.progress.processed[partition as usize].load(Ordering::Acquire);
-    let mut windows: HashMap<(TenantId, usize), Tumbling> = HashMap::new();
+    let mut worker = Worker::resume(parts, partition, stop);
     // After a panic, records are taken one at a time through the last one of the group
     // that panicked, so the one that panics alone is found and kept as a dead letter.
     let mut isolate_through: Option<Offset> = None;
     let mut last_records = Instant::now();
     while !stop.load(Ordering::Acquire) {
+        let next = worker.next;
         let isolating = isolate_through.is_some_and(|last| next <= last);
         let max = if isolating { 1 } else { FETCH_RECORDS };
         let records = match parts.transport.fetch(partition, next, max, FETCH_WAIT) {
             Ok(records) if records.is_empty() => {
                 // The heartbeat: a partition idle long enough closes windows by the clock.
                 let idle = last_records.elapsed() >= parts.idle_after;
-                fire_alerts(parts, &mut windows, idle, stop);
+                worker.advance(idle);
+                worker.save_when_due(false);
                 continue;
             }
             Ok(records) => {
@@ -377,12 +344,11 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
             partition,
             next: last + 1,
         };
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            process(parts, through, records, &mut windows, stop)
-        }));
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| worker.process(through, records)));
         match outcome {
             Ok(Ok(Outcome::Done)) => {}
-            Ok(Ok(Outcome::Stopped)) => return,
+            Ok(Ok(Outcome::Stopped)) => break,
             Ok(Err(error)) => {
                 // Not committed: the same records are fetched again.
                 tracing::error!(%error, "Could not keep a dead letter; retrying the records.");
@@ -392,18 +358,24 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
             Err(payload) => {
                 let message = caught(parts, partition, payload.as_ref());
                 tracing::error!(offset = next, %message, "Processing records panicked.");
+                // The windows may hold part of the group: back to the last saved state.
+                worker.rewind();
                 let Some(record) = suspect else {
                     isolate_through = Some(last);
                     continue;
                 };
+                if worker.next < next {
+                    // The windows replay up to the record first.
+                    continue;
+                }
                 // This record alone panics: kept with the reason, and the partition goes on.
                 let letter = DeadLetter::refused(
                     &format!("{}/pipeline", record.tenant),
                     &format!("processing panicked at offset {partition}/{next}: {message}"),
                     record.points.iter().map(format_point).collect(),
                 );
-                if !keep(parts, &[letter], stop) {
-                    return;
+                if !parts.dead_letters.keep(&[letter], stop) {
+                    break;
                 }
                 // The store notes that the partition moved past it.
                 while let Err(error) = parts.store.write(&[], through) {
@@ -415,9 +387,10 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
                 }
             }
         }
-        next = last + 1;
-        parts.progress.processed[partition as usize].store(next, Ordering::Release);
+        worker.moved_past(last);
     }
+    // The runner's last sync makes it durable: a restart resumes the windows here.
+    worker.save_when_due(true);
 }
 
 /// How processing a group of records ended.
@@ -428,168 +401,182 @@ enum Outcome {
     Stopped,
 }
 
-/// Runs `records` through their tenants' stages into the store, then their alert windows.
-///
-/// # Errors
-/// When a failed batch could not be kept as a dead letter: the group must be retried.
-fn process(
-    parts: &RunnerParts,
-    through: Through,
-    records: Vec<(Offset, crate::transport::Record)>,
-    windows: &mut HashMap<(TenantId, usize), Tumbling>,
-    stop: &AtomicBool,
-) -> Result<Outcome, DeadLetterError> {
-    let mut batches = run_stages(parts, records)?;
-    // Stages ran once (plugin state is committed); only the store write is retried.
-    loop {
-        match store(parts, &mut batches, through) {
-            Ok(refused) => {
-                if !keep(parts, &refused, stop) {
-                    return Ok(Outcome::Stopped);
-                }
-                break;
+/// A partition's worker: where it is in the partition, and its windows.
+struct Worker<'a> {
+    parts: &'a RunnerParts,
+    partition: Partition,
+    stop: &'a AtomicBool,
+    /// The next record to process.
+    next: Offset,
+    /// Records before this are in the store already: a replay feeds them to the windows
+    /// only.
+    stored_to: Offset,
+    /// Records before this are in the windows already: a replay stores them only.
+    windows_from: Offset,
+    windows: PartitionWindows,
+    /// Whether the windows changed since they were last saved.
+    changed: bool,
+    saved_at: Instant,
+}
+
+impl<'a> Worker<'a> {
+    /// Resumes from what the partition processed and its last saved window state: the
+    /// records between the two (in either order) are replayed into whichever lacks them.
+    fn resume(parts: &'a RunnerParts, partition: Partition, stop: &'a AtomicBool) -> Self {
+        let processed = parts.progress.processed[partition as usize].load(Ordering::Acquire);
+        let mut worker = Self {
+            parts,
+            partition,
+            stop,
+            next: processed,
+            stored_to: processed,
+            windows_from: 0,
+            windows: PartitionWindows::default(),
+            changed: false,
+            saved_at: Instant::now(),
+        };
+        worker.rewind();
+        worker
+    }
+
+    /// Back to the last saved window state, to replay from there.
+    fn rewind(&mut self) {
+        let saved = lock(&self.parts.progress.saved[self.partition as usize]).clone();
+        self.stored_to = self.stored_to.max(self.next);
+        match saved {
+            Some(state) => {
+                self.windows = PartitionWindows::import(&self.parts.pipelines, &state.bytes);
+                self.windows_from = state.next;
+                self.next = state.next.min(self.stored_to);
             }
-            Err(error) if error.is_retryable() => {
-                if stop.load(Ordering::Acquire) {
-                    return Ok(Outcome::Stopped);
-                }
-                tracing::error!(%error, "Could not store processed records; retrying without committing.");
-                std::thread::sleep(RETRY_PAUSE);
+            None => {
+                self.windows = PartitionWindows::default();
+                self.windows_from = 0;
+            }
+        }
+        self.changed = false;
+    }
+
+    /// Advances the windows; `idle`: by the wall clock too.
+    fn advance(&mut self, idle: bool) {
+        if self.windows.is_empty() {
+            return;
+        }
+        self.windows.advance(&delivery(self.parts, self.stop), idle);
+        self.changed = true;
+    }
+
+    /// The partition is past record `last`.
+    fn moved_past(&mut self, last: Offset) {
+        self.next = last + 1;
+        let processed = &self.parts.progress.processed[self.partition as usize];
+        processed.fetch_max(self.next, Ordering::AcqRel);
+        self.save_when_due(false);
+    }
+
+    /// Saves the window state (for the next sync to make durable) when it changed and
+    /// the last save is [`STATE_EVERY`] old, or, with `now`, whenever it changed.
+    fn save_when_due(&mut self, now: bool) {
+        if !self.changed || (!now && self.saved_at.elapsed() < STATE_EVERY) {
+            return;
+        }
+        // Only where the windows hold every record before `next`.
+        if self.next < self.windows_from {
+            return;
+        }
+        let state = PartitionState {
+            next: self.next,
+            bytes: self.windows.export(),
+        };
+        match self.parts.store.save_state(self.partition, state.clone()) {
+            Ok(()) => {
+                *lock(&self.parts.progress.saved[self.partition as usize]) = Some(state);
+                self.changed = false;
+                self.saved_at = Instant::now();
             }
             Err(error) => {
-                tracing::error!(%error, "Records can't be stored; keeping them as dead letters.");
-                let letters: Vec<DeadLetter> = batches
-                    .iter()
-                    .map(|(tenant, points)| {
-                        DeadLetter::refused(
-                            &format!("{tenant}/store"),
-                            &error.to_string(),
-                            points.iter().map(format_point).collect(),
-                        )
-                    })
-                    .collect();
-                if !keep(parts, &letters, stop) {
-                    return Ok(Outcome::Stopped);
+                tracing::error!(%error, "Could not save the window state; trying again later.");
+            }
+        }
+    }
+
+    /// Runs `records` through their tenants' stages into the store, then the windows:
+    /// each record only where it isn't already (a replay after a restart).
+    ///
+    /// # Errors
+    /// When a failed batch could not be kept as a dead letter: the group must be retried.
+    fn process(
+        &mut self,
+        through: Through,
+        records: Vec<(Offset, crate::transport::Record)>,
+    ) -> Result<Outcome, DeadLetterError> {
+        let (parts, stop) = (self.parts, self.stop);
+        let offsets: Vec<Offset> = records.iter().map(|(o, _)| *o).collect();
+        let mut batches = run_stages(parts, records)?;
+        let stored = offsets.partition_point(|o| *o < self.stored_to);
+        let windowed = offsets.partition_point(|o| *o < self.windows_from);
+        let fresh = &mut batches[stored..];
+        // Stages ran once (plugin state is committed); only the store write is retried.
+        while stored < offsets.len() {
+            match store(parts, fresh, through) {
+                Ok(refused) => {
+                    if !parts.dead_letters.keep(&refused, stop) {
+                        return Ok(Outcome::Stopped);
+                    }
+                    break;
                 }
-                // Written again with nothing in it: the store still notes the offsets.
-                batches.clear();
+                Err(error) if error.is_retryable() => {
+                    if stop.load(Ordering::Acquire) {
+                        return Ok(Outcome::Stopped);
+                    }
+                    tracing::error!(%error, "Could not store processed records; retrying without committing.");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "Records can't be stored; keeping them as dead letters.");
+                    let letters: Vec<DeadLetter> = fresh
+                        .iter()
+                        .map(|(tenant, points)| {
+                            DeadLetter::refused(
+                                &format!("{tenant}/store"),
+                                &error.to_string(),
+                                points.iter().map(format_point).collect(),
+                            )
+                        })
+                        .collect();
+                    if !parts.dead_letters.keep(&letters, stop) {
+                        return Ok(Outcome::Stopped);
+                    }
+                    // Written again with nothing in it: the store still notes the offsets.
+                    for (_, points) in fresh.iter_mut() {
+                        points.clear();
+                    }
+                }
             }
         }
-    }
-    observe(parts, windows, &batches);
-    fire_alerts(parts, windows, false, stop);
-    Ok(Outcome::Done)
-}
-
-/// Keeps `letters` durably, retrying while the dead-letter log fails; false when the runner
-/// stopped first.
-fn keep(parts: &RunnerParts, letters: &[DeadLetter], stop: &AtomicBool) -> bool {
-    if letters.is_empty() {
-        return true;
-    }
-    while let Err(error) = parts.dead_letters.put_all(letters) {
-        if stop.load(Ordering::Acquire) {
-            return false;
+        if windowed < batches.len() {
+            let d = delivery(self.parts, self.stop);
+            self.windows.observe(&d, &batches[windowed..]);
+            self.changed = true;
         }
-        tracing::error!(%error, "Could not keep dead letters; retrying.");
-        std::thread::sleep(RETRY_PAUSE);
-    }
-    true
-}
-
-/// Adds stored points to the windows of their tenant's alert rules.
-fn observe(
-    parts: &RunnerParts,
-    windows: &mut HashMap<(TenantId, usize), Tumbling>,
-    batches: &[(TenantId, Vec<Point>)],
-) {
-    for (tenant, points) in batches {
-        let Some(pipeline) = parts.pipelines.by_tenant.get(tenant) else {
-            continue;
-        };
-        for (i, rule) in pipeline.alerts.iter().enumerate() {
-            let w = windows
-                .entry((tenant.clone(), i))
-                .or_insert_with(|| Tumbling::new(rule.spec.clone()));
-            let (late_before, future_before) = (w.late(), w.future());
-            let now = now_ns();
-            for point in points {
-                w.record(point, now);
-            }
-            let labels = || RuleLabels {
-                tenant: tenant.to_string(),
-                rule: rule.spec.name.clone(),
-            };
-            if w.late() > late_before {
-                parts
-                    .metrics
-                    .window_late_points
-                    .get_or_create(&labels())
-                    .inc_by(w.late() - late_before);
-            }
-            if w.future() > future_before {
-                parts
-                    .metrics
-                    .window_future_points
-                    .get_or_create(&labels())
-                    .inc_by(w.future() - future_before);
-            }
-        }
+        self.advance(false);
+        Ok(Outcome::Done)
     }
 }
 
-/// Closes due windows, evaluates them and delivers the alerts: log, store, webhook.
-fn fire_alerts(
-    parts: &RunnerParts,
-    windows: &mut HashMap<(TenantId, usize), Tumbling>,
-    idle: bool,
-    stop: &AtomicBool,
-) {
-    let now = now_ns();
-    for ((tenant, i), w) in windows.iter_mut() {
-        let closed = w.close(now, idle);
-        if closed.is_empty() {
-            continue;
-        }
-        let Some(rule) = parts
-            .pipelines
-            .by_tenant
-            .get(tenant)
-            .and_then(|p| p.alerts.get(*i))
-        else {
-            continue;
-        };
-        let alerts = match rule.stage.process(closed) {
-            Ok(alerts) => alerts,
-            Err(error) => {
-                tracing::error!(%error, %tenant, rule = %rule.spec.name, "Closed windows lost: dead letter not kept.");
-                continue;
-            }
-        };
-        if alerts.is_empty() {
-            continue;
-        }
-        for a in &alerts {
-            tracing::warn!(%tenant, rule = %a.rule, series = %a.series, state = %a.state, value = a.value, "{}", a.message);
-        }
-        while let Err(error) = parts.store.write_alerts(tenant, &alerts) {
-            if !error.is_retryable() || stop.load(Ordering::Acquire) {
-                // Kept where an operator finds them, rather than retried forever.
-                let letter = DeadLetter::refused(
-                    &format!("{tenant}/alerts/{}", rule.spec.name),
-                    &format!("alerts not stored: {error}"),
-                    alerts.iter().map(|a| a.message.clone()).collect(),
-                );
-                keep(parts, &[letter], stop);
-                break;
-            }
-            tracing::error!(%error, %tenant, "Could not store alerts; retrying.");
-            std::thread::sleep(RETRY_PAUSE);
-        }
-        if let Some(webhook) = &rule.webhook {
-            webhook.send(tenant, &alerts);
-        }
+/// What delivering windows needs, from the runner's parts.
+fn delivery<'a>(parts: &'a RunnerParts, stop: &'a AtomicBool) -> Delivery<'a> {
+    Delivery {
+        pipelines: &parts.pipelines,
+        store: parts.store.as_ref(),
+        dead_letters: &parts.dead_letters,
+        metrics: &parts.metrics,
+        stop,
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn run_stages(
@@ -737,6 +724,72 @@ mod tests {
         fn failure(&self) -> Option<String> {
             self.0.failure()
         }
+        fn write_rollups(
+            &self,
+            tenant: &TenantId,
+            tier: &str,
+            rows: &[crate::store::Rollup],
+            retracted: &[(SeriesKey, Nanos)],
+        ) -> Result<(), StoreError> {
+            self.0.write_rollups(tenant, tier, rows, retracted)
+        }
+        fn rollup_series_page(
+            &self,
+            tenant: &TenantId,
+            tier: &str,
+            filter: &SeriesFilter,
+            after: Option<&SeriesKey>,
+            limit: usize,
+        ) -> Result<SeriesPage, StoreError> {
+            self.0
+                .rollup_series_page(tenant, tier, filter, after, limit)
+        }
+        fn read_rollups(
+            &self,
+            tenant: &TenantId,
+            tier: &str,
+            series: &SeriesKey,
+            range: std::ops::Range<Nanos>,
+            max: usize,
+        ) -> Result<crate::store::RollupPage, StoreError> {
+            self.0.read_rollups(tenant, tier, series, range, max)
+        }
+        fn expire_tier(
+            &self,
+            tenant: &TenantId,
+            tier: &str,
+            before: Nanos,
+        ) -> Result<u64, StoreError> {
+            self.0.expire_tier(tenant, tier, before)
+        }
+        fn write_late(
+            &self,
+            tenant: &TenantId,
+            records: &[crate::store::LateRecord],
+        ) -> Result<(), StoreError> {
+            self.0.write_late(tenant, records)
+        }
+        fn late_page(
+            &self,
+            tenant: &TenantId,
+            range: std::ops::Range<Nanos>,
+            max: usize,
+        ) -> Result<crate::store::LatePage, StoreError> {
+            self.0.late_page(tenant, range, max)
+        }
+        fn save_state(
+            &self,
+            partition: Partition,
+            state: crate::store::PartitionState,
+        ) -> Result<(), StoreError> {
+            self.0.save_state(partition, state)
+        }
+        fn state(
+            &self,
+            partition: Partition,
+        ) -> Result<Option<crate::store::PartitionState>, StoreError> {
+            self.0.state(partition)
+        }
     }
 
     fn record(lp: &str) -> Record {
@@ -764,7 +817,7 @@ mod tests {
         let dead_letters = Arc::new(
             DeadLetterLog::open(&dir.path().join("dead.jsonl"), metrics.clone()).expect("dl"),
         );
-        let progress = Arc::new(Progress::new(vec![0]));
+        let progress = Arc::new(Progress::new(vec![Resume::default()]));
         let runner = Runner::start(RunnerParts {
             transport: transport.clone(),
             store: store.clone(),

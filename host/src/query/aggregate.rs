@@ -1,5 +1,4 @@
-//! Aggregation of raw points into fixed steps: `mean`, `min`, `max`, `sum`, `count`,
-//! `last`. Buckets are aligned to multiples of the step since the epoch, so the same query
+//! Aggregation of raw points into fixed steps with any [`Function`] (`mean`, `p99`...). Buckets are aligned to multiples of the step since the epoch, so the same query
 //! gives the same buckets whatever its start.
 
 use crate::aggregate::{Acc, Function};
@@ -26,14 +25,7 @@ impl Aggregation {
             .parse()
             .map_err(|e| ApiError::invalid(format!("parameter `agg` = {e}")))?;
         let raw = step.ok_or_else(|| ApiError::invalid("`agg` needs `step`"))?;
-        let step = humantime::parse_duration(raw)
-            .map_err(|e| ApiError::invalid(format!("parameter `step` = `{raw}`: {e}")))?;
-        let step = Nanos::try_from(step.as_nanos())
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| {
-                ApiError::invalid(format!("parameter `step` = `{raw}`: out of range"))
-            })?;
+        let step = super::parse_step(raw)?;
         Ok(Self { function, step })
     }
 
@@ -78,13 +70,13 @@ impl Buckets {
         let start = self.start_of(ts);
         let closed = match &mut self.open {
             Some((b, acc)) if *b == start => {
-                acc.add(value.as_f64());
+                acc.add(ts, value.as_f64());
                 return None;
             }
             _ => self.open.take(),
         };
-        let mut acc = Acc::default();
-        acc.add(value.as_f64());
+        let mut acc = Acc::for_functions(&[self.aggregation.function]);
+        acc.add(ts, value.as_f64());
         self.open = Some((start, acc));
         closed.and_then(|(b, acc)| Some((b, acc.finish(self.aggregation.function)?)))
     }

@@ -1,11 +1,15 @@
 //! The query API, token-authenticated and tenant-scoped: a token only ever reads its own
 //! tenant's series.
 //!
-//! - `GET /api/v1/query?measurement=M&field=F&start=S&end=E[&tag=k:v]...[&agg=A&step=D]`
-//! - `GET /api/v1/series[?measurement=M]`
+//! - `GET /api/v1/query?measurement=M&field=F&start=S&end=E[&tag=k:v]...[&agg=A&step=D]`:
+//!   raw points, or `agg` over steps, answered from the coarsest rollup tier that has it
+//!   exactly (else from raw points); `tier=T&agg=A[&step=D]` reads tier `T` itself.
+//! - `GET /api/v1/series[?measurement=M][&tier=T]`
 //! - `GET /api/v1/alerts?start=S&end=E` (alerts whose window ended in [S, E))
+//! - `GET /api/v1/late?start=S&end=E` (values that came after their window's grace)
 
 mod aggregate;
+mod tier;
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -18,11 +22,14 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 pub use aggregate::{Aggregation, Buckets};
+pub use tier::TierInfo;
 
+use crate::aggregate::{Function, Values};
 use crate::api::{ApiError, authenticate};
 use crate::point::{FieldValue, Nanos};
 use crate::store::{SeriesFilter, SeriesKey, Store};
 use crate::tenant::{TenantId, Tokens};
+use crate::time::{floor_to, now_ns};
 
 /// Points (or buckets) of a query answer unless `limit` says otherwise.
 const POINTS_PAGE: usize = 100_000;
@@ -48,6 +55,8 @@ pub struct QueryState {
     pub tokens: Arc<Tokens>,
     /// Where points are.
     pub store: Arc<dyn Store>,
+    /// Each tenant's rollup tiers.
+    pub tiers: std::collections::HashMap<TenantId, Vec<TierInfo>>,
 }
 
 /// The query routes.
@@ -56,6 +65,7 @@ pub fn routes(state: Arc<QueryState>) -> Router {
         .route("/api/v1/query", get(query))
         .route("/api/v1/series", get(series))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/late", get(late))
         .with_state(state)
 }
 
@@ -117,6 +127,8 @@ impl Serialize for Points {
 /// A query answer: up to `limit` points, and the cursor of the rest when there is more.
 #[derive(Debug, Serialize)]
 pub struct QueryAnswer {
+    /// What answered: `raw` points, or the rollup tier's name.
+    tier: String,
     series: Vec<SeriesPoints>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
@@ -167,6 +179,7 @@ struct Params {
     step: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    tier: Option<String>,
 }
 
 fn params(raw: Option<&str>) -> Result<Params, ApiError> {
@@ -182,6 +195,7 @@ fn params(raw: Option<&str>) -> Result<Params, ApiError> {
             "step" => p.step = Some(v),
             "limit" => p.limit = Some(v),
             "cursor" => p.cursor = Some(v),
+            "tier" => p.tier = Some(v),
             "tag" => {
                 let (tk, tv) = v.split_once(':').ok_or_else(|| {
                     ApiError::invalid(format!("parameter `tag` = `{v}`: expected key:value"))
@@ -258,11 +272,6 @@ async fn query(
     if end <= start {
         return Err(ApiError::invalid("`end` must be after `start`"));
     }
-    let aggregation = match (p.agg, p.step) {
-        (None, None) => None,
-        (Some(agg), step) => Some(Aggregation::parse(&agg, step.as_deref())?),
-        (None, Some(_)) => return Err(ApiError::invalid("`step` needs `agg`")),
-    };
     let limit = limit_param(p.limit.as_deref(), POINTS_PAGE, MAX_POINTS_PAGE)?;
     let cursor: Option<QueryCursor> = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = SeriesFilter {
@@ -270,9 +279,59 @@ async fn query(
         field: Some(field),
         tags: p.tags,
     };
+    let tiers = state.tiers.get(&tenant).map_or(&[][..], Vec::as_slice);
+    let source = match (p.tier, p.agg, p.step) {
+        (Some(name), agg, step) => {
+            let tier = find_tier(tiers, &name)?;
+            let agg = agg.ok_or_else(|| ApiError::invalid("`tier` needs `agg`"))?;
+            let function: Function = agg
+                .parse()
+                .map_err(|e| ApiError::invalid(format!("parameter `agg` = {e}")))?;
+            let step = step.as_deref().map(parse_step).transpose()?;
+            if !tier.answers(function, step) {
+                return Err(ApiError::invalid(format!(
+                    "tier `{name}` can't answer `agg` = `{agg}`{}: it keeps {} of {:?} windows; steps must be multiples of a tumbling window, and only count, sum, min, max, first, last and mean (from sum and count) merge across windows",
+                    step.map(|s| format!(" over steps of {s} ns"))
+                        .unwrap_or_default(),
+                    tier.rule
+                        .aggregates
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    tier.rule.kind,
+                )));
+            }
+            Source::Tier {
+                tier: name,
+                function,
+                step,
+            }
+        }
+        (None, Some(agg), step) => {
+            let aggregation = Aggregation::parse(&agg, step.as_deref())?;
+            match tier::choose(
+                tiers,
+                &filter,
+                aggregation.function,
+                aggregation.step,
+                &(start..end),
+                now_ns(),
+            ) {
+                Some(t) => Source::Tier {
+                    tier: t.name.clone(),
+                    function: aggregation.function,
+                    step: Some(aggregation.step),
+                },
+                None => Source::Raw(Some(aggregation)),
+            }
+        }
+        (None, None, None) => Source::Raw(None),
+        (None, None, Some(_)) => return Err(ApiError::invalid("`step` needs `agg`")),
+    };
     let query = Query {
         range: start..end,
-        aggregation,
+        source,
         limit,
     };
     on_store(&state, move |store| {
@@ -282,10 +341,51 @@ async fn query(
     .map(Json)
 }
 
+/// The tier `name` of a tenant's `tiers`.
+fn find_tier<'a>(tiers: &'a [TierInfo], name: &str) -> Result<&'a TierInfo, ApiError> {
+    tiers.iter().find(|t| t.name == name).ok_or_else(|| {
+        let names: Vec<&str> = tiers.iter().map(|t| t.name.as_str()).collect();
+        ApiError::invalid(format!(
+            "parameter `tier` = `{name}`: no such tier (this tenant has: {})",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ))
+    })
+}
+
+/// The `step` parameter (`10s`, `1m`, `1h`...).
+fn parse_step(raw: &str) -> Result<Nanos, ApiError> {
+    humantime::parse_duration(raw)
+        .ok()
+        .and_then(|d| Nanos::try_from(d.as_nanos()).ok())
+        .filter(|s| *s > 0)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "parameter `step` = `{raw}`: expected a duration such as 10s, 1m, 1h"
+            ))
+        })
+}
+
+/// Where a query's points come from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Raw points, or an aggregation of them.
+    Raw(Option<Aggregation>),
+    /// A rollup tier: one value of `function` per window, or per `step`.
+    Tier {
+        tier: String,
+        function: Function,
+        step: Option<Nanos>,
+    },
+}
+
 /// A query of points, run page by page so its memory is bounded by `limit`.
 struct Query {
     range: std::ops::Range<Nanos>,
-    aggregation: Option<Aggregation>,
+    source: Source,
     limit: usize,
 }
 
@@ -299,6 +399,10 @@ impl Query {
         cursor: Option<QueryCursor>,
     ) -> Result<QueryAnswer, crate::store::StoreError> {
         let mut answer = QueryAnswer {
+            tier: match &self.source {
+                Source::Raw(_) => "raw".to_owned(),
+                Source::Tier { tier, .. } => tier.clone(),
+            },
             series: Vec::new(),
             next: None,
         };
@@ -316,7 +420,14 @@ impl Query {
             after = Some(series);
         }
         loop {
-            let page = store.series_page(tenant, filter, after.as_ref(), SERIES_BATCH)?;
+            let page = match &self.source {
+                Source::Raw(_) => {
+                    store.series_page(tenant, filter, after.as_ref(), SERIES_BATCH)?
+                }
+                Source::Tier { tier, .. } => {
+                    store.rollup_series_page(tenant, tier, filter, after.as_ref(), SERIES_BATCH)?
+                }
+            };
             for series in page.series {
                 let from = self.range.start;
                 if let Some(next) =
@@ -348,12 +459,27 @@ impl Query {
             return Ok(Some(from));
         }
         let range = from..self.range.end;
-        let (points, next) = match self.aggregation {
-            None => {
+        let (points, next) = match &self.source {
+            Source::Raw(None) => {
                 let page = store.read_page(tenant, series, range, *left)?;
                 (Points::Raw(page.samples), page.next)
             }
-            Some(aggregation) => aggregate(store, tenant, series, range, aggregation, *left)?,
+            Source::Raw(Some(aggregation)) => {
+                aggregate(store, tenant, series, range, *aggregation, *left)?
+            }
+            Source::Tier {
+                tier,
+                function,
+                step,
+            } => windows(
+                store,
+                tenant,
+                tier,
+                series,
+                range,
+                (*function, *step),
+                *left,
+            )?,
         };
         *left -= points.len().min(*left);
         if !points.is_empty() {
@@ -401,6 +527,51 @@ fn aggregate(
     Ok((Points::Buckets(out), None))
 }
 
+/// Up to `max` values of `function` of `series` in tier `tier`: one per window, or per
+/// `step` (windows merged), read a page at a time; the start of the next when more follow.
+fn windows(
+    store: &dyn Store,
+    tenant: &TenantId,
+    tier: &str,
+    series: &SeriesKey,
+    range: std::ops::Range<Nanos>,
+    (function, step): (Function, Option<Nanos>),
+    max: usize,
+) -> Result<(Points, Option<Nanos>), crate::store::StoreError> {
+    let mut out = Vec::new();
+    // The step being merged: its start and its windows' values.
+    let mut open: Option<(Nanos, Vec<Values>)> = None;
+    let close = |open: Option<(Nanos, Vec<Values>)>, out: &mut Vec<(Nanos, f64)>| {
+        if let Some((start, rows)) = open {
+            let rows: Vec<&[(Function, f64)]> = rows.iter().map(Vec::as_slice).collect();
+            out.extend(tier::merge(function, &rows).map(|v| (start, v)));
+        }
+    };
+    let mut from = range.start;
+    loop {
+        let page = store.read_rollups(tenant, tier, series, from..range.end, RAW_BATCH)?;
+        for (start, _, values) in page.rows {
+            let bucket = step.map_or(start, |s| floor_to(start, s));
+            if open.as_ref().is_none_or(|(b, _)| *b != bucket) {
+                close(open.take(), &mut out);
+                if out.len() >= max {
+                    return Ok((Points::Buckets(out), Some(bucket)));
+                }
+                open = Some((bucket, Vec::new()));
+            }
+            if let Some((_, rows)) = &mut open {
+                rows.push(values);
+            }
+        }
+        match page.next {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    close(open, &mut out);
+    Ok((Points::Buckets(out), None))
+}
+
 /// One entry of the series list.
 #[derive(Debug, Serialize)]
 pub struct SeriesEntry {
@@ -423,8 +594,16 @@ async fn series(
         field: p.field,
         tags: p.tags,
     };
-    let page = on_store(&state, move |store| {
-        store.series_page(&tenant, &filter, after.as_ref(), limit)
+    if let Some(tier) = &p.tier {
+        find_tier(
+            state.tiers.get(&tenant).map_or(&[][..], Vec::as_slice),
+            tier,
+        )?;
+    }
+    let tier = p.tier;
+    let page = on_store(&state, move |store| match &tier {
+        None => store.series_page(&tenant, &filter, after.as_ref(), limit),
+        Some(tier) => store.rollup_series_page(&tenant, tier, &filter, after.as_ref(), limit),
     })
     .await?;
     let next = page
@@ -458,4 +637,44 @@ async fn alerts(
     let end = parse_time(&required(p.end, "end")?, "end")?;
     let list = on_store(&state, move |store| store.alerts(&tenant, start..end)).await?;
     Ok(Json(serde_json::json!({ "alerts": list })))
+}
+
+/// Late data: values that came after their window's grace, in time order, with the rule
+/// that found them late; `next` continues after `limit` records.
+async fn late(
+    State(state): State<Arc<QueryState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = authenticate(&state.tokens, &headers, None)?;
+    let p = params(raw.as_deref())?;
+    let mut start = parse_time(&required(p.start, "start")?, "start")?;
+    let end = parse_time(&required(p.end, "end")?, "end")?;
+    let limit = limit_param(p.limit.as_deref(), SERIES_PAGE, MAX_SERIES_PAGE)?;
+    if let Some(cursor) = p.cursor.as_deref() {
+        start = decode_cursor(cursor)?;
+    }
+    let page = on_store(&state, move |store| {
+        store.late_page(&tenant, start..end, limit)
+    })
+    .await?;
+    let records: Vec<serde_json::Value> = page
+        .records
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "rule": r.rule,
+                "measurement": r.series.measurement,
+                "field": r.series.field,
+                "tags": tags_json(r.series.tags),
+                "time": r.timestamp,
+                "value": r.value,
+            })
+        })
+        .collect();
+    let mut answer = serde_json::json!({ "late": records });
+    if let Some(next) = page.next {
+        answer["next"] = serde_json::Value::String(encode_cursor(&next));
+    }
+    Ok(Json(answer))
 }

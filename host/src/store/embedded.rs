@@ -17,8 +17,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::chunk::{self, Sample};
 use super::head::Head;
 use super::{
-    PointError, ReadPage, Refused, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through,
-    keys,
+    LatePage, LateRecord, PartitionState, PointError, ReadPage, Refused, Rollup, RollupPage,
+    SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, keys,
 };
 use crate::format;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
@@ -42,6 +42,9 @@ const CHUNK_FORMAT_FROM: &[u8] = b"chunk-format-1-from-seq";
 /// Prefix of the synced offsets' keys in the `meta` keyspace (then the partition).
 const THROUGH_PREFIX: &[u8] = b"through/";
 
+/// Prefix of the saved partition states' keys in the `meta` keyspace (then the partition).
+const STATE_PREFIX: &[u8] = b"state/";
+
 /// What writes, reads and syncs share: series ids, the head, and the head being synced.
 #[derive(Default)]
 struct Shared {
@@ -53,6 +56,11 @@ struct Shared {
     head: Head,
     /// The head a running sync is writing: still read until its chunks are committed.
     syncing: Option<Arc<Head>>,
+    /// Partition states saved since the last sync began, for the next one to write.
+    states: BTreeMap<Partition, PartitionState>,
+    /// Whether rollups or late data were written since the last sync began: the next one
+    /// syncs the journal even without points.
+    unsynced: bool,
 }
 
 /// A series' entry in the index: its id and the type of its values (none in stores written
@@ -148,6 +156,26 @@ fn through_key(p: Partition) -> Vec<u8> {
     key
 }
 
+/// The meta key of the saved state of partition `p`.
+fn state_key(p: Partition) -> Vec<u8> {
+    let mut key = STATE_PREFIX.to_vec();
+    key.extend_from_slice(&p.to_be_bytes());
+    key
+}
+
+/// The key space of a rollup tier of a tenant: the tenant component of its keys. Tenant
+/// and tier names have no control characters (config checks), so none can pass for another.
+fn tier_scope(tenant: &TenantId, tier: &str) -> TenantId {
+    TenantId::new(&format!("{tenant}\0{tier}"))
+}
+
+/// The key of a rollup row: its series in the tier's key space, then its start.
+fn rollup_key(scope: &TenantId, series: &SeriesKey, start: Nanos) -> Vec<u8> {
+    let mut key = keys::series(scope, series);
+    key.extend_from_slice(&keys::time(start));
+    key
+}
+
 /// The embedded store in a directory.
 pub struct EmbeddedStore {
     db: Database,
@@ -155,6 +183,12 @@ pub struct EmbeddedStore {
     series: Keyspace,
     alerts: Keyspace,
     meta: Keyspace,
+    /// Rollup rows by tier, series and start.
+    rollups: Keyspace,
+    /// The series of each rollup tier, for listings.
+    rollup_series: Keyspace,
+    /// Late data by tenant and time.
+    late: Keyspace,
     shared: Mutex<Shared>,
     /// Most points that may wait for a sync; writes beyond are refused.
     head_limit: usize,
@@ -193,6 +227,11 @@ impl EmbeddedStore {
             keyspace("alerts")?,
             keyspace("meta")?,
         );
+        let (rollups, rollup_series, late) = (
+            keyspace("rollups")?,
+            keyspace("rollup_series")?,
+            keyspace("late")?,
+        );
         // Ids continue after the highest one in the index.
         let mut next_id = 1;
         for kv in series.iter() {
@@ -228,6 +267,9 @@ impl EmbeddedStore {
             series,
             alerts,
             meta,
+            rollups,
+            rollup_series,
+            late,
             shared: Mutex::new(Shared {
                 next_id,
                 ..Shared::default()
@@ -479,15 +521,22 @@ impl Store for EmbeddedStore {
         let mut synced = lock(&self.synced);
         let head = {
             let mut shared = lock(&self.shared);
-            if shared.head.is_empty() {
+            if shared.head.is_empty() && shared.states.is_empty() && !shared.unsynced {
                 return Ok(synced.through());
             }
+            shared.unsynced = false;
             let head = Arc::new(std::mem::take(&mut shared.head));
             shared.syncing = Some(head.clone());
-            head
+            (head, std::mem::take(&mut shared.states))
         };
+        let (head, states) = head;
         let seq = synced.seq;
         let mut batch = self.db.batch();
+        for (p, state) in &states {
+            let mut value = state.next.to_be_bytes().to_vec();
+            value.extend_from_slice(&state.bytes);
+            batch.insert(&self.meta, state_key(*p), value);
+        }
         for (id, samples) in head.series() {
             for chunk in chunk::cut(samples) {
                 let last = chunk.last().map_or(0, |(ts, _)| *ts);
@@ -519,6 +568,11 @@ impl Store for EmbeddedStore {
             // Not durable: back into the head for the next sync to retry.
             Err(error) => {
                 shared.head.absorb(Arc::unwrap_or_clone(head));
+                for (p, state) in states {
+                    // A state saved meanwhile is newer.
+                    shared.states.entry(p).or_insert(state);
+                }
+                shared.unsynced = true;
                 Err(error)
             }
         }
@@ -535,33 +589,7 @@ impl Store for EmbeddedStore {
         after: Option<&SeriesKey>,
         limit: usize,
     ) -> Result<SeriesPage, StoreError> {
-        let prefix = keys::prefix(
-            tenant,
-            filter.measurement.as_deref(),
-            filter.measurement.as_ref().and(filter.field.as_deref()),
-        );
-        let start = match after.map(|s| keys::series(tenant, s)) {
-            Some(key) if key >= prefix => Bound::Excluded(key),
-            _ => Bound::Included(prefix.clone()),
-        };
-        let mut page = SeriesPage::default();
-        for kv in self.series.range((start, Bound::Unbounded)) {
-            let key = kv.key().map_err(storage)?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let series = keys::decode_series(&key)
-                .ok_or_else(|| StoreError::Corrupt(format!("series key {key:?}")))?;
-            if !filter.matches(&series) {
-                continue;
-            }
-            if page.series.len() == limit {
-                page.more = true;
-                break;
-            }
-            page.series.push(series);
-        }
-        Ok(page)
+        list_series(&self.series, tenant, filter, after, limit)
     }
 
     fn read_page(
@@ -672,6 +700,12 @@ impl Store for EmbeddedStore {
         for kv in self.alerts.range(start..alert_key(tenant, before, "")) {
             batch.remove(&self.alerts, kv.key().map_err(storage)?);
         }
+        for kv in self
+            .late
+            .range(late_prefix(tenant, Nanos::MIN)..late_prefix(tenant, before))
+        {
+            batch.remove(&self.late, kv.key().map_err(storage)?);
+        }
         self.durably(batch)?;
         Ok(removed)
     }
@@ -704,6 +738,227 @@ impl Store for EmbeddedStore {
     fn failure(&self) -> Option<String> {
         lock(&self.failed).clone()
     }
+
+    fn write_rollups(
+        &self,
+        tenant: &TenantId,
+        tier: &str,
+        rows: &[Rollup],
+        retracted: &[(SeriesKey, Nanos)],
+    ) -> Result<(), StoreError> {
+        let scope = tier_scope(tenant, tier);
+        let mut batch = self.db.batch();
+        for (series, start) in retracted {
+            batch.remove(&self.rollups, rollup_key(&scope, series, *start));
+        }
+        for row in rows {
+            batch.insert(&self.rollup_series, keys::series(&scope, &row.series), []);
+            batch.insert(
+                &self.rollups,
+                rollup_key(&scope, &row.series, row.start),
+                format::encode_rollup(row.end, &row.values),
+            );
+        }
+        batch.commit().map_err(|e| self.note_failure(e))?;
+        lock(&self.shared).unsynced = true;
+        Ok(())
+    }
+
+    fn rollup_series_page(
+        &self,
+        tenant: &TenantId,
+        tier: &str,
+        filter: &SeriesFilter,
+        after: Option<&SeriesKey>,
+        limit: usize,
+    ) -> Result<SeriesPage, StoreError> {
+        list_series(
+            &self.rollup_series,
+            &tier_scope(tenant, tier),
+            filter,
+            after,
+            limit,
+        )
+    }
+
+    fn read_rollups(
+        &self,
+        tenant: &TenantId,
+        tier: &str,
+        series: &SeriesKey,
+        range: Range<Nanos>,
+        max: usize,
+    ) -> Result<RollupPage, StoreError> {
+        let scope = tier_scope(tenant, tier);
+        let from = rollup_key(&scope, series, range.start);
+        let to = rollup_key(&scope, series, range.end);
+        let prefix_len = from.len() - 8;
+        let mut page = RollupPage::default();
+        for kv in self.rollups.range(from..to) {
+            let (key, value) = kv.into_inner().map_err(storage)?;
+            let start = key
+                .get(prefix_len..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as Nanos)
+                .ok_or_else(|| StoreError::Corrupt(format!("rollup key {key:?}")))?;
+            if page.rows.len() == max {
+                page.next = Some(start);
+                break;
+            }
+            let (end, values) = format::decode_rollup(&value)
+                .map_err(|e| StoreError::Corrupt(format!("rollup row: {e}")))?;
+            page.rows.push((start, end, values));
+        }
+        Ok(page)
+    }
+
+    fn expire_tier(&self, tenant: &TenantId, tier: &str, before: Nanos) -> Result<u64, StoreError> {
+        let scope = tier_scope(tenant, tier);
+        let mut removed = 0;
+        let mut after = None;
+        loop {
+            let page = list_series(
+                &self.rollup_series,
+                &scope,
+                &SeriesFilter::default(),
+                after.as_ref(),
+                super::SERIES_BATCH,
+            )?;
+            let mut batch = self.db.batch();
+            for series in &page.series {
+                let gone =
+                    rollup_key(&scope, series, Nanos::MIN)..rollup_key(&scope, series, before);
+                for kv in self.rollups.range(gone) {
+                    batch.remove(&self.rollups, kv.key().map_err(storage)?);
+                    removed += 1;
+                }
+                let from = rollup_key(&scope, series, before);
+                let mut to = keys::series(&scope, series);
+                to.extend_from_slice(&[0xff; 9]);
+                if self.rollups.range(from..to).next().is_none() {
+                    batch.remove(&self.rollup_series, keys::series(&scope, series));
+                }
+            }
+            batch.commit().map_err(|e| self.note_failure(e))?;
+            if !page.more {
+                break;
+            }
+            after = page.series.last().cloned();
+        }
+        lock(&self.shared).unsynced = true;
+        Ok(removed)
+    }
+
+    fn write_late(&self, tenant: &TenantId, records: &[LateRecord]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for record in records {
+            batch.insert(
+                &self.late,
+                late_key(tenant, record),
+                format::encode_late(record),
+            );
+        }
+        batch.commit().map_err(|e| self.note_failure(e))?;
+        lock(&self.shared).unsynced = true;
+        Ok(())
+    }
+
+    fn late_page(
+        &self,
+        tenant: &TenantId,
+        range: Range<Nanos>,
+        max: usize,
+    ) -> Result<LatePage, StoreError> {
+        let mut page = LatePage::default();
+        let from = late_prefix(tenant, range.start);
+        for kv in self.late.range(from..late_prefix(tenant, range.end)) {
+            let value = kv.value().map_err(storage)?;
+            let record = format::decode_late(&value)
+                .map_err(|e| StoreError::Corrupt(format!("late record: {e}")))?;
+            // Whole times only: the next page starts at a time, and holds all of it.
+            let full = page.records.len() >= max;
+            if full
+                && page
+                    .records
+                    .last()
+                    .is_none_or(|r| r.timestamp != record.timestamp)
+            {
+                page.next = Some(record.timestamp);
+                break;
+            }
+            page.records.push(record);
+        }
+        Ok(page)
+    }
+
+    fn save_state(&self, partition: Partition, state: PartitionState) -> Result<(), StoreError> {
+        lock(&self.shared).states.insert(partition, state);
+        Ok(())
+    }
+
+    fn state(&self, partition: Partition) -> Result<Option<PartitionState>, StoreError> {
+        let Some(value) = self.meta.get(state_key(partition)).map_err(storage)? else {
+            return Ok(None);
+        };
+        let (next, bytes) = value.split_at(value.len().min(8));
+        Ok(Some(PartitionState {
+            next: decode_u64(next)?,
+            bytes: bytes.to_vec(),
+        }))
+    }
+}
+
+/// Late data sort by tenant, then time.
+fn late_prefix(tenant: &TenantId, ts: Nanos) -> Vec<u8> {
+    let mut key = keys::prefix(tenant, None, None);
+    key.extend_from_slice(&keys::time(ts));
+    key
+}
+
+/// The key of a late record: tenant, time, then rule and series (the rule in the place of
+/// the tenant of a series key): the same value found late again is kept once.
+fn late_key(tenant: &TenantId, record: &LateRecord) -> Vec<u8> {
+    let mut key = late_prefix(tenant, record.timestamp);
+    key.extend_from_slice(&keys::series(&TenantId::new(&record.rule), &record.series));
+    key
+}
+
+/// Up to `limit` series of the key space `scope` in `index` matching `filter`, after
+/// `after`.
+fn list_series(
+    index: &Keyspace,
+    scope: &TenantId,
+    filter: &SeriesFilter,
+    after: Option<&SeriesKey>,
+    limit: usize,
+) -> Result<SeriesPage, StoreError> {
+    let prefix = keys::prefix(
+        scope,
+        filter.measurement.as_deref(),
+        filter.measurement.as_ref().and(filter.field.as_deref()),
+    );
+    let start = match after.map(|s| keys::series(scope, s)) {
+        Some(key) if key >= prefix => Bound::Excluded(key),
+        _ => Bound::Included(prefix.clone()),
+    };
+    let mut page = SeriesPage::default();
+    for kv in index.range((start, Bound::Unbounded)) {
+        let key = kv.key().map_err(storage)?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let series = keys::decode_series(&key)
+            .ok_or_else(|| StoreError::Corrupt(format!("series key {key:?}")))?;
+        if !filter.matches(&series) {
+            continue;
+        }
+        if page.series.len() == limit {
+            page.more = true;
+            break;
+        }
+        page.series.push(series);
+    }
+    Ok(page)
 }
 
 /// Keeps `value` for `ts` unless a value of a higher rank (a later write) is there, and

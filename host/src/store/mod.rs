@@ -3,7 +3,8 @@
 //! writing it again changes nothing). Each write says how far into its transport partition
 //! it reaches ([`Through`]), and a sync makes that durable with the points, so a restart
 //! resumes exactly after what the store holds. Reads and listings come in pages, their
-//! limits applied while reading. `embedded` is the single-machine implementation (fjall); a
+//! limits applied while reading. Rollup tiers, late data and each partition's saved window
+//! state sit beside the raw points, made durable by the same syncs. `embedded` is the single-machine implementation (fjall); a
 //! ScyllaDB one fits the same trait.
 
 pub(crate) mod chunk;
@@ -15,6 +16,7 @@ use std::ops::Range;
 
 pub use embedded::EmbeddedStore;
 
+use crate::aggregate::Values;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point, Tag};
 use crate::tenant::TenantId;
 use crate::transport::{Offset, Partition};
@@ -137,6 +139,63 @@ pub struct ReadPage {
     pub samples: Vec<(Nanos, FieldValue)>,
     /// The time of the first point after the page, when there is one.
     pub next: Option<Nanos>,
+}
+
+/// One window of a rollup tier: a row keyed by tenant, tier, series and window start.
+/// Written again (a correction by a late point within grace), it replaces the row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollup {
+    /// The series: measurement, field and the rule's grouping tags.
+    pub series: SeriesKey,
+    /// Window start.
+    pub start: Nanos,
+    /// Window end (exclusive).
+    pub end: Nanos,
+    /// Each aggregate's value.
+    pub values: Values,
+}
+
+/// A page of a tier's windows of one series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RollupPage {
+    /// (window start, window end, values), sorted by start.
+    pub rows: Vec<(Nanos, Nanos, Values)>,
+    /// The start of the first window after the page, when there is one.
+    pub next: Option<Nanos>,
+}
+
+/// A value that came after its window had been dropped (late beyond grace), kept with the
+/// rule that found it late. Keyed by tenant, time, rule and series: kept once, however often
+/// it is replayed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateRecord {
+    /// The rule.
+    pub rule: String,
+    /// The series of the value (every tag of its point).
+    pub series: SeriesKey,
+    /// Its time.
+    pub timestamp: Nanos,
+    /// Its value.
+    pub value: f64,
+}
+
+/// A page of late data, in time order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatePage {
+    /// The records.
+    pub records: Vec<LateRecord>,
+    /// The time of the first record after the page, when there is one.
+    pub next: Option<Nanos>,
+}
+
+/// The saved state of a partition's windows (and what else is scoped to it), as of the
+/// record before `next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The first record the state does not reflect.
+    pub next: Offset,
+    /// The state, in its own versioned format.
+    pub bytes: Vec<u8>,
 }
 
 /// A store failure.
@@ -295,4 +354,83 @@ pub trait Store: Send + Sync + 'static {
     /// Why the store can't work until the process restarts (a full disk, say), or none
     /// while it is healthy.
     fn failure(&self) -> Option<String>;
+
+    /// Upserts rows of `tenant`'s rollup tier `tier` and deletes the rows at `retracted`
+    /// (series, start): queryable at once, durable once a later [`Store::sync`] returns.
+    ///
+    /// # Errors
+    /// On storage failure (nothing of it is written).
+    fn write_rollups(
+        &self,
+        tenant: &TenantId,
+        tier: &str,
+        rows: &[Rollup],
+        retracted: &[(SeriesKey, Nanos)],
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` series of `tenant`'s tier `tier` matching `filter`, after `after`.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn rollup_series_page(
+        &self,
+        tenant: &TenantId,
+        tier: &str,
+        filter: &SeriesFilter,
+        after: Option<&SeriesKey>,
+        limit: usize,
+    ) -> Result<SeriesPage, StoreError>;
+
+    /// The first `max` windows of `series` in tier `tier` starting in `range`, in time
+    /// order, and the start of the next when there are more.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn read_rollups(
+        &self,
+        tenant: &TenantId,
+        tier: &str,
+        series: &SeriesKey,
+        range: Range<Nanos>,
+        max: usize,
+    ) -> Result<RollupPage, StoreError>;
+
+    /// Deletes the windows of `tenant`'s tier `tier` starting before `before`; how many.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn expire_tier(&self, tenant: &TenantId, tier: &str, before: Nanos) -> Result<u64, StoreError>;
+
+    /// Keeps late data of `tenant` (idempotent): durable once a later sync returns. It
+    /// expires with the tenant's raw points.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn write_late(&self, tenant: &TenantId, records: &[LateRecord]) -> Result<(), StoreError>;
+
+    /// `tenant`'s late data in `range`: at least the first `max` records (and every other
+    /// one at the time of the last), and the time to go on from.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn late_page(
+        &self,
+        tenant: &TenantId,
+        range: Range<Nanos>,
+        max: usize,
+    ) -> Result<LatePage, StoreError>;
+
+    /// Sets the saved state of `partition`: durable with the next [`Store::sync`], in the
+    /// same batch as the points written before it, so a restart finds a state no newer
+    /// than the points.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn save_state(&self, partition: Partition, state: PartitionState) -> Result<(), StoreError>;
+
+    /// The saved state of `partition`, as the last sync made durable.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn state(&self, partition: Partition) -> Result<Option<PartitionState>, StoreError>;
 }

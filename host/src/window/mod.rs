@@ -1,311 +1,391 @@
-//! Event-time tumbling windows for alert rules: points in, closed window results out.
+//! The windowing engine: event-time windows over a tenant's points on one partition,
+//! driven by a thin loop in the pipeline (points in with [`TenantWindows::record`],
+//! emissions out with [`TenantWindows::advance`]).
 //!
-//! This is the first cut of the host's windowing: tumbling windows aligned to the epoch, an
-//! explicit grace period per rule, and a watermark per rule and partition: the newest event
-//! time seen. The wall clock moves it only while the partition is idle (the heartbeat), so a
-//! backfill or a replay after downtime closes its windows one by one, in event time. A point
-//! dated further ahead of the wall clock than `max_future` moves nothing: it is stored, but
-//! counted and left out of the windows, so one bad clock can't close everyone's windows
-//! early. Points for a window that has already closed are late: counted, and left out of
-//! the alert evaluation (they are stored as raw points like any other). State lives in
-//! memory; checkpointing it with the transport offsets, hopping and session windows and
-//! rollup tiers come with the windowing work.
+//! Semantics (`design.md`, "Windowing semantics"):
+//! - Event time. The [`Watermark`] is the newest event time seen minus the allowed
+//!   disorder; only while the partition is idle does the wall clock move it. A point dated
+//!   further ahead of the wall clock than `max_future` is left out of every window and does
+//!   not move the watermark (it is stored raw, and counted).
+//! - Tumbling, hopping and session windows ([`WindowKind`]), with an explicit grace per rule.
+//!   A window is emitted when the watermark passes its end ([`Emit::Closed`]); a point that
+//!   arrives later but within grace updates it and it is emitted again
+//!   ([`Emit::Corrected`], same key: stores upsert it); after grace the window is dropped and
+//!   later points for it are [`LatePoint`]s, never silently dropped. Alert rules are emitted
+//!   once, when final ([`Emit::Final`]).
+//! - All time arithmetic is in `i128` or saturating: no timestamp can overflow it.
+//! - State is a plain value per (tenant, partition): [`TenantWindows::export`] and
+//!   [`TenantWindows::import`] move it to a checkpoint and back.
 
-use std::collections::{BTreeMap, HashMap};
+mod assign;
+mod fixed;
+pub mod group;
+mod rule;
+mod session;
+mod watermark;
+
 use std::sync::Arc;
 
-use crate::aggregate::{Acc, Function};
-use crate::point::{Aggregate, AlertState, Nanos, Point, Series, WindowResult};
-use crate::time::floor_to;
+use serde::{Deserialize, Serialize};
 
-/// What an alert rule windows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleSpec {
-    /// Rule name (carried into window results and alerts).
-    pub name: String,
-    /// Measurement to window.
-    pub measurement: String,
-    /// Field to aggregate.
-    pub field: String,
-    /// Window width.
-    pub width: Nanos,
-    /// How long after its end a window still accepts points.
-    pub grace: Nanos,
-    /// How far ahead of the wall clock a point may be and still count.
-    pub max_future: Nanos,
-    /// The aggregates each window reports.
-    pub aggregates: Vec<Function>,
+pub use assign::{Span, WindowKind, clamp};
+pub use group::Group;
+pub use rule::{EmitMode, Glob, RollupConfig, RollupRule, RuleError, Select, WindowConfig};
+pub use watermark::Watermark;
+
+use crate::aggregate::{Acc, Values};
+use crate::point::{Nanos, Point};
+use fixed::Fixed;
+use session::Sessions;
+
+/// Why a window was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Emit {
+    /// A partial result of a window still open (`early_every`).
+    Early,
+    /// The watermark passed the window's end.
+    Closed,
+    /// A late point within grace changed a window already emitted.
+    Corrected,
+    /// Grace has passed: the result can't change any more (final-only rules).
+    Final,
+    /// A session merged into another: its row, at its start, is void.
+    Retracted,
 }
 
-/// The open windows of one rule on one partition.
+/// One emitted window of one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowRow {
+    /// Index of the rule among the tenant's rules.
+    pub rule: usize,
+    /// The group.
+    pub group: Group,
+    /// Window start (clamped to the timestamp range).
+    pub start: Nanos,
+    /// Window end, exclusive (clamped).
+    pub end: Nanos,
+    /// The rule's aggregates that have a value (none without numeric values, `stddev` of
+    /// one value...); empty for a retraction.
+    pub values: Values,
+    /// Why it was emitted.
+    pub emit: Emit,
+}
+
+/// A value that came after its window was dropped: kept as late data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatePoint {
+    /// Index of the rule among the tenant's rules.
+    pub rule: usize,
+    /// Measurement.
+    pub measurement: String,
+    /// Every tag of the point.
+    pub tags: Vec<(String, String)>,
+    /// Field.
+    pub field: String,
+    /// Its time.
+    pub timestamp: Nanos,
+    /// Its value.
+    pub value: f64,
+}
+
+/// What the engine emitted.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Windows, rule by rule, each rule's in time order.
+    pub windows: Vec<WindowRow>,
+    /// Values late beyond grace.
+    pub late: Vec<LatePoint>,
+}
+
+/// Emission of one rule's windows into an [`Output`].
+pub struct Rows<'a> {
+    rule: &'a RollupRule,
+    index: usize,
+    out: &'a mut Vec<WindowRow>,
+}
+
+impl Rows<'_> {
+    fn push(&mut self, key: &[u8], span: Span, emit: Emit, values: Values) {
+        let Some(group) = group::decode(key) else {
+            // Keys are only ever written by `group::prefix`.
+            tracing::error!(rule = %self.rule.name, "Undecodable window key skipped.");
+            return;
+        };
+        let (start, end) = span.clamped();
+        self.out.push(WindowRow {
+            rule: self.index,
+            group,
+            start,
+            end,
+            values,
+            emit,
+        });
+    }
+
+    fn emit(&mut self, key: &[u8], span: Span, emit: Emit, acc: &Acc) {
+        let values = self
+            .rule
+            .aggregates
+            .iter()
+            .filter_map(|f| Some((*f, acc.finish(*f)?)))
+            .collect();
+        self.push(key, span, emit, values);
+    }
+
+    fn emit_all<S>(
+        &mut self,
+        span: Span,
+        emit: Emit,
+        accs: &std::collections::HashMap<Box<[u8]>, Acc, S>,
+    ) {
+        // Sorted by key: the same input gives the same output, in the same order.
+        let mut all: Vec<_> = accs.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (key, acc) in all {
+            self.emit(key, span, emit, acc);
+        }
+    }
+
+    fn retract(&mut self, key: &[u8], start: i128) {
+        self.push(key, Span { start, end: start }, Emit::Retracted, Vec::new());
+    }
+}
+
+/// One rule's windows.
+#[derive(Debug, Serialize, Deserialize)]
+enum RuleState {
+    Fixed(Fixed),
+    Sessions(Sessions),
+}
+
+impl RuleState {
+    fn new(rule: &RollupRule) -> Self {
+        match rule.kind {
+            WindowKind::Session { .. } => RuleState::Sessions(Sessions::default()),
+            _ => RuleState::Fixed(Fixed::default()),
+        }
+    }
+}
+
+/// Where [`TenantWindows`] come from and go: rules, disorder, `max_future`.
+#[derive(Debug, Clone)]
+pub struct WindowSettings {
+    /// The tenant's rules (rollups and alerts), in a fixed order.
+    pub rules: Arc<[RollupRule]>,
+    /// Allowed disorder: how far behind the newest point another may arrive on time.
+    pub disorder: Nanos,
+    /// How far ahead of the wall clock a point may be dated and still count.
+    pub max_future: Nanos,
+}
+
+/// Counts of what the engine left out, since it started (or was imported).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Values late beyond grace, per rule.
+    pub late: Vec<u64>,
+    /// Points dated past `max_future`.
+    pub future: u64,
+}
+
+/// The windows of one tenant on one partition: a watermark and every rule's state.
 #[derive(Debug)]
-pub struct Tumbling {
-    spec: Arc<RuleSpec>,
-    /// Open windows by start time, then series.
-    open: BTreeMap<Nanos, HashMap<String, (Series, Acc)>>,
-    /// Newest event time seen.
-    max_event: Nanos,
-    /// Windows ending at or before this have been closed.
-    closed_through: Nanos,
-    late: u64,
+pub struct TenantWindows {
+    settings: WindowSettings,
+    watermark: Watermark,
+    states: Vec<RuleState>,
+    /// Wall time of each rule's last early emission.
+    early_at: Vec<Nanos>,
+    counts: Counts,
+    key: Vec<u8>,
+}
+
+/// The saved form of a tenant's windows ([`TenantWindows::export`]).
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    watermark: Watermark,
+    /// Each rule's definition, late count and state: taken back only by a rule of the same
+    /// definition.
+    rules: Vec<(String, u64, RuleState)>,
     future: u64,
 }
 
-/// What became of a recorded point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    /// Not this rule's measurement or field.
-    Ignored,
-    /// Added to its window.
-    Open,
-    /// Its window had closed.
-    Late,
-    /// Dated past `max_future`: left out.
-    Future,
-}
-
-impl Tumbling {
-    /// No open windows.
-    pub fn new(spec: Arc<RuleSpec>) -> Self {
+impl TenantWindows {
+    /// No windows open; the watermark at the beginning of time.
+    pub fn new(settings: WindowSettings) -> Self {
+        let states = settings.rules.iter().map(RuleState::new).collect();
+        let n = settings.rules.len();
         Self {
-            spec,
-            open: BTreeMap::new(),
-            max_event: Nanos::MIN,
-            closed_through: Nanos::MIN,
-            late: 0,
-            future: 0,
+            watermark: Watermark::new(settings.disorder),
+            settings,
+            states,
+            early_at: vec![Nanos::MIN; n],
+            counts: Counts {
+                late: vec![0; n],
+                future: 0,
+            },
+            key: Vec::new(),
         }
     }
 
-    /// Points dated past `max_future` when they came.
-    pub fn future(&self) -> u64 {
-        self.future
+    /// The rules.
+    pub fn rules(&self) -> &[RollupRule] {
+        &self.settings.rules
     }
 
-    /// Points that arrived after their window closed.
-    pub fn late(&self) -> u64 {
-        self.late
+    /// The watermark.
+    pub fn watermark(&self) -> Nanos {
+        self.watermark.get()
     }
 
-    /// Adds `point` to its window when it is of this rule's measurement and has the field,
-    /// unless its window has closed or it is dated past `max_future` from `wall_now`.
-    pub fn record(&mut self, point: &Point, wall_now: Nanos) -> Recorded {
-        if point.measurement != self.spec.measurement {
-            return Recorded::Ignored;
-        }
-        let Some(value) = point.field(&self.spec.field) else {
-            return Recorded::Ignored;
-        };
-        if point.timestamp > wall_now.saturating_add(self.spec.max_future) {
-            self.future += 1;
-            return Recorded::Future;
-        }
-        let start = floor_to(point.timestamp, self.spec.width);
-        let end = start.saturating_add(self.spec.width);
-        if end <= self.closed_through {
-            self.late += 1;
-            return Recorded::Late;
-        }
-        self.max_event = self.max_event.max(point.timestamp);
-        let series = point.series();
-        let key = series.to_string();
-        self.open
-            .entry(start)
-            .or_default()
-            .entry(key)
-            .or_insert_with(|| (series, Acc::default()))
-            .1
-            .add(value.as_f64());
-        Recorded::Open
+    /// What was left out so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 
-    /// Closes every window whose end plus grace the watermark has passed. The watermark is
-    /// the newest event time seen; while the partition is `idle`, at least the wall clock
-    /// minus one window width (the heartbeat).
-    pub fn close(&mut self, wall_now: Nanos, idle: bool) -> Vec<WindowResult> {
-        let heartbeat = if idle {
-            wall_now.saturating_sub(self.spec.width)
-        } else {
-            Nanos::MIN
-        };
-        let watermark = self.max_event.max(heartbeat);
-        let mut out = Vec::new();
-        while let Some(entry) = self.open.first_entry() {
-            let start = *entry.key();
-            let end = start.saturating_add(self.spec.width);
-            if end.saturating_add(self.spec.grace) > watermark {
-                break;
+    /// Open windows, over all groups and rules.
+    pub fn open_windows(&self) -> usize {
+        self.states
+            .iter()
+            .map(|s| match s {
+                RuleState::Fixed(f) => f.open_windows(),
+                RuleState::Sessions(s) => s.open_windows(),
+            })
+            .sum()
+    }
+
+    /// Adds `point` to the windows of the rules that take it; values late beyond grace go
+    /// to `out.late`. A point dated past `max_future` from `wall_now` is counted and left
+    /// out: it moves nothing.
+    pub fn record(&mut self, point: &Point, wall_now: Nanos, out: &mut Output) {
+        if point.timestamp > wall_now.saturating_add(self.settings.max_future) {
+            self.counts.future += 1;
+            return;
+        }
+        let watermark = self.watermark.get();
+        for (i, rule) in self.settings.rules.iter().enumerate() {
+            if !rule.select.point(point) {
+                continue;
             }
-            let windows = entry.remove();
-            self.closed_through = self.closed_through.max(end);
-            // Keyed by the series' text form: sorting by it gives a stable output order.
-            let mut closed: Vec<_> = windows.into_iter().collect();
-            closed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (_, (series, acc)) in closed {
-                out.push(WindowResult {
-                    rule: self.spec.name.clone(),
-                    series,
-                    field: self.spec.field.clone(),
-                    window_start: start,
-                    window_end: end,
-                    aggregates: self
-                        .spec
-                        .aggregates
-                        .iter()
-                        .filter_map(|f| {
-                            Some(Aggregate {
-                                name: f.name().into(),
-                                value: acc.finish(*f)?,
-                            })
-                        })
-                        .collect(),
-                    state: AlertState::Ok,
-                });
+            let prefix = group::prefix(&mut self.key, point, rule.group_by.as_deref());
+            for field in &point.fields {
+                let Some(value) = rule.select.value(&field.key, &field.value) else {
+                    continue;
+                };
+                group::with_field(&mut self.key, prefix, &field.key);
+                let taken = match &mut self.states[i] {
+                    RuleState::Fixed(f) => {
+                        f.add(rule, &self.key, point.timestamp, value, watermark)
+                    }
+                    RuleState::Sessions(s) => {
+                        s.add(rule, &self.key, point.timestamp, value, watermark)
+                    }
+                };
+                if !taken {
+                    self.counts.late[i] += 1;
+                    out.late.push(LatePoint {
+                        rule: i,
+                        measurement: point.measurement.clone(),
+                        tags: point
+                            .tags
+                            .iter()
+                            .map(|t| (t.key.clone(), t.value.clone()))
+                            .collect(),
+                        field: field.key.clone(),
+                        timestamp: point.timestamp,
+                        value,
+                    });
+                }
             }
         }
-        out
+        self.watermark.observe(point.timestamp);
+    }
+
+    /// Emits the windows the watermark has closed (and early results that are due at
+    /// `wall_now`). When the partition is `idle`, the wall clock moves the watermark first.
+    pub fn advance(&mut self, wall_now: Nanos, idle: bool, out: &mut Output) {
+        if idle {
+            self.watermark.heartbeat(wall_now);
+        }
+        let watermark = self.watermark.get();
+        for (i, rule) in self.settings.rules.iter().enumerate() {
+            let early = match rule.emit {
+                EmitMode::OnClose {
+                    early_every: Some(every),
+                } if wall_now.saturating_sub(self.early_at[i]) >= every => {
+                    self.early_at[i] = wall_now;
+                    true
+                }
+                _ => false,
+            };
+            let mut rows = Rows {
+                rule,
+                index: i,
+                out: &mut out.windows,
+            };
+            match &mut self.states[i] {
+                RuleState::Fixed(f) => f.advance(rule, watermark, early, &mut rows),
+                RuleState::Sessions(s) => s.advance(rule, watermark, early, &mut rows),
+            }
+        }
+    }
+
+    /// The state as bytes, for a checkpoint ([`TenantWindows::import`] takes it back).
+    ///
+    /// # Errors
+    /// When the state can't be encoded (it always can: plain data).
+    pub fn export(&self) -> Result<Vec<u8>, postcard::Error> {
+        #[derive(Serialize)]
+        struct SavedRef<'a> {
+            watermark: Watermark,
+            rules: Vec<(String, u64, &'a RuleState)>,
+            future: u64,
+        }
+        postcard::to_stdvec(&SavedRef {
+            watermark: self.watermark,
+            rules: self
+                .settings
+                .rules
+                .iter()
+                .zip(&self.states)
+                .zip(&self.counts.late)
+                .map(|((rule, state), late)| (rule.definition(), *late, state))
+                .collect(),
+            future: self.counts.future,
+        })
+    }
+
+    /// Windows with the state `bytes` saved by [`TenantWindows::export`]. A rule whose
+    /// definition changed since starts empty (its old windows can't be continued); the
+    /// names of those rules are returned, to be logged.
+    ///
+    /// # Errors
+    /// When `bytes` are not a saved state.
+    pub fn import(
+        settings: WindowSettings,
+        bytes: &[u8],
+    ) -> Result<(Self, Vec<String>), postcard::Error> {
+        let saved: Saved = postcard::from_bytes(bytes)?;
+        let mut windows = Self::new(settings);
+        windows.watermark = saved.watermark.with_disorder(windows.settings.disorder);
+        let mut by_definition: std::collections::HashMap<String, (u64, RuleState)> = saved
+            .rules
+            .into_iter()
+            .map(|(definition, late, state)| (definition, (late, state)))
+            .collect();
+        let mut reset = Vec::new();
+        for (i, rule) in windows.settings.rules.iter().enumerate() {
+            match by_definition.remove(&rule.definition()) {
+                Some((late, state)) => {
+                    windows.states[i] = state;
+                    windows.counts.late[i] = late;
+                }
+                None => reset.push(rule.name.clone()),
+            }
+        }
+        windows.counts.future = saved.future;
+        Ok((windows, reset))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::lineproto::{Precision, parse};
-
-    fn spec() -> Arc<RuleSpec> {
-        Arc::new(RuleSpec {
-            name: "hot".into(),
-            measurement: "temp".into(),
-            field: "c".into(),
-            width: 10,
-            grace: 5,
-            max_future: 1_000,
-            aggregates: vec![Function::Mean, Function::Max, Function::Count],
-        })
-    }
-
-    fn feed(w: &mut Tumbling, lp: &str) {
-        for p in parse(lp, Precision::Nanoseconds, 0).0 {
-            w.record(&p, 0);
-        }
-    }
-
-    #[test]
-    fn windows_close_after_grace_on_event_time_and_late_points_are_counted() {
-        let mut w = Tumbling::new(spec());
-        feed(
-            &mut w,
-            "temp,room=a c=1 1\ntemp,room=a c=3 9\ntemp,room=b c=7 4\nother c=100 2\ntemp,room=a c=5 12\n",
-        );
-        assert!(
-            w.close(Nanos::MAX, false).is_empty(),
-            "watermark 12 < end 10 + grace 5, and a busy partition ignores the wall clock"
-        );
-        feed(&mut w, "temp,room=a c=2 14\n");
-        assert!(w.close(Nanos::MIN, false).is_empty());
-        feed(&mut w, "temp,room=a c=2 15\n");
-        let closed = w.close(Nanos::MIN, false);
-        assert_eq!(closed.len(), 2, "one result per series of window [0, 10)");
-        assert_eq!(closed[0].series.to_string(), "temp,room=a");
-        assert_eq!((closed[0].window_start, closed[0].window_end), (0, 10));
-        let aggs: Vec<(String, f64)> = closed[0]
-            .aggregates
-            .iter()
-            .map(|a| (a.name.clone(), a.value))
-            .collect();
-        assert_eq!(
-            aggs,
-            [
-                ("mean".into(), 2.0),
-                ("max".into(), 3.0),
-                ("count".into(), 2.0)
-            ]
-        );
-        feed(&mut w, "temp,room=a c=9 3\n");
-        assert_eq!(w.late(), 1, "window [0,10) is closed");
-    }
-
-    #[test]
-    fn the_wall_clock_closes_an_idle_partition_only() {
-        let mut w = Tumbling::new(spec());
-        feed(&mut w, "temp,room=a c=1 1\n");
-        assert!(w.close(25, false).is_empty(), "busy: event time only");
-        assert!(
-            w.close(20, true).is_empty(),
-            "20 - width 10 = 10 < end + grace"
-        );
-        assert_eq!(w.close(25, true).len(), 1);
-    }
-
-    #[test]
-    fn a_backfill_closes_window_by_window_in_event_time() {
-        let mut w = Tumbling::new(spec());
-        // A day of history, replayed while the wall clock says much later.
-        let now = 1_000_000;
-        let mut closed = Vec::new();
-        for t in (0..1_000).step_by(3) {
-            w.record(
-                &parse(&format!("temp c={t} {t}"), Precision::Nanoseconds, 0).0[0],
-                now,
-            );
-            closed.extend(w.close(now, false));
-        }
-        assert_eq!(w.late(), 0, "no point of the backfill is late");
-        // Every window but the last ones closed, each with its own points.
-        assert!(closed.len() >= 98, "{}", closed.len());
-        for (i, r) in closed.iter().enumerate() {
-            assert_eq!(r.window_start, 10 * i as i64);
-            let count = r
-                .aggregates
-                .iter()
-                .find(|a| a.name == "count")
-                .map(|a| a.value);
-            assert!(matches!(count, Some(3.0 | 4.0)), "{r:?}");
-        }
-    }
-
-    #[test]
-    fn a_point_from_the_future_moves_nothing() {
-        let mut w = Tumbling::new(spec());
-        let now = 100;
-        let far = parse("temp c=1 1000000", Precision::Nanoseconds, 0).0;
-        assert_eq!(w.record(&far[0], now), Recorded::Future);
-        assert_eq!(w.future(), 1);
-        // Later points are not late, and their windows close on their own event time.
-        feed(&mut w, "temp,room=a c=1 90\ntemp,room=a c=3 95\n");
-        assert_eq!(w.late(), 0);
-        assert!(w.close(now, false).is_empty());
-        feed(&mut w, "temp,room=a c=1 105\n");
-        let closed = w.close(now, false);
-        assert_eq!(closed.len(), 1);
-        assert_eq!(closed[0].window_start, 90);
-        // Within max_future is fine.
-        let near = parse("temp c=1 1100", Precision::Nanoseconds, 0).0;
-        assert_eq!(w.record(&near[0], now), Recorded::Open);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn windows_across_the_whole_range_never_panic_and_hold_their_points(
-            times in proptest::collection::vec(proptest::num::i64::ANY, 1..100),
-            width in 1..i64::MAX,
-            grace in 0..i64::MAX,
-            now in proptest::num::i64::ANY,
-        ) {
-            let mut w = Tumbling::new(Arc::new(RuleSpec {
-                width,
-                grace,
-                max_future: Nanos::MAX,
-                ..(*spec()).clone()
-            }));
-            for t in &times {
-                w.record(&parse(&format!("temp c=1 {t}"), Precision::Nanoseconds, 0).0[0], now);
-            }
-            for r in w.close(now, true).into_iter().chain(w.close(Nanos::MAX, true)) {
-                proptest::prop_assert!(r.window_start <= r.window_end);
-                proptest::prop_assert!(times.iter().any(|t| floor_to(*t, width) == r.window_start
-                    && (*t < r.window_end)));
-            }
-        }
-    }
-}
+mod tests;

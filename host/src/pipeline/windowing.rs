@@ -1,0 +1,369 @@
+//! A partition's windows: its tenants' window state and alert states, fed the points the
+//! partition stores and advanced after each group of records (and by the heartbeat while
+//! idle). What they emit goes to each rule's sink: rows of a rollup tier, late data, or an
+//! alert plugin. The whole is exported and imported as the partition's checkpoint.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::RETRY_PAUSE;
+use super::alerting::AlertStates;
+use super::dead_letter::{DeadLetter, DeadLetterLog};
+use super::pipelines::{AlertRule, Pipelines, RuleSink};
+use crate::format::{self, Checkpoint};
+use crate::point::{Point, WindowResult};
+use crate::store::{LateRecord, Rollup, SeriesKey, Store, StoreError};
+use crate::telemetry::{Metrics, RuleLabels, TenantLabels};
+use crate::tenant::TenantId;
+use crate::time::now_ns;
+use crate::window::{Emit, LatePoint, Output, TenantWindows, WindowRow};
+
+/// Where emitted windows go, and what delivering them needs.
+pub struct Delivery<'a> {
+    /// Tenants' rules and sinks.
+    pub pipelines: &'a Pipelines,
+    /// Where rollups, late data and alerts are stored.
+    pub store: &'a dyn Store,
+    /// Where what can't be stored is kept.
+    pub dead_letters: &'a DeadLetterLog,
+    /// Service metrics.
+    pub metrics: &'a Metrics,
+    /// Set when the runner stops: retries give up.
+    pub stop: &'a AtomicBool,
+}
+
+impl Delivery<'_> {
+    /// Runs `write` until it succeeds, retrying while its failure is retryable; a failure
+    /// that is not (or a stop) keeps `letter` as a dead letter instead.
+    fn store(
+        &self,
+        what: &str,
+        mut write: impl FnMut() -> Result<(), StoreError>,
+        letter: impl FnOnce(&StoreError) -> DeadLetter,
+    ) {
+        loop {
+            let Err(error) = write() else {
+                return;
+            };
+            if !error.is_retryable() || self.stop.load(Ordering::Acquire) {
+                self.dead_letters.keep(&[letter(&error)], self.stop);
+                return;
+            }
+            tracing::error!(%error, what, "Could not store; retrying.");
+            std::thread::sleep(RETRY_PAUSE);
+        }
+    }
+}
+
+/// One tenant's windows and alert states on the partition.
+struct TenantState {
+    windows: TenantWindows,
+    alerts: AlertStates,
+}
+
+/// The windows of every tenant on one partition.
+#[derive(Default)]
+pub struct PartitionWindows {
+    tenants: HashMap<TenantId, TenantState>,
+}
+
+impl PartitionWindows {
+    /// Adds stored points to their tenants' windows; values late beyond grace are stored
+    /// as late data.
+    pub fn observe(&mut self, d: &Delivery<'_>, batches: &[(TenantId, Vec<Point>)]) {
+        for (tenant, points) in batches {
+            let Some(settings) = d.pipelines.get(tenant).and_then(|p| p.windows.as_ref()) else {
+                continue;
+            };
+            let state = self
+                .tenants
+                .entry(tenant.clone())
+                .or_insert_with(|| TenantState {
+                    windows: TenantWindows::new(settings.clone()),
+                    alerts: AlertStates::default(),
+                });
+            let w = &mut state.windows;
+            let future_before = w.counts().future;
+            let now = now_ns();
+            let mut out = Output::default();
+            for point in points {
+                w.record(point, now, &mut out);
+            }
+            if w.counts().future > future_before {
+                d.metrics
+                    .window_future_points
+                    .get_or_create(&TenantLabels {
+                        tenant: tenant.to_string(),
+                    })
+                    .inc_by(w.counts().future - future_before);
+            }
+            if !out.late.is_empty() {
+                store_late(d, tenant, w, &out.late);
+            }
+        }
+    }
+
+    /// Advances every tenant's windows (by the wall clock too, when the partition is
+    /// `idle`) and delivers what they emit.
+    pub fn advance(&mut self, d: &Delivery<'_>, idle: bool) {
+        let now = now_ns();
+        for (tenant, state) in &mut self.tenants {
+            let mut out = Output::default();
+            state.windows.advance(now, idle, &mut out);
+            let Some(pipeline) = d.pipelines.get(tenant) else {
+                continue;
+            };
+            // Rows come rule by rule: one delivery per rule.
+            let mut rows = out.windows.into_iter().peekable();
+            while let Some(first) = rows.next() {
+                let index = first.rule;
+                let mut batch = vec![first];
+                while let Some(row) = rows.next_if(|r| r.rule == index) {
+                    batch.push(row);
+                }
+                let (Some(sink), Some(rule)) =
+                    (pipeline.sinks.get(index), state.windows.rules().get(index))
+                else {
+                    continue;
+                };
+                let _span = tracing::debug_span!("windows", %tenant, rule = %rule.name).entered();
+                match sink {
+                    RuleSink::Tier(tier) => store_rollups(d, tenant, tier, &rule.name, &batch),
+                    RuleSink::Alert(alert) => {
+                        deliver_alerts(d, tenant, &rule.name, alert, &state.alerts, &batch);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether no tenant has window state here.
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// Every tenant's state, as a checkpoint.
+    pub fn export(&self) -> Vec<u8> {
+        let mut tenants: Vec<_> = self
+            .tenants
+            .iter()
+            .map(|(tenant, state)| {
+                (
+                    tenant.to_string(),
+                    state.windows.export().unwrap_or_default(),
+                    state.alerts.export(),
+                )
+            })
+            .collect();
+        tenants.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        format::encode_checkpoint(&Checkpoint { tenants })
+    }
+
+    /// The state of a checkpoint. What can't be taken back (a tenant gone, a rule changed,
+    /// an unreadable part) starts empty, and is logged.
+    pub fn import(pipelines: &Pipelines, bytes: &[u8]) -> Self {
+        let mut out = Self::default();
+        let checkpoint = match format::decode_checkpoint(bytes) {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => {
+                tracing::error!(%error, "Window state unreadable; windows start empty.");
+                return out;
+            }
+        };
+        for (name, windows, alerts) in checkpoint.tenants {
+            let tenant = TenantId::new(&name);
+            let Some(settings) = pipelines.get(&tenant).and_then(|p| p.windows.clone()) else {
+                tracing::warn!(%tenant, "Window state of a tenant without rules dropped.");
+                continue;
+            };
+            let windows = match TenantWindows::import(settings.clone(), &windows) {
+                Ok((windows, reset)) => {
+                    for rule in reset {
+                        tracing::warn!(%tenant, rule, "Rule changed since the checkpoint; its windows start empty.");
+                    }
+                    windows
+                }
+                Err(error) => {
+                    tracing::error!(%tenant, %error, "Window state unreadable; windows start empty.");
+                    TenantWindows::new(settings)
+                }
+            };
+            let alerts = AlertStates::import(&alerts).unwrap_or_else(|error| {
+                tracing::error!(%tenant, %error, "Alert states unreadable; every alert starts ok.");
+                AlertStates::default()
+            });
+            out.tenants.insert(tenant, TenantState { windows, alerts });
+        }
+        out
+    }
+}
+
+/// Stores late values as late data, and counts them.
+fn store_late(d: &Delivery<'_>, tenant: &TenantId, w: &TenantWindows, late: &[LatePoint]) {
+    let records: Vec<LateRecord> = late
+        .iter()
+        .filter_map(|l| {
+            Some(LateRecord {
+                rule: w.rules().get(l.rule)?.name.clone(),
+                series: SeriesKey {
+                    measurement: l.measurement.clone(),
+                    field: l.field.clone(),
+                    tags: l.tags.clone(),
+                },
+                timestamp: l.timestamp,
+                value: l.value,
+            })
+        })
+        .collect();
+    for r in &records {
+        d.metrics
+            .window_late_points
+            .get_or_create(&RuleLabels {
+                tenant: tenant.to_string(),
+                rule: r.rule.clone(),
+            })
+            .inc();
+    }
+    d.store(
+        "late data",
+        || d.store.write_late(tenant, &records),
+        |error| {
+            DeadLetter::refused(
+                &format!("{tenant}/late"),
+                &format!("late data not stored: {error}"),
+                records
+                    .iter()
+                    .map(|r| format!("{} {}={} {}", r.rule, r.series.field, r.value, r.timestamp))
+                    .collect(),
+            )
+        },
+    );
+}
+
+/// Upserts a rule's emitted windows into its tier (a retraction deletes its row).
+fn store_rollups(d: &Delivery<'_>, tenant: &TenantId, tier: &str, rule: &str, rows: &[WindowRow]) {
+    let series = |r: &WindowRow| SeriesKey {
+        measurement: r.group.measurement.clone(),
+        field: r.group.field.clone(),
+        tags: r.group.tags.clone(),
+    };
+    let retracted: Vec<_> = rows
+        .iter()
+        .filter(|r| r.emit == Emit::Retracted)
+        .map(|r| (series(r), r.start))
+        .collect();
+    let upserts: Vec<_> = rows
+        .iter()
+        .filter(|r| r.emit != Emit::Retracted)
+        .map(|r| Rollup {
+            series: series(r),
+            start: r.start,
+            end: r.end,
+            values: r.values.clone(),
+        })
+        .collect();
+    d.metrics
+        .window_rows
+        .get_or_create(&RuleLabels {
+            tenant: tenant.to_string(),
+            rule: rule.to_owned(),
+        })
+        .inc_by(rows.len() as u64);
+    d.store(
+        "rollups",
+        || d.store.write_rollups(tenant, tier, &upserts, &retracted),
+        |error| {
+            DeadLetter::refused(
+                &format!("{tenant}/rollups/{rule}"),
+                &format!("rollup rows not stored: {error}"),
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{}.{} [{}, {})",
+                            r.group.measurement, r.group.field, r.start, r.end
+                        )
+                    })
+                    .collect(),
+            )
+        },
+    );
+}
+
+/// Evaluates a rule's final windows with its alert plugin and delivers the alerts: log,
+/// store, webhook.
+fn deliver_alerts(
+    d: &Delivery<'_>,
+    tenant: &TenantId,
+    rule: &str,
+    alert: &AlertRule,
+    states: &AlertStates,
+    rows: &[WindowRow],
+) {
+    let closed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.emit == Emit::Final)
+        .map(|r| window_result(rule, r))
+        .collect();
+    if closed.is_empty() {
+        return;
+    }
+    let alerts = match alert.stage.process(states, closed) {
+        Ok(alerts) => alerts,
+        Err(error) => {
+            tracing::error!(%error, %tenant, rule, "Closed windows lost: dead letter not kept.");
+            return;
+        }
+    };
+    if alerts.is_empty() {
+        return;
+    }
+    for a in &alerts {
+        tracing::warn!(%tenant, rule = %a.rule, series = %a.series, state = %a.state, value = a.value, "{}", a.message);
+    }
+    d.store(
+        "alerts",
+        || d.store.write_alerts(tenant, &alerts),
+        |error| {
+            DeadLetter::refused(
+                &format!("{tenant}/alerts/{rule}"),
+                &format!("alerts not stored: {error}"),
+                alerts.iter().map(|a| a.message.clone()).collect(),
+            )
+        },
+    );
+    if let Some(webhook) = &alert.webhook {
+        webhook.send(tenant, &alerts);
+    }
+}
+
+/// A window row as the WIT type alert plugins take (the plugin boundary).
+fn window_result(rule: &str, row: &WindowRow) -> WindowResult {
+    use crate::point::{Aggregate, AlertState, Series, Tag};
+    WindowResult {
+        rule: rule.to_owned(),
+        series: Series {
+            measurement: row.group.measurement.clone(),
+            tags: row
+                .group
+                .tags
+                .iter()
+                .map(|(key, value)| Tag {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        },
+        field: row.group.field.clone(),
+        window_start: row.start,
+        window_end: row.end,
+        aggregates: row
+            .values
+            .iter()
+            .map(|(f, value)| Aggregate {
+                name: f.to_string(),
+                value: *value,
+            })
+            .collect(),
+        state: AlertState::Ok,
+    }
+}
