@@ -390,6 +390,13 @@ impl TenantConfig {
                 .ok_or_else(|| {
                     format!("tiers: `{name}` = `{retention}`: expected a retention such as \"90d\" or \"2y\"")
                 })?;
+            let raw = std::time::Duration::from_secs(u64::from(self.retention_days) * 86_400);
+            if keep < raw {
+                return Err(format!(
+                    "tiers: `{name}` = `{retention}` is shorter than the raw retention ({} days): windows of points ingest accepts would be deleted as they are written",
+                    self.retention_days
+                ));
+            }
             let mut writers = self.rollups.iter().filter(|r| r.tier == *name);
             let Some(rule) = writers.next() else {
                 return Err(format!("tiers: `{name}`: no rollup writes it"));
@@ -696,6 +703,64 @@ mod tests {
             !err.to_string().contains("secret-token-1"),
             "tokens are never echoed: {err}"
         );
+    }
+
+    #[test]
+    fn rollups_and_tiers_are_checked_at_load_naming_tenant_rule_and_field() {
+        let tenant = |extra: &str| {
+            format!(
+                "[[tenants]]\nname = \"t\"\ntokens = [\"secret-token-1\"]\nretention_days = 7\ntiers = {{ \"1m\" = \"90d\" }}\n{extra}"
+            )
+        };
+        let rollup = |fields: &str| {
+            format!(
+                "[[tenants.rollups]]\nname = \"r\"\nwindow = {{ tumbling = \"1m\" }}\naggregates = [\"mean\"]\ntier = \"1m\"\n{fields}"
+            )
+        };
+        let good = tenant(&rollup("grace = \"5s\"\n"));
+        let config = Config::parse(&good, Path::new("x.toml")).expect("good");
+        let tiers = config.tenants[0].tiers().expect("tiers");
+        assert_eq!(tiers.len(), 1);
+        assert_eq!(
+            (tiers[0].name.as_str(), tiers[0].rule.as_str()),
+            ("1m", "r")
+        );
+        for (text, wanted) in [
+            (
+                tenant(&rollup("")),
+                "tenant `t`: rollup `r`: `grace`: required",
+            ),
+            (
+                tenant(&rollup("grace = \"5s\"\n")).replace("[\"mean\"]", "[\"median\"]"),
+                "tenant `t`: rollup `r`: `aggregates`: `median`",
+            ),
+            (
+                tenant(&rollup("grace = \"5s\"\n")).replace("tier = \"1m\"", "tier = \"1h\""),
+                "rollup `r`: `tier`: `1h` is not in the tenant's `tiers`",
+            ),
+            (
+                tenant(&rollup("grace = \"5s\"\n")).replace("\"90d\"", "\"1d\""),
+                "tiers: `1m` = `1d` is shorter than the raw retention (7 days)",
+            ),
+            (
+                tenant(&format!(
+                    "{}{}",
+                    rollup("grace = \"5s\"\n"),
+                    rollup("grace = \"5s\"\n").replace("name = \"r\"", "name = \"s\"")
+                )),
+                "tiers: `1m` is written by rollups `r` and `s`",
+            ),
+            (
+                format!(
+                    "{}[[tenants.alerts]]\nname = \"r\"\nplugin = \"p\"\nmeasurement = \"m\"\nfield = \"f\"\nwindow_secs = 1\ngrace_secs = 0\n",
+                    good
+                ),
+                "rule name `r` is used twice",
+            ),
+        ] {
+            let err = Config::parse(&text, Path::new("x.toml")).expect_err(&text);
+            assert!(err.to_string().contains(wanted), "{err}\nwanted: {wanted}");
+        }
     }
 
     #[test]

@@ -408,12 +408,42 @@ pub fn decode_late(bytes: &[u8]) -> Result<LateRecord, FormatError> {
 /// The version of the partition checkpoint format this release writes.
 pub const CHECKPOINT_VERSION: u8 = 1;
 
-/// What a partition checkpoint holds, per tenant: its windows' state and its alert states,
-/// each an opaque blob of the module that owns it.
+/// What a partition checkpoint holds, per tenant: each part an opaque blob of the module
+/// that owns it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// (tenant, windows, alert states).
-    pub tenants: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// The tenants with state on the partition.
+    pub tenants: Vec<TenantCheckpoint>,
+}
+
+/// One tenant's state on a partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TenantCheckpoint {
+    /// The tenant.
+    pub tenant: String,
+    /// Its windows' state (empty without windows).
+    pub windows: Vec<u8>,
+    /// Its alert states.
+    pub alerts: Vec<u8>,
+    /// Each stage's plugin state, by stage name.
+    pub stages: Vec<(String, Vec<u8>)>,
+}
+
+impl Checkpoint {
+    /// The entry of `tenant`, added when absent.
+    pub fn tenant_mut(&mut self, tenant: &str) -> &mut TenantCheckpoint {
+        let at = match self.tenants.iter().position(|t| t.tenant == tenant) {
+            Some(at) => at,
+            None => {
+                self.tenants.push(TenantCheckpoint {
+                    tenant: tenant.to_owned(),
+                    ..TenantCheckpoint::default()
+                });
+                self.tenants.len() - 1
+            }
+        };
+        &mut self.tenants[at]
+    }
 }
 
 /// Encodes a partition checkpoint.

@@ -21,7 +21,7 @@ use crate::lookup::LookupTables;
 use crate::ops::{self, OpsState};
 use crate::pipeline::{
     AlertRule, AlertStage, DeadLetterLog, PartitionHealth, Pipelines, Progress, RuleSink, Runner,
-    RunnerParts, Stage, TenantPipeline, Webhook, resume_offsets,
+    RunnerParts, Stage, TenantPipeline, Watermarks, Webhook, resume_offsets,
 };
 use crate::plugin::{
     CallEnv, Params, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig, Settle,
@@ -173,7 +173,6 @@ pub async fn run(
                     name: tier.name,
                     rule: rules[index].clone(),
                     retention: tier.retention,
-                    disorder: secs(config.windows.allowed_disorder_secs),
                 });
         }
         for rule in &tenant.alerts {
@@ -240,6 +239,7 @@ pub async fn run(
     let resume = resume_offsets(transport.as_ref(), store.as_ref())
         .map_err(|e| anyhow::anyhow!("reading where the pipeline resumes: {e}"))?;
     let progress = Arc::new(Progress::new(resume));
+    let watermarks = Arc::new(Watermarks::default());
     let partitions = Arc::new(PartitionHealth::new(transport.partitions()));
     let runner = Runner::start(RunnerParts {
         transport: transport.clone(),
@@ -250,6 +250,7 @@ pub async fn run(
         health: partitions.clone(),
         idle_after: Duration::from_secs(config.windows.idle_after_secs),
         metrics: metrics.clone(),
+        watermarks: watermarks.clone(),
     })?;
     // Serve once the log's unprocessed tail (a crash's replay, at most about
     // `max_lag_records` a partition) is in the store: queries then see every acknowledged
@@ -298,6 +299,7 @@ pub async fn run(
             tokens,
             store: store.clone(),
             tiers,
+            watermarks,
         })))
         .merge(ops::routes(Arc::new(OpsState {
             transport: transport.clone(),

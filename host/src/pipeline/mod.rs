@@ -20,4 +20,4 @@ pub use pipelines::{AlertRule, Pipelines, RuleSink, TenantPipeline};
 pub use runner::{GROUP, Progress, Resume, Runner, RunnerParts, resume_offsets};
 pub use stage::{Stage, StageError, StageOutput};
 pub use webhook::{Webhook, WebhookError};
-pub use windowing::{Delivery, PartitionWindows};
+pub use windowing::{Delivery, PartitionWindows, Watermarks};

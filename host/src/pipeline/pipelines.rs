@@ -2,12 +2,15 @@
 //! each rule's windows go.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::alerting::AlertStage;
 use super::dead_letter::DeadLetterError;
 use super::stage::Stage;
 use super::webhook::Webhook;
+use crate::format::Checkpoint;
+use crate::plugin::StageState;
 use crate::point::Point;
 use crate::telemetry::{Metrics, StageLabels};
 use crate::tenant::TenantId;
@@ -58,8 +61,8 @@ impl Pipelines {
         self.by_tenant.get(tenant)
     }
 
-    /// Runs `points` of `tenant` through its stages, timing each; a dead-lettered batch
-    /// yields nothing.
+    /// Runs `points` of `tenant` through its stages, timing each, with the stages' state
+    /// of the partition in `states`; a dead-lettered batch yields nothing.
     ///
     /// # Errors
     /// When a failed batch could not be kept as a dead letter.
@@ -67,6 +70,7 @@ impl Pipelines {
         &self,
         tenant: &TenantId,
         mut points: Vec<Point>,
+        states: &mut StageStates,
         metrics: &Metrics,
     ) -> Result<Vec<Point>, DeadLetterError> {
         let _span = tracing::debug_span!("pipeline", %tenant).entered();
@@ -77,7 +81,8 @@ impl Pipelines {
             .flat_map(|p| &p.stages)
         {
             let started = Instant::now();
-            let output = stage.process(points)?;
+            let state = states.of(stage);
+            let output = stage.process_with(points, &state)?;
             metrics
                 .stage_seconds
                 .get_or_create(&StageLabels {
@@ -91,5 +96,74 @@ impl Pipelines {
             }
         }
         Ok(points)
+    }
+}
+
+/// The plugin state of every stage on one partition, by stage name (`tenant/stage`): a
+/// series stays in one partition, so the state a stage keeps for it does too, and is
+/// checkpointed with the partition's offsets.
+#[derive(Default)]
+pub struct StageStates {
+    by_stage: HashMap<String, Arc<StageState>>,
+}
+
+impl StageStates {
+    /// `stage`'s state here, empty at first.
+    fn of(&mut self, stage: &Stage) -> Arc<StageState> {
+        self.by_stage
+            .entry(stage.name().to_owned())
+            .or_insert_with(|| Arc::new(stage.new_state()))
+            .clone()
+    }
+
+    /// Whether no stage holds state here.
+    pub fn is_empty(&self) -> bool {
+        self.by_stage.values().all(|s| s.is_empty())
+    }
+
+    /// Puts every stage's state in `checkpoint`, under its tenant.
+    pub fn export(&self, checkpoint: &mut Checkpoint) {
+        let mut names: Vec<&String> = self.by_stage.keys().collect();
+        names.sort_unstable();
+        for name in names {
+            let Some((tenant, _)) = name.split_once('/') else {
+                continue;
+            };
+            let state = &self.by_stage[name];
+            if !state.is_empty() {
+                let bytes = state.export();
+                checkpoint
+                    .tenant_mut(tenant)
+                    .stages
+                    .push((name.clone(), bytes));
+            }
+        }
+    }
+
+    /// The stage states of `checkpoint`, for the stages `pipelines` still has; a state that
+    /// can't be read starts empty, and is logged.
+    pub fn import(pipelines: &Pipelines, checkpoint: &Checkpoint) -> Self {
+        let stages: HashMap<&str, &Stage> = pipelines
+            .by_tenant
+            .values()
+            .flat_map(|p| &p.stages)
+            .map(|s| (s.name(), s))
+            .collect();
+        let mut out = Self::default();
+        for (name, bytes) in checkpoint.tenants.iter().flat_map(|t| &t.stages) {
+            let Some(stage) = stages.get(name.as_str()) else {
+                tracing::warn!(stage = %name, "State of a stage no longer configured dropped.");
+                continue;
+            };
+            match StageState::import(bytes, stage.new_state().limits()) {
+                Ok(state) => {
+                    out.by_stage.insert(name.clone(), Arc::new(state));
+                }
+                Err(error) => {
+                    tracing::error!(stage = %name, %error, "Stage state unreadable; it starts empty.");
+                }
+            }
+        }
+        out
     }
 }

@@ -16,8 +16,9 @@ use std::panic::AssertUnwindSafe;
 use super::RETRY_PAUSE;
 use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
 use super::health::{PartitionHealth, panic_message};
-use super::pipelines::Pipelines;
-use super::windowing::{Delivery, PartitionWindows};
+use super::pipelines::{Pipelines, StageStates};
+use super::windowing::{Delivery, PartitionWindows, Watermarks};
+use crate::format::{self, Checkpoint};
 use crate::lineproto::format_point;
 use crate::point::Point;
 use crate::store::{PartitionState, Store, Through};
@@ -44,13 +45,15 @@ const STATE_EVERY: Duration = Duration::from_secs(5);
 /// How long a fetch waits for new records before checking for shutdown.
 const FETCH_WAIT: Duration = Duration::from_millis(100);
 
-/// Where a partition resumes: the next record to process, and its last saved window state.
+/// Where a partition resumes: the next record to process, and its last saved state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resume {
     /// The next record whose points are not in the store.
     pub next: Offset,
-    /// The saved window state (it may be behind `next`: the records between are replayed
-    /// into the windows).
+    /// The first record the transport still holds (its committed offset).
+    pub kept_from: Offset,
+    /// The saved state (it may be behind `next`: the records between are replayed into
+    /// it). Without one, the state replays everything the transport holds.
     pub state: Option<PartitionState>,
 }
 
@@ -59,6 +62,12 @@ pub struct Resume {
 pub struct Progress {
     processed: Vec<AtomicU64>,
     saved: Vec<Mutex<Option<PartitionState>>>,
+    /// The first record the transport held at start.
+    kept_from: Vec<Offset>,
+    /// The first record each partition's state needs replayed after a crash (its last
+    /// save's, or the first held at start before any save): commits stop there.
+    /// `u64::MAX` while the partition holds no state.
+    needed_from: Vec<AtomicU64>,
 }
 
 impl Progress {
@@ -66,15 +75,17 @@ impl Progress {
     pub fn new(resume: Vec<Resume>) -> Self {
         Self {
             processed: resume.iter().map(|r| AtomicU64::new(r.next)).collect(),
+            kept_from: resume.iter().map(|r| r.kept_from).collect(),
+            needed_from: resume.iter().map(|_| AtomicU64::new(u64::MAX)).collect(),
             saved: resume.into_iter().map(|r| Mutex::new(r.state)).collect(),
         }
     }
 
-    /// Where each partition's saved window state starts (none without one).
-    fn saved_from(&self) -> Vec<Option<Offset>> {
-        self.saved
+    /// Where each partition's state would replay from after a crash now.
+    fn needed_from(&self) -> Vec<Offset> {
+        self.needed_from
             .iter()
-            .map(|s| lock(s).as_ref().map(|s| s.next))
+            .map(|n| n.load(Ordering::Acquire))
             .collect()
     }
 
@@ -114,7 +125,7 @@ pub struct Runner {
     parts: Arc<RunnerParts>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    checkpoints: JoinHandle<Checkpoint>,
+    checkpoints: JoinHandle<Commits>,
 }
 
 /// What the runner needs.
@@ -135,6 +146,8 @@ pub struct RunnerParts {
     pub idle_after: Duration,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
+    /// Where partitions publish their watermarks.
+    pub watermarks: Arc<Watermarks>,
 }
 
 impl Runner {
@@ -156,7 +169,7 @@ impl Runner {
             .collect::<std::io::Result<_>>()?;
         let checkpoints = {
             // Nothing known committed: the first checkpoint commits what the store holds.
-            let mut checkpoint = Checkpoint {
+            let mut checkpoint = Commits {
                 committed: vec![0; parts.progress.processed.len()],
             };
             let (parts, stop) = (parts.clone(), stop.clone());
@@ -207,8 +220,10 @@ pub fn resume_offsets(
 ) -> Result<Vec<Resume>, Box<dyn std::error::Error + Send + Sync>> {
     let mut resume = (0..transport.partitions())
         .map(|p| {
+            let committed = transport.committed(GROUP, p)?;
             Ok(Resume {
-                next: transport.committed(GROUP, p)?,
+                next: committed,
+                kept_from: committed,
                 state: store.state(p)?,
             })
         })
@@ -222,12 +237,12 @@ pub fn resume_offsets(
 }
 
 /// The offsets committed so far, per partition.
-struct Checkpoint {
+struct Commits {
     committed: Vec<Offset>,
 }
 
-impl Checkpoint {
-    /// [`Checkpoint::take`], with a panic caught and logged: offsets then stay uncommitted
+impl Commits {
+    /// [`Commits::take`], with a panic caught and logged: offsets then stay uncommitted
     /// and the next checkpoint tries again, instead of checkpoints ending for good.
     fn take_guarded(&mut self, parts: &RunnerParts) {
         if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| self.take(parts))) {
@@ -244,8 +259,8 @@ impl Checkpoint {
         if processed.iter().zip(&self.committed).all(|(p, c)| p <= c) {
             return;
         }
-        // Durable once the sync returns: the log must keep the records after them.
-        let saved = parts.progress.saved_from();
+        // Taken before the sync: the states they come from are durable once it returns.
+        let needed = parts.progress.needed_from();
         let started = Instant::now();
         let synced = match parts.store.sync() {
             Ok(synced) => synced,
@@ -262,12 +277,8 @@ impl Checkpoint {
             let Some(committed) = self.committed.get_mut(p as usize) else {
                 continue;
             };
-            // The window state replays from its offset: the log keeps the records after it.
-            let next = saved
-                .get(p as usize)
-                .copied()
-                .flatten()
-                .map_or(next, |from| next.min(from));
+            // The log keeps what the state would replay after a crash.
+            let next = needed.get(p as usize).map_or(next, |from| next.min(*from));
             if next <= *committed {
                 continue;
             }
@@ -358,16 +369,13 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
             Err(payload) => {
                 let message = caught(parts, partition, payload.as_ref());
                 tracing::error!(offset = next, %message, "Processing records panicked.");
-                // The windows may hold part of the group: back to the last saved state.
-                worker.rewind();
                 let Some(record) = suspect else {
+                    // Again one record at a time, from the last saved state (the windows
+                    // and stage states may hold part of the group).
                     isolate_through = Some(last);
+                    worker.rewind_if_stateful();
                     continue;
                 };
-                if worker.next < next {
-                    // The windows replay up to the record first.
-                    continue;
-                }
                 // This record alone panics: kept with the reason, and the partition goes on.
                 let letter = DeadLetter::refused(
                     &format!("{}/pipeline", record.tenant),
@@ -385,6 +393,11 @@ fn consume(parts: &RunnerParts, partition: Partition, stop: &AtomicBool) {
                     tracing::error!(%error, "Could not note the offset in the store; retrying.");
                     std::thread::sleep(RETRY_PAUSE);
                 }
+                // A replay passes over it.
+                worker.skip(next);
+                if worker.rewind_if_stateful() {
+                    continue;
+                }
             }
         }
         worker.moved_past(last);
@@ -401,22 +414,27 @@ enum Outcome {
     Stopped,
 }
 
-/// A partition's worker: where it is in the partition, and its windows.
+/// A partition's worker: where it is in the partition, and its state: windows, alert
+/// states, stage states.
 struct Worker<'a> {
     parts: &'a RunnerParts,
     partition: Partition,
     stop: &'a AtomicBool,
     /// The next record to process.
     next: Offset,
-    /// Records before this are in the store already: a replay feeds them to the windows
-    /// only.
+    /// Records before this are in the store already: a replay runs them through the
+    /// stages and windows only.
     stored_to: Offset,
-    /// Records before this are in the windows already: a replay stores them only.
-    windows_from: Offset,
+    /// Records before this are in the state already.
+    state_from: Offset,
     windows: PartitionWindows,
-    /// Whether the windows changed since they were last saved.
+    /// The plugin state of the stages.
+    stages: StageStates,
+    /// Whether the state changed since it was last saved.
     changed: bool,
     saved_at: Instant,
+    /// Records that panic, passed over by a replay.
+    skipped: std::collections::BTreeSet<Offset>,
 }
 
 impl<'a> Worker<'a> {
@@ -430,30 +448,59 @@ impl<'a> Worker<'a> {
             stop,
             next: processed,
             stored_to: processed,
-            windows_from: 0,
+            state_from: 0,
             windows: PartitionWindows::default(),
+            stages: StageStates::default(),
             changed: false,
             saved_at: Instant::now(),
+            skipped: std::collections::BTreeSet::new(),
         };
         worker.rewind();
         worker
     }
 
-    /// Back to the last saved window state, to replay from there.
+    /// Passes over record `offset` from now on (it panics; its points were dead-lettered).
+    fn skip(&mut self, offset: Offset) {
+        self.stored_to = self.stored_to.max(offset + 1);
+        self.skipped.insert(offset);
+    }
+
+    /// Whether the partition holds state (windows, stage state) a crash would lose.
+    fn stateful(&self) -> bool {
+        !self.windows.is_empty() || !self.stages.is_empty()
+    }
+
+    /// Back to the last saved state when there is state (a panic may have left it holding
+    /// part of a group); whether it went back.
+    fn rewind_if_stateful(&mut self) -> bool {
+        if !self.stateful() {
+            return false;
+        }
+        self.rewind();
+        true
+    }
+
+    /// Back to the last saved state (windows, alert and stage states), to replay from
+    /// there.
     fn rewind(&mut self) {
         let saved = lock(&self.parts.progress.saved[self.partition as usize]).clone();
         self.stored_to = self.stored_to.max(self.next);
-        match saved {
-            Some(state) => {
-                self.windows = PartitionWindows::import(&self.parts.pipelines, &state.bytes);
-                self.windows_from = state.next;
-                self.next = state.next.min(self.stored_to);
+        let checkpoint = match saved.as_ref().map(|s| format::decode_checkpoint(&s.bytes)) {
+            Some(Ok(checkpoint)) => checkpoint,
+            Some(Err(error)) => {
+                tracing::error!(%error, "Partition state unreadable; it starts empty.");
+                Checkpoint::default()
             }
-            None => {
-                self.windows = PartitionWindows::default();
-                self.windows_from = 0;
-            }
-        }
+            None => Checkpoint::default(),
+        };
+        self.windows = PartitionWindows::import(&self.parts.pipelines, &checkpoint);
+        self.stages = StageStates::import(&self.parts.pipelines, &checkpoint);
+        // Nothing saved: the state replays what the transport held at start.
+        self.state_from = saved.map_or(
+            self.parts.progress.kept_from[self.partition as usize],
+            |s| s.next,
+        );
+        self.next = self.state_from.min(self.stored_to);
         self.changed = false;
     }
 
@@ -462,35 +509,43 @@ impl<'a> Worker<'a> {
         if self.windows.is_empty() {
             return;
         }
-        self.windows.advance(&delivery(self.parts, self.stop), idle);
-        self.changed = true;
+        let d = delivery(self.parts, self.stop, self.partition);
+        self.changed |= self.windows.advance(&d, idle);
     }
 
-    /// The partition is past record `last`.
+    /// The partition is past record `last`: its points are stored, and in the state.
     fn moved_past(&mut self, last: Offset) {
         self.next = last + 1;
+        self.stored_to = self.stored_to.max(self.next);
         let processed = &self.parts.progress.processed[self.partition as usize];
         processed.fetch_max(self.next, Ordering::AcqRel);
         self.save_when_due(false);
     }
 
-    /// Saves the window state (for the next sync to make durable) when it changed and
+    /// Saves the partition's state (for the next sync to make durable) when it changed and
     /// the last save is [`STATE_EVERY`] old, or, with `now`, whenever it changed.
     fn save_when_due(&mut self, now: bool) {
         if !self.changed || (!now && self.saved_at.elapsed() < STATE_EVERY) {
             return;
         }
-        // Only where the windows hold every record before `next`.
-        if self.next < self.windows_from {
+        // Only where the state reflects every record before `next`.
+        if self.next < self.state_from {
             return;
         }
+        let mut checkpoint = Checkpoint::default();
+        self.windows.export(&mut checkpoint);
+        self.stages.export(&mut checkpoint);
         let state = PartitionState {
             next: self.next,
-            bytes: self.windows.export(),
+            bytes: format::encode_checkpoint(&checkpoint),
         };
         match self.parts.store.save_state(self.partition, state.clone()) {
             Ok(()) => {
-                *lock(&self.parts.progress.saved[self.partition as usize]) = Some(state);
+                // A replay starts at the saved state now: earlier records are not seen again.
+                self.skipped = self.skipped.split_off(&state.next);
+                let p = self.partition as usize;
+                self.parts.progress.needed_from[p].store(state.next, Ordering::Release);
+                *lock(&self.parts.progress.saved[p]) = Some(state);
                 self.changed = false;
                 self.saved_at = Instant::now();
             }
@@ -511,10 +566,27 @@ impl<'a> Worker<'a> {
         records: Vec<(Offset, crate::transport::Record)>,
     ) -> Result<Outcome, DeadLetterError> {
         let (parts, stop) = (self.parts, self.stop);
+        // A record already stored is replayed for the state only (stages, windows): not at
+        // all where its tenant has neither. One that panics is passed over.
+        let records: Vec<_> = records
+            .into_iter()
+            .filter(|(o, r)| {
+                !self.skipped.contains(o)
+                    && (*o >= self.stored_to
+                        || parts
+                            .pipelines
+                            .get(&r.tenant)
+                            .is_some_and(|p| p.windows.is_some() || !p.stages.is_empty()))
+            })
+            .collect();
         let offsets: Vec<Offset> = records.iter().map(|(o, _)| *o).collect();
-        let mut batches = run_stages(parts, records)?;
+        // Stages run on records the state lacks, and on those the store lacks (a record
+        // behind the state but not stored runs its stages again: the store's sync makes
+        // states durable only with the points before them, so that doesn't happen).
+        let mut batches = run_stages(parts, records, &mut self.stages)?;
+        self.changed |= !offsets.is_empty() && !self.stages.is_empty();
         let stored = offsets.partition_point(|o| *o < self.stored_to);
-        let windowed = offsets.partition_point(|o| *o < self.windows_from);
+        let windowed = offsets.partition_point(|o| *o < self.state_from);
         let fresh = &mut batches[stored..];
         // Stages ran once (plugin state is committed); only the store write is retried.
         while stored < offsets.len() {
@@ -555,9 +627,20 @@ impl<'a> Worker<'a> {
             }
         }
         if windowed < batches.len() {
-            let d = delivery(self.parts, self.stop);
+            let d = delivery(self.parts, self.stop, self.partition);
             self.windows.observe(&d, &batches[windowed..]);
             self.changed = true;
+        }
+        // From its first state on, a crash replays the partition from `state_from` (until a
+        // save moves it): the transport must keep those records.
+        if self.stateful() {
+            let needed = &self.parts.progress.needed_from[self.partition as usize];
+            let _ = needed.compare_exchange(
+                u64::MAX,
+                self.state_from,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
         self.advance(false);
         Ok(Outcome::Done)
@@ -565,13 +648,19 @@ impl<'a> Worker<'a> {
 }
 
 /// What delivering windows needs, from the runner's parts.
-fn delivery<'a>(parts: &'a RunnerParts, stop: &'a AtomicBool) -> Delivery<'a> {
+fn delivery<'a>(
+    parts: &'a RunnerParts,
+    stop: &'a AtomicBool,
+    partition: Partition,
+) -> Delivery<'a> {
     Delivery {
         pipelines: &parts.pipelines,
         store: parts.store.as_ref(),
         dead_letters: &parts.dead_letters,
         metrics: &parts.metrics,
         stop,
+        watermarks: &parts.watermarks,
+        partition,
     }
 }
 
@@ -582,16 +671,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn run_stages(
     parts: &RunnerParts,
     records: Vec<(Offset, crate::transport::Record)>,
+    states: &mut StageStates,
 ) -> Result<Vec<(TenantId, Vec<Point>)>, DeadLetterError> {
     records
         .into_iter()
         .map(|(_, record)| {
-            Ok((
-                record.tenant.clone(),
+            let points =
                 parts
                     .pipelines
-                    .run(&record.tenant, record.points, &parts.metrics)?,
-            ))
+                    .run(&record.tenant, record.points, states, &parts.metrics)?;
+            Ok((record.tenant, points))
         })
         .collect()
 }
@@ -827,6 +916,7 @@ mod tests {
             health: health.clone(),
             idle_after: Duration::from_secs(1),
             metrics: metrics.clone(),
+            watermarks: Arc::default(),
         })
         .expect("start");
         let deadline = Instant::now() + Duration::from_secs(20);

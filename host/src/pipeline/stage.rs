@@ -7,7 +7,7 @@ use tracing::info_span;
 
 use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
 use crate::lineproto::format_point;
-use crate::plugin::{CallEnv, PluginId, PluginSlot, World};
+use crate::plugin::{CallEnv, PluginId, PluginSlot, StageState, World};
 use crate::point::Point;
 
 /// A stage can't be built.
@@ -95,13 +95,35 @@ impl Stage {
         &self.name
     }
 
-    /// Runs `batch` through the plugin.
+    /// Runs `batch` through the plugin, with the stage's own state.
     ///
     /// # Errors
     /// Only when a failed batch could not be kept as a dead letter: then it must not be
     /// acknowledged.
     pub fn process(&self, batch: Vec<Point>) -> Result<StageOutput, DeadLetterError> {
+        self.process_with(batch, &self.env.state)
+    }
+
+    /// An empty state with the stage's limits: what a partition starts with.
+    pub fn new_state(&self) -> StageState {
+        StageState::new(self.env.state.limits())
+    }
+
+    /// Runs `batch` through the plugin with `state` (the pipeline keeps one per partition,
+    /// checkpointed with its offsets).
+    ///
+    /// # Errors
+    /// As [`Stage::process`].
+    pub fn process_with(
+        &self,
+        batch: Vec<Point>,
+        state: &Arc<StageState>,
+    ) -> Result<StageOutput, DeadLetterError> {
         let _span = info_span!("stage", stage = %self.name, plugin = %self.slot.name()).entered();
+        let env = CallEnv {
+            state: state.clone(),
+            ..self.env.clone()
+        };
         let n = batch.len();
         // Filters answer with verdicts, so the kept points move out of the batch without a
         // copy once the call has succeeded.
@@ -109,13 +131,13 @@ impl Stage {
             World::Filter => self.slot.run(
                 n,
                 |out: &Answer| out.len(),
-                |p| p.filter(&batch, &self.env).map(Answer::Verdicts),
+                |p| p.filter(&batch, &env).map(Answer::Verdicts),
             ),
             // World::Alert is refused by `new`, and a swap never changes the world.
             World::Transform | World::Alert => self.slot.run(
                 n,
                 |out: &Answer| out.len(),
-                |p| p.transform(&batch, &self.env).map(Answer::Points),
+                |p| p.transform(&batch, &env).map(Answer::Points),
             ),
         };
         match outcome.result {

@@ -4,18 +4,21 @@
 //! alert plugin. The whole is exported and imported as the partition's checkpoint.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::RETRY_PAUSE;
 use super::alerting::AlertStates;
 use super::dead_letter::{DeadLetter, DeadLetterLog};
 use super::pipelines::{AlertRule, Pipelines, RuleSink};
-use crate::format::{self, Checkpoint};
+use crate::format::Checkpoint;
+use crate::point::Nanos;
 use crate::point::{Point, WindowResult};
 use crate::store::{LateRecord, Rollup, SeriesKey, Store, StoreError};
 use crate::telemetry::{Metrics, RuleLabels, TenantLabels};
 use crate::tenant::TenantId;
 use crate::time::now_ns;
+use crate::transport::Partition;
 use crate::window::{Emit, LatePoint, Output, TenantWindows, WindowRow};
 
 /// Where emitted windows go, and what delivering them needs.
@@ -30,6 +33,40 @@ pub struct Delivery<'a> {
     pub metrics: &'a Metrics,
     /// Set when the runner stops: retries give up.
     pub stop: &'a AtomicBool,
+    /// Where the partition's watermarks are published.
+    pub watermarks: &'a Watermarks,
+    /// The partition.
+    pub partition: Partition,
+}
+
+/// The watermark of each tenant's windows on each partition, published for queries: a
+/// window that ended before every partition's watermark (less grace) is final.
+#[derive(Debug, Default)]
+pub struct Watermarks {
+    by: Mutex<HashMap<(TenantId, Partition), Nanos>>,
+}
+
+impl Watermarks {
+    fn set(&self, tenant: &TenantId, partition: Partition, watermark: Nanos) {
+        let mut by = self
+            .by
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by.insert((tenant.clone(), partition), watermark);
+    }
+
+    /// The lowest watermark of `tenant`'s windows over the partitions that have them;
+    /// none before any has.
+    pub fn lowest(&self, tenant: &TenantId) -> Option<Nanos> {
+        let by = self
+            .by
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by.iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, w)| *w)
+            .min()
+    }
 }
 
 impl Delivery<'_> {
@@ -104,12 +141,18 @@ impl PartitionWindows {
     }
 
     /// Advances every tenant's windows (by the wall clock too, when the partition is
-    /// `idle`) and delivers what they emit.
-    pub fn advance(&mut self, d: &Delivery<'_>, idle: bool) {
+    /// `idle`) and delivers what they emit; whether anything changed (a window emitted, a
+    /// watermark moved).
+    pub fn advance(&mut self, d: &Delivery<'_>, idle: bool) -> bool {
         let now = now_ns();
+        let mut changed = false;
         for (tenant, state) in &mut self.tenants {
             let mut out = Output::default();
+            let before = state.windows.watermark();
             state.windows.advance(now, idle, &mut out);
+            let watermark = state.windows.watermark();
+            d.watermarks.set(tenant, d.partition, watermark);
+            changed |= watermark != before || !out.windows.is_empty();
             let Some(pipeline) = d.pipelines.get(tenant) else {
                 continue;
             };
@@ -135,6 +178,7 @@ impl PartitionWindows {
                 }
             }
         }
+        changed
     }
 
     /// Whether no tenant has window state here.
@@ -142,41 +186,27 @@ impl PartitionWindows {
         self.tenants.is_empty()
     }
 
-    /// Every tenant's state, as a checkpoint.
-    pub fn export(&self) -> Vec<u8> {
-        let mut tenants: Vec<_> = self
-            .tenants
-            .iter()
-            .map(|(tenant, state)| {
-                (
-                    tenant.to_string(),
-                    state.windows.export().unwrap_or_default(),
-                    state.alerts.export(),
-                )
-            })
-            .collect();
-        tenants.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        format::encode_checkpoint(&Checkpoint { tenants })
+    /// Puts every tenant's windows and alert states in `checkpoint`.
+    pub fn export(&self, checkpoint: &mut Checkpoint) {
+        for (tenant, state) in &self.tenants {
+            let entry = checkpoint.tenant_mut(tenant.as_str());
+            entry.windows = state.windows.export().unwrap_or_default();
+            entry.alerts = state.alerts.export();
+        }
     }
 
-    /// The state of a checkpoint. What can't be taken back (a tenant gone, a rule changed,
-    /// an unreadable part) starts empty, and is logged.
-    pub fn import(pipelines: &Pipelines, bytes: &[u8]) -> Self {
+    /// The windows of `checkpoint`. What can't be taken back (a tenant gone, a rule
+    /// changed, an unreadable part) starts empty, and is logged.
+    pub fn import(pipelines: &Pipelines, checkpoint: &Checkpoint) -> Self {
         let mut out = Self::default();
-        let checkpoint = match format::decode_checkpoint(bytes) {
-            Ok(checkpoint) => checkpoint,
-            Err(error) => {
-                tracing::error!(%error, "Window state unreadable; windows start empty.");
-                return out;
-            }
-        };
-        for (name, windows, alerts) in checkpoint.tenants {
-            let tenant = TenantId::new(&name);
+        for entry in checkpoint.tenants.iter().filter(|t| !t.windows.is_empty()) {
+            let (windows, alerts) = (&entry.windows, &entry.alerts);
+            let tenant = TenantId::new(&entry.tenant);
             let Some(settings) = pipelines.get(&tenant).and_then(|p| p.windows.clone()) else {
                 tracing::warn!(%tenant, "Window state of a tenant without rules dropped.");
                 continue;
             };
-            let windows = match TenantWindows::import(settings.clone(), &windows) {
+            let windows = match TenantWindows::import(settings.clone(), windows) {
                 Ok((windows, reset)) => {
                     for rule in reset {
                         tracing::warn!(%tenant, rule, "Rule changed since the checkpoint; its windows start empty.");
@@ -188,7 +218,7 @@ impl PartitionWindows {
                     TenantWindows::new(settings)
                 }
             };
-            let alerts = AlertStates::import(&alerts).unwrap_or_else(|error| {
+            let alerts = AlertStates::import(alerts).unwrap_or_else(|error| {
                 tracing::error!(%tenant, %error, "Alert states unreadable; every alert starts ok.");
                 AlertStates::default()
             });

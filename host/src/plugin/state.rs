@@ -44,6 +44,36 @@ impl StageState {
         }
     }
 
+    /// The committed entries as bytes, for a checkpoint ([`StageState::import`]).
+    pub fn export(&self) -> Vec<u8> {
+        let entries = self.lock();
+        let mut sorted: Vec<(&String, &Vec<u8>)> = entries.iter().collect();
+        sorted.sort_unstable();
+        postcard::to_stdvec(&sorted).unwrap_or_default()
+    }
+
+    /// A state holding the entries `bytes` saved by [`StageState::export`], with `limits`.
+    ///
+    /// # Errors
+    /// When `bytes` are not saved entries.
+    pub fn import(bytes: &[u8], limits: StateLimits) -> Result<Self, postcard::Error> {
+        let entries: Vec<(String, Vec<u8>)> = postcard::from_bytes(bytes)?;
+        Ok(Self {
+            entries: Mutex::new(entries.into_iter().collect()),
+            limits,
+        })
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> StateLimits {
+        self.limits
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The committed value of `key`.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.lock().get(key).cloned()
@@ -149,6 +179,20 @@ mod tests {
         assert_eq!(failed.get("a"), None);
         drop(failed); // the call failed: nothing committed
         assert_eq!(base.get("a"), Some(vec![1]));
+    }
+
+    #[test]
+    fn exported_entries_import_back() {
+        let base = Arc::new(StageState::default());
+        let mut call = StateOverlay::new(base.clone());
+        call.set("b".into(), vec![2, 3]).expect("set");
+        call.set("a".into(), vec![]).expect("set");
+        call.commit();
+        let back = StageState::import(&base.export(), StateLimits::default()).expect("import");
+        assert_eq!(back.get("a"), Some(vec![]));
+        assert_eq!(back.get("b"), Some(vec![2, 3]));
+        assert_eq!(back.len(), 2);
+        assert!(StageState::import(b"\xff\xff", StateLimits::default()).is_err());
     }
 
     #[test]

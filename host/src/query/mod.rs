@@ -57,6 +57,8 @@ pub struct QueryState {
     pub store: Arc<dyn Store>,
     /// Each tenant's rollup tiers.
     pub tiers: std::collections::HashMap<TenantId, Vec<TierInfo>>,
+    /// How far each tenant's windows have closed.
+    pub watermarks: Arc<crate::pipeline::Watermarks>,
 }
 
 /// The query routes.
@@ -310,18 +312,18 @@ async fn query(
         }
         (None, Some(agg), step) => {
             let aggregation = Aggregation::parse(&agg, step.as_deref())?;
+            let settled = state.watermarks.lowest(&tenant);
             match tier::choose(
                 tiers,
                 &filter,
-                aggregation.function,
-                aggregation.step,
+                aggregation,
                 &(start..end),
-                now_ns(),
+                (now_ns(), settled),
             ) {
-                Some(t) => Source::Tier {
+                Some(t) => Source::Chosen {
                     tier: t.name.clone(),
-                    function: aggregation.function,
-                    step: Some(aggregation.step),
+                    rule: t.rule.name.clone(),
+                    aggregation,
                 },
                 None => Source::Raw(Some(aggregation)),
             }
@@ -335,6 +337,10 @@ async fn query(
         limit,
     };
     on_store(&state, move |store| {
+        let query = Query {
+            source: query.source.settle(store, &tenant, &query.range)?,
+            ..query
+        };
         query.run(store, &tenant, &filter, cursor)
     })
     .await
@@ -380,7 +386,47 @@ enum Source {
         function: Function,
         step: Option<Nanos>,
     },
+    /// A tier chosen for an aggregation, unless late data of its rule falls in the range
+    /// (the tier lacks it: raw points answer then).
+    Chosen {
+        tier: String,
+        rule: String,
+        aggregation: Aggregation,
+    },
 }
+
+impl Source {
+    /// The source itself: a chosen tier, or raw points where its rule has late data in
+    /// `range`.
+    fn settle(
+        self,
+        store: &dyn Store,
+        tenant: &TenantId,
+        range: &std::ops::Range<Nanos>,
+    ) -> Result<Self, crate::store::StoreError> {
+        let Source::Chosen {
+            tier,
+            rule,
+            aggregation,
+        } = self
+        else {
+            return Ok(self);
+        };
+        let late = store.late_page(tenant, range.clone(), LATE_CHECK)?;
+        if late.next.is_some() || late.records.iter().any(|r| r.rule == rule) {
+            return Ok(Source::Raw(Some(aggregation)));
+        }
+        Ok(Source::Tier {
+            tier,
+            function: aggregation.function,
+            step: Some(aggregation.step),
+        })
+    }
+}
+
+/// Late records looked at to tell whether a chosen tier lacks some: past them, raw points
+/// answer.
+const LATE_CHECK: usize = 1_000;
 
 /// A query of points, run page by page so its memory is bounded by `limit`.
 struct Query {
@@ -401,7 +447,7 @@ impl Query {
         let mut answer = QueryAnswer {
             tier: match &self.source {
                 Source::Raw(_) => "raw".to_owned(),
-                Source::Tier { tier, .. } => tier.clone(),
+                Source::Tier { tier, .. } | Source::Chosen { tier, .. } => tier.clone(),
             },
             series: Vec::new(),
             next: None,
@@ -424,7 +470,7 @@ impl Query {
                 Source::Raw(_) => {
                     store.series_page(tenant, filter, after.as_ref(), SERIES_BATCH)?
                 }
-                Source::Tier { tier, .. } => {
+                Source::Tier { tier, .. } | Source::Chosen { tier, .. } => {
                     store.rollup_series_page(tenant, tier, filter, after.as_ref(), SERIES_BATCH)?
                 }
             };
@@ -464,7 +510,7 @@ impl Query {
                 let page = store.read_page(tenant, series, range, *left)?;
                 (Points::Raw(page.samples), page.next)
             }
-            Source::Raw(Some(aggregation)) => {
+            Source::Raw(Some(aggregation)) | Source::Chosen { aggregation, .. } => {
                 aggregate(store, tenant, series, range, *aggregation, *left)?
             }
             Source::Tier {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::Aggregation;
 use crate::aggregate::Function;
 use crate::point::Nanos;
 use crate::store::SeriesFilter;
@@ -19,8 +20,6 @@ pub struct TierInfo {
     pub rule: RollupRule,
     /// How long it keeps windows.
     pub retention: Duration,
-    /// The allowed disorder of the watermark: windows close this much after their end.
-    pub disorder: Nanos,
 }
 
 impl TierInfo {
@@ -61,45 +60,51 @@ impl TierInfo {
         }
     }
 
-    /// Whether every raw point of `filter`'s series in `range` is in a closed window of this
-    /// tier as of `now`: the rule takes the measurement and field whole (no tag filter, one
-    /// group per series), emits on close, keeps windows that old, and has closed those
-    /// windows (their end plus grace plus disorder is past).
-    fn covers(&self, filter: &SeriesFilter, range: &std::ops::Range<Nanos>, now: Nanos) -> bool {
+    /// Whether every raw point of `filter`'s series in `range` is in a final window of this
+    /// tier: the rule takes the measurement and field whole (no tag filter, one group per
+    /// series), emits on close, keeps windows that old (as of `now`), and the watermark of
+    /// every partition (`settled`) is past the range's last window's end plus grace.
+    fn covers(
+        &self,
+        filter: &SeriesFilter,
+        range: &std::ops::Range<Nanos>,
+        (now, settled): (Nanos, Option<Nanos>),
+    ) -> bool {
         let rule = &self.rule;
-        let (Some(measurement), Some(field)) = (&filter.measurement, &filter.field) else {
+        let (Some(measurement), Some(field), Some(settled)) =
+            (&filter.measurement, &filter.field, settled)
+        else {
             return false;
         };
         let Some(size) = self.size() else {
             return false;
         };
-        let settled = now
-            .saturating_sub(size)
-            .saturating_sub(rule.grace)
-            .saturating_sub(self.disorder);
+        let last_final = range.end.saturating_add(size).saturating_add(rule.grace);
         rule.select.measurement.matches(measurement)
             && rule.select.field.matches(field)
             && rule.select.tags.is_empty()
             && rule.group_by.is_none()
             && matches!(rule.emit, EmitMode::OnClose { .. })
             && range.start >= minus(now, self.retention)
-            && range.end <= settled
+            && last_final <= settled
     }
 }
 
-/// The coarsest of `tiers` that answers `function` over `step` for `filter` in `range`
-/// exactly, if any.
+/// The coarsest of `tiers` that answers `aggregation` for `filter` in `range` exactly, as
+/// of `now` with the tenant's lowest watermark `settled`, if any.
 pub fn choose<'a>(
     tiers: &'a [TierInfo],
     filter: &SeriesFilter,
-    function: Function,
-    step: Nanos,
+    aggregation: Aggregation,
     range: &std::ops::Range<Nanos>,
-    now: Nanos,
+    clocks: (Nanos, Option<Nanos>),
 ) -> Option<&'a TierInfo> {
     tiers
         .iter()
-        .filter(|t| t.answers(function, Some(step)) && t.covers(filter, range, now))
+        .filter(|t| {
+            t.answers(aggregation.function, Some(aggregation.step))
+                && t.covers(filter, range, clocks)
+        })
         .max_by_key(|t| t.size())
 }
 
@@ -155,7 +160,6 @@ mod tests {
             name: name.into(),
             rule: RollupRule::build(&config).expect("rule"),
             retention: Duration::from_secs(365 * 86_400),
-            disorder: 0,
         }
     }
 
@@ -172,9 +176,13 @@ mod tests {
         };
         let now = 1_000 * 60 * MINUTE;
         let range = (now - 100 * 60 * MINUTE)..(now - 2 * 60 * MINUTE);
+        let settled = Some(now - 30 * MINUTE);
+        let agg = |f: &str, step: Nanos| Aggregation {
+            function: f.parse().expect("f"),
+            step,
+        };
         let chosen = |f: &str, step: Nanos| {
-            choose(&tiers, &filter, f.parse().expect("f"), step, &range, now)
-                .map(|t| t.name.as_str())
+            choose(&tiers, &filter, agg(f, step), &range, (now, settled)).map(|t| t.name.as_str())
         };
         assert_eq!(
             chosen("mean", 120 * MINUTE),
@@ -198,17 +206,27 @@ mod tests {
             None,
             "90 s is no multiple of 1m"
         );
-        // Windows not yet closed, or past retention, are not in a tier: raw answers.
-        let recent = (now - 60 * MINUTE)..now;
-        assert_eq!(
-            choose(&tiers, &filter, Function::Count, MINUTE, &recent, now).map(|t| &t.name),
-            None
+        // Windows the watermark has not made final are not in a tier yet: raw answers.
+        let recent = (now - 61 * MINUTE)..(now - 20 * MINUTE);
+        assert!(
+            choose(
+                &tiers,
+                &filter,
+                agg("count", MINUTE),
+                &recent,
+                (now, settled)
+            )
+            .is_none()
         );
+        assert!(choose(&tiers, &filter, agg("count", MINUTE), &range, (now, None)).is_none());
+        // Nor windows past the tier's retention.
+        let old = (now - 400 * 24 * 60 * MINUTE)..(now - 300 * 24 * 60 * MINUTE);
+        assert!(choose(&tiers, &filter, agg("count", MINUTE), &old, (now, settled)).is_none());
         let other = SeriesFilter {
             measurement: Some("mem".into()),
             ..filter.clone()
         };
-        assert!(choose(&tiers, &other, Function::Count, MINUTE, &range, now).is_none());
+        assert!(choose(&tiers, &other, agg("count", MINUTE), &range, (now, settled)).is_none());
     }
 
     #[test]

@@ -12,3 +12,4 @@ mod hardening;
 mod reload;
 mod service;
 mod service_util;
+mod windows;
