@@ -1,7 +1,9 @@
 //! The windowing engine: points/s through 1-minute tumbling windows over 100,000 active
-//! series, with a plain accumulator (count, sum, min, max, mean) and with a p99 sketch; in
-//! the same run, the same aggregation by a minimal native loop (a hash map of accumulators
-//! keyed by series and window) as the ceiling; and heap bytes per open (series, window).
+//! series, with a plain accumulator (count, sum, min, max, mean) and with p99; in the same
+//! run, the same aggregation by a minimal native loop (a hash map of accumulators keyed by
+//! series and window, with a DDSketch for p99) as the ceiling; the same with 10,000 series
+//! at 60 values a window (quantiles from the sketch); and resident bytes per open (series,
+//! window).
 //!
 //! Single-threaded: points/s is per core. Memory is the growth of resident memory (on the
 //! service's allocator, mimalloc) while one window of every series opens.
@@ -12,6 +14,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
+use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 use sluice::lineproto::{Precision, parse};
 use sluice::point::{Nanos, Point};
 use sluice::window::{
@@ -40,18 +43,19 @@ const MINUTE: Nanos = 60_000_000_000;
 /// Points recorded between two advances of the engine (as one fetch group's worth).
 const GROUP: usize = 64;
 
-/// Points in time order: every series once per step, as agents report.
-fn points() -> Vec<Point> {
-    let mut out = Vec::with_capacity(SERIES * PER_SERIES);
+/// `rounds` points of each of `series` series, `step` apart, in time order (every series
+/// once per round, as agents report).
+fn points(series: usize, rounds: usize, step: Nanos) -> Vec<Point> {
+    let mut out = Vec::with_capacity(series * rounds);
     let base: Nanos = 1_700_000_000 * 1_000_000_000 / MINUTE * MINUTE;
-    for round in 0..PER_SERIES {
-        let lines: String = (0..SERIES)
+    for round in 0..rounds {
+        let lines: String = (0..series)
             .map(|s| {
                 format!(
                     "cpu,host=host-{s},region=r{} usage={}.5 {}\n",
                     s % 8,
                     (s * 7 + round) % 100,
-                    base + round as Nanos * STEP + s as Nanos
+                    base + round as Nanos * step + s as Nanos
                 )
             })
             .collect();
@@ -104,17 +108,20 @@ fn run_engine(points: &[Point], aggregates: &[&str]) -> (f64, usize) {
     (points.len() as f64 / started.elapsed().as_secs_f64(), rows)
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct NativeAcc {
     count: u64,
     sum: f64,
     min: f64,
     max: f64,
+    /// A DDSketch of 1 % relative error from the first value, when p99 is wanted.
+    sketch: Option<Box<DDSketch>>,
 }
 
 /// Points/s of the same aggregation by a minimal loop: key = series key and window start,
-/// one hash map of accumulators, windows taken out as the time passes their end.
-fn run_native(points: &[Point]) -> (f64, usize) {
+/// one hash map of accumulators (each with a DDSketch with `p99`), windows taken out as
+/// the time passes their end.
+fn run_native(points: &[Point], p99: bool) -> (f64, usize) {
     let mut open: HashMap<Vec<u8>, (Nanos, NativeAcc)> = HashMap::new();
     let mut key = Vec::new();
     let mut rows = 0;
@@ -148,6 +155,9 @@ fn run_native(points: &[Point]) -> (f64, usize) {
                             NativeAcc {
                                 min: v,
                                 max: v,
+                                sketch: p99.then(|| {
+                                    Box::new(DDSketch::new(SketchConfig::new(0.01, 2048, 1e-9)))
+                                }),
                                 ..NativeAcc::default()
                             },
                         );
@@ -158,6 +168,9 @@ fn run_native(points: &[Point]) -> (f64, usize) {
                 acc.sum += v;
                 acc.min = acc.min.min(v);
                 acc.max = acc.max.max(v);
+                if let Some(sketch) = &mut acc.sketch {
+                    sketch.add(v);
+                }
             }
         }
         // Close the windows time has passed, when it passed a window's end.
@@ -169,6 +182,7 @@ fn run_native(points: &[Point]) -> (f64, usize) {
                 let keep = *w + MINUTE > newest;
                 if !keep {
                     black_box(acc.sum / acc.count as f64);
+                    black_box(acc.sketch.as_ref().map(|s| s.quantile(0.99)));
                 }
                 keep
             });
@@ -182,6 +196,7 @@ fn run_native(points: &[Point]) -> (f64, usize) {
 /// per open (series, window). Measured on fresh memory: call before the throughput runs,
 /// and keep the state until every measurement is done (freed memory would be reused).
 fn bytes_per_window(points: &[Point], aggregates: &[&str]) -> (TenantWindows, f64) {
+    // One point per series: the first round.
     let before = rss();
     let mut w = engine(aggregates);
     let mut out = Output::default();
@@ -193,55 +208,84 @@ fn bytes_per_window(points: &[Point], aggregates: &[&str]) -> (TenantWindows, f6
     (w, bytes as f64 / SERIES as f64)
 }
 
-fn main() {
-    let points = points();
-    println!(
-        "{} points: {SERIES} series, one point each every 10 s for 3 minutes; 1-minute tumbling windows\n",
-        points.len()
-    );
-    let plain = ["count", "sum", "min", "max", "mean"];
-    let sketched = ["count", "sum", "min", "max", "mean", "p99"];
-    let (kept_plain, plain_bytes) = bytes_per_window(&points, &plain);
-    let (kept_sketch, sketch_bytes) = bytes_per_window(&points, &sketched);
-    drop((kept_plain, kept_sketch));
-    // Best of three rounds each, interleaved: the machine is shared.
-    let (mut native, mut engine_plain, mut engine_sketch) = ((0.0, 0), (0.0, 0), (0.0, 0));
+/// A run over points: points/s, and windows closed.
+type Run<'a> = (&'a str, &'a dyn Fn(&[Point]) -> (f64, usize));
+
+/// Best of three interleaved rounds (the machine is shared) of each run over `points`.
+fn rates(points: &[Point], runs: &[Run<'_>]) {
+    let mut best = vec![(0.0, 0); runs.len()];
     for _ in 0..3 {
-        let n = run_native(&points);
-        let e = run_engine(&points, &plain);
-        let s = run_engine(&points, &sketched);
-        if n.0 > native.0 {
-            native = n;
-        }
-        if e.0 > engine_plain.0 {
-            engine_plain = e;
-        }
-        if s.0 > engine_sketch.0 {
-            engine_sketch = s;
+        for (i, (_, run)) in runs.iter().enumerate() {
+            let r = run(points);
+            if r.0 > best[i].0 {
+                best[i] = r;
+            }
         }
     }
-    let m = |rate: f64| rate / 1e6;
     println!("| run | points/s (M) | vs native | windows closed |");
     println!("|---|---:|---:|---:|");
-    println!(
-        "| native loop (hash map of accumulators) | {:.2} | 1.00 | {} |",
-        m(native.0),
-        native.1
-    );
-    println!(
-        "| engine, count/sum/min/max/mean | {:.2} | {:.2} | {} |",
-        m(engine_plain.0),
-        engine_plain.0 / native.0,
-        engine_plain.1
-    );
-    println!(
-        "| engine, + p99 sketch | {:.2} | {:.2} | {} |",
-        m(engine_sketch.0),
-        engine_sketch.0 / native.0,
-        engine_sketch.1
-    );
+    for ((name, _), (rate, rows)) in runs.iter().zip(&best) {
+        println!(
+            "| {name} | {:.2} | {:.2} | {rows} |",
+            rate / 1e6,
+            rate / best[0].0
+        );
+    }
     println!();
+}
+
+fn main() {
+    let plain = ["count", "sum", "min", "max", "mean"];
+    let sketched = ["count", "sum", "min", "max", "mean", "p99"];
+    let few = points(SERIES, PER_SERIES, STEP);
+    // Memory first, on fresh memory.
+    let (kept_plain, plain_bytes) = bytes_per_window(&few, &plain);
+    let (kept_sketch, sketch_bytes) = bytes_per_window(&few, &sketched);
+    drop((kept_plain, kept_sketch));
     println!(
-        "resident bytes per open (series, window): {plain_bytes:.0} without a sketch, {sketch_bytes:.0} with a p99 sketch"
+        "{} points: {SERIES} series, one point each every 10 s for 3 minutes; 1-minute tumbling windows (6 values each: quantiles exact)\n",
+        few.len()
+    );
+    rates(
+        &few,
+        &[
+            ("native loop (hash map of accumulators)", &|p| {
+                run_native(p, false)
+            }),
+            ("engine, count/sum/min/max/mean", &|p| run_engine(p, &plain)),
+        ],
+    );
+    rates(
+        &few,
+        &[
+            ("native loop, + DDSketch p99", &|p| run_native(p, true)),
+            ("engine, + p99", &|p| run_engine(p, &sketched)),
+        ],
+    );
+    drop(few);
+    let many = points(SERIES / 10, PER_SERIES * 10, STEP / 10);
+    println!(
+        "{} points: {} series, one point each every second for 3 minutes (60 values a window: quantiles from the DDSketch)\n",
+        many.len(),
+        SERIES / 10
+    );
+    rates(
+        &many,
+        &[
+            ("native loop (hash map of accumulators)", &|p| {
+                run_native(p, false)
+            }),
+            ("engine, count/sum/min/max/mean", &|p| run_engine(p, &plain)),
+        ],
+    );
+    rates(
+        &many,
+        &[
+            ("native loop, + DDSketch p99", &|p| run_native(p, true)),
+            ("engine, + p99 sketch", &|p| run_engine(p, &sketched)),
+        ],
+    );
+    println!(
+        "resident bytes per open (series, window), 100,000 series: {plain_bytes:.0} without a quantile, {sketch_bytes:.0} with p99 (one value each)"
     );
 }

@@ -43,7 +43,7 @@ pub enum Function {
     Last,
     /// Sample standard deviation (n − 1), as InfluxDB's `STDDEV()`; none below two values.
     Stddev,
-    /// A quantile from a DDSketch of 1 % relative error.
+    /// A quantile: exact over a few values, then from a DDSketch of 1 % relative error.
     Quantile(Quantile),
 }
 
@@ -127,23 +127,99 @@ const SKETCH_MAX_BINS: u32 = 2048;
 /// Smallest magnitude told apart from zero.
 const SKETCH_MIN_VALUE: f64 = 1e-9;
 
-/// A quantile sketch (the crate's type has no `Debug`).
+/// Values kept exactly before a DDSketch takes over: a window of a few points (most are:
+/// a minute of 10-second samples holds six) gets exact quantiles, without the sketch's
+/// 1 KiB of bins. `cargo bench --bench windows`: with the sketch from the first value,
+/// 1,302 bytes per open window and 1.72 M points/s (0.43 of the native loop).
+const EXACT_VALUES: usize = 32;
+
+/// Quantiles of a run: its values while they are few, then a DDSketch.
 #[derive(Clone, Serialize, Deserialize)]
-struct Sketch(DDSketch);
+enum Sketch {
+    /// Every value so far (at most [`EXACT_VALUES`]).
+    Exact(Vec<f64>),
+    /// The sketch of every value so far.
+    Sketched(DDSketch),
+}
 
 impl Sketch {
     fn new() -> Self {
-        Self(DDSketch::new(SketchConfig::new(
+        Sketch::Exact(Vec::new())
+    }
+
+    fn sketch_of(values: &[f64]) -> DDSketch {
+        let mut sketch = DDSketch::new(SketchConfig::new(
             SKETCH_RELATIVE_ERROR,
             SKETCH_MAX_BINS,
             SKETCH_MIN_VALUE,
-        )))
+        ));
+        for v in values {
+            sketch.add(*v);
+        }
+        sketch
+    }
+
+    fn add(&mut self, v: f64) {
+        match self {
+            Sketch::Exact(values) if values.len() < EXACT_VALUES => values.push(v),
+            Sketch::Exact(values) => {
+                let mut sketch = Self::sketch_of(values);
+                sketch.add(v);
+                *self = Sketch::Sketched(sketch);
+            }
+            Sketch::Sketched(sketch) => sketch.add(v),
+        }
+    }
+
+    fn merge(&mut self, other: &Sketch) {
+        match (&mut *self, other) {
+            (Sketch::Exact(mine), Sketch::Exact(theirs))
+                if mine.len() + theirs.len() <= EXACT_VALUES =>
+            {
+                mine.extend_from_slice(theirs);
+            }
+            (Sketch::Sketched(mine), Sketch::Sketched(theirs)) => {
+                // Sketches of one config always merge.
+                let _ = mine.merge(theirs);
+            }
+            (Sketch::Sketched(mine), Sketch::Exact(theirs)) => {
+                for v in theirs {
+                    mine.add(*v);
+                }
+            }
+            (Sketch::Exact(mine), theirs) => {
+                let mut sketch = Self::sketch_of(mine);
+                match theirs {
+                    Sketch::Exact(values) => values.iter().for_each(|v| sketch.add(*v)),
+                    Sketch::Sketched(other) => {
+                        let _ = sketch.merge(other);
+                    }
+                }
+                *self = Sketch::Sketched(sketch);
+            }
+        }
+    }
+
+    /// The `q` quantile, DDSketch's way: the value of rank ⌊q × (n − 1)⌋.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        match self {
+            Sketch::Exact(values) => {
+                let mut sorted = values.clone();
+                sorted.sort_by(f64::total_cmp);
+                let rank = (q * (sorted.len().checked_sub(1)? as f64)) as usize;
+                sorted.get(rank).copied()
+            }
+            Sketch::Sketched(sketch) => sketch.quantile(q).ok()?,
+        }
     }
 }
 
 impl std::fmt::Debug for Sketch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sketch({} values)", self.0.count())
+        match self {
+            Sketch::Exact(values) => write!(f, "Exact({} values)", values.len()),
+            Sketch::Sketched(sketch) => write!(f, "Sketched({} values)", sketch.count()),
+        }
     }
 }
 
@@ -216,7 +292,7 @@ impl Acc {
         self.numeric += 1;
         self.sum += v;
         if let Some(sketch) = &mut self.sketch {
-            sketch.0.add(v);
+            sketch.add(v);
         }
     }
 
@@ -250,8 +326,7 @@ impl Acc {
             self.last = other.last;
         }
         if let (Some(mine), Some(theirs)) = (&mut self.sketch, &other.sketch) {
-            // Sketches of one config always merge.
-            let _ = mine.0.merge(&theirs.0);
+            mine.merge(theirs);
         }
     }
 
@@ -274,7 +349,7 @@ impl Acc {
             Function::Last => self.last.1,
             Function::Stddev if self.numeric < 2 => return None,
             Function::Stddev => (self.m2.max(0.0) / (self.numeric - 1) as f64).sqrt(),
-            Function::Quantile(q) => self.sketch.as_ref()?.0.quantile(q.fraction()).ok()??,
+            Function::Quantile(q) => self.sketch.as_ref()?.quantile(q.fraction())?,
         })
     }
 }

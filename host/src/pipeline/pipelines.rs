@@ -110,10 +110,13 @@ pub struct StageStates {
 impl StageStates {
     /// `stage`'s state here, empty at first.
     fn of(&mut self, stage: &Stage) -> Arc<StageState> {
-        self.by_stage
-            .entry(stage.name().to_owned())
-            .or_insert_with(|| Arc::new(stage.new_state()))
-            .clone()
+        // A lookup per batch and stage: no key is built unless the stage is new here.
+        if let Some(state) = self.by_stage.get(stage.name()) {
+            return state.clone();
+        }
+        let state = Arc::new(stage.new_state());
+        self.by_stage.insert(stage.name().to_owned(), state.clone());
+        state
     }
 
     /// Whether no stage holds state here.
