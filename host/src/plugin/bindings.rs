@@ -9,7 +9,6 @@ pub mod filter {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "filter",
-        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
     });
 }
 

@@ -208,9 +208,10 @@ impl LoadedPlugin {
             return Err(self.wrong_world(World::Transform));
         };
         let batch = encode(points);
-        let mut out = self.call(env, |store| {
+        let out = self.call(env, |store| {
             pre.instantiate(&mut *store)?.call_transform(store, &batch)
         })?;
+        let mut out: Vec<Point> = out.into_iter().map(Point::from).collect();
         for (i, point) in out.iter_mut().enumerate() {
             if point.fields.is_empty() || point.measurement.is_empty() {
                 return Err(self.error(CallErrorKind::BadOutput(format!(
@@ -234,9 +235,11 @@ impl LoadedPlugin {
         let Entry::Alert(pre) = &self.entry else {
             return Err(self.wrong_world(World::Alert));
         };
-        self.call(env, |store| {
-            pre.instantiate(&mut *store)?.call_evaluate(store, windows)
-        })
+        let windows: Vec<_> = windows.iter().cloned().map(Into::into).collect();
+        let alerts = self.call(env, |store| {
+            pre.instantiate(&mut *store)?.call_evaluate(store, &windows)
+        })?;
+        Ok(alerts.into_iter().map(Alert::from).collect())
     }
 
     /// One bounded call: fresh store, memory cap, deadline; state committed on success.

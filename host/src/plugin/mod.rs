@@ -8,8 +8,9 @@
 //!   health and quarantine; [`watch`] reloads changed files.
 
 mod batch;
-pub mod bindings;
+mod bindings;
 mod cache;
+mod convert;
 mod ctx;
 mod error;
 mod loaded;
