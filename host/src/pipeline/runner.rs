@@ -68,6 +68,9 @@ pub struct Progress {
     /// save's, or the first held at start before any save): commits stop there.
     /// `u64::MAX` while the partition holds no state.
     needed_from: Vec<AtomicU64>,
+    /// States saved so far, over all partitions: a save (after windows closed on an idle
+    /// partition, say) is made durable by the next checkpoint even when no offset moved.
+    saves: AtomicU64,
 }
 
 impl Progress {
@@ -77,6 +80,7 @@ impl Progress {
             processed: resume.iter().map(|r| AtomicU64::new(r.next)).collect(),
             kept_from: resume.iter().map(|r| r.kept_from).collect(),
             needed_from: resume.iter().map(|_| AtomicU64::new(u64::MAX)).collect(),
+            saves: AtomicU64::new(0),
             saved: resume.into_iter().map(|r| Mutex::new(r.state)).collect(),
         }
     }
@@ -171,6 +175,7 @@ impl Runner {
             // Nothing known committed: the first checkpoint commits what the store holds.
             let mut checkpoint = Commits {
                 committed: vec![0; parts.progress.processed.len()],
+                saves: 0,
             };
             let (parts, stop) = (parts.clone(), stop.clone());
             std::thread::Builder::new()
@@ -239,6 +244,8 @@ pub fn resume_offsets(
 /// The offsets committed so far, per partition.
 struct Commits {
     committed: Vec<Offset>,
+    /// The partition-state saves the last checkpoint saw.
+    saves: u64,
 }
 
 impl Commits {
@@ -256,9 +263,11 @@ impl Commits {
     /// checkpoint tries again.
     fn take(&mut self, parts: &RunnerParts) {
         let processed = parts.progress.snapshot();
-        if processed.iter().zip(&self.committed).all(|(p, c)| p <= c) {
+        let saves = parts.progress.saves.load(Ordering::Acquire);
+        if processed.iter().zip(&self.committed).all(|(p, c)| p <= c) && saves == self.saves {
             return;
         }
+        self.saves = saves;
         // Taken before the sync: the states they come from are durable once it returns.
         let needed = parts.progress.needed_from();
         let started = Instant::now();
@@ -522,10 +531,14 @@ impl<'a> Worker<'a> {
         self.save_when_due(false);
     }
 
-    /// Saves the partition's state (for the next sync to make durable) when it changed and
-    /// the last save is [`STATE_EVERY`] old, or, with `now`, whenever it changed.
+    /// Saves the partition's state (for the next sync to make durable) when it changed, or
+    /// the partition moved past the last save (so the log need not keep those records), and
+    /// the last save is [`STATE_EVERY`] old; with `now`, whatever its age.
     fn save_when_due(&mut self, now: bool) {
-        if !self.changed || (!now && self.saved_at.elapsed() < STATE_EVERY) {
+        let needed =
+            self.parts.progress.needed_from[self.partition as usize].load(Ordering::Acquire);
+        let behind = needed != u64::MAX && needed < self.next;
+        if !(self.changed || behind) || (!now && self.saved_at.elapsed() < STATE_EVERY) {
             return;
         }
         // Only where the state reflects every record before `next`.
@@ -546,6 +559,7 @@ impl<'a> Worker<'a> {
                 let p = self.partition as usize;
                 self.parts.progress.needed_from[p].store(state.next, Ordering::Release);
                 *lock(&self.parts.progress.saved[p]) = Some(state);
+                self.parts.progress.saves.fetch_add(1, Ordering::AcqRel);
                 self.changed = false;
                 self.saved_at = Instant::now();
             }
