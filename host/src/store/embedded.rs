@@ -1324,6 +1324,147 @@ mod tests {
     }
 
     #[test]
+    fn rollup_rows_upsert_retract_page_and_stay_per_tenant_and_tier() {
+        use crate::aggregate::Function;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+        let series = SeriesKey {
+            measurement: "cpu".into(),
+            field: "u".into(),
+            tags: vec![("host".into(), "x".into())],
+        };
+        let row = |start: Nanos, mean: f64| Rollup {
+            series: series.clone(),
+            start,
+            end: start + 10,
+            values: vec![(Function::Mean, mean), (Function::Count, 2.0)],
+        };
+        store
+            .write_rollups(&a, "10s", &[row(0, 1.0), row(10, 2.0), row(20, 3.0)], &[])
+            .expect("write");
+        // A correction replaces its row; a retraction deletes one.
+        store
+            .write_rollups(&a, "10s", &[row(10, 5.0)], &[(series.clone(), 20)])
+            .expect("correct");
+        let page = store
+            .read_rollups(&a, "10s", &series, 0..100, 10)
+            .expect("read");
+        let means: Vec<(Nanos, Nanos, f64)> = page
+            .rows
+            .iter()
+            .map(|(start, end, v)| (*start, *end, v[0].1))
+            .collect();
+        assert_eq!(means, [(0, 10, 1.0), (10, 20, 5.0)]);
+        let first = store
+            .read_rollups(&a, "10s", &series, 0..100, 1)
+            .expect("page");
+        assert_eq!((first.rows.len(), first.next), (1, Some(10)));
+        assert_eq!(
+            store
+                .read_rollups(&a, "10s", &series, 10..10, 10)
+                .expect("empty")
+                .rows,
+            [],
+            "the end is exclusive"
+        );
+        let listed = |t: &TenantId, tier: &str| {
+            store
+                .rollup_series_page(t, tier, &SeriesFilter::default(), None, 10)
+                .expect("list")
+                .series
+        };
+        assert_eq!(listed(&a, "10s"), std::slice::from_ref(&series));
+        assert!(listed(&a, "1h").is_empty(), "per tier");
+        assert!(listed(&b, "10s").is_empty(), "per tenant");
+        assert!(
+            store
+                .series(&a, &SeriesFilter::default())
+                .expect("raw")
+                .is_empty(),
+            "not raw series"
+        );
+        assert_eq!(store.expire_tier(&a, "10s", 10).expect("expire"), 1);
+        assert_eq!(
+            store
+                .read_rollups(&a, "10s", &series, 0..100, 10)
+                .expect("read")
+                .rows
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn late_data_pages_by_whole_times_and_a_saved_state_is_durable_with_the_next_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let late = |ts: Nanos, host: &str| LateRecord {
+            rule: "r".into(),
+            series: SeriesKey {
+                measurement: "m".into(),
+                field: "v".into(),
+                tags: vec![("host".into(), host.into())],
+            },
+            timestamp: ts,
+            value: ts as f64,
+        };
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            let records = [late(5, "x"), late(5, "y"), late(7, "x"), late(9, "x")];
+            store.write_late(&a, &records).expect("late");
+            store
+                .write_late(&a, &records[..1])
+                .expect("again: kept once");
+            let page = store.late_page(&a, 0..100, 1).expect("page");
+            assert_eq!(page.records.len(), 2, "both values at time 5");
+            assert_eq!(page.next, Some(7));
+            let all = store.late_page(&a, 0..100, 100).expect("all");
+            assert_eq!(all.records.len(), 4);
+            assert_eq!(all.records[3], late(9, "x"));
+            assert!(
+                store
+                    .late_page(&TenantId::new("b"), 0..100, 100)
+                    .expect("b")
+                    .records
+                    .is_empty()
+            );
+            let state = PartitionState {
+                next: 42,
+                bytes: b"S1state".to_vec(),
+            };
+            store.save_state(3, state.clone()).expect("save");
+            assert_eq!(store.state(3).expect("state"), None, "not before a sync");
+            store.sync().expect("sync");
+            assert_eq!(store.state(3).expect("state"), Some(state));
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.state(3).expect("state").map(|s| s.next),
+            Some(42),
+            "survives a reopen"
+        );
+        assert_eq!(
+            store
+                .late_page(&a, 0..100, 100)
+                .expect("late")
+                .records
+                .len(),
+            4
+        );
+        assert_eq!(store.expire(&a, 8).expect("expire"), 0, "no raw points");
+        assert_eq!(
+            store
+                .late_page(&a, 0..100, 100)
+                .expect("late")
+                .records
+                .len(),
+            1,
+            "late data expires with the raw points"
+        );
+    }
+
+    #[test]
     fn synced_offsets_are_durable_with_the_points_they_cover() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = TenantId::new("a");
