@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
 use super::stage::{StageError, require_world};
 use crate::lineproto::format_point;
-use crate::plugin::{CallEnv, LoadedPlugin, PluginSlot, World};
+use crate::plugin::{CallEnv, LoadedPlugin, PluginSlot, StageState, World};
 use crate::point::{Alert, AlertState, Field, FieldValue, Point, Tag, WindowResult};
 
 /// The alert state of every (rule, series, field), as alert plugins last set it.
@@ -178,8 +178,19 @@ impl AlertStage {
         })
     }
 
-    /// The alerts `windows` raise, given and updating `states`; none when the plugin fails
-    /// (the windows are dead-lettered).
+    /// The stage's name (`tenant/rule`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An empty plugin state with the stage's limits: what a partition starts with.
+    pub fn new_state(&self) -> StageState {
+        StageState::new(self.env.state.limits())
+    }
+
+    /// The alerts `windows` raise, given and updating `states`, with the plugin's own
+    /// key-value state `plugin_state` (the partition's); none when the plugin fails (the
+    /// windows are dead-lettered).
     ///
     /// # Errors
     /// Only when a failed batch could not be kept as a dead letter.
@@ -187,14 +198,19 @@ impl AlertStage {
         &self,
         states: &AlertStates,
         windows: Vec<WindowResult>,
+        plugin_state: &Arc<StageState>,
     ) -> Result<Vec<Alert>, DeadLetterError> {
         let _span =
             tracing::info_span!("alert_stage", stage = %self.name, plugin = %self.slot.name())
                 .entered();
+        let env = CallEnv {
+            state: plugin_state.clone(),
+            ..self.env.clone()
+        };
         states.evaluate_rounds(windows, |round| {
             let outcome = self
                 .slot
-                .run(round.len(), Vec::len, |p| p.evaluate(round, &self.env));
+                .run(round.len(), Vec::len, |p| p.evaluate(round, &env));
             match outcome.result {
                 Ok(alerts) => Ok(alerts),
                 Err(error) => {

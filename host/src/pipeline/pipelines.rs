@@ -10,7 +10,7 @@ use super::dead_letter::DeadLetterError;
 use super::stage::Stage;
 use super::webhook::Webhook;
 use crate::format::Checkpoint;
-use crate::plugin::StageState;
+use crate::plugin::{StageState, StateLimits};
 use crate::point::Point;
 use crate::telemetry::{Metrics, StageLabels};
 use crate::tenant::TenantId;
@@ -110,12 +110,22 @@ pub struct StageStates {
 impl StageStates {
     /// `stage`'s state here, empty at first.
     fn of(&mut self, stage: &Stage) -> Arc<StageState> {
+        self.named(stage.name(), || stage.new_state())
+    }
+
+    /// The state of the stage (filter, transform or alert) called `name` here; `new` at
+    /// first.
+    pub(super) fn named(
+        &mut self,
+        name: &str,
+        new: impl FnOnce() -> StageState,
+    ) -> Arc<StageState> {
         // A lookup per batch and stage: no key is built unless the stage is new here.
-        if let Some(state) = self.by_stage.get(stage.name()) {
+        if let Some(state) = self.by_stage.get(name) {
             return state.clone();
         }
-        let state = Arc::new(stage.new_state());
-        self.by_stage.insert(stage.name().to_owned(), state.clone());
+        let state = Arc::new(new());
+        self.by_stage.insert(name.to_owned(), state.clone());
         state
     }
 
@@ -146,19 +156,28 @@ impl StageStates {
     /// The stage states of `checkpoint`, for the stages `pipelines` still has; a state that
     /// can't be read starts empty, and is logged.
     pub fn import(pipelines: &Pipelines, checkpoint: &Checkpoint) -> Self {
-        let stages: HashMap<&str, &Stage> = pipelines
+        // Every stage's limits, by name: filters and transforms, and alert plugins.
+        let limits: HashMap<&str, StateLimits> = pipelines
             .by_tenant
             .values()
-            .flat_map(|p| &p.stages)
-            .map(|s| (s.name(), s))
+            .flat_map(|p| {
+                let stages = p.stages.iter().map(|s| (s.name(), s.new_state().limits()));
+                let alerts = p.sinks.iter().filter_map(|sink| match sink {
+                    RuleSink::Alert(alert) => {
+                        Some((alert.stage.name(), alert.stage.new_state().limits()))
+                    }
+                    RuleSink::Tier(_) => None,
+                });
+                stages.chain(alerts)
+            })
             .collect();
         let mut out = Self::default();
         for (name, bytes) in checkpoint.tenants.iter().flat_map(|t| &t.stages) {
-            let Some(stage) = stages.get(name.as_str()) else {
+            let Some(limits) = limits.get(name.as_str()) else {
                 tracing::warn!(stage = %name, "State of a stage no longer configured dropped.");
                 continue;
             };
-            match StageState::import(bytes, stage.new_state().limits()) {
+            match StageState::import(bytes, *limits) {
                 Ok(state) => {
                     out.by_stage.insert(name.clone(), Arc::new(state));
                 }

@@ -519,7 +519,7 @@ impl<'a> Worker<'a> {
             return;
         }
         let d = delivery(self.parts, self.stop, self.partition);
-        self.changed |= self.windows.advance(&d, idle);
+        self.changed |= self.windows.advance(&d, idle, &mut self.stages);
     }
 
     /// The partition is past record `last`: its points are stored, and in the state.

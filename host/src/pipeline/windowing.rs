@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::RETRY_PAUSE;
 use super::alerting::AlertStates;
 use super::dead_letter::{DeadLetter, DeadLetterLog};
-use super::pipelines::{AlertRule, Pipelines, RuleSink};
+use super::pipelines::{AlertRule, Pipelines, RuleSink, StageStates};
 use crate::format::Checkpoint;
 use crate::point::Nanos;
 use crate::point::{Point, WindowResult};
@@ -143,7 +143,7 @@ impl PartitionWindows {
     /// Advances every tenant's windows (by the wall clock too, when the partition is
     /// `idle`) and delivers what they emit; whether anything changed (a window emitted, a
     /// watermark moved).
-    pub fn advance(&mut self, d: &Delivery<'_>, idle: bool) -> bool {
+    pub fn advance(&mut self, d: &Delivery<'_>, idle: bool, plugins: &mut StageStates) -> bool {
         let now = now_ns();
         let mut changed = false;
         for (tenant, state) in &mut self.tenants {
@@ -173,7 +173,10 @@ impl PartitionWindows {
                 match sink {
                     RuleSink::Tier(tier) => store_rollups(d, tenant, tier, &rule.name, &batch),
                     RuleSink::Alert(alert) => {
-                        deliver_alerts(d, tenant, &rule.name, alert, &state.alerts, &batch);
+                        let plugin_state =
+                            plugins.named(alert.stage.name(), || alert.stage.new_state());
+                        let states = (&state.alerts, &plugin_state);
+                        deliver_alerts(d, tenant, &rule.name, alert, states, &batch);
                     }
                 }
             }
@@ -326,7 +329,7 @@ fn deliver_alerts(
     tenant: &TenantId,
     rule: &str,
     alert: &AlertRule,
-    states: &AlertStates,
+    (states, plugin_state): (&AlertStates, &std::sync::Arc<crate::plugin::StageState>),
     rows: &[WindowRow],
 ) {
     let closed: Vec<_> = rows
@@ -337,7 +340,7 @@ fn deliver_alerts(
     if closed.is_empty() {
         return;
     }
-    let alerts = match alert.stage.process(states, closed) {
+    let alerts = match alert.stage.process(states, closed, plugin_state) {
         Ok(alerts) => alerts,
         Err(error) => {
             tracing::error!(%error, %tenant, rule, "Closed windows lost: dead letter not kept.");
