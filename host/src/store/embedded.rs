@@ -386,6 +386,14 @@ impl EmbeddedStore {
             .map_err(|e| self.note_failure(e))
     }
 
+    /// Commits `batch` at once (visible to reads), durable with the next [`Store::sync`]:
+    /// that one syncs the journal even when no points wait.
+    fn commit_for_sync(&self, batch: fjall::OwnedWriteBatch) -> Result<(), StoreError> {
+        batch.commit().map_err(|e| self.note_failure(e))?;
+        lock(&self.shared).unsynced = true;
+        Ok(())
+    }
+
     /// Remembers the first storage failure for [`Store::failure`].
     fn note_failure(&self, error: impl std::fmt::Display) -> StoreError {
         let mut failed = lock(&self.failed);
@@ -759,9 +767,7 @@ impl Store for EmbeddedStore {
                 format::encode_rollup(row.end, &row.values),
             );
         }
-        batch.commit().map_err(|e| self.note_failure(e))?;
-        lock(&self.shared).unsynced = true;
-        Ok(())
+        self.commit_for_sync(batch)
     }
 
     fn rollup_series_page(
@@ -839,13 +845,12 @@ impl Store for EmbeddedStore {
                     batch.remove(&self.rollup_series, keys::series(&scope, series));
                 }
             }
-            batch.commit().map_err(|e| self.note_failure(e))?;
+            self.commit_for_sync(batch)?;
             if !page.more {
                 break;
             }
             after = page.series.last().cloned();
         }
-        lock(&self.shared).unsynced = true;
         Ok(removed)
     }
 
@@ -858,9 +863,7 @@ impl Store for EmbeddedStore {
                 format::encode_late(record),
             );
         }
-        batch.commit().map_err(|e| self.note_failure(e))?;
-        lock(&self.shared).unsynced = true;
-        Ok(())
+        self.commit_for_sync(batch)
     }
 
     fn late_page(
