@@ -258,11 +258,6 @@ impl Acc {
         }
     }
 
-    /// Values added (numeric or not).
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
     /// Adds a value at `ts`; none for a non-numeric one (counted only). Non-finite values
     /// count as non-numeric: one NaN must not poison a window's mean.
     pub fn add(&mut self, ts: Nanos, v: Option<f64>) {

@@ -804,8 +804,7 @@ impl Store for EmbeddedStore {
             let (key, value) = kv.into_inner().map_err(storage)?;
             let start = key
                 .get(prefix_len..)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as Nanos)
+                .and_then(keys::decode_time)
                 .ok_or_else(|| StoreError::Corrupt(format!("rollup key {key:?}")))?;
             if page.rows.len() == max {
                 page.next = Some(start);

@@ -98,9 +98,15 @@ pub fn chunk(series_id: u64, last: Nanos, seq: u64) -> [u8; 24] {
 
 /// The time of the last point and the sync sequence of a chunk key.
 pub fn chunk_time_seq(key: &[u8]) -> Option<(Nanos, u64)> {
-    let time = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?) ^ (1 << 63);
+    let time = decode_time(key.get(8..16)?)?;
     let seq = u64::from_be_bytes(key.get(16..24)?.try_into().ok()?);
-    Some((time as Nanos, seq))
+    Some((time, seq))
+}
+
+/// The timestamp of [`time`]'s eight bytes; none for another length.
+pub fn decode_time(bytes: &[u8]) -> Option<Nanos> {
+    let raw = u64::from_be_bytes(bytes.try_into().ok()?);
+    Some((raw ^ (1 << 63)) as Nanos)
 }
 
 /// Decodes a series key (without tenant check).

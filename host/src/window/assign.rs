@@ -44,7 +44,7 @@ pub struct Span {
 }
 
 /// `t` clamped to the timestamp range.
-pub fn clamp(t: i128) -> Nanos {
+fn clamp(t: i128) -> Nanos {
     Nanos::try_from(t).unwrap_or(if t < 0 { Nanos::MIN } else { Nanos::MAX })
 }
 
@@ -79,14 +79,6 @@ impl WindowKind {
                 end: start + size,
             }
         })
-    }
-
-    /// The session window of a lone point at `ts`: `[ts, ts + gap)`.
-    pub fn session_of(gap: Nanos, ts: Nanos) -> Span {
-        Span {
-            start: i128::from(ts),
-            end: i128::from(ts) + i128::from(gap),
-        }
     }
 }
 

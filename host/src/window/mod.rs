@@ -19,7 +19,7 @@
 
 mod assign;
 mod fixed;
-pub mod group;
+mod group;
 mod rule;
 mod session;
 mod watermark;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use assign::{Span, WindowKind, clamp};
+pub use assign::{Span, WindowKind};
 pub use group::Group;
 pub use rule::{EmitMode, Glob, RollupConfig, RollupRule, RuleError, Select, WindowConfig};
 pub use watermark::Watermark;
