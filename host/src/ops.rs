@@ -14,12 +14,12 @@ use crate::pipeline::PartitionHealth;
 use crate::plugin::{Health, PluginRegistry};
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use crate::transport::Transport;
+use crate::transport::Producer;
 
 /// What the ops routes need.
 pub struct OpsState {
     /// The transport, for its health.
-    pub transport: Arc<dyn Transport>,
+    pub producer: Arc<dyn Producer>,
     /// The store, for its health.
     pub store: Arc<dyn Store>,
     /// Plugin statuses.
@@ -44,7 +44,7 @@ pub fn routes(state: Arc<OpsState>) -> Router {
 /// when the transport or store can't work until a restart (a full disk, say): the signal
 /// for a supervisor to restart the process once there is room.
 async fn health(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
-    let transport = state.transport.failure();
+    let transport = state.producer.failure();
     let store = state.store.failure();
     if transport.is_some() || store.is_some() {
         return (

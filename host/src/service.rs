@@ -20,8 +20,8 @@ use crate::ingest::{self, FieldTypes, IngestState};
 use crate::lookup::LookupTables;
 use crate::ops::{self, OpsState};
 use crate::pipeline::{
-    AlertRule, AlertStage, DeadLetterLog, PartitionHealth, Pipelines, Progress, RuleSink, Runner,
-    RunnerParts, Stage, TenantPipeline, Watermarks, Webhook, resume_offsets,
+    AlertRule, AlertStage, DeadLetterLog, PartitionHealth, Pipelines, RuleSink, Runner,
+    RunnerParts, Stage, TenantPipeline, Watermarks, Webhook,
 };
 use crate::plugin::{
     CallEnv, Params, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig, Settle,
@@ -32,11 +32,14 @@ use crate::server::{self, BodyBudget};
 use crate::store::{EmbeddedStore, Store};
 use crate::telemetry::Metrics;
 use crate::tenant::{TenantId, Tokens};
-use crate::transport::{EmbeddedLog, Transport};
+use crate::transport::{EmbeddedLog, GroupConsumer, Producer, StateLog};
 use crate::window::{RollupRule, WindowSettings};
 
 /// Longest wait at startup for the pipeline to replay the log's unprocessed tail.
 const REPLAY_WAIT: Duration = Duration::from_secs(60);
+
+/// Longest wait at shutdown for appends in flight to be confirmed.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 
 /// Runs the service until `shutdown` resolves; `ready` receives the bound address once the
 /// API accepts requests.
@@ -55,11 +58,15 @@ pub async fn run(
     let TransportConfig::Embedded { partitions } = config.transport;
     let log =
         EmbeddedLog::open(&data.join("log"), partitions).context("opening the embedded log")?;
-    let transport: Arc<dyn Transport> = log.clone();
-    let store: Arc<dyn Store> = match config.store {
-        StoreConfig::Embedded => Arc::new(
-            EmbeddedStore::open(&data.join("store")).context("opening the embedded store")?,
-        ),
+    let producer: Arc<dyn Producer> = log.clone();
+    let consumer: Box<dyn GroupConsumer> = Box::new(log.consumer());
+    let (store, states): (Arc<dyn Store>, Arc<dyn StateLog>) = match config.store {
+        StoreConfig::Embedded => {
+            let store = Arc::new(
+                EmbeddedStore::open(&data.join("store")).context("opening the embedded store")?,
+            );
+            (store.clone(), store)
+        }
     };
 
     let runtime = Runtime::new(&RuntimeConfig {
@@ -236,30 +243,27 @@ pub async fn run(
     }
     let tokens = Arc::new(tokens);
 
-    let resume = resume_offsets(transport.as_ref(), store.as_ref())
-        .map_err(|e| anyhow::anyhow!("reading where the pipeline resumes: {e}"))?;
-    let progress = Arc::new(Progress::new(resume));
     let watermarks = Arc::new(Watermarks::default());
-    let partitions = Arc::new(PartitionHealth::new(transport.partitions()));
-    let runner = Runner::start(RunnerParts {
-        transport: transport.clone(),
-        store: store.clone(),
-        pipelines: Arc::new(pipelines),
-        progress: progress.clone(),
-        dead_letters,
-        health: partitions.clone(),
-        idle_after: Duration::from_secs(config.windows.idle_after_secs),
-        metrics: metrics.clone(),
-        watermarks: watermarks.clone(),
-    })?;
-    // Serve once the log's unprocessed tail (a crash's replay, at most about
+    let partitions = Arc::new(PartitionHealth::new(producer.partitions()));
+    let runner = Runner::start(
+        RunnerParts {
+            store: store.clone(),
+            states,
+            committer: consumer.committer(),
+            pipelines: Arc::new(pipelines),
+            dead_letters,
+            health: partitions.clone(),
+            idle_after: Duration::from_secs(config.windows.idle_after_secs),
+            metrics: metrics.clone(),
+            watermarks: watermarks.clone(),
+        },
+        consumer,
+    )?;
+    // Serve once the partitions' unprocessed tail (a crash's replay, at most about
     // `max_lag_records` a partition) is in the store: queries then see every acknowledged
     // point, and type checks at ingest see every stored type.
-    let ends: Vec<_> = (0..transport.partitions())
-        .map(|p| transport.end_offset(p))
-        .collect();
     let replay_deadline = tokio::time::Instant::now() + REPLAY_WAIT;
-    while !progress.reached(&ends) {
+    while !runner.caught_up() {
         if tokio::time::Instant::now() >= replay_deadline {
             tracing::warn!("The log's tail is still being replayed; serving meanwhile.");
             break;
@@ -284,8 +288,7 @@ pub async fn run(
     let app = Router::new()
         .merge(ingest::routes(Arc::new(IngestState {
             tokens: tokens.clone(),
-            transport: transport.clone(),
-            progress,
+            producer: producer.clone(),
             max_body_bytes: config.ingest.max_body_bytes,
             max_lag_records: config.ingest.max_lag_records,
             limits: config.ingest.limits(),
@@ -302,7 +305,7 @@ pub async fn run(
             watermarks,
         })))
         .merge(ops::routes(Arc::new(OpsState {
-            transport: transport.clone(),
+            producer: producer.clone(),
             store: store.clone(),
             registry: registry.clone(),
             partitions,
@@ -338,7 +341,10 @@ pub async fn run(
     retention_task.abort();
     tokio::task::spawn_blocking(move || {
         runner.stop();
-        log.close();
+        if let Err(error) = producer.flush(SHUTDOWN_FLUSH) {
+            tracing::error!(%error, "Appends still pending at shutdown were not confirmed.");
+        }
+        producer.close();
     })
     .await?;
     Ok(())

@@ -25,24 +25,26 @@ use axum::routing::post;
 
 use crate::api::ApiError;
 use crate::lineproto::Precision;
-use crate::pipeline::Progress;
 use crate::point::Point;
 use crate::store::Store;
 use crate::telemetry::{Metrics, RejectLabels, RejectReason, TenantLabels};
 use crate::tenant::{TenantId, Tokens};
-use crate::transport::{Transport, records_for};
+use crate::transport::{Producer, records_for};
+
+/// Where the transport counts each tenant's backlog, how many times `max_lag_records` the
+/// partitions' backlog may reach before every tenant's writes are held back.
+const PARTITION_BACKLOG_FACTOR: u64 = 4;
 
 /// What ingest needs.
 pub struct IngestState {
     /// Token → tenant.
     pub tokens: Arc<Tokens>,
-    /// Where accepted points go.
-    pub transport: Arc<dyn Transport>,
-    /// The pipeline's progress, for backpressure.
-    pub progress: Arc<Progress>,
+    /// Where accepted points go; it also tells the pipeline's backlog.
+    pub producer: Arc<dyn Producer>,
     /// Largest body after decompression.
     pub max_body_bytes: usize,
-    /// Lag (records) above which writes get 503.
+    /// Backlog (records) above which a tenant's writes get 503: its own backlog where the
+    /// transport tells it, else the partitions'.
     pub max_lag_records: u64,
     /// What every point must keep.
     pub limits: Limits,
@@ -182,10 +184,19 @@ impl IngestState {
         error
     }
 
-    /// Refuses new writes while the pipeline is too far behind, so memory and disk stay
-    /// bounded and clients back off (503 with Retry-After).
-    fn check_backpressure(&self) -> Result<(), ApiError> {
-        let lag = self.progress.max_lag(self.transport.as_ref());
+    /// Refuses `tenant`'s writes while the pipeline is too far behind them, so memory and
+    /// disk stay bounded and clients back off (503 with Retry-After). Where the transport
+    /// counts each tenant's backlog, a tenant is held back by its own only: one tenant's
+    /// flood doesn't throttle another. The partitions' backlog still bounds everyone at
+    /// [`PARTITION_BACKLOG_FACTOR`] times the limit, so the log stays bounded too.
+    fn check_backpressure(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        let backlog = self.producer.backlog(tenant);
+        let lag = match backlog.tenant {
+            Some(own) if backlog.partition <= self.max_lag_records * PARTITION_BACKLOG_FACTOR => {
+                own
+            }
+            _ => backlog.partition,
+        };
         if lag > self.max_lag_records {
             return Err(ApiError::Backpressure { lag });
         }
@@ -200,7 +211,8 @@ impl IngestState {
         decode: impl FnOnce() -> Result<Decoded, ApiError> + Send + 'static,
     ) -> Result<StatusCode, ApiError> {
         let started = Instant::now();
-        self.check_backpressure().map_err(|e| self.reject(e))?;
+        self.check_backpressure(&tenant)
+            .map_err(|e| self.reject(e))?;
         let state = self.clone();
         let span = tracing::info_span!("ingest", %tenant);
         let appended = tokio::task::spawn_blocking(move || {
@@ -209,9 +221,9 @@ impl IngestState {
             state.validate(&tenant, &mut decoded)?;
             let points = decoded.points;
             let n = points.len();
-            let records = records_for(&tenant, points, state.transport.partitions());
+            let records = records_for(&tenant, points, state.producer.partitions());
             state
-                .transport
+                .producer
                 .append(records)
                 .map_err(|e| ApiError::Unavailable {
                     what: "transport",

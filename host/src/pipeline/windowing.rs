@@ -55,6 +55,15 @@ impl Watermarks {
         by.insert((tenant.clone(), partition), watermark);
     }
 
+    /// Forgets `partition`'s watermarks: it is another member's now.
+    pub fn forget(&self, partition: Partition) {
+        let mut by = self
+            .by
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by.retain(|(_, p), _| *p != partition);
+    }
+
     /// The lowest watermark of `tenant`'s windows over the partitions that have them;
     /// none before any has.
     pub fn lowest(&self, tenant: &TenantId) -> Option<Nanos> {

@@ -17,13 +17,13 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::chunk::{self, Sample};
 use super::head::Head;
 use super::{
-    LatePage, LateRecord, PartitionState, PointError, ReadPage, Refused, Rollup, RollupPage,
-    SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, keys,
+    LatePage, LateRecord, PointError, ReadPage, Refused, Rollup, RollupPage, SeriesFilter,
+    SeriesKey, SeriesPage, Store, StoreError, Through, keys,
 };
 use crate::format;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
 use crate::tenant::TenantId;
-use crate::transport::{Offset, Partition};
+use crate::transport::{Offset, Partition, PartitionState, StateLog, TransportError};
 
 /// Series ids kept in memory, so a write looks the index up once per series, not per
 /// point. Bounded: cleared when it grows past this many series (they are re-read).
@@ -892,19 +892,31 @@ impl Store for EmbeddedStore {
         }
         Ok(page)
     }
+}
 
-    fn save_state(&self, partition: Partition, state: PartitionState) -> Result<(), StoreError> {
+/// Partition states live beside the points: a saved state becomes durable with the next
+/// sync, in the same batch as the points written before it, so a restart finds a state no
+/// newer than the points.
+impl StateLog for EmbeddedStore {
+    fn save(&self, partition: Partition, state: PartitionState) -> Result<(), TransportError> {
         lock(&self.shared).states.insert(partition, state);
         Ok(())
     }
 
-    fn state(&self, partition: Partition) -> Result<Option<PartitionState>, StoreError> {
-        let Some(value) = self.meta.get(state_key(partition)).map_err(storage)? else {
+    fn load(&self, partition: Partition) -> Result<Option<PartitionState>, TransportError> {
+        let state_storage = |e: &dyn std::fmt::Display| {
+            TransportError::Storage(format!("partition state in the store: {e}"))
+        };
+        let Some(value) = self
+            .meta
+            .get(state_key(partition))
+            .map_err(|e| state_storage(&e))?
+        else {
             return Ok(None);
         };
         let (next, bytes) = value.split_at(value.len().min(8));
         Ok(Some(PartitionState {
-            next: decode_u64(next)?,
+            next: decode_u64(next).map_err(|e| state_storage(&e))?,
             bytes: bytes.to_vec(),
         }))
     }
@@ -1435,14 +1447,14 @@ mod tests {
                 next: 42,
                 bytes: b"S1state".to_vec(),
             };
-            store.save_state(3, state.clone()).expect("save");
-            assert_eq!(store.state(3).expect("state"), None, "not before a sync");
+            store.save(3, state.clone()).expect("save");
+            assert_eq!(store.load(3).expect("state"), None, "not before a sync");
             store.sync().expect("sync");
-            assert_eq!(store.state(3).expect("state"), Some(state));
+            assert_eq!(store.load(3).expect("state"), Some(state));
         }
         let store = EmbeddedStore::open(dir.path()).expect("reopen");
         assert_eq!(
-            store.state(3).expect("state").map(|s| s.next),
+            store.load(3).expect("state").map(|s| s.next),
             Some(42),
             "survives a reopen"
         );

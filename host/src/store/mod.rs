@@ -188,16 +188,6 @@ pub struct LatePage {
     pub next: Option<Nanos>,
 }
 
-/// The saved state of a partition's windows (and what else is scoped to it), as of the
-/// record before `next`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionState {
-    /// The first record the state does not reflect.
-    pub next: Offset,
-    /// The state, in its own versioned format.
-    pub bytes: Vec<u8>,
-}
-
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -419,18 +409,4 @@ pub trait Store: Send + Sync + 'static {
         range: Range<Nanos>,
         max: usize,
     ) -> Result<LatePage, StoreError>;
-
-    /// Sets the saved state of `partition`: durable with the next [`Store::sync`], in the
-    /// same batch as the points written before it, so a restart finds a state no newer
-    /// than the points.
-    ///
-    /// # Errors
-    /// On storage failure.
-    fn save_state(&self, partition: Partition, state: PartitionState) -> Result<(), StoreError>;
-
-    /// The saved state of `partition`, as the last sync made durable.
-    ///
-    /// # Errors
-    /// On storage failure.
-    fn state(&self, partition: Partition) -> Result<Option<PartitionState>, StoreError>;
 }

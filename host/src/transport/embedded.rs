@@ -4,8 +4,9 @@
 //! One keyspace per partition maps big-endian offsets to postcard-encoded records; consumer
 //! offsets live in their own keyspace. Appends from all request handlers go to one writer
 //! thread, which writes everything pending as one batch and syncs the journal once, then
-//! acknowledges them all: one fsync per group, not per request. Records every consumer
-//! group has committed are deleted.
+//! acknowledges them all: one fsync per group, not per request. Committed records are
+//! deleted: the log has one consumer group, whose one member ([`EmbeddedConsumer`]) owns
+//! every partition.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -14,17 +15,23 @@ use std::time::{Duration, Instant};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::{Offset, Partition, Record, Transport, TransportError};
+use super::backlog::Unread;
+use super::{
+    Backlog, Committer, Delivered, GroupConsumer, Offset, Partition, PartitionReader, Producer,
+    Rebalance, Record, TransportError, Undecodable,
+};
 use crate::format;
+use crate::tenant::TenantId;
 
 /// Appends waiting for the writer at most; more block the caller (backpressure).
 const PENDING_APPENDS: usize = 1024;
 
 type Reply = SyncSender<Result<(), TransportError>>;
 
-/// An append request for the writer thread: encoded records and where to answer. Callers
-/// encode, so the one writer thread only writes and syncs.
-type Append = (Vec<(Partition, Vec<u8>)>, Reply);
+/// An append request for the writer thread: encoded records (with their tenants, for the
+/// backlog) and where to answer. Callers encode, so the one writer thread only writes and
+/// syncs.
+type Append = (Vec<(Partition, TenantId, Vec<u8>)>, Reply);
 
 struct PartitionLog {
     keyspace: Keyspace,
@@ -47,6 +54,8 @@ pub struct EmbeddedLog {
     failed: Arc<Mutex<Option<String>>>,
     /// Journal syncs so far: what a test counts to prove appends are durable on return.
     syncs: Arc<AtomicU64>,
+    /// What the pipeline has not read yet, for backpressure.
+    unread: Arc<Unread>,
 }
 
 fn storage(e: impl std::fmt::Display) -> TransportError {
@@ -66,7 +75,7 @@ impl EmbeddedLog {
             .count() as u32;
         if found != 0 && found != partitions {
             return Err(TransportError::PartitionCount {
-                dir: dir.display().to_string(),
+                place: dir.display().to_string(),
                 found,
                 configured: partitions,
             });
@@ -75,6 +84,7 @@ impl EmbeddedLog {
             .keyspace("offsets", KeyspaceCreateOptions::default)
             .map_err(storage)?;
         let mut logs = Vec::new();
+        let mut positions = Vec::new();
         for p in 0..partitions {
             let keyspace = db
                 .keyspace(&format!("p{p}"), KeyspaceCreateOptions::default)
@@ -94,6 +104,7 @@ impl EmbeddedLog {
                     end
                 }
             };
+            positions.push((committed(&offsets, GROUP, p)?, end));
             logs.push(Arc::new(PartitionLog {
                 keyspace,
                 v1_from,
@@ -104,6 +115,7 @@ impl EmbeddedLog {
         let (tx, rx) = sync_channel(PENDING_APPENDS);
         let failed = Arc::new(Mutex::new(None));
         let syncs = Arc::new(AtomicU64::new(0));
+        let unread = Arc::new(Unread::new(positions));
         let log = Arc::new(Self {
             db: db.clone(),
             partitions: logs.clone(),
@@ -111,12 +123,41 @@ impl EmbeddedLog {
             writer: Mutex::new(Some(tx)),
             failed: failed.clone(),
             syncs: syncs.clone(),
+            unread: unread.clone(),
         });
+        let written = Written {
+            db,
+            logs,
+            failed,
+            syncs,
+            unread,
+        };
         std::thread::Builder::new()
             .name("sluice-log-writer".into())
-            .spawn(move || write_loop(&db, &logs, &rx, &failed, &syncs))
+            .spawn(move || written.write_loop(&rx))
             .map_err(storage)?;
         Ok(log)
+    }
+
+    /// The log's one consumer-group member: it is assigned every partition at its first
+    /// poll, and nothing ever moves.
+    pub fn consumer(self: &Arc<Self>) -> EmbeddedConsumer {
+        EmbeddedConsumer {
+            log: self.clone(),
+            assigned: false,
+        }
+    }
+
+    /// A reader of `partition` from the committed offset.
+    fn reader(self: &Arc<Self>, partition: Partition) -> Result<EmbeddedReader, TransportError> {
+        self.partition(partition)?;
+        let committed = committed(&self.offsets, GROUP, partition)?;
+        Ok(EmbeddedReader {
+            log: self.clone(),
+            partition,
+            committed,
+            position: committed,
+        })
     }
 
     fn partition(&self, p: Partition) -> Result<&Arc<PartitionLog>, TransportError> {
@@ -130,153 +171,15 @@ impl EmbeddedLog {
         self.syncs.load(Ordering::Acquire)
     }
 
-    /// Stops the writer; later appends fail with [`TransportError::Closed`].
-    pub fn close(&self) {
-        self.writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-    }
-}
-
-/// The key of partition `p`'s first offset in the versioned record format, in the offsets
-/// keyspace. (No group name ends in `/`, so it can't pass for a group's commit.)
-fn format_key(p: Partition) -> Vec<u8> {
-    let mut key = b"#record-format-1-from/".to_vec();
-    key.extend_from_slice(&p.to_be_bytes());
-    key
-}
-
-fn offset_key(group: &str, p: Partition) -> Vec<u8> {
-    let mut key = group.as_bytes().to_vec();
-    key.push(0);
-    key.extend_from_slice(&p.to_be_bytes());
-    key
-}
-
-fn decode_offset(bytes: &[u8]) -> Result<Offset, TransportError> {
-    let arr: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| TransportError::Storage("offset is not 8 bytes".into()))?;
-    Ok(Offset::from_be_bytes(arr))
-}
-
-fn max_committed(offsets: &Keyspace, p: Partition) -> Result<Offset, TransportError> {
-    let mut max = 0;
-    for kv in offsets.iter() {
-        let (key, value) = kv.into_inner().map_err(storage)?;
-        if key.ends_with(&p.to_be_bytes()) && key.len() > 4 && key[key.len() - 5] == 0 {
-            max = max.max(decode_offset(&value)?);
-        }
-    }
-    Ok(max)
-}
-
-/// The writer: takes every pending append, writes them as one batch, syncs once, answers.
-fn write_loop(
-    db: &Database,
-    logs: &[Arc<PartitionLog>],
-    rx: &Receiver<Append>,
-    failed: &Mutex<Option<String>>,
-    syncs: &AtomicU64,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            group.push(more);
-        }
-        let result = write_group(db, logs, &group, syncs);
-        if let Err(error) = &result {
-            record_failure(failed, error);
-        }
-        for (_, reply) in group {
-            // The caller may have given up (timeout); its records are durable anyway.
-            let _ = reply.send(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| TransportError::Storage(e.to_string())),
-            );
-        }
-    }
-}
-
-fn record_failure(failed: &Mutex<Option<String>>, error: &TransportError) {
-    let mut failed = failed.lock().unwrap_or_else(PoisonError::into_inner);
-    if failed.is_none() {
-        tracing::error!(%error, "The embedded log failed; writes are refused until a restart.");
-        *failed = Some(error.to_string());
-    }
-}
-
-fn write_group(
-    db: &Database,
-    logs: &[Arc<PartitionLog>],
-    group: &[Append],
-    syncs: &AtomicU64,
-) -> Result<(), TransportError> {
-    let mut batch = db.batch();
-    // Offsets are reserved under the partition locks, published only after the sync.
-    let mut ends: Vec<Offset> = logs
-        .iter()
-        .map(|l| *l.end.lock().unwrap_or_else(PoisonError::into_inner))
-        .collect();
-    for (records, _) in group {
-        for (p, bytes) in records {
-            let Some(log) = logs.get(*p as usize) else {
-                return Err(TransportError::Storage(format!("no partition {p}")));
-            };
-            let offset = &mut ends[*p as usize];
-            batch.insert(&log.keyspace, offset.to_be_bytes(), bytes.as_slice());
-            *offset += 1;
-        }
-    }
-    batch.commit().map_err(storage)?;
-    db.persist(PersistMode::SyncData).map_err(storage)?;
-    syncs.fetch_add(1, Ordering::AcqRel);
-    for (log, end) in logs.iter().zip(ends) {
-        let mut current = log.end.lock().unwrap_or_else(PoisonError::into_inner);
-        if *current != end {
-            *current = end;
-            log.grown.notify_all();
-        }
-    }
-    Ok(())
-}
-
-impl Transport for EmbeddedLog {
-    fn partitions(&self) -> u32 {
-        self.partitions.len() as u32
-    }
-
-    fn append(&self, records: Vec<(Partition, Record)>) -> Result<(), TransportError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let records = records
-            .into_iter()
-            .map(|(p, record)| (p, format::encode_record(&record)))
-            .collect::<Vec<_>>();
-        let sender = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or(TransportError::Closed)?;
-        let (reply, answer) = sync_channel(1);
-        sender
-            .send((records, reply))
-            .map_err(|_| TransportError::Closed)?;
-        answer.recv().map_err(|_| TransportError::Closed)?
-    }
-
+    /// Up to `max` records of `partition` from offset `from`, waiting up to `wait` for the
+    /// first one.
     fn fetch(
         &self,
         partition: Partition,
         from: Offset,
         max: usize,
         wait: Duration,
-    ) -> Result<Vec<(Offset, Record)>, TransportError> {
+    ) -> Result<Vec<Delivered>, TransportError> {
         let log = self.partition(partition)?;
         let deadline = Instant::now() + wait;
         let mut end = log.end.lock().unwrap_or_else(PoisonError::into_inner);
@@ -306,43 +209,37 @@ impl Transport for EmbeddedLog {
             } else {
                 format::decode_record(&value).map_err(|e| e.to_string())
             }
-            .map_err(|message| TransportError::Corrupt {
+            .map_err(|reason| Undecodable {
                 partition,
                 offset,
-                message,
-            })?;
-            out.push((offset, record));
+                reason,
+                bytes: value.to_vec(),
+            });
+            out.push(Delivered { offset, record });
         }
         Ok(out)
     }
 
-    fn committed(&self, group: &str, partition: Partition) -> Result<Offset, TransportError> {
-        match self
-            .offsets
-            .get(offset_key(group, partition))
-            .map_err(storage)?
-        {
-            Some(v) => decode_offset(&v),
-            None => Ok(0),
-        }
+    /// The offset the next appended record of `partition` will get.
+    fn end_offset(&self, partition: Partition) -> Result<Offset, TransportError> {
+        Ok(*self
+            .partition(partition)?
+            .end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn commit(
-        &self,
-        group: &str,
-        partition: Partition,
-        next: Offset,
-    ) -> Result<(), TransportError> {
+    /// Commits `next` for `partition` and deletes the records before it, which the one
+    /// consumer group has processed.
+    fn commit_one(&self, partition: Partition, next: Offset) -> Result<(), TransportError> {
         let log = self.partition(partition)?;
-        let previous = self.committed(group, partition)?;
+        let previous = committed(&self.offsets, GROUP, partition)?;
         let mut batch = self.db.batch();
         batch.insert(
             &self.offsets,
-            offset_key(group, partition),
+            offset_key(GROUP, partition),
             next.to_be_bytes(),
         );
-        // One consumer group per embedded log (the pipeline), so what it has committed is
-        // garbage: delete it in the same atomic batch.
         for offset in previous..next {
             batch.remove(&log.keyspace, offset.to_be_bytes());
         }
@@ -355,11 +252,174 @@ impl Transport for EmbeddedLog {
         }
         result
     }
+}
 
-    fn end_offset(&self, partition: Partition) -> Offset {
-        self.partitions
-            .get(partition as usize)
-            .map_or(0, |l| *l.end.lock().unwrap_or_else(PoisonError::into_inner))
+/// The consumer group's name in the offsets keyspace (the log has one group, the
+/// pipeline; this is its name in logs written before the seam had groups per member).
+const GROUP: &str = "pipeline";
+
+/// The key of partition `p`'s first offset in the versioned record format, in the offsets
+/// keyspace. (No group name ends in `/`, so it can't pass for a group's commit.)
+fn format_key(p: Partition) -> Vec<u8> {
+    let mut key = b"#record-format-1-from/".to_vec();
+    key.extend_from_slice(&p.to_be_bytes());
+    key
+}
+
+fn offset_key(group: &str, p: Partition) -> Vec<u8> {
+    let mut key = group.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&p.to_be_bytes());
+    key
+}
+
+fn decode_offset(bytes: &[u8]) -> Result<Offset, TransportError> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| TransportError::Storage("offset is not 8 bytes".into()))?;
+    Ok(Offset::from_be_bytes(arr))
+}
+
+fn committed(offsets: &Keyspace, group: &str, p: Partition) -> Result<Offset, TransportError> {
+    match offsets.get(offset_key(group, p)).map_err(storage)? {
+        Some(v) => decode_offset(&v),
+        None => Ok(0),
+    }
+}
+
+fn max_committed(offsets: &Keyspace, p: Partition) -> Result<Offset, TransportError> {
+    let mut max = 0;
+    for kv in offsets.iter() {
+        let (key, value) = kv.into_inner().map_err(storage)?;
+        if key.ends_with(&p.to_be_bytes()) && key.len() > 4 && key[key.len() - 5] == 0 {
+            max = max.max(decode_offset(&value)?);
+        }
+    }
+    Ok(max)
+}
+
+/// What the writer thread writes to, and where it reports.
+struct Written {
+    db: Database,
+    logs: Vec<Arc<PartitionLog>>,
+    failed: Arc<Mutex<Option<String>>>,
+    syncs: Arc<AtomicU64>,
+    unread: Arc<Unread>,
+}
+
+impl Written {
+    /// The writer: takes every pending append, writes them as one batch, syncs once,
+    /// answers.
+    fn write_loop(&self, rx: &Receiver<Append>) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                group.push(more);
+            }
+            let result = self.write_group(&group);
+            if let Err(error) = &result {
+                record_failure(&self.failed, error);
+            }
+            for (_, reply) in group {
+                // The caller may have given up (timeout); its records are durable anyway.
+                let _ = reply.send(
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| TransportError::Storage(e.to_string())),
+                );
+            }
+        }
+    }
+
+    fn write_group(&self, group: &[Append]) -> Result<(), TransportError> {
+        let mut batch = self.db.batch();
+        // Offsets are reserved under the partition locks, published only after the sync.
+        let mut ends: Vec<Offset> = self
+            .logs
+            .iter()
+            .map(|l| *l.end.lock().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        let mut placed = Vec::new();
+        for (records, _) in group {
+            for (p, tenant, bytes) in records {
+                let Some(log) = self.logs.get(*p as usize) else {
+                    return Err(TransportError::Storage(format!("no partition {p}")));
+                };
+                let offset = &mut ends[*p as usize];
+                batch.insert(&log.keyspace, offset.to_be_bytes(), bytes.as_slice());
+                placed.push((*p, tenant, *offset));
+                *offset += 1;
+            }
+        }
+        batch.commit().map_err(storage)?;
+        self.db.persist(PersistMode::SyncData).map_err(storage)?;
+        self.syncs.fetch_add(1, Ordering::AcqRel);
+        for (p, tenant, offset) in placed {
+            self.unread.appended(p, tenant, offset, offset + 1);
+        }
+        for (log, end) in self.logs.iter().zip(ends) {
+            let mut current = log.end.lock().unwrap_or_else(PoisonError::into_inner);
+            if *current != end {
+                *current = end;
+                log.grown.notify_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn record_failure(failed: &Mutex<Option<String>>, error: &TransportError) {
+    let mut failed = failed.lock().unwrap_or_else(PoisonError::into_inner);
+    if failed.is_none() {
+        tracing::error!(%error, "The embedded log failed; writes are refused until a restart.");
+        *failed = Some(error.to_string());
+    }
+}
+
+impl Producer for EmbeddedLog {
+    fn partitions(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    fn append(&self, records: Vec<(Partition, Record)>) -> Result<(), TransportError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let records = records
+            .into_iter()
+            .map(|(p, record)| {
+                let bytes = format::encode_record(&record);
+                (p, record.tenant, bytes)
+            })
+            .collect::<Vec<_>>();
+        let sender = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(TransportError::Closed)?;
+        let (reply, answer) = sync_channel(1);
+        sender
+            .send((records, reply))
+            .map_err(|_| TransportError::Closed)?;
+        answer.recv().map_err(|_| TransportError::Closed)?
+    }
+
+    /// Appends are durable on return: nothing is ever pending.
+    fn flush(&self, _timeout: Duration) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    fn backlog(&self, tenant: &TenantId) -> Backlog {
+        self.unread.backlog(tenant)
     }
 
     fn failure(&self) -> Option<String> {
@@ -367,6 +427,83 @@ impl Transport for EmbeddedLog {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// The embedded log's one group member: every partition is its own from the first poll.
+pub struct EmbeddedConsumer {
+    log: Arc<EmbeddedLog>,
+    assigned: bool,
+}
+
+impl GroupConsumer for EmbeddedConsumer {
+    fn poll(
+        &mut self,
+        rebalance: &Arc<dyn Rebalance>,
+        wait: Duration,
+    ) -> Result<(), TransportError> {
+        if self.assigned {
+            std::thread::sleep(wait);
+            return Ok(());
+        }
+        let readers = (0..self.log.partitions.len() as Partition)
+            .map(|p| {
+                self.log
+                    .reader(p)
+                    .map(|r| Box::new(r) as Box<dyn PartitionReader>)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        rebalance.assigned(readers);
+        self.assigned = true;
+        Ok(())
+    }
+
+    fn committer(&self) -> Arc<dyn Committer> {
+        self.log.clone()
+    }
+}
+
+impl Committer for EmbeddedLog {
+    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), TransportError> {
+        offsets
+            .iter()
+            .try_for_each(|(partition, next)| self.commit_one(*partition, *next))
+    }
+}
+
+/// Reads one partition of the embedded log.
+struct EmbeddedReader {
+    log: Arc<EmbeddedLog>,
+    partition: Partition,
+    committed: Offset,
+    position: Offset,
+}
+
+impl PartitionReader for EmbeddedReader {
+    fn partition(&self) -> Partition {
+        self.partition
+    }
+
+    fn committed(&self) -> Offset {
+        self.committed
+    }
+
+    fn end(&self) -> Result<Offset, TransportError> {
+        self.log.end_offset(self.partition)
+    }
+
+    fn read(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>, TransportError> {
+        let records = self.log.fetch(self.partition, self.position, max, wait)?;
+        if let Some(last) = records.last() {
+            self.position = last.offset + 1;
+            self.log.unread.read_to(self.partition, self.position);
+        }
+        Ok(records)
+    }
+
+    fn seek(&mut self, offset: Offset) -> Result<(), TransportError> {
+        self.position = offset;
+        Ok(())
     }
 }
 
@@ -383,6 +520,28 @@ mod tests {
         }
     }
 
+    /// Every decodable record of `partition` from `from`, with its offset.
+    fn fetch(log: &EmbeddedLog, partition: Partition, from: Offset) -> Vec<(Offset, Record)> {
+        log.fetch(partition, from, 100, Duration::ZERO)
+            .expect("fetch")
+            .into_iter()
+            .map(|d| (d.offset, d.record.expect("decodes")))
+            .collect()
+    }
+
+    /// What the log's one member is assigned at its first poll.
+    #[derive(Default)]
+    struct Assigned(Mutex<Vec<Box<dyn PartitionReader>>>);
+
+    impl Rebalance for Assigned {
+        fn assigned(&self, readers: Vec<Box<dyn PartitionReader>>) {
+            self.0.lock().expect("lock").extend(readers);
+        }
+        fn revoked(&self, _: &[Partition]) {
+            unreachable!("the embedded log never revokes");
+        }
+    }
+
     #[test]
     fn appended_records_survive_reopen_and_commits_resume_and_truncate() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -395,27 +554,72 @@ mod tests {
             .expect("append");
             log.append(vec![(0, record("a", "m v=3 3"))])
                 .expect("append");
-            let got = log.fetch(0, 0, 10, Duration::ZERO).expect("fetch");
+            let got = fetch(&log, 0, 0);
             assert_eq!(got.len(), 2);
             assert_eq!(got[1].0, 1);
-            log.commit("g", 0, 1).expect("commit");
+            log.consumer()
+                .committer()
+                .commit(&[(0, 1)])
+                .expect("commit");
             log.close();
         }
         let log = EmbeddedLog::open(dir.path(), 2).expect("reopen");
-        assert_eq!(log.committed("g", 0).expect("committed"), 1);
-        let rest = log.fetch(0, 1, 10, Duration::ZERO).expect("fetch");
-        assert_eq!(rest, vec![(1, record("a", "m v=3 3"))]);
+        let assigned = Arc::new(Assigned::default());
+        let rebalance: Arc<dyn Rebalance> = assigned.clone();
+        let mut member = log.consumer();
+        member.poll(&rebalance, Duration::ZERO).expect("poll");
+        let mut readers = std::mem::take(&mut *assigned.0.lock().expect("lock"));
+        assert_eq!(readers.len(), 2, "one member owns every partition");
+        assert_eq!((readers[0].partition(), readers[0].committed()), (0, 1));
+        let rest = readers[0].read(10, Duration::ZERO).expect("read");
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].offset, 1);
+        assert_eq!(rest[0].record, Ok(record("a", "m v=3 3")));
         assert!(
-            log.fetch(0, 0, 10, Duration::ZERO).expect("fetch")[0].0 >= 1,
+            fetch(&log, 0, 0)[0].0 >= 1,
             "committed records are truncated"
         );
-        assert_eq!(log.fetch(1, 0, 10, Duration::ZERO).expect("fetch").len(), 1);
+        assert_eq!(readers[1].read(10, Duration::ZERO).expect("read").len(), 1);
+        // A seek reads again from there.
+        readers[1].seek(0).expect("seek");
+        assert_eq!(readers[1].read(10, Duration::ZERO).expect("read").len(), 1);
         // Offsets continue after the last record even once everything is truncated.
-        log.commit("g", 0, 2).expect("commit all");
+        member.committer().commit(&[(0, 2)]).expect("commit all");
         log.close();
-        drop(log);
+        drop((readers, member, log));
         let log = EmbeddedLog::open(dir.path(), 2).expect("reopen");
-        assert_eq!(log.end_offset(0), 2);
+        assert_eq!(log.end_offset(0).expect("end"), 2);
+    }
+
+    #[test]
+    fn the_backlog_counts_unread_records_per_tenant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(dir.path(), 2).expect("open");
+        log.append(vec![
+            (0, record("a", "m v=1 1")),
+            (1, record("a", "m v=2 2")),
+            (1, record("b", "m v=3 3")),
+        ])
+        .expect("append");
+        let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+        assert_eq!(
+            log.backlog(&a),
+            Backlog {
+                partition: 2,
+                tenant: Some(2)
+            }
+        );
+        assert_eq!(log.backlog(&b).tenant, Some(1));
+        let mut reader = log.reader(1).expect("reader");
+        assert_eq!(reader.read(1, Duration::ZERO).expect("read").len(), 1);
+        assert_eq!(
+            log.backlog(&a),
+            Backlog {
+                partition: 1,
+                tenant: Some(1)
+            }
+        );
+        assert_eq!(log.backlog(&b).tenant, Some(1));
     }
 
     #[test]
@@ -450,11 +654,11 @@ mod tests {
         }
         for _ in 0..2 {
             let log = EmbeddedLog::open(dir.path(), 1).expect("open");
-            if log.end_offset(0) == 1 {
+            if log.end_offset(0).expect("end") == 1 {
                 log.append(vec![(0, record("a", "m v=2 8"))])
                     .expect("append");
             }
-            let got = log.fetch(0, 0, 10, Duration::ZERO).expect("fetch");
+            let got = fetch(&log, 0, 0);
             assert_eq!(got, vec![(0, old.clone()), (1, record("a", "m v=2 8"))]);
             log.close();
         }
@@ -479,7 +683,7 @@ mod tests {
             );
         }
         let log = EmbeddedLog::open(dir.path(), 4).expect("the same count opens");
-        assert_eq!(log.fetch(3, 0, 10, Duration::ZERO).expect("fetch").len(), 1);
+        assert_eq!(fetch(&log, 3, 0).len(), 1);
     }
 
     #[test]
@@ -494,7 +698,8 @@ mod tests {
                     .expect("append");
             })
         };
-        let got = log.fetch(0, 0, 10, Duration::from_secs(10)).expect("fetch");
+        let mut reader = log.reader(0).expect("reader");
+        let got = reader.read(10, Duration::from_secs(10)).expect("read");
         assert_eq!(got.len(), 1);
         writer.join().expect("writer");
     }

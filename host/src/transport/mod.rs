@@ -1,16 +1,24 @@
 //! The transport seam between ingest and the pipeline, shaped like Kafka: partitions of
-//! ordered records with offsets, and committed offsets per consumer group.
+//! ordered records with offsets, a producer that appends, and a consumer group whose
+//! members are assigned partitions, read them and commit how far they got.
 //!
-//! Ingest appends and acknowledges only once [`Transport::append`] returns (durable). The
-//! pipeline fetches from its committed offset and commits only after a store sync has made
-//! what it wrote durable, so a crash replays at most the uncommitted tail, which idempotent
-//! store writes absorb. `embedded` is the single-machine implementation; a Kafka one fits the same trait.
+//! Ingest acknowledges only once [`Producer::append`] returns (durable). A pipeline member
+//! ([`GroupConsumer`]) is told which partitions are its own ([`Rebalance::assigned`], with a
+//! [`PartitionReader`] each) and which it must give up ([`Rebalance::revoked`], which
+//! returns only once their state is checkpointed and their offsets committed). Offsets are
+//! committed only after a store sync has made what they cover durable, so a crash or a
+//! partition moving to another member replays at most the uncommitted tail, which
+//! idempotent store writes absorb. `embedded` is the single-machine log (one member owning
+//! every partition); `kafka` the scale-out one.
 
+mod backlog;
 mod embedded;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use embedded::EmbeddedLog;
+pub use backlog::Backlog;
+pub use embedded::{EmbeddedConsumer, EmbeddedLog};
 
 use crate::point::Point;
 use crate::tenant::TenantId;
@@ -31,42 +39,60 @@ pub struct Record {
     pub points: Vec<Point>,
 }
 
+/// A record as read: it decoded, or it didn't (a foreign producer, a corrupt log), and
+/// then the pipeline keeps its bytes as a dead letter with the reason and goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    /// Its offset.
+    pub offset: Offset,
+    /// The record, or why it is not one.
+    pub record: Result<Record, Undecodable>,
+}
+
+/// Bytes on a partition that are not a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {partition}/{offset} does not decode: {reason}")]
+pub struct Undecodable {
+    /// Partition.
+    pub partition: Partition,
+    /// Offset.
+    pub offset: Offset,
+    /// The decoder's message.
+    pub reason: String,
+    /// The bytes, as found.
+    pub bytes: Vec<u8>,
+}
+
 /// A transport failure.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The storage under the log failed (disk full, I/O error...).
     #[error("transport storage: {0}")]
     Storage(String),
-    /// A record could not be decoded: the log is corrupt at this position.
-    #[error("transport record {partition}/{offset} is corrupt: {message}")]
-    Corrupt {
-        /// Partition.
-        partition: Partition,
-        /// Offset.
-        offset: Offset,
-        /// Decoder message.
-        message: String,
-    },
+    /// The broker can't be reached or refused the request; retrying may help once it is
+    /// back.
+    #[error("transport broker: {0} (retrying may help)")]
+    Broker(String),
     /// The transport is shutting down.
     #[error("transport is closed")]
     Closed,
-    /// The log on disk has another number of partitions than the configuration: series
-    /// would be looked for in other partitions than their records are in.
+    /// The log has another number of partitions than the configuration: series would be
+    /// looked for in other partitions than their records are in.
     #[error(
-        "the log in {dir} has {found} partitions, but transport.partitions = {configured}: series would move to other partitions than their records are in; set it back to {found} (retrying can't help)"
+        "the log in {place} has {found} partitions, but transport.partitions = {configured}: series would move to other partitions than their records are in; set it back to {found} (retrying can't help)"
     )]
     PartitionCount {
-        /// The log's directory.
-        dir: String,
-        /// Partitions on disk.
+        /// The log's directory or topic.
+        place: String,
+        /// Partitions found.
         found: u32,
         /// Partitions configured.
         configured: u32,
     },
 }
 
-/// A durable, partitioned log.
-pub trait Transport: Send + Sync + 'static {
+/// The producing side: what ingest appends to.
+pub trait Producer: Send + Sync + 'static {
     /// Number of partitions.
     fn partitions(&self) -> u32;
 
@@ -76,40 +102,116 @@ pub trait Transport: Send + Sync + 'static {
     /// When the records could not be made durable: nothing may be acknowledged.
     fn append(&self, records: Vec<(Partition, Record)>) -> Result<(), TransportError>;
 
-    /// Up to `max` records of `partition` from offset `from`, waiting up to `wait` for the
+    /// Waits up to `timeout` until everything appended so far is durable.
+    ///
+    /// # Errors
+    /// When something could not be made durable in time.
+    fn flush(&self, timeout: Duration) -> Result<(), TransportError>;
+
+    /// Stops taking appends; later ones fail with [`TransportError::Closed`].
+    fn close(&self);
+
+    /// How far the pipeline is behind `tenant`'s appends, for backpressure.
+    fn backlog(&self, tenant: &TenantId) -> Backlog;
+
+    /// Why the transport can't work until the process restarts (its storage failed, say
+    /// on a full disk), or none while it is healthy or may recover by itself.
+    fn failure(&self) -> Option<String>;
+}
+
+/// One member of the pipeline's consumer group.
+pub trait GroupConsumer: Send {
+    /// Waits up to `wait` for changes of this member's partitions and tells `rebalance`
+    /// about them, on this thread.
+    ///
+    /// # Errors
+    /// When the group can't be reached; polling again retries.
+    fn poll(
+        &mut self,
+        rebalance: &Arc<dyn Rebalance>,
+        wait: Duration,
+    ) -> Result<(), TransportError>;
+
+    /// Where offsets are committed from (any thread).
+    fn committer(&self) -> Arc<dyn Committer>;
+}
+
+/// What a group member does when its partitions change.
+pub trait Rebalance: Send + Sync {
+    /// These partitions are now the member's, each with a reader at the group's
+    /// committed offset.
+    fn assigned(&self, readers: Vec<Box<dyn PartitionReader>>);
+
+    /// These partitions are no longer the member's. Returns once their work is
+    /// checkpointed and committed: the next member resumes exactly there.
+    fn revoked(&self, partitions: &[Partition]);
+}
+
+/// Commits how far the group got.
+pub trait Committer: Send + Sync {
+    /// Records that the group has processed everything of each partition before its
+    /// offset. A lost commit only replays records, which the idempotent store absorbs.
+    ///
+    /// # Errors
+    /// When the commit could not be made; the next one carries it.
+    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), TransportError>;
+}
+
+/// Reads one assigned partition in order.
+pub trait PartitionReader: Send {
+    /// The partition.
+    fn partition(&self) -> Partition;
+
+    /// The group's committed offset when the partition was assigned: where reading
+    /// starts, and the first record the transport is sure to hold.
+    fn committed(&self) -> Offset;
+
+    /// The offset the next appended record will get, as of now.
+    ///
+    /// # Errors
+    /// When the transport can't tell.
+    fn end(&self) -> Result<Offset, TransportError>;
+
+    /// Up to `max` records from the reader's position on, waiting up to `wait` for the
     /// first one.
     ///
     /// # Errors
-    /// On storage failure or a corrupt record.
-    fn fetch(
-        &self,
-        partition: Partition,
-        from: Offset,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<(Offset, Record)>, TransportError>;
+    /// When the partition can't be read; reading again retries.
+    fn read(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>, TransportError>;
 
-    /// The next offset `group` has to read in `partition` (0 if it never committed).
+    /// Moves the position to `offset`: the next read starts there.
     ///
     /// # Errors
-    /// On storage failure.
-    fn committed(&self, group: &str, partition: Partition) -> Result<Offset, TransportError>;
+    /// When the transport refuses the position.
+    fn seek(&mut self, offset: Offset) -> Result<(), TransportError>;
+}
 
-    /// Records that `group` has processed everything of `partition` before `next`. Need not
-    /// be durable at once: a lost commit only replays records, which the idempotent store
-    /// absorbs.
+/// The saved state of a partition's windows (and what else is scoped to it), as of the
+/// record before `next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The first record the state does not reflect.
+    pub next: Offset,
+    /// The state, in its own versioned format ([`crate::format::Checkpoint`]).
+    pub bytes: Vec<u8>,
+}
+
+/// Where partitions' states are kept, so that whichever member is assigned a partition
+/// next resumes its windows there: the embedded store (durable with its next sync, beside
+/// the points), or a changelog topic (Kafka, durable on return). Either way a state is
+/// durable before the offsets that rely on it are committed.
+pub trait StateLog: Send + Sync {
+    /// Keeps `state` as `partition`'s latest.
     ///
     /// # Errors
-    /// On storage failure.
-    fn commit(&self, group: &str, partition: Partition, next: Offset)
-    -> Result<(), TransportError>;
+    /// When it can't be kept; the partition tries again later.
+    fn save(&self, partition: Partition, state: PartitionState) -> Result<(), TransportError>;
 
-    /// The offset the next appended record of `partition` will get.
-    fn end_offset(&self, partition: Partition) -> Offset;
-
-    /// Why the transport can't work until the process restarts (its storage failed, say
-    /// on a full disk), or none while it is healthy.
-    fn failure(&self) -> Option<String>;
+    /// `partition`'s latest durable state, if any.
+    ///
+    /// # Errors
+    /// When the states can't be read.
+    fn load(&self, partition: Partition) -> Result<Option<PartitionState>, TransportError>;
 }
 
 /// The partition of a series of a tenant: stable across restarts and processes, so one

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sluice::store::{EmbeddedStore, SeriesFilter, Store};
 use sluice::tenant::TenantId;
-use sluice::transport::{EmbeddedLog, Record, Transport, partition_for};
+use sluice::transport::{EmbeddedLog, Producer, Record, partition_for};
 
 use crate::common::points as lp_points;
 use crate::service_util::{

@@ -1,0 +1,599 @@
+//! A partition's worker: reads the partition's records in order, runs each tenant's
+//! stages, writes the points to the store (queryable at once) and feeds the windows. It
+//! resumes from the partition's saved state and what the store holds, saves the state
+//! every [`STATE_EVERY`] when it changed, and saves it once more when its partition is
+//! revoked or the runner stops.
+
+use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::RETRY_PAUSE;
+use super::checkpoint::Slot;
+use super::dead_letter::{DeadLetter, DeadLetterError};
+use super::health::panic_message;
+use super::pipelines::StageStates;
+use super::runner::RunnerParts;
+use super::windowing::{Delivery, PartitionWindows};
+use crate::format::{self, Checkpoint};
+use crate::lineproto::format_point;
+use crate::point::Point;
+use crate::store::Through;
+use crate::telemetry::{PartitionLabels, TenantLabels};
+use crate::tenant::TenantId;
+use crate::time::{now_ns, seconds_between};
+use crate::transport::{
+    Delivered, Offset, Partition, PartitionReader, PartitionState, Record, Undecodable,
+};
+
+/// Records read and stored together. Small groups bound the latency a point waits
+/// behind others; large ones amortize the per-group work.
+const READ_RECORDS: usize = 64;
+
+/// How often a partition saves its window state (when it changed): what a crash replays
+/// into the windows at most. Each save encodes every open window of the partition.
+const STATE_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a read waits for new records before checking for a stop.
+pub(super) const READ_WAIT: Duration = Duration::from_millis(100);
+
+/// Notes a panic caught on `partition` (health, metrics); its message.
+fn caught(
+    parts: &RunnerParts,
+    partition: Partition,
+    payload: &(dyn std::any::Any + Send),
+) -> String {
+    let message = panic_message(payload);
+    parts.health.record_panic(partition, &message);
+    parts
+        .metrics
+        .partition_panics
+        .get_or_create(&PartitionLabels { partition })
+        .inc();
+    message
+}
+
+/// Runs [`consume`] until the partition is revoked or the runner stops. A panic outside
+/// the processing of records (which `consume` catches itself) restarts it from the last
+/// processed offset.
+pub(super) fn supervise(parts: &RunnerParts, slot: &Slot, reader: &mut dyn PartitionReader) {
+    let partition = slot.partition;
+    while let Err(payload) =
+        std::panic::catch_unwind(AssertUnwindSafe(|| consume(parts, slot, &mut *reader)))
+    {
+        let message = caught(parts, partition, payload.as_ref());
+        tracing::error!(partition, %message, "The partition worker panicked; restarting it.");
+        std::thread::sleep(RETRY_PAUSE);
+    }
+}
+
+fn consume(parts: &RunnerParts, slot: &Slot, reader: &mut dyn PartitionReader) {
+    let partition = slot.partition;
+    let stop = &slot.stop;
+    let _span = tracing::info_span!("partition", partition).entered();
+    let Some(mut worker) = Worker::resume(parts, slot, reader) else {
+        return;
+    };
+    // After a panic, records are taken one at a time through the last one of the group
+    // that panicked, so the one that panics alone is found and kept as a dead letter.
+    let mut isolate_through: Option<Offset> = None;
+    let mut last_records = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let next = worker.next;
+        let isolating = isolate_through.is_some_and(|last| next <= last);
+        let max = if isolating { 1 } else { READ_RECORDS };
+        let records = match worker.reader.read(max, READ_WAIT) {
+            Ok(records) if records.is_empty() => {
+                // The heartbeat: a partition idle long enough closes windows by the clock.
+                let idle = last_records.elapsed() >= parts.idle_after;
+                worker.advance(idle);
+                worker.save_when_due(false);
+                continue;
+            }
+            Ok(records) => {
+                last_records = Instant::now();
+                records
+            }
+            Err(error) => {
+                tracing::error!(%error, "Reading the partition failed; retrying.");
+                std::thread::sleep(RETRY_PAUSE);
+                continue;
+            }
+        };
+        let last = records.last().map_or(next, |d| d.offset);
+        let Some(records) = worker.set_aside_undecodable(records) else {
+            break;
+        };
+        let through = Through {
+            partition,
+            next: last + 1,
+        };
+        if records.is_empty() {
+            // Only records that don't decode: the store notes the partition moved past.
+            if !note_offset(parts, through, stop) {
+                break;
+            }
+            worker.moved_past(last);
+            continue;
+        }
+        let suspect = isolating.then(|| records[0].1.clone());
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| worker.process(through, records)));
+        match outcome {
+            Ok(Ok(Outcome::Done)) => {}
+            Ok(Ok(Outcome::Stopped)) => break,
+            Ok(Err(error)) => {
+                // Not committed: the same records are read again.
+                tracing::error!(%error, "Could not keep a dead letter; retrying the records.");
+                std::thread::sleep(RETRY_PAUSE);
+                worker.seek(next);
+                continue;
+            }
+            Err(payload) => {
+                let message = caught(parts, partition, payload.as_ref());
+                tracing::error!(offset = next, %message, "Processing records panicked.");
+                let Some(record) = suspect else {
+                    // Again one record at a time, from the last saved state (the windows
+                    // and stage states may hold part of the group).
+                    isolate_through = Some(last);
+                    if !worker.rewind_if_stateful() {
+                        worker.seek(next);
+                    }
+                    continue;
+                };
+                // This record alone panics: kept with the reason, and the partition goes on.
+                let letter = DeadLetter::refused(
+                    &format!("{}/pipeline", record.tenant),
+                    &format!("processing panicked at offset {partition}/{next}: {message}"),
+                    record.points.iter().map(format_point).collect(),
+                );
+                if !parts.dead_letters.keep(&[letter], stop) {
+                    break;
+                }
+                if !note_offset(parts, through, stop) {
+                    return;
+                }
+                // A replay passes over it.
+                worker.skip(next);
+                if worker.rewind_if_stateful() {
+                    continue;
+                }
+            }
+        }
+        worker.moved_past(last);
+    }
+    // The last checkpoint makes it durable: the next owner resumes the windows here.
+    worker.save_when_due(true);
+}
+
+/// Writes nothing but `through` to the store, so it notes that the partition moved past
+/// records that stored nothing (dead letters); false when stopped first.
+fn note_offset(parts: &RunnerParts, through: Through, stop: &AtomicBool) -> bool {
+    while let Err(error) = parts.store.write(&[], through) {
+        if stop.load(Ordering::Acquire) {
+            return false;
+        }
+        tracing::error!(%error, "Could not note the offset in the store; retrying.");
+        std::thread::sleep(RETRY_PAUSE);
+    }
+    true
+}
+
+/// How processing a group of records ended.
+enum Outcome {
+    /// Stored (or dead-lettered); the partition moves past the group.
+    Done,
+    /// The runner is stopping; the group stays unprocessed.
+    Stopped,
+}
+
+/// A partition's worker: where it is in the partition, and its state: windows, alert
+/// states, stage states.
+struct Worker<'a> {
+    parts: &'a RunnerParts,
+    partition: Partition,
+    slot: &'a Slot,
+    stop: &'a AtomicBool,
+    reader: &'a mut dyn PartitionReader,
+    /// The first record the transport held at assignment: where a state replays from
+    /// when none was saved.
+    kept_from: Offset,
+    /// The next record to process.
+    next: Offset,
+    /// Records before this are in the store already: a replay runs them through the
+    /// stages and windows only.
+    stored_to: Offset,
+    /// Records before this are in the state already.
+    state_from: Offset,
+    windows: PartitionWindows,
+    /// The plugin state of the stages.
+    stages: StageStates,
+    /// Whether the state changed since it was last saved.
+    changed: bool,
+    saved_at: Instant,
+    /// Records that panic or don't decode, passed over by a replay.
+    skipped: BTreeSet<Offset>,
+}
+
+impl<'a> Worker<'a> {
+    /// Resumes after what the store holds durably, or what the group committed,
+    /// whichever is further (a crash between a store sync and the commit leaves the
+    /// transport behind; replaying from there would store points twice), with the
+    /// partition's last saved state: the records between the two (in either order) are
+    /// replayed into whichever lacks them. None when stopped before it could.
+    fn resume(
+        parts: &'a RunnerParts,
+        slot: &'a Slot,
+        reader: &'a mut dyn PartitionReader,
+    ) -> Option<Self> {
+        let stop = &slot.stop;
+        let partition = slot.partition;
+        let kept_from = reader.committed();
+        let stored = retry(stop, "where the store's points reach", || {
+            parts.store.checkpointed()
+        })?
+        .into_iter()
+        .find(|t| t.partition == partition)
+        .map_or(0, |t| t.next);
+        let state = retry(stop, "the partition's saved state", || {
+            parts.states.load(partition)
+        })?;
+        let end = retry(stop, "the partition's end", || reader.end())?;
+        let next = kept_from
+            .max(stored)
+            .max(slot.processed.load(Ordering::Acquire));
+        slot.processed.store(next, Ordering::Release);
+        slot.end_at_start.store(end, Ordering::Release);
+        *super::checkpoint::lock(&slot.saved) = state;
+        tracing::info!(
+            partition,
+            committed = kept_from,
+            resume_at = next,
+            "Partition assigned."
+        );
+        let mut worker = Self {
+            parts,
+            partition,
+            slot,
+            stop,
+            reader,
+            kept_from,
+            next,
+            stored_to: next,
+            state_from: 0,
+            windows: PartitionWindows::default(),
+            stages: StageStates::default(),
+            changed: false,
+            saved_at: Instant::now(),
+            skipped: BTreeSet::new(),
+        };
+        worker.rewind();
+        Some(worker)
+    }
+
+    /// Keeps records that don't decode (a foreign producer, a corrupt log) as dead
+    /// letters with the reason, once (a replay passes over them), and returns the others.
+    /// None when stopped before the dead letters were kept.
+    fn set_aside_undecodable(&mut self, records: Vec<Delivered>) -> Option<Vec<(Offset, Record)>> {
+        let mut decoded = Vec::with_capacity(records.len());
+        let mut letters = Vec::new();
+        for Delivered { offset, record } in records {
+            match record {
+                Ok(record) => decoded.push((offset, record)),
+                Err(Undecodable { reason, bytes, .. }) => {
+                    if offset >= self.stored_to && !self.skipped.contains(&offset) {
+                        tracing::warn!(offset, %reason, "A record does not decode; keeping it as a dead letter.");
+                        letters.push(DeadLetter::refused(
+                            "transport",
+                            &format!(
+                                "record {}/{offset} does not decode: {reason}",
+                                self.partition
+                            ),
+                            vec![String::from_utf8_lossy(&bytes).into_owned()],
+                        ));
+                    }
+                    self.skipped.insert(offset);
+                }
+            }
+        }
+        (letters.is_empty() || self.parts.dead_letters.keep(&letters, self.stop)).then_some(decoded)
+    }
+
+    /// Passes over record `offset` from now on (it panics; its points were dead-lettered).
+    fn skip(&mut self, offset: Offset) {
+        self.stored_to = self.stored_to.max(offset + 1);
+        self.skipped.insert(offset);
+    }
+
+    /// Whether the partition holds state (windows, stage state) a crash would lose.
+    fn stateful(&self) -> bool {
+        !self.windows.is_empty() || !self.stages.is_empty()
+    }
+
+    /// Back to the last saved state when there is state (a panic may have left it holding
+    /// part of a group); whether it went back.
+    fn rewind_if_stateful(&mut self) -> bool {
+        if !self.stateful() {
+            return false;
+        }
+        self.rewind();
+        true
+    }
+
+    /// Back to the last saved state (windows, alert and stage states), to replay from
+    /// there.
+    fn rewind(&mut self) {
+        let saved = super::checkpoint::lock(&self.slot.saved).clone();
+        self.stored_to = self.stored_to.max(self.next);
+        let checkpoint = match saved.as_ref().map(|s| format::decode_checkpoint(&s.bytes)) {
+            Some(Ok(checkpoint)) => checkpoint,
+            Some(Err(error)) => {
+                tracing::error!(%error, "Partition state unreadable; it starts empty.");
+                Checkpoint::default()
+            }
+            None => Checkpoint::default(),
+        };
+        self.windows = PartitionWindows::import(&self.parts.pipelines, &checkpoint);
+        self.stages = StageStates::import(&self.parts.pipelines, &checkpoint);
+        // Nothing saved: the state replays what the transport held at assignment.
+        self.state_from = saved.map_or(self.kept_from, |s| s.next);
+        self.next = self.state_from.min(self.stored_to);
+        self.changed = false;
+        self.seek(self.next);
+    }
+
+    /// Reads from `offset` next.
+    fn seek(&mut self, offset: Offset) {
+        self.next = offset;
+        while let Err(error) = self.reader.seek(offset) {
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            tracing::error!(%error, offset, "Could not seek the partition; retrying.");
+            std::thread::sleep(RETRY_PAUSE);
+        }
+    }
+
+    /// Advances the windows; `idle`: by the wall clock too.
+    fn advance(&mut self, idle: bool) {
+        if self.windows.is_empty() {
+            return;
+        }
+        let d = delivery(self.parts, self.stop, self.partition);
+        self.changed |= self.windows.advance(&d, idle, &mut self.stages);
+    }
+
+    /// The partition is past record `last`: its points are stored, and in the state.
+    fn moved_past(&mut self, last: Offset) {
+        self.next = last + 1;
+        self.stored_to = self.stored_to.max(self.next);
+        self.slot.processed.fetch_max(self.next, Ordering::AcqRel);
+        self.save_when_due(false);
+    }
+
+    /// Saves the partition's state (for the next sync to make durable) when it changed, or
+    /// the partition moved past the last save (so the log need not keep those records), and
+    /// the last save is [`STATE_EVERY`] old; with `now`, whatever its age.
+    fn save_when_due(&mut self, now: bool) {
+        let needed = self.slot.needed_from.load(Ordering::Acquire);
+        let behind = needed != u64::MAX && needed < self.next;
+        if !(self.changed || behind) || (!now && self.saved_at.elapsed() < STATE_EVERY) {
+            return;
+        }
+        // Only where the state reflects every record before `next`.
+        if self.next < self.state_from {
+            return;
+        }
+        let mut checkpoint = Checkpoint::default();
+        self.windows.export(&mut checkpoint);
+        self.stages.export(&mut checkpoint);
+        let state = PartitionState {
+            next: self.next,
+            bytes: format::encode_checkpoint(&checkpoint),
+        };
+        match self.parts.states.save(self.partition, state.clone()) {
+            Ok(()) => {
+                // A replay starts at the saved state now: earlier records are not seen again.
+                self.skipped = self.skipped.split_off(&state.next);
+                self.slot.needed_from.store(state.next, Ordering::Release);
+                *super::checkpoint::lock(&self.slot.saved) = Some(state);
+                self.slot.saved_since_sync.store(true, Ordering::Release);
+                self.changed = false;
+                self.saved_at = Instant::now();
+            }
+            Err(error) => {
+                tracing::error!(%error, "Could not save the window state; trying again later.");
+            }
+        }
+    }
+
+    /// Runs `records` through their tenants' stages into the store, then the windows:
+    /// each record only where it isn't already (a replay after a restart).
+    ///
+    /// # Errors
+    /// When a failed batch could not be kept as a dead letter: the group must be retried.
+    fn process(
+        &mut self,
+        through: Through,
+        records: Vec<(Offset, Record)>,
+    ) -> Result<Outcome, DeadLetterError> {
+        let (parts, stop) = (self.parts, self.stop);
+        // A record already stored is replayed for the state only (stages, windows): not at
+        // all where its tenant has neither. One that panics is passed over.
+        let records: Vec<_> = records
+            .into_iter()
+            .filter(|(o, r)| {
+                !self.skipped.contains(o)
+                    && (*o >= self.stored_to
+                        || parts
+                            .pipelines
+                            .get(&r.tenant)
+                            .is_some_and(|p| p.windows.is_some() || !p.stages.is_empty()))
+            })
+            .collect();
+        let offsets: Vec<Offset> = records.iter().map(|(o, _)| *o).collect();
+        // Stages run on records the state lacks, and on those the store lacks (a record
+        // behind the state but not stored runs its stages again: the store's sync makes
+        // states durable only with the points before them, so that doesn't happen).
+        let mut batches = run_stages(parts, records, &mut self.stages)?;
+        self.changed |= !offsets.is_empty() && !self.stages.is_empty();
+        let stored = offsets.partition_point(|o| *o < self.stored_to);
+        let windowed = offsets.partition_point(|o| *o < self.state_from);
+        let fresh = &mut batches[stored..];
+        // Stages ran once (plugin state is committed); only the store write is retried.
+        while stored < offsets.len() {
+            match store(parts, fresh, through) {
+                Ok(refused) => {
+                    if !parts.dead_letters.keep(&refused, stop) {
+                        return Ok(Outcome::Stopped);
+                    }
+                    break;
+                }
+                Err(error) if error.is_retryable() => {
+                    if stop.load(Ordering::Acquire) {
+                        return Ok(Outcome::Stopped);
+                    }
+                    tracing::error!(%error, "Could not store processed records; retrying without committing.");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "Records can't be stored; keeping them as dead letters.");
+                    let letters: Vec<DeadLetter> = fresh
+                        .iter()
+                        .map(|(tenant, points)| {
+                            DeadLetter::refused(
+                                &format!("{tenant}/store"),
+                                &error.to_string(),
+                                points.iter().map(format_point).collect(),
+                            )
+                        })
+                        .collect();
+                    if !parts.dead_letters.keep(&letters, stop) {
+                        return Ok(Outcome::Stopped);
+                    }
+                    // Written again with nothing in it: the store still notes the offsets.
+                    for (_, points) in fresh.iter_mut() {
+                        points.clear();
+                    }
+                }
+            }
+        }
+        if windowed < batches.len() {
+            let d = delivery(self.parts, self.stop, self.partition);
+            self.windows.observe(&d, &batches[windowed..]);
+            self.changed = true;
+        }
+        // From its first state on, a crash replays the partition from `state_from` (until a
+        // save moves it): the transport must keep those records.
+        if self.stateful() {
+            self.slot.needs_from(self.state_from);
+        }
+        self.advance(false);
+        Ok(Outcome::Done)
+    }
+}
+
+/// What delivering windows needs, from the runner's parts.
+fn delivery<'a>(
+    parts: &'a RunnerParts,
+    stop: &'a AtomicBool,
+    partition: Partition,
+) -> Delivery<'a> {
+    Delivery {
+        pipelines: &parts.pipelines,
+        store: parts.store.as_ref(),
+        dead_letters: &parts.dead_letters,
+        metrics: &parts.metrics,
+        stop,
+        watermarks: &parts.watermarks,
+        partition,
+    }
+}
+
+/// Runs `f` until it succeeds, logging each failure as trouble with `what`; none when
+/// `stop` is set first.
+fn retry<T, E: std::fmt::Display>(
+    stop: &AtomicBool,
+    what: &str,
+    mut f: impl FnMut() -> Result<T, E>,
+) -> Option<T> {
+    loop {
+        match f() {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                if stop.load(Ordering::Acquire) {
+                    return None;
+                }
+                tracing::error!(%error, "Could not read {what}; retrying.");
+                std::thread::sleep(RETRY_PAUSE);
+            }
+        }
+    }
+}
+
+fn run_stages(
+    parts: &RunnerParts,
+    records: Vec<(Offset, Record)>,
+    states: &mut StageStates,
+) -> Result<Vec<(TenantId, Vec<Point>)>, DeadLetterError> {
+    records
+        .into_iter()
+        .map(|(_, record)| {
+            let points =
+                parts
+                    .pipelines
+                    .run(&record.tenant, record.points, states, &parts.metrics)?;
+            Ok((record.tenant, points))
+        })
+        .collect()
+}
+
+/// Writes `batches` to the store. Points the store refuses are taken out of `batches` and
+/// returned as dead letters, one per point with its reason.
+fn store(
+    parts: &RunnerParts,
+    batches: &mut [(TenantId, Vec<Point>)],
+    through: Through,
+) -> Result<Vec<DeadLetter>, crate::store::StoreError> {
+    let started = Instant::now();
+    let mut refused = parts.store.write(batches, through)?;
+    parts
+        .metrics
+        .store_write_seconds
+        .observe(started.elapsed().as_secs_f64());
+    // Highest index first, so removing one doesn't move the others.
+    refused.sort_by_key(|r| std::cmp::Reverse((r.batch, r.point)));
+    let letters = refused
+        .into_iter()
+        .filter_map(|r| {
+            let (tenant, points) = batches.get_mut(r.batch)?;
+            (r.point < points.len()).then(|| {
+                let point = points.remove(r.point);
+                DeadLetter::refused(
+                    &format!("{tenant}/store"),
+                    &r.reason.to_string(),
+                    vec![format_point(&point)],
+                )
+            })
+        })
+        .collect();
+    let now = now_ns();
+    for (tenant, points) in batches.iter() {
+        parts
+            .metrics
+            .points_stored
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .inc_by(points.len() as u64);
+        // Latency from event time is meaningful only for live data (clients stamping now).
+        if let Some(newest) = points.iter().map(|p| p.timestamp).max() {
+            let age = seconds_between(newest, now);
+            if (0.0..60.0).contains(&age) {
+                parts.metrics.ingest_to_stored_seconds.observe(age);
+            }
+        }
+    }
+    Ok(letters)
+}
