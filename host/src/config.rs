@@ -263,10 +263,69 @@ pub enum TransportConfig {
         #[serde(default = "default_partitions")]
         partitions: u32,
     },
+    /// Apache Kafka: the processes of one consumer group share the partitions.
+    Kafka(KafkaConfig),
+}
+
+impl TransportConfig {
+    /// The number of partitions points are keyed to.
+    pub fn partitions(&self) -> u32 {
+        match self {
+            TransportConfig::Embedded { partitions } => *partitions,
+            TransportConfig::Kafka(kafka) => kafka.partitions,
+        }
+    }
 }
 
 const fn default_partitions() -> u32 {
     4
+}
+
+/// The Kafka transport: where the brokers are, the topics' names and shape, and any
+/// librdkafka property (SASL, TLS, batching) passed through as it is.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port,host:port`.
+    pub brokers: String,
+    /// Prefix of the topics: `{prefix}points`, `{prefix}alerts`, `{prefix}late`,
+    /// `{prefix}dead-letters`, `{prefix}state`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// Partitions of the topics (created with this many when missing; an existing points
+    /// topic with another count is refused at startup).
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// Replication factor of topics created by Sluice.
+    #[serde(default = "default_replication")]
+    pub replication: u16,
+    /// The pipeline's consumer group: processes with the same group share the partitions.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// How long an append waits for the brokers to confirm it (acks=all) before ingest
+    /// answers 503; librdkafka gives the records up at the same time.
+    #[serde(default = "default_append_timeout_ms")]
+    pub append_timeout_ms: u64,
+    /// librdkafka properties for every client (`security.protocol`, `sasl.password`,
+    /// `linger.ms`...): shown as `***` in logs, since some are secrets.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, Secret>,
+}
+
+fn default_topic_prefix() -> String {
+    "sluice.".into()
+}
+
+const fn default_replication() -> u16 {
+    1
+}
+
+fn default_group() -> String {
+    "sluice".into()
+}
+
+const fn default_append_timeout_ms() -> u64 {
+    10_000
 }
 
 impl Default for TransportConfig {
@@ -274,6 +333,33 @@ impl Default for TransportConfig {
         TransportConfig::Embedded {
             partitions: default_partitions(),
         }
+    }
+}
+
+impl KafkaConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("transport.brokers is empty: name at least one `host:port`".into());
+        }
+        // Kafka's topic names: letters, digits, `.`, `_`, `-`, at most 249 (with the
+        // longest suffix, `dead-letters`).
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if !self.topic_prefix.chars().all(legal) || self.topic_prefix.len() > 200 {
+            return Err(format!(
+                "transport.topic_prefix = {:?}: only letters, digits, `.`, `_` and `-`, at most 200",
+                self.topic_prefix
+            ));
+        }
+        if self.group.is_empty() {
+            return Err("transport.group is empty".into());
+        }
+        if self.replication == 0 {
+            return Err("transport.replication must be at least 1".into());
+        }
+        if self.append_timeout_ms == 0 {
+            return Err("transport.append_timeout_ms must be positive".into());
+        }
+        Ok(())
     }
 }
 
@@ -617,11 +703,14 @@ impl Config {
                 ));
             }
         }
-        let TransportConfig::Embedded { partitions } = self.transport;
+        let partitions = self.transport.partitions();
         if partitions == 0 || partitions > 1024 {
             return Err(format!(
                 "transport.partitions = {partitions}: must be 1 to 1024"
             ));
+        }
+        if let TransportConfig::Kafka(kafka) = &self.transport {
+            kafka.validate()?;
         }
         if self.retention_interval_secs == 0 {
             return Err("retention_interval_secs must be positive".into());

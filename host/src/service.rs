@@ -32,6 +32,7 @@ use crate::server::{self, BodyBudget};
 use crate::store::{EmbeddedStore, Store};
 use crate::telemetry::Metrics;
 use crate::tenant::{TenantId, Tokens};
+use crate::transport::kafka::{self, KafkaConsumer, KafkaProducer, KafkaStates, Topics};
 use crate::transport::{EmbeddedLog, GroupConsumer, Producer, StateLog};
 use crate::window::{RollupRule, WindowSettings};
 
@@ -55,17 +56,32 @@ pub async fn run(
     std::fs::create_dir_all(&data).with_context(|| format!("data directory {}", data.display()))?;
     let metrics = Arc::new(Metrics::default());
 
-    let TransportConfig::Embedded { partitions } = config.transport;
-    let log =
-        EmbeddedLog::open(&data.join("log"), partitions).context("opening the embedded log")?;
-    let producer: Arc<dyn Producer> = log.clone();
-    let consumer: Box<dyn GroupConsumer> = Box::new(log.consumer());
-    let (store, states): (Arc<dyn Store>, Arc<dyn StateLog>) = match config.store {
+    let (store, store_states): (Arc<dyn Store>, Arc<dyn StateLog>) = match config.store {
         StoreConfig::Embedded => {
             let store = Arc::new(
                 EmbeddedStore::open(&data.join("store")).context("opening the embedded store")?,
             );
             (store.clone(), store)
+        }
+    };
+    let (producer, consumer, states) = match &config.transport {
+        TransportConfig::Embedded { partitions } => {
+            let log = EmbeddedLog::open(&data.join("log"), *partitions)
+                .context("opening the embedded log")?;
+            let consumer: Box<dyn GroupConsumer> = Box::new(log.consumer());
+            (log as Arc<dyn Producer>, consumer, store_states)
+        }
+        TransportConfig::Kafka(kafka) => {
+            let topics = Topics::new(&kafka.topic_prefix);
+            kafka::ensure_topics(kafka, &topics)
+                .await
+                .with_context(|| format!("preparing the Kafka topics on {}", kafka.brokers))?;
+            let producer = KafkaProducer::new(kafka, &topics, metrics.clone())?;
+            let states: Arc<dyn StateLog> =
+                Arc::new(KafkaStates::new(kafka, &topics, producer.clone())?);
+            let consumer: Box<dyn GroupConsumer> = Box::new(KafkaConsumer::new(kafka, &topics)?);
+            tracing::info!(brokers = %kafka.brokers, group = %kafka.group, topics = %topics.points, "Joining the Kafka consumer group.");
+            (producer as Arc<dyn Producer>, consumer, states)
         }
     };
 

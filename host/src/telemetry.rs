@@ -155,6 +155,11 @@ pub struct Metrics {
     pub window_rows: Family<RuleLabels, Counter>,
     /// Panics caught while processing a partition's records.
     pub partition_panics: Family<PartitionLabels, Counter>,
+    /// Records of the points topic the pipeline's consumer group has not committed, per
+    /// partition (Kafka).
+    pub transport_lag_records: Family<PartitionLabels, Gauge>,
+    /// Partitions this process's pipeline owns.
+    pub partitions_owned: Gauge,
     /// HTTP connections open.
     pub connections_open: Gauge,
     /// HTTP connections closed at once because the connection limit was reached.
@@ -186,6 +191,8 @@ impl Default for Metrics {
             window_future_points: Family::default(),
             window_rows: Family::default(),
             partition_panics: Family::default(),
+            transport_lag_records: Family::default(),
+            partitions_owned: Gauge::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
         };
@@ -301,6 +308,16 @@ impl Metrics {
             "partition_panics",
             "Panics caught while processing a partition's records (each kept as a dead letter)",
             self.partition_panics.clone(),
+        );
+        r.register(
+            "transport_lag_records",
+            "Records of the points topic the pipeline's consumer group has not committed (Kafka)",
+            self.transport_lag_records.clone(),
+        );
+        r.register(
+            "partitions_owned",
+            "Partitions this process's pipeline owns",
+            self.partitions_owned.clone(),
         );
         r.register(
             "connections_open",

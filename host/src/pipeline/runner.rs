@@ -73,6 +73,10 @@ impl Rebalance for Members {
             .map(|r| Arc::new(Slot::new(r.partition(), r.committed())))
             .collect();
         self.owned.add(&slots);
+        self.parts
+            .metrics
+            .partitions_owned
+            .inc_by(slots.len() as i64);
         let mut workers = lock(&self.workers);
         for (slot, mut reader) in slots.into_iter().zip(readers) {
             let partition = slot.partition;
@@ -107,10 +111,12 @@ impl Rebalance for Members {
         for (slot, _) in &stopping {
             slot.stop.store(true, Ordering::Release);
         }
+        let stopped = stopping.len() as i64;
         for (_, thread) in stopping {
             let _ = thread.join();
         }
         self.owned.checkpoint_and_release(&self.parts, partitions);
+        self.parts.metrics.partitions_owned.dec_by(stopped);
         for p in partitions {
             self.parts.watermarks.forget(*p);
         }

@@ -13,6 +13,7 @@
 
 mod backlog;
 mod embedded;
+pub mod kafka;
 
 use std::sync::Arc;
 use std::time::Duration;

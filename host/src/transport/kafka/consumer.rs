@@ -1,0 +1,314 @@
+//! A member of the pipeline's consumer group on Kafka. Rebalances are served on the
+//! runner's poll thread (librdkafka calls back from `poll`): an assignment splits each new
+//! partition into its own queue and hands the runner a reader per partition; a revocation
+//! waits until the runner has checkpointed and committed those partitions.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance as KafkaRebalance,
+};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
+
+use super::{REQUEST_TIMEOUT, Topics, broker, client_config};
+use crate::config::KafkaConfig;
+use crate::format;
+use crate::transport::{
+    Committer, Delivered, GroupConsumer, Offset, Partition, PartitionReader, Rebalance,
+    TransportError, Undecodable,
+};
+
+type Client = BaseConsumer<GroupContext>;
+
+/// A member of the pipeline's consumer group.
+pub struct KafkaConsumer {
+    consumer: Arc<Client>,
+}
+
+/// Serves the group's rebalances.
+struct GroupContext {
+    topic: String,
+    /// The consumer itself, to split partition queues from a callback.
+    consumer: OnceLock<Weak<Client>>,
+    /// The runner, set at its first poll; taken when the consumer is dropped.
+    rebalance: Mutex<Option<Arc<dyn Rebalance>>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl GroupContext {
+    fn rebalance(&self) -> Option<Arc<dyn Rebalance>> {
+        self.rebalance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The points topic's partitions in `tpl`.
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<Partition> {
+        tpl.elements_for_topic(&self.topic)
+            .iter()
+            .filter_map(|e| Partition::try_from(e.partition()).ok())
+            .collect()
+    }
+
+    /// A reader per partition of `tpl`, each on its own queue.
+    fn readers(&self, tpl: &TopicPartitionList) -> Vec<Box<dyn PartitionReader>> {
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            return Vec::new();
+        };
+        // Where each partition starts: the group's commit, or the partition's start.
+        let committed = consumer
+            .committed_offsets(tpl.clone(), REQUEST_TIMEOUT)
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "Could not read the group's offsets; starting from the partitions' starts.");
+                TopicPartitionList::new()
+            });
+        let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
+        for partition in self.partitions(tpl) {
+            let p = i32::try_from(partition).unwrap_or(i32::MAX);
+            let Some(queue) = consumer.split_partition_queue(&self.topic, p) else {
+                tracing::error!(partition, "Could not split the partition's queue.");
+                continue;
+            };
+            let committed = match committed.find_partition(&self.topic, p).map(|e| e.offset()) {
+                Some(KafkaOffset::Offset(o)) => Offset::try_from(o).unwrap_or(0),
+                _ => consumer
+                    .fetch_watermarks(&self.topic, p, REQUEST_TIMEOUT)
+                    .map_or(0, |(low, _)| Offset::try_from(low).unwrap_or(0)),
+            };
+            readers.push(Box::new(KafkaReader {
+                consumer: consumer.clone(),
+                queue,
+                topic: self.topic.clone(),
+                partition,
+                committed,
+            }));
+        }
+        readers
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &Client, rebalance: &KafkaRebalance<'_>) {
+        if let KafkaRebalance::Revoke(tpl) = rebalance
+            && let Some(runner) = self.rebalance()
+        {
+            // Returns once their state is saved and their offsets committed.
+            runner.revoked(&self.partitions(tpl));
+        }
+    }
+
+    fn post_rebalance(&self, _: &Client, rebalance: &KafkaRebalance<'_>) {
+        match rebalance {
+            KafkaRebalance::Assign(tpl) => {
+                if let Some(runner) = self.rebalance() {
+                    runner.assigned(self.readers(tpl));
+                }
+            }
+            KafkaRebalance::Revoke(_) => {}
+            KafkaRebalance::Error(error) => {
+                tracing::error!(%error, "The consumer group's rebalance failed.");
+            }
+        }
+    }
+}
+
+impl KafkaConsumer {
+    /// Joins `config.group` on `topics.points`.
+    ///
+    /// # Errors
+    /// When librdkafka refuses the configuration or the subscription.
+    pub fn new(config: &KafkaConfig, topics: &Topics) -> Result<Self, TransportError> {
+        let context = GroupContext {
+            topic: topics.points.clone(),
+            consumer: OnceLock::new(),
+            rebalance: Mutex::new(None),
+        };
+        let consumer: Client = client_config(config)
+            .set("group.id", &config.group)
+            // Offsets are committed by the runner, after the store and the state are
+            // durable; never by librdkafka on its own.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(context)
+            .map_err(|e| broker("creating the consumer", &e))?;
+        let consumer = Arc::new(consumer);
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+        consumer
+            .subscribe(&[&topics.points])
+            .map_err(|e| broker(&format!("subscribing to {}", topics.points), &e))?;
+        Ok(Self { consumer })
+    }
+}
+
+impl GroupConsumer for KafkaConsumer {
+    fn poll(
+        &mut self,
+        rebalance: &Arc<dyn Rebalance>,
+        wait: Duration,
+    ) -> Result<(), TransportError> {
+        {
+            let mut set = self
+                .consumer
+                .context()
+                .rebalance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if set.is_none() {
+                *set = Some(rebalance.clone());
+            }
+        }
+        match self.consumer.poll(wait) {
+            None => Ok(()),
+            Some(Ok(message)) => {
+                // Fetched before its partition's queue was split: sent back, so its
+                // partition's worker reads it.
+                let (partition, offset) = (message.partition(), message.offset());
+                drop(message);
+                tracing::warn!(
+                    partition,
+                    offset,
+                    "A record reached the group's queue; seeking it back to its partition."
+                );
+                self.consumer
+                    .seek(
+                        message_topic(&self.consumer),
+                        partition,
+                        KafkaOffset::Offset(offset),
+                        REQUEST_TIMEOUT,
+                    )
+                    .map_err(|e| broker("seeking a record back to its partition", &e))
+            }
+            Some(Err(error)) => Err(broker("polling the consumer group", &error)),
+        }
+    }
+
+    fn committer(&self) -> Arc<dyn Committer> {
+        Arc::new(KafkaCommitter {
+            consumer: Arc::downgrade(&self.consumer),
+            topic: self.consumer.context().topic.clone(),
+        })
+    }
+}
+
+fn message_topic(consumer: &Client) -> &str {
+    &consumer.context().topic
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        // The runner has given every partition up: closing (on drop of the last handle)
+        // leaves the group without calling back into it.
+        self.consumer
+            .context()
+            .rebalance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
+
+/// Commits the group's offsets, synchronously.
+struct KafkaCommitter {
+    /// Weak: commits end with the consumer, which must close when the member leaves.
+    consumer: Weak<Client>,
+    topic: String,
+}
+
+impl Committer for KafkaCommitter {
+    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), TransportError> {
+        let consumer = self.consumer.upgrade().ok_or(TransportError::Closed)?;
+        let mut tpl = TopicPartitionList::new();
+        for (partition, next) in offsets {
+            tpl.add_partition_offset(
+                &self.topic,
+                i32::try_from(*partition).unwrap_or(i32::MAX),
+                KafkaOffset::Offset(i64::try_from(*next).unwrap_or(i64::MAX)),
+            )
+            .map_err(|e| broker("building a commit", &e))?;
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| broker("committing offsets", &e))
+    }
+}
+
+/// Reads one assigned partition from its own queue.
+struct KafkaReader {
+    consumer: Arc<Client>,
+    queue: rdkafka::consumer::base_consumer::PartitionQueue<GroupContext>,
+    topic: String,
+    partition: Partition,
+    committed: Offset,
+}
+
+impl PartitionReader for KafkaReader {
+    fn partition(&self) -> Partition {
+        self.partition
+    }
+
+    fn committed(&self) -> Offset {
+        self.committed
+    }
+
+    fn end(&self) -> Result<Offset, TransportError> {
+        let (_, high) = self
+            .consumer
+            .fetch_watermarks(&self.topic, self.p(), REQUEST_TIMEOUT)
+            .map_err(|e| broker("reading the partition's end", &e))?;
+        Ok(Offset::try_from(high).unwrap_or(0))
+    }
+
+    fn read(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>, TransportError> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + wait;
+        while out.len() < max {
+            // The first record is waited for; the rest are what is already fetched.
+            let left = if out.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            match self.queue.poll(left) {
+                None => break,
+                Some(Ok(message)) => {
+                    let offset = Offset::try_from(message.offset()).unwrap_or(0);
+                    let bytes = message.payload().unwrap_or_default();
+                    let record = format::decode_record(bytes).map_err(|e| Undecodable {
+                        partition: self.partition,
+                        offset,
+                        reason: e.to_string(),
+                        bytes: bytes.to_vec(),
+                    });
+                    out.push(Delivered { offset, record });
+                }
+                Some(Err(error)) if out.is_empty() => {
+                    return Err(broker("reading the partition", &error));
+                }
+                Some(Err(_)) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn seek(&mut self, offset: Offset) -> Result<(), TransportError> {
+        self.consumer
+            .seek(
+                &self.topic,
+                self.p(),
+                KafkaOffset::Offset(i64::try_from(offset).unwrap_or(i64::MAX)),
+                REQUEST_TIMEOUT,
+            )
+            .map_err(|e| broker("seeking the partition", &e))
+    }
+}
+
+impl KafkaReader {
+    fn p(&self) -> i32 {
+        i32::try_from(self.partition).unwrap_or(i32::MAX)
+    }
+}
