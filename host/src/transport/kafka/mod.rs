@@ -18,6 +18,8 @@
 mod changelog;
 mod consumer;
 mod producer;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
