@@ -1,7 +1,6 @@
 //! The Kafka transport against librdkafka's in-process mock cluster: appends, group
 //! assignment and resumption at commits, the state changelog, refused partition counts.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
