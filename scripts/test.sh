@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/build-plugins.sh
+# The Kafka tests start their own tansu brokers (a Kafka-protocol broker): built once per
+# machine into ~/.cache/sluice (about 20 min cold), then reused.
+scripts/kafka-dev.sh install
 # The end-to-end tests drive the service with the official InfluxDB Python client.
 python3 -c 'import influxdb_client' 2>/dev/null || python3 -m pip install --quiet influxdb-client
 cargo test --workspace

@@ -379,6 +379,23 @@ pub fn encode_late(record: &LateRecord) -> Vec<u8> {
     postcard::to_extend(&body, header(LATE_VERSION)).unwrap_or_default()
 }
 
+/// A late record as JSON with its tenant, for consumers outside Sluice (Kafka's late
+/// topic), with the format version in `v`.
+pub fn late_json(tenant: &TenantId, record: &LateRecord) -> Vec<u8> {
+    let s = &record.series;
+    let json = serde_json::json!({
+        "v": LATE_VERSION,
+        "tenant": tenant.as_str(),
+        "rule": record.rule,
+        "measurement": s.measurement,
+        "field": s.field,
+        "tags": s.tags.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "timestamp": record.timestamp,
+        "value": record.value,
+    });
+    json.to_string().into_bytes()
+}
+
 /// Decodes [`encode_late`].
 ///
 /// # Errors

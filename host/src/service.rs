@@ -33,7 +33,7 @@ use crate::store::{EmbeddedStore, Store};
 use crate::telemetry::Metrics;
 use crate::tenant::{TenantId, Tokens};
 use crate::transport::kafka::{self, KafkaConsumer, KafkaProducer, KafkaStates, Topics};
-use crate::transport::{EmbeddedLog, GroupConsumer, Producer, StateLog};
+use crate::transport::{EmbeddedLog, GroupConsumer, Outbox, Producer, StateLog};
 use crate::window::{RollupRule, WindowSettings};
 
 /// Longest wait at startup for the pipeline to replay the log's unprocessed tail.
@@ -64,12 +64,12 @@ pub async fn run(
             (store.clone(), store)
         }
     };
-    let (producer, consumer, states) = match &config.transport {
+    let (producer, consumer, states, outbox) = match &config.transport {
         TransportConfig::Embedded { partitions } => {
             let log = EmbeddedLog::open(&data.join("log"), *partitions)
                 .context("opening the embedded log")?;
             let consumer: Box<dyn GroupConsumer> = Box::new(log.consumer());
-            (log as Arc<dyn Producer>, consumer, store_states)
+            (log as Arc<dyn Producer>, consumer, store_states, None)
         }
         TransportConfig::Kafka(kafka) => {
             let topics = Topics::new(&kafka.topic_prefix);
@@ -81,7 +81,13 @@ pub async fn run(
                 Arc::new(KafkaStates::new(kafka, &topics, producer.clone())?);
             let consumer: Box<dyn GroupConsumer> = Box::new(KafkaConsumer::new(kafka, &topics)?);
             tracing::info!(brokers = %kafka.brokers, group = %kafka.group, topics = %topics.points, "Joining the Kafka consumer group.");
-            (producer as Arc<dyn Producer>, consumer, states)
+            let outbox: Arc<dyn Outbox> = producer.clone();
+            (
+                producer as Arc<dyn Producer>,
+                consumer,
+                states,
+                Some(outbox),
+            )
         }
     };
 
@@ -125,10 +131,11 @@ pub async fn run(
         lookups.load_csv(name, path)?;
     }
     let lookups = Arc::new(lookups);
-    let dead_letters = Arc::new(DeadLetterLog::open(
-        &data.join("dead-letters.jsonl"),
-        metrics.clone(),
-    )?);
+    let mut dead_letters = DeadLetterLog::open(&data.join("dead-letters.jsonl"), metrics.clone())?;
+    if let Some(outbox) = &outbox {
+        dead_letters = dead_letters.with_outbox(outbox.clone());
+    }
+    let dead_letters = Arc::new(dead_letters);
 
     let mut tokens = Tokens::default();
     let mut pipelines = Pipelines::default();
@@ -272,6 +279,7 @@ pub async fn run(
             idle_after: Duration::from_secs(config.windows.idle_after_secs),
             metrics: metrics.clone(),
             watermarks: watermarks.clone(),
+            outbox,
         },
         consumer,
     )?;

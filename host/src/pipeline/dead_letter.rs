@@ -4,6 +4,7 @@
 use crate::plugin::CallError;
 use crate::telemetry::{Metrics, PluginVersionLabels};
 use crate::time::now_ns;
+use crate::transport::{Outbox, Outlet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,8 @@ pub struct DeadLetterLog {
     path: PathBuf,
     file: Mutex<File>,
     metrics: Arc<Metrics>,
+    /// Where dead letters are published too (Kafka's dead-letter topic), first.
+    outbox: Option<Arc<dyn Outbox>>,
 }
 
 impl DeadLetterLog {
@@ -90,7 +93,15 @@ impl DeadLetterLog {
             path: path.to_owned(),
             file: Mutex::new(file),
             metrics,
+            outbox: None,
         })
+    }
+
+    /// Publishes every dead letter to `outbox` too, before the file has it.
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Self {
+        self.outbox = Some(outbox);
+        self
     }
 
     /// Appends `letter` durably.
@@ -106,9 +117,27 @@ impl DeadLetterLog {
     /// # Errors
     /// When writing or syncing fails: none of them may be taken as kept.
     pub fn put_all(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
+        let json: Vec<Vec<u8>> = letters
+            .iter()
+            // Plain strings and numbers: serializing into a Vec can't fail.
+            .map(|letter| serde_json::to_vec(letter).unwrap_or_default())
+            .collect();
+        if let Some(outbox) = &self.outbox {
+            let messages: Vec<(&[u8], Vec<u8>)> = letters
+                .iter()
+                .zip(&json)
+                .map(|(letter, json)| (letter.stage.as_bytes(), json.clone()))
+                .collect();
+            outbox
+                .publish(Outlet::DeadLetters, &messages)
+                .map_err(|e| DeadLetterError {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+        }
         let mut lines = Vec::new();
-        for letter in letters {
-            serde_json::to_writer(&mut lines, letter).expect("a DeadLetter always serializes");
+        for line in json {
+            lines.extend(line);
             lines.push(b'\n');
         }
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);

@@ -21,7 +21,9 @@ use super::windowing::Watermarks;
 use super::worker::{READ_WAIT, supervise};
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use crate::transport::{Committer, GroupConsumer, Partition, PartitionReader, Rebalance, StateLog};
+use crate::transport::{
+    Committer, GroupConsumer, Outbox, Partition, PartitionReader, Rebalance, StateLog,
+};
 
 /// What the runner needs.
 pub struct RunnerParts {
@@ -43,6 +45,8 @@ pub struct RunnerParts {
     pub metrics: Arc<Metrics>,
     /// Where partitions publish their watermarks.
     pub watermarks: Arc<Watermarks>,
+    /// Where alerts and late data are published too (Kafka topics), if anywhere.
+    pub outbox: Option<Arc<dyn Outbox>>,
 }
 
 /// The running member: its poll thread (with the workers it started) and its checkpoint
@@ -354,6 +358,7 @@ mod tests {
                 idle_after: Duration::from_secs(1),
                 metrics: metrics.clone(),
                 watermarks: Arc::default(),
+                outbox: None,
             },
             Box::new(consumer),
         )

@@ -11,14 +11,14 @@ use super::RETRY_PAUSE;
 use super::alerting::AlertStates;
 use super::dead_letter::{DeadLetter, DeadLetterLog};
 use super::pipelines::{AlertRule, Pipelines, RuleSink, StageStates};
-use crate::format::Checkpoint;
+use crate::format::{self, Checkpoint};
 use crate::point::Nanos;
 use crate::point::{Point, WindowResult};
 use crate::store::{LateRecord, Rollup, SeriesKey, Store, StoreError};
 use crate::telemetry::{Metrics, RuleLabels, TenantLabels};
 use crate::tenant::TenantId;
 use crate::time::now_ns;
-use crate::transport::Partition;
+use crate::transport::{Outbox, Outlet, Partition};
 use crate::window::{Emit, LatePoint, Output, TenantWindows, WindowRow};
 
 /// Where emitted windows go, and what delivering them needs.
@@ -37,6 +37,8 @@ pub struct Delivery<'a> {
     pub watermarks: &'a Watermarks,
     /// The partition.
     pub partition: Partition,
+    /// Where alerts and late data are published too (Kafka topics), if anywhere.
+    pub outbox: Option<&'a dyn Outbox>,
 }
 
 /// The watermark of each tenant's windows on each partition, published for queries: a
@@ -79,6 +81,25 @@ impl Watermarks {
 }
 
 impl Delivery<'_> {
+    /// Publishes `tenant`'s `messages` to `outlet` when there is an outbox, retrying
+    /// until the brokers confirm them (or a stop).
+    fn publish(&self, outlet: Outlet, tenant: &TenantId, messages: Vec<Vec<u8>>) {
+        let Some(outbox) = self.outbox else {
+            return;
+        };
+        let keyed: Vec<(&[u8], Vec<u8>)> = messages
+            .into_iter()
+            .map(|m| (tenant.as_str().as_bytes(), m))
+            .collect();
+        while let Err(error) = outbox.publish(outlet, &keyed) {
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            tracing::error!(%error, ?outlet, "Could not publish; retrying.");
+            std::thread::sleep(RETRY_PAUSE);
+        }
+    }
+
     /// Runs `write` until it succeeds, retrying while its failure is retryable; a failure
     /// that is not (or a stop) keeps `letter` as a dead letter instead.
     fn store(
@@ -266,6 +287,14 @@ fn store_late(d: &Delivery<'_>, tenant: &TenantId, w: &TenantWindows, late: &[La
             })
             .inc();
     }
+    d.publish(
+        Outlet::Late,
+        tenant,
+        records
+            .iter()
+            .map(|r| format::late_json(tenant, r))
+            .collect(),
+    );
     d.store(
         "late data",
         || d.store.write_late(tenant, &records),
@@ -372,6 +401,11 @@ fn deliver_alerts(
                 alerts.iter().map(|a| a.message.clone()).collect(),
             )
         },
+    );
+    d.publish(
+        Outlet::Alerts,
+        tenant,
+        alerts.iter().map(format::encode_alert).collect(),
     );
     if let Some(webhook) = &alert.webhook {
         webhook.send(tenant, &alerts);

@@ -404,6 +404,8 @@ impl<'a> Worker<'a> {
             }
             Err(error) => {
                 tracing::error!(%error, "Could not save the window state; trying again later.");
+                // Not before the next interval: the state store may be down a while.
+                self.saved_at = Instant::now();
             }
         }
     }
@@ -508,6 +510,7 @@ fn delivery<'a>(
         stop,
         watermarks: &parts.watermarks,
         partition,
+        outbox: parts.outbox.as_deref(),
     }
 }
 

@@ -187,6 +187,29 @@ pub trait PartitionReader: Send {
     fn seek(&mut self, offset: Offset) -> Result<(), TransportError>;
 }
 
+/// Where a pipeline output goes besides the store, for consumers outside Sluice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outlet {
+    /// Alerts that fired or resolved.
+    Alerts,
+    /// Points that arrived after their windows closed.
+    Late,
+    /// What the pipeline could not process, with the reason.
+    DeadLetters,
+}
+
+/// The pipeline's outputs besides the store, published where other systems read them:
+/// Kafka topics (`{prefix}alerts`, `{prefix}late`, `{prefix}dead-letters`). Messages are
+/// JSON, keyed by tenant. The embedded log has no outbox: its outputs are in the store
+/// and the dead-letter file. A replay after a crash may publish a message again.
+pub trait Outbox: Send + Sync {
+    /// Publishes `messages` (key, JSON) to `outlet`; returns once they are durable.
+    ///
+    /// # Errors
+    /// When the brokers don't confirm them; retrying may help.
+    fn publish(&self, outlet: Outlet, messages: &[(&[u8], Vec<u8>)]) -> Result<(), TransportError>;
+}
+
 /// The saved state of a partition's windows (and what else is scoped to it), as of the
 /// record before `next`.
 #[derive(Debug, Clone, PartialEq, Eq)]

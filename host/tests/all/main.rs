@@ -9,6 +9,7 @@ mod deploy;
 mod examples;
 mod failures;
 mod hardening;
+mod kafka;
 mod reload;
 mod service;
 mod service_util;

@@ -9,45 +9,10 @@ use std::time::Duration;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::service_util::{Service, TENANTS, eventually, get_json, request, token, try_request};
-
-const ACME: &str = "acme-token-1";
-const GLOBEX: &str = "globex-token-1";
-
-fn write_v2(svc: &Service, tok: &str, precision: &str, body: &str) -> (u16, String) {
-    let auth = token(tok);
-    request(
-        "POST",
-        &svc.url(&format!(
-            "/api/v2/write?bucket=b&org=o&precision={precision}"
-        )),
-        &[(auth.0, &auth.1)],
-        body.to_owned(),
-    )
-}
-
-fn query(svc: &Service, tok: &str, params: &str) -> serde_json::Value {
-    let (status, body) = get_json(&svc.url(&format!("/api/v1/query?{params}")), tok);
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// Points of the first series of a query answer.
-fn points(answer: &serde_json::Value) -> Vec<(i64, f64)> {
-    answer["series"][0]["points"]
-        .as_array()
-        .map(|pts| {
-            pts.iter()
-                .map(|p| {
-                    (
-                        p[0].as_i64().unwrap_or(-1),
-                        p[1].as_f64().unwrap_or(f64::NAN),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::service_util::{
+    ACME, GLOBEX, Service, TENANTS, eventually, get_json, points, query, request, token,
+    try_request, write_v2,
+};
 
 #[test]
 fn every_ingest_format_is_queryable_and_aggregates_work() {

@@ -286,3 +286,45 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// acme's token.
+pub const ACME: &str = "acme-token-1";
+/// globex's token.
+pub const GLOBEX: &str = "globex-token-1";
+
+/// Writes line protocol through the v2 API.
+pub fn write_v2(svc: &Service, tok: &str, precision: &str, body: &str) -> (u16, String) {
+    let auth = token(tok);
+    request(
+        "POST",
+        &svc.url(&format!(
+            "/api/v2/write?bucket=b&org=o&precision={precision}"
+        )),
+        &[(auth.0, &auth.1)],
+        body.to_owned(),
+    )
+}
+
+/// A query that must answer 200.
+pub fn query(svc: &Service, tok: &str, params: &str) -> serde_json::Value {
+    let (status, body) = get_json(&svc.url(&format!("/api/v1/query?{params}")), tok);
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Points of the first series of a query answer.
+pub fn points(answer: &serde_json::Value) -> Vec<(i64, f64)> {
+    answer["series"][0]["points"]
+        .as_array()
+        .map(|pts| {
+            pts.iter()
+                .map(|p| {
+                    (
+                        p[0].as_i64().unwrap_or(-1),
+                        p[1].as_f64().unwrap_or(f64::NAN),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -216,7 +216,7 @@ impl StateLog for KafkaStates {
             .chunks(CHUNK_BYTES)
             .zip(&keys)
             .map(|(payload, key)| Message {
-                partition,
+                partition: Some(partition),
                 key,
                 payload,
             })
@@ -232,7 +232,7 @@ impl StateLog for KafkaStates {
         self.producer.send_all(
             &self.topic,
             &[Message {
-                partition,
+                partition: Some(partition),
                 key: &key,
                 payload: &header,
             }],

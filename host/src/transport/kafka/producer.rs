@@ -2,14 +2,14 @@
 //! consumer group's lag, measured from the brokers for backpressure and `/metrics`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message as _};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use super::{REQUEST_TIMEOUT, Topics, broker, client_config};
@@ -17,7 +17,9 @@ use crate::config::KafkaConfig;
 use crate::format;
 use crate::telemetry::{Metrics, PartitionLabels};
 use crate::tenant::TenantId;
-use crate::transport::{Backlog, Offset, Partition, Producer, Record, TransportError};
+use crate::transport::{
+    Backlog, Offset, Outbox, Outlet, Partition, Producer, Record, TransportError,
+};
 
 /// Records are split below this many encoded bytes: Kafka's default largest message is
 /// 1 MB (`message.max.bytes`), and a 32 MiB request body can make far larger records.
@@ -28,7 +30,11 @@ const LAG_EVERY: Duration = Duration::from_secs(1);
 
 /// Appends to Kafka's topics: the points topic for ingest, the others for the pipeline.
 pub struct KafkaProducer {
-    producer: ThreadedProducer<Deliveries>,
+    /// Replaced by a new one after a failed delivery ([`Deliveries::broken`]).
+    producer: RwLock<Arc<ThreadedProducer<Deliveries>>>,
+    /// How to make one.
+    config: ClientConfig,
+    topics: Topics,
     topic: String,
     partitions: u32,
     /// How long librdkafka tries to deliver a message (`message.timeout.ms`).
@@ -38,25 +44,32 @@ pub struct KafkaProducer {
     lag: Arc<Vec<AtomicU64>>,
 }
 
-/// One message to send: its partition, key and payload.
+/// One message to send: its partition (none: by its key), key and payload.
 pub(super) struct Message<'a> {
-    pub(super) partition: Partition,
+    pub(super) partition: Option<Partition>,
     pub(super) key: &'a [u8],
     pub(super) payload: &'a [u8],
 }
 
-/// The producer's callbacks: deliveries, and fatal errors (the idempotent producer can't
-/// go on after one).
+/// The producer's callbacks: deliveries, and whether the producer is broken.
+///
+/// After a message times out, the idempotent producer bumps its epoch to go on; brokers
+/// without KIP-360 (tansu, Kafka before 2.5) refuse every later message of that producer
+/// ("Unknown broker error"), and a fatal error ends it on any broker. Either way a new
+/// producer (a new producer id) works: one is made at the next send after any failed
+/// delivery. Appends that failed were answered 503, so nothing acknowledged depends on
+/// the old one.
+#[derive(Default)]
 struct Deliveries {
-    fatal: Mutex<Option<String>>,
+    broken: AtomicBool,
 }
 
 impl ClientContext for Deliveries {
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error, KafkaError::Global(code) if code == rdkafka::types::RDKafkaErrorCode::Fatal)
         {
-            tracing::error!(%error, reason, "The Kafka producer failed fatally; restart the process.");
-            *self.fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.to_owned());
+            tracing::error!(%error, reason, "The Kafka producer failed fatally; making a new one.");
+            self.broken.store(true, Ordering::Release);
         } else {
             tracing::warn!(%error, reason, "Kafka producer error.");
         }
@@ -69,7 +82,10 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<Ticket>) {
         let outcome = match result {
             Ok(message) => Ok(Offset::try_from(message.offset()).unwrap_or(0)),
-            Err((error, _)) => Err(error.to_string()),
+            Err((error, _)) => {
+                self.broken.store(true, Ordering::Release);
+                Err(error.to_string())
+            }
         };
         ticket.pending.done(ticket.index, outcome);
     }
@@ -150,16 +166,13 @@ impl KafkaProducer {
         topics: &Topics,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, TransportError> {
-        let timeout = config.append_timeout_ms.to_string();
-        let producer: ThreadedProducer<Deliveries> = client_config(config)
-            // What the guarantees rest on: after the operator's properties, so they stay.
+        let mut client = client_config(config);
+        // What the guarantees rest on: after the operator's properties, so they stay.
+        client
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("message.timeout.ms", &timeout)
-            .create_with_context(Deliveries {
-                fatal: Mutex::new(None),
-            })
-            .map_err(|e| broker("creating the producer", &e))?;
+            .set("message.timeout.ms", config.append_timeout_ms.to_string());
+        let producer = Arc::new(create(&client)?);
         let lag: Arc<Vec<AtomicU64>> =
             Arc::new((0..config.partitions).map(|_| AtomicU64::new(0)).collect());
         let closed = Arc::new(AtomicBool::new(false));
@@ -179,13 +192,37 @@ impl KafkaProducer {
             .spawn(move || monitor.run())
             .map_err(|e| TransportError::Broker(format!("starting the lag monitor: {e}")))?;
         Ok(Arc::new(Self {
-            producer,
+            producer: RwLock::new(producer),
+            config: client,
             topic: topics.points.clone(),
+            topics: topics.clone(),
             partitions: config.partitions,
             append_timeout: Duration::from_millis(config.append_timeout_ms),
             closed,
             lag,
         }))
+    }
+
+    /// The producer to send with: a new one when the current one is broken.
+    fn producer(&self) -> Result<Arc<ThreadedProducer<Deliveries>>, TransportError> {
+        let current = self
+            .producer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if !current.context().broken.load(Ordering::Acquire) {
+            return Ok(current);
+        }
+        let mut slot = self
+            .producer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Another send may have replaced it meanwhile.
+        if Arc::ptr_eq(&slot, &current) {
+            tracing::info!("A delivery failed: making a new Kafka producer (a new producer id).");
+            *slot = Arc::new(create(&self.config)?);
+        }
+        Ok(slot.clone())
     }
 
     /// Sends `messages` to `topic` and waits until the brokers confirmed all of them
@@ -199,6 +236,7 @@ impl KafkaProducer {
         topic: &str,
         messages: &[Message<'_>],
     ) -> Result<Vec<Offset>, TransportError> {
+        let producer = self.producer()?;
         let pending = Arc::new(Pending::default());
         let mut queued = Ok(());
         for (index, message) in messages.iter().enumerate() {
@@ -207,11 +245,13 @@ impl KafkaProducer {
                 pending: pending.clone(),
                 index,
             });
-            let record = BaseRecord::with_opaque_to(topic, ticket)
-                .partition(i32::try_from(message.partition).unwrap_or(i32::MAX))
+            let mut record = BaseRecord::with_opaque_to(topic, ticket)
                 .key(message.key)
                 .payload(message.payload);
-            if let Err((error, _)) = self.producer.send(record) {
+            if let Some(p) = message.partition {
+                record = record.partition(i32::try_from(p).unwrap_or(i32::MAX));
+            }
+            if let Err((error, _)) = producer.send(record) {
                 // Not queued (the queue may be full): settled here, without an offset.
                 pending.done(index, Err(error.to_string()));
                 queued = Err(broker(&format!("queueing messages for {topic}"), &error));
@@ -225,6 +265,13 @@ impl KafkaProducer {
             .map_err(|e| TransportError::Broker(format!("sending to {topic}: {e}")));
         queued.and(settled)
     }
+}
+
+/// A producer of `client`'s configuration.
+fn create(client: &ClientConfig) -> Result<ThreadedProducer<Deliveries>, TransportError> {
+    client
+        .create_with_context(Deliveries::default())
+        .map_err(|e| broker("creating the producer", &e))
 }
 
 /// `record` encoded, split into as many messages as its size needs.
@@ -271,7 +318,7 @@ impl Producer for KafkaProducer {
         let messages: Vec<Message<'_>> = encoded
             .iter()
             .map(|(partition, tenant, payload)| Message {
-                partition: *partition,
+                partition: Some(*partition),
                 key: tenant.as_str().as_bytes(),
                 payload,
             })
@@ -281,6 +328,8 @@ impl Producer for KafkaProducer {
 
     fn flush(&self, timeout: Duration) -> Result<(), TransportError> {
         self.producer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .flush(timeout)
             .map_err(|e| broker("flushing the producer", &e))
     }
@@ -301,13 +350,29 @@ impl Producer for KafkaProducer {
         }
     }
 
+    /// None: a broken producer is replaced, and an unreachable broker is waited for
+    /// (appends answer 503 meanwhile).
     fn failure(&self) -> Option<String> {
-        self.producer
-            .context()
-            .fatal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        None
+    }
+}
+
+impl Outbox for KafkaProducer {
+    fn publish(&self, outlet: Outlet, messages: &[(&[u8], Vec<u8>)]) -> Result<(), TransportError> {
+        let topic = match outlet {
+            Outlet::Alerts => &self.topics.alerts,
+            Outlet::Late => &self.topics.late,
+            Outlet::DeadLetters => &self.topics.dead_letters,
+        };
+        let messages: Vec<Message<'_>> = messages
+            .iter()
+            .map(|(key, payload)| Message {
+                partition: None,
+                key,
+                payload,
+            })
+            .collect();
+        self.send_all(topic, &messages).map(|_| ())
     }
 }
 

@@ -176,7 +176,7 @@ fn a_record_larger_than_a_message_is_split_and_bytes_of_a_foreign_producer_are_u
     let big = record("a", &lines);
     producer.append(vec![(0, big.clone())]).expect("append");
     let foreign = [Message {
-        partition: 0,
+        partition: Some(0),
         key: b"x",
         payload: b"{\"json\": true}",
     }];
@@ -237,7 +237,7 @@ fn states_round_trip_through_the_changelog_and_a_half_written_save_is_passed_ove
         .send_all(
             &topics.state,
             &[Message {
-                partition: 1,
+                partition: Some(1),
                 key: b"1/0/0",
                 payload: b"half",
             }],
