@@ -37,14 +37,13 @@ pub(super) struct Slot {
     /// first held at assignment before any save): commits stop there. [`NONE`] while the
     /// partition holds no state.
     pub(super) needed_from: AtomicU64,
-    /// The last saved state.
+    /// The last saved state (maybe not durable yet): where a rewind goes back to.
     pub(super) saved: Mutex<Option<PartitionState>>,
+    /// The last saved state until the next checkpoint makes it durable.
+    staged: Mutex<Option<PartitionState>>,
     /// Set when the partition is revoked or the runner stops: its worker ends after the
     /// current group of records and saves its state.
     pub(super) stop: AtomicBool,
-    /// Set by a state save, cleared by the checkpoint that makes it durable: a save (after
-    /// windows closed on an idle partition, say) is synced even when no offset moved.
-    pub(super) saved_since_sync: AtomicBool,
 }
 
 impl Slot {
@@ -57,8 +56,8 @@ impl Slot {
             end_at_start: AtomicU64::new(NONE),
             needed_from: AtomicU64::new(NONE),
             saved: Mutex::new(None),
+            staged: Mutex::new(None),
             stop: AtomicBool::new(false),
-            saved_since_sync: AtomicBool::new(false),
         }
     }
 
@@ -66,6 +65,19 @@ impl Slot {
     fn caught_up(&self) -> bool {
         let end = self.end_at_start.load(Ordering::Acquire);
         end != NONE && self.processed.load(Ordering::Acquire) >= end
+    }
+
+    /// Saves `state`: a rewind goes back to it at once; the next checkpoint makes it
+    /// durable (a state saved after windows closed on an idle partition, say, even when no
+    /// offset moved).
+    pub(super) fn stage(&self, state: PartitionState) {
+        *lock(&self.saved) = Some(state.clone());
+        *lock(&self.staged) = Some(state);
+    }
+
+    /// Puts `state` back for the next checkpoint, unless a newer one was saved meanwhile.
+    fn restage(&self, state: PartitionState) {
+        lock(&self.staged).get_or_insert(state);
     }
 
     /// The state needs records from `from` on replayed after a crash (the first time it
@@ -137,33 +149,27 @@ impl Owned {
     }
 }
 
-/// Syncs the store, then commits on `slots` how far its durable points reach.
+/// Syncs the store, saves the states staged before the sync (everything they reflect is
+/// durable now), then commits on `slots` how far the store's durable points reach, held
+/// back to where each durable state replays from.
 fn commit(parts: &RunnerParts, slots: &[Arc<Slot>]) {
-    // Cleared before the sync, which covers those saves (set again if it fails).
-    let saved: Vec<bool> = slots
+    let staged: Vec<(&Arc<Slot>, PartitionState)> = slots
         .iter()
-        .map(|s| s.saved_since_sync.swap(false, Ordering::AcqRel))
+        .filter_map(|s| lock(&s.staged).take().map(|state| (s, state)))
         .collect();
     let moved = slots
         .iter()
         .any(|s| s.processed.load(Ordering::Acquire) > s.committed.load(Ordering::Acquire));
-    if !moved && !saved.contains(&true) {
+    if !moved && staged.is_empty() {
         return;
     }
-    // Taken before the sync: the states they come from are durable once it returns.
-    let needed: BTreeMap<Partition, Offset> = slots
-        .iter()
-        .map(|s| (s.partition, s.needed_from.load(Ordering::Acquire)))
-        .collect();
     let started = Instant::now();
     let synced = match parts.store.sync() {
         Ok(synced) => synced,
         Err(error) => {
             tracing::error!(%error, "Could not sync the store; offsets stay uncommitted.");
-            for (slot, saved) in slots.iter().zip(saved) {
-                if saved {
-                    slot.saved_since_sync.store(true, Ordering::Release);
-                }
+            for (slot, state) in staged {
+                slot.restage(state);
             }
             return;
         }
@@ -172,6 +178,29 @@ fn commit(parts: &RunnerParts, slots: &[Arc<Slot>]) {
         .metrics
         .store_sync_seconds
         .observe(started.elapsed().as_secs_f64());
+    if !staged.is_empty() {
+        let states: Vec<(Partition, PartitionState)> = staged
+            .iter()
+            .map(|(slot, state)| (slot.partition, state.clone()))
+            .collect();
+        match parts.states.save(&states) {
+            Ok(()) => {
+                for (slot, state) in &staged {
+                    slot.needed_from.store(state.next, Ordering::Release);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "Could not save partition states; their records stay uncommitted.");
+                for (slot, state) in staged {
+                    slot.restage(state);
+                }
+            }
+        }
+    }
+    let needed: BTreeMap<Partition, Offset> = slots
+        .iter()
+        .map(|s| (s.partition, s.needed_from.load(Ordering::Acquire)))
+        .collect();
     let mut commits = Vec::new();
     for Through { partition, next } in synced {
         let (Some(slot), Some(needed)) = (

@@ -378,8 +378,7 @@ mod tests {
     impl StateLog for NoStates {
         fn save(
             &self,
-            _: Partition,
-            _: crate::transport::PartitionState,
+            _: &[(Partition, crate::transport::PartitionState)],
         ) -> Result<(), crate::transport::TransportError> {
             Ok(())
         }

@@ -372,9 +372,9 @@ impl<'a> Worker<'a> {
         self.save_when_due(false);
     }
 
-    /// Saves the partition's state (for the next sync to make durable) when it changed, or
-    /// the partition moved past the last save (so the log need not keep those records), and
-    /// the last save is [`STATE_EVERY`] old; with `now`, whatever its age.
+    /// Saves the partition's state (for the next checkpoint to make durable) when it
+    /// changed, or the partition moved past the last save (so the log need not keep those
+    /// records), and the last save is [`STATE_EVERY`] old; with `now`, whatever its age.
     fn save_when_due(&mut self, now: bool) {
         let needed = self.slot.needed_from.load(Ordering::Acquire);
         let behind = needed != u64::MAX && needed < self.next;
@@ -392,22 +392,11 @@ impl<'a> Worker<'a> {
             next: self.next,
             bytes: format::encode_checkpoint(&checkpoint),
         };
-        match self.parts.states.save(self.partition, state.clone()) {
-            Ok(()) => {
-                // A replay starts at the saved state now: earlier records are not seen again.
-                self.skipped = self.skipped.split_off(&state.next);
-                self.slot.needed_from.store(state.next, Ordering::Release);
-                *super::checkpoint::lock(&self.slot.saved) = Some(state);
-                self.slot.saved_since_sync.store(true, Ordering::Release);
-                self.changed = false;
-                self.saved_at = Instant::now();
-            }
-            Err(error) => {
-                tracing::error!(%error, "Could not save the window state; trying again later.");
-                // Not before the next interval: the state store may be down a while.
-                self.saved_at = Instant::now();
-            }
-        }
+        // A replay starts at the saved state now: earlier records are not seen again.
+        self.skipped = self.skipped.split_off(&state.next);
+        self.slot.stage(state);
+        self.changed = false;
+        self.saved_at = Instant::now();
     }
 
     /// Runs `records` through their tenants' stages into the store, then the windows:

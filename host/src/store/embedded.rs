@@ -894,13 +894,15 @@ impl Store for EmbeddedStore {
     }
 }
 
-/// Partition states live beside the points: a saved state becomes durable with the next
-/// sync, in the same batch as the points written before it, so a restart finds a state no
-/// newer than the points.
+/// Partition states live beside the points, written by a sync of their own.
 impl StateLog for EmbeddedStore {
-    fn save(&self, partition: Partition, state: PartitionState) -> Result<(), TransportError> {
-        lock(&self.shared).states.insert(partition, state);
-        Ok(())
+    fn save(&self, states: &[(Partition, PartitionState)]) -> Result<(), TransportError> {
+        lock(&self.shared)
+            .states
+            .extend(states.iter().map(|(p, s)| (*p, s.clone())));
+        self.sync()
+            .map(|_| ())
+            .map_err(|e| TransportError::Storage(format!("partition states in the store: {e}")))
     }
 
     fn load(&self, partition: Partition) -> Result<Option<PartitionState>, TransportError> {
@@ -1447,10 +1449,12 @@ mod tests {
                 next: 42,
                 bytes: b"S1state".to_vec(),
             };
-            store.save(3, state.clone()).expect("save");
-            assert_eq!(store.load(3).expect("state"), None, "not before a sync");
-            store.sync().expect("sync");
-            assert_eq!(store.load(3).expect("state"), Some(state));
+            store.save(&[(3, state.clone())]).expect("save");
+            assert_eq!(
+                store.load(3).expect("state"),
+                Some(state),
+                "durable on return"
+            );
         }
         let store = EmbeddedStore::open(dir.path()).expect("reopen");
         assert_eq!(

@@ -221,15 +221,18 @@ pub struct PartitionState {
 }
 
 /// Where partitions' states are kept, so that whichever member is assigned a partition
-/// next resumes its windows there: the embedded store (durable with its next sync, beside
-/// the points), or a changelog topic (Kafka, durable on return). Either way a state is
-/// durable before the offsets that rely on it are committed.
+/// next resumes its windows there: the embedded store, or a changelog topic (Kafka).
+///
+/// The checkpoint saves a state only after a store sync made durable everything it
+/// reflects (the rows its windows emitted), and commits the offsets that rely on it only
+/// after the save: a crash anywhere between leaves a state no newer than the store, and
+/// the records it needs still in the transport.
 pub trait StateLog: Send + Sync {
-    /// Keeps `state` as `partition`'s latest.
+    /// Keeps each state as its partition's latest; durable on return.
     ///
     /// # Errors
-    /// When it can't be kept; the partition tries again later.
-    fn save(&self, partition: Partition, state: PartitionState) -> Result<(), TransportError>;
+    /// When they can't be kept; the next checkpoint tries again.
+    fn save(&self, states: &[(Partition, PartitionState)]) -> Result<(), TransportError>;
 
     /// `partition`'s latest durable state, if any.
     ///

@@ -158,7 +158,7 @@ impl KafkaStates {
         Ok(out)
     }
 
-    /// The last header of partition `p` and its offset, reading back from the end.
+    /// The last header of partition `p`, reading back from the end.
     fn last_header(
         &self,
         reader: &BaseConsumer,
@@ -197,10 +197,9 @@ impl KafkaStates {
             back = back.saturating_mul(4);
         }
     }
-}
 
-impl StateLog for KafkaStates {
-    fn save(&self, partition: Partition, state: PartitionState) -> Result<(), TransportError> {
+    /// Writes `state` as `partition`'s latest: its chunks, then the header naming them.
+    fn save_one(&self, partition: Partition, state: &PartitionState) -> Result<(), TransportError> {
         let slot = {
             let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
             slots.get(&partition).map_or(0, |s| 1 - s)
@@ -242,6 +241,14 @@ impl StateLog for KafkaStates {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(partition, slot);
         Ok(())
+    }
+}
+
+impl StateLog for KafkaStates {
+    fn save(&self, states: &[(Partition, PartitionState)]) -> Result<(), TransportError> {
+        states
+            .iter()
+            .try_for_each(|(partition, state)| self.save_one(*partition, state))
     }
 
     fn load(&self, partition: Partition) -> Result<Option<PartitionState>, TransportError> {

@@ -223,13 +223,13 @@ fn states_round_trip_through_the_changelog_and_a_half_written_save_is_passed_ove
         next: 41,
         bytes: (0..1_300_000u32).map(|i| (i % 251) as u8).collect(),
     };
-    states.save(1, big.clone()).expect("save");
+    states.save(&[(1, big.clone())]).expect("save");
     assert_eq!(states.load(1).expect("load"), Some(big.clone()));
     let small = PartitionState {
         next: 42,
         bytes: b"S1small".to_vec(),
     };
-    states.save(1, small.clone()).expect("save");
+    states.save(&[(1, small.clone())]).expect("save");
     assert_eq!(states.load(0).expect("load"), None, "partitions are apart");
 
     // A save that died after its chunks, before its header.
