@@ -346,7 +346,7 @@ fn closing_ticks() -> String {
 /// The body of a service of the scale-out test on `broker`.
 fn scale_body(broker: &Broker, prefix: &str) -> String {
     format!(
-        "{}[transport.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n{SCALE_TENANT}",
+        "{}[transport.properties]\n\"consumer.session.timeout.ms\" = \"6000\"\n\"consumer.heartbeat.interval.ms\" = \"500\"\n{SCALE_TENANT}",
         kafka_transport(broker, prefix, PARTITIONS)
     )
 }

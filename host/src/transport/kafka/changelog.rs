@@ -19,7 +19,7 @@ use rdkafka::message::Message as _;
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use super::producer::{KafkaProducer, Message};
-use super::{REQUEST_TIMEOUT, Topics, broker, client_config};
+use super::{REQUEST_TIMEOUT, Role, Topics, broker, client_config};
 use crate::config::KafkaConfig;
 use crate::transport::{Offset, Partition, PartitionState, StateLog, TransportError};
 
@@ -91,10 +91,12 @@ impl KafkaStates {
         topics: &Topics,
         producer: Arc<KafkaProducer>,
     ) -> Result<Self, TransportError> {
-        let reader = client_config(config)
+        let reader = client_config(config, Role::Consumer, &[])
             .set("group.id", format!("{}-state-reader", config.group))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
+            // A load reads to the partition's end: the broker answers at once there.
+            .set("fetch.wait.max.ms", "10")
             .create()
             .map_err(|e| broker("creating the state reader", &e))?;
         Ok(Self {

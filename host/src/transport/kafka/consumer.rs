@@ -12,7 +12,7 @@ use rdkafka::consumer::{
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
 
-use super::{REQUEST_TIMEOUT, Topics, broker, client_config};
+use super::{REQUEST_TIMEOUT, Role, Topics, broker, client_config};
 use crate::config::KafkaConfig;
 use crate::format;
 use crate::transport::{
@@ -127,15 +127,18 @@ impl KafkaConsumer {
             consumer: OnceLock::new(),
             rebalance: Mutex::new(None),
         };
-        let consumer: Client = client_config(config)
-            .set("group.id", &config.group)
-            // Offsets are committed by the runner, after the store and the state are
-            // durable; never by librdkafka on its own.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .create_with_context(context)
-            .map_err(|e| broker("creating the consumer", &e))?;
+        // Records are read as soon as they are there: the default half-second wait of an
+        // idle fetch would be most of the ingest-to-stored latency.
+        let consumer: Client =
+            client_config(config, Role::Consumer, &[("fetch.wait.max.ms", "20")])
+                .set("group.id", &config.group)
+                // Offsets are committed by the runner, after the store and the state are
+                // durable; never by librdkafka on its own.
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .create_with_context(context)
+                .map_err(|e| broker("creating the consumer", &e))?;
         let consumer = Arc::new(consumer);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         consumer

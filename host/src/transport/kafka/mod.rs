@@ -73,12 +73,30 @@ fn broker(context: &str, error: &KafkaError) -> TransportError {
     TransportError::Broker(format!("{context}: {error}"))
 }
 
-/// The client configuration every client starts from: the brokers, then the operator's
-/// properties.
-fn client_config(config: &KafkaConfig) -> ClientConfig {
+/// Which kind of client a configuration is for: properties prefixed `producer.` or
+/// `consumer.` reach that kind only (librdkafka warns about a property of the other kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Producer,
+    Consumer,
+}
+
+/// The client configuration a client of `role` starts from: the brokers, `defaults`, then
+/// the operator's properties (which override the defaults; what the guarantees rest on is
+/// set after them by the caller).
+fn client_config(config: &KafkaConfig, role: Role, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in defaults {
+        client.set(*key, *value);
+    }
     for (key, value) in &config.properties {
+        let key = match (key.split_once('.'), role) {
+            (Some(("producer", rest)), Role::Producer)
+            | (Some(("consumer", rest)), Role::Consumer) => rest,
+            (Some(("producer" | "consumer", _)), _) => continue,
+            _ => key.as_str(),
+        };
         client.set(key, value.expose());
     }
     client
@@ -91,7 +109,7 @@ fn client_config(config: &KafkaConfig) -> ClientConfig {
 /// # Errors
 /// When the brokers can't be reached, a topic can't be created, or has another count.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &Topics) -> Result<(), TransportError> {
-    let probe: BaseConsumer = client_config(config)
+    let probe: BaseConsumer = client_config(config, Role::Consumer, &[])
         .create()
         .map_err(|e| broker("creating a metadata client", &e))?;
     let names = [
@@ -151,7 +169,7 @@ async fn create_topics(
     topics: &Topics,
     missing: &[&String],
 ) -> Result<(), TransportError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(config)
+    let admin: AdminClient<DefaultClientContext> = client_config(config, Role::Producer, &[])
         .create()
         .map_err(|e| broker("creating an admin client", &e))?;
     let partitions = i32::try_from(config.partitions).unwrap_or(i32::MAX);

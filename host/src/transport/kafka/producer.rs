@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProd
 use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
-use super::{REQUEST_TIMEOUT, Topics, broker, client_config};
+use super::{REQUEST_TIMEOUT, Role, Topics, broker, client_config};
 use crate::config::KafkaConfig;
 use crate::format;
 use crate::telemetry::{Metrics, PartitionLabels};
@@ -166,7 +166,7 @@ impl KafkaProducer {
         topics: &Topics,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, TransportError> {
-        let mut client = client_config(config);
+        let mut client = client_config(config, Role::Producer, &[]);
         // What the guarantees rest on: after the operator's properties, so they stay.
         client
             .set("enable.idempotence", "true")
@@ -177,7 +177,7 @@ impl KafkaProducer {
             Arc::new((0..config.partitions).map(|_| AtomicU64::new(0)).collect());
         let closed = Arc::new(AtomicBool::new(false));
         let monitor = LagMonitor {
-            consumer: client_config(config)
+            consumer: client_config(config, Role::Consumer, &[])
                 .set("group.id", &config.group)
                 .set("enable.auto.commit", "false")
                 .create()

@@ -43,8 +43,8 @@ fn cluster(partitions: i32) -> (MockCluster<'static, DefaultProducerContext>, Ka
         append_timeout_ms: 5_000,
         // The mock cluster notices a member gone only when its session times out.
         properties: [
-            ("session.timeout.ms", "6000"),
-            ("heartbeat.interval.ms", "500"),
+            ("consumer.session.timeout.ms", "6000"),
+            ("consumer.heartbeat.interval.ms", "500"),
         ]
         .into_iter()
         .map(|(k, v)| {
@@ -263,5 +263,34 @@ fn topics_with_another_partition_count_are_refused() {
             .to_string()
             .contains("topic t.points has 3 partitions, but transport.partitions = 2"),
         "{error}"
+    );
+}
+
+#[test]
+fn properties_reach_every_client_or_the_kind_their_prefix_names_and_override_defaults() {
+    let (_cluster, mut config) = cluster(2);
+    config.properties = [
+        ("linger.ms", "7"),
+        ("producer.batch.size", "1000"),
+        ("consumer.fetch.wait.max.ms", "33"),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        (
+            k.to_owned(),
+            serde_json::from_value(v.into()).expect("secret"),
+        )
+    })
+    .collect();
+    let producer = client_config(&config, Role::Producer, &[]);
+    let consumer = client_config(&config, Role::Consumer, &[("fetch.wait.max.ms", "20")]);
+    assert_eq!(producer.get("linger.ms"), Some("7"));
+    assert_eq!(producer.get("batch.size"), Some("1000"));
+    assert_eq!(producer.get("fetch.wait.max.ms"), None);
+    assert_eq!(consumer.get("batch.size"), None);
+    assert_eq!(
+        consumer.get("fetch.wait.max.ms"),
+        Some("33"),
+        "the operator's value wins over the default"
     );
 }
