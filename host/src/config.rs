@@ -764,6 +764,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_shipped_config_is_valid_and_the_kafka_ones_name_kafka() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let mut kinds = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).expect("config dir") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("read");
+            let config = Config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            kinds.insert(name.unwrap_or_default(), config.transport);
+        }
+        assert!(matches!(
+            kinds["sluice.toml"],
+            TransportConfig::Embedded { .. }
+        ));
+        let TransportConfig::Kafka(local) = &kinds["kafka-local.toml"] else {
+            panic!("kafka-local.toml is not on Kafka");
+        };
+        assert_eq!(local.brokers, "127.0.0.1:19092");
+        assert!(matches!(
+            kinds["production.toml"],
+            TransportConfig::Kafka(_)
+        ));
+    }
+
+    #[test]
     fn the_shipped_default_parses_and_round_trips() {
         let config =
             Config::parse(DEFAULT_TOML, Path::new("config/sluice.toml")).expect("default config");
