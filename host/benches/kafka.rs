@@ -14,9 +14,8 @@
 //! `SLUICE_TANSU` to use another binary). Run: `cargo bench --bench kafka`.
 
 use std::fmt::Write as _;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +31,13 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use sluice::config::Config;
 use sluice::tenant::TenantId;
+
+// The tests' broker helper; the bench uses part of it.
+#[allow(dead_code)]
+#[path = "../tests/all/tansu.rs"]
+mod tansu;
+
+use tansu::Broker;
 
 /// The binary's allocator, so the in-process service runs as `sluice run` does.
 #[global_allocator]
@@ -58,7 +64,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let broker = Tansu::start()?;
+    let broker = Broker::start();
     let batches: Vec<String> = (0..BATCHES).map(batch).collect();
     let points = BATCHES * BATCH_LINES;
     let rate = |d: Duration| points as f64 / d.as_secs_f64();
@@ -104,15 +110,13 @@ fn run() -> anyhow::Result<()> {
 struct Cpu(f64, f64);
 
 impl Cpu {
-    fn now(broker: &Tansu) -> Self {
-        Self(
-            cpu_seconds(&broker.child.id().to_string()),
-            cpu_seconds("self"),
-        )
+    fn now(broker: &Broker) -> Self {
+        let pid = broker.pid().map_or_else(String::new, |p| p.to_string());
+        Self(cpu_seconds(&pid), cpu_seconds("self"))
     }
 
     /// CPU seconds used since `self`: (broker, this process).
-    fn since(&self, broker: &Tansu) -> (f64, f64) {
+    fn since(&self, broker: &Broker) -> (f64, f64) {
         let now = Self::now(broker);
         (now.0 - self.0, now.1 - self.1)
     }
@@ -370,68 +374,4 @@ async fn request(
 
 fn toml_string(path: &Path) -> String {
     toml::Value::String(path.display().to_string()).to_string()
-}
-
-/// A tansu broker on a free port with sqlite storage in a temporary directory.
-struct Tansu {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Tansu {
-    fn start() -> anyhow::Result<Self> {
-        let binary = std::env::var_os("SLUICE_TANSU").map_or_else(
-            || {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                    .join(".cache/sluice/tansu-0.6.0/bin/tansu")
-            },
-            PathBuf::from,
-        );
-        if !binary.exists() {
-            bail!(
-                "no tansu at {}: run scripts/kafka-dev.sh install",
-                binary.display()
-            );
-        }
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = tempfile::tempdir()?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if started.elapsed() > Duration::from_secs(20) {
-                bail!("tansu did not listen");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Self {
-            child,
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

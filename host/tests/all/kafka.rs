@@ -2,9 +2,6 @@
 //! one broker per test on its own port and directory (scripts/kafka-dev.sh installs it;
 //! `SLUICE_TANSU` names the binary).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -16,108 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::service_util::{
     ACME, Service, TENANTS, eventually, points, query, try_request, write_v2,
 };
-
-/// A tansu broker of this test's own.
-pub struct Broker {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-/// The tansu binary: `SLUICE_TANSU`, else where scripts/kafka-dev.sh caches it.
-fn tansu() -> PathBuf {
-    let path = std::env::var_os("SLUICE_TANSU").map_or_else(
-        || {
-            let cache = std::env::var_os("SLUICE_CACHE_DIR").map_or_else(
-                || {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/sluice")
-                },
-                PathBuf::from,
-            );
-            cache.join("tansu-0.6.0/bin/tansu")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "no tansu broker at {}: run `scripts/kafka-dev.sh install` (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-impl Broker {
-    /// Starts a broker on a free port, with sqlite storage in a fresh directory.
-    pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut broker = Self {
-            child: None,
-            port,
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        broker.resume();
-        broker
-    }
-
-    /// `host:port`.
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts it again on the same port and storage.
-    pub fn resume(&mut self) {
-        let url = format!("tcp://{}", self.address());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("tansu.log"))
-            .expect("log");
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            // tansu reads ./.env when present: its own directory has none.
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn tansu");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops it (SIGTERM), as an operator or a crash of its host would.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use crate::tansu::Broker;
 
 /// The `[transport]` section of a service on `broker`, topics under `prefix`.
 pub fn kafka_transport(broker: &Broker, prefix: &str, partitions: u32) -> String {

@@ -13,4 +13,5 @@ mod kafka;
 mod reload;
 mod service;
 mod service_util;
+mod tansu;
 mod windows;
