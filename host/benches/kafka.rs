@@ -51,7 +51,7 @@ const WRITERS: u64 = 8;
 const TENANT: &str = "bench";
 const TOKEN: &str = "bench-token-0001";
 const LIMIT: Duration = Duration::from_secs(300);
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn main() -> ExitCode {
     match run() {

@@ -2,7 +2,6 @@
 //! name rules, size limits, and one type per field of a series (checked within the body and
 //! against what the tenant wrote before). A body with any refused point is refused whole.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use crate::point::{FieldType, FieldValue, Point};
@@ -191,7 +190,8 @@ const SHARDS: usize = 16;
 /// The type of every series field a tenant has written, as ingest accepted it (before the
 /// pipeline's stages).
 pub struct FieldTypes {
-    shards: Vec<Mutex<HashMap<Box<[u8]>, FieldType>>>,
+    // foldhash: SipHash of every point's key was 1.2 % of end-to-end CPU on Kafka.
+    shards: Vec<Mutex<foldhash::HashMap<Box<[u8]>, FieldType>>>,
 }
 
 impl Default for FieldTypes {
@@ -220,7 +220,7 @@ fn key_of(out: &mut Vec<u8>, tenant: &TenantId, point: &Point, field: &str) {
 }
 
 impl FieldTypes {
-    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Box<[u8]>, FieldType>> {
+    fn shard(&self, key: &[u8]) -> &Mutex<foldhash::HashMap<Box<[u8]>, FieldType>> {
         let h = key
             .iter()
             .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(*b)));
@@ -267,7 +267,8 @@ impl FieldTypes {
             )
         };
         // Within the body: series field → (type, first point and field with it).
-        let mut body: HashMap<Vec<u8>, (FieldType, usize, usize)> = HashMap::new();
+        let mut body: foldhash::HashMap<Vec<u8>, (FieldType, usize, usize)> =
+            foldhash::HashMap::default();
         let mut key = Vec::new();
         for (i, point) in points.iter().enumerate() {
             for (f, field) in point.fields.iter().enumerate() {
