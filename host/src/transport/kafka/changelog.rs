@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
-use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset as KafkaOffset, TopicPartitionList};
 
 use super::producer::{KafkaProducer, Message};
 use super::{REQUEST_TIMEOUT, Role, Topics, broker, client_config};
@@ -68,15 +68,16 @@ fn chunk_key(p: Partition, slot: u8, index: usize) -> Vec<u8> {
     format!("{p}/{slot}/{index}").into_bytes()
 }
 
-/// A message read back: offset, key, and value (empty where not wanted).
+/// A message read back: offset, key, and value.
 type Read = (Offset, Vec<u8>, Vec<u8>);
 
 /// Partition states in Kafka's changelog topic.
 pub struct KafkaStates {
     producer: Arc<KafkaProducer>,
     topic: String,
-    /// Reads the topic by assignment (no group); one load at a time.
-    reader: Mutex<BaseConsumer>,
+    /// How a load's reader is made: each load has its own (by assignment, no group), so
+    /// the partitions of a rebalance load at once.
+    reader: ClientConfig,
     /// The slot of each partition's latest save known here.
     slots: Mutex<HashMap<Partition, u8>>,
 }
@@ -91,31 +92,32 @@ impl KafkaStates {
         topics: &Topics,
         producer: Arc<KafkaProducer>,
     ) -> Result<Self, TransportError> {
-        let reader = client_config(config, Role::Consumer, &[])
+        let mut reader = client_config(config, Role::Consumer, &[]);
+        reader
             .set("group.id", format!("{}-state-reader", config.group))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             // A load reads to the partition's end: the broker answers at once there.
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", "10");
+        // Refused configurations show here, not at the first load.
+        let _: BaseConsumer = reader
             .create()
             .map_err(|e| broker("creating the state reader", &e))?;
         Ok(Self {
             producer,
             topic: topics.state.clone(),
-            reader: Mutex::new(reader),
+            reader,
             slots: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The messages of partition `p` from `from` to its end, with their keys; chunk
-    /// values only at `wanted` offsets (headers always).
+    /// The messages of partition `p` from `from` to `end`, with their keys and values.
     fn read(
         &self,
         reader: &BaseConsumer,
         p: Partition,
         from: Offset,
         end: Offset,
-        wanted: &[Offset],
     ) -> Result<Vec<Read>, TransportError> {
         let partition = i32::try_from(p).unwrap_or(i32::MAX);
         let mut tpl = TopicPartitionList::new();
@@ -142,13 +144,7 @@ impl KafkaStates {
                 Some(Ok(message)) => {
                     let offset = Offset::try_from(message.offset()).unwrap_or(0);
                     let key = message.key().unwrap_or_default().to_vec();
-                    let keep = key == header_key(p) || wanted.contains(&offset);
-                    let value = if keep {
-                        message.payload().unwrap_or_default().to_vec()
-                    } else {
-                        Vec::new()
-                    };
-                    out.push((offset, key, value));
+                    out.push((offset, key, message.payload().unwrap_or_default().to_vec()));
                     if offset + 1 >= end {
                         break;
                     }
@@ -160,12 +156,13 @@ impl KafkaStates {
         Ok(out)
     }
 
-    /// The last header of partition `p`, reading back from the end.
+    /// The last header of partition `p`, reading back from the end, and the messages read
+    /// (a save's chunks come just before its header: usually among them).
     fn last_header(
         &self,
         reader: &BaseConsumer,
         p: Partition,
-    ) -> Result<Option<Header>, TransportError> {
+    ) -> Result<Option<(Header, Vec<Read>)>, TransportError> {
         let partition = i32::try_from(p).unwrap_or(i32::MAX);
         let (low, high) = reader
             .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
@@ -180,18 +177,16 @@ impl KafkaStates {
                 return Ok(None);
             }
             let from = high.saturating_sub(back).max(low);
-            let found = self
-                .read(reader, p, from, high, &[])?
-                .into_iter()
-                .rev()
-                .find(|(_, key, _)| *key == header_key(p));
+            let read = self.read(reader, p, from, high)?;
+            let found = read.iter().rev().find(|(_, key, _)| *key == header_key(p));
             if let Some((offset, _, value)) = found {
-                return decode_header(&value).map(Some).map_err(|e| {
+                let header = decode_header(value).map_err(|e| {
                     TransportError::Broker(format!(
                         "the state header of partition {p} at {}/{offset} does not decode: {e} (retrying can't help)",
                         self.topic
                     ))
-                });
+                })?;
+                return Ok(Some((header, read)));
             }
             if from == low {
                 return Ok(None);
@@ -254,13 +249,18 @@ impl StateLog for KafkaStates {
     }
 
     fn load(&self, partition: Partition) -> Result<Option<PartitionState>, TransportError> {
-        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(header) = self.last_header(&reader, partition)? else {
+        let reader: BaseConsumer = self
+            .reader
+            .create()
+            .map_err(|e| broker("creating a state reader", &e))?;
+        let Some((header, mut read)) = self.last_header(&reader, partition)? else {
             return Ok(None);
         };
         let mut bytes = Vec::with_capacity(usize::try_from(header.len).unwrap_or(0));
         if let (Some(first), Some(last)) = (header.chunks.first(), header.chunks.last()) {
-            let read = self.read(&reader, partition, *first, last + 1, &header.chunks)?;
+            if read.first().is_none_or(|(o, _, _)| o > first) {
+                read = self.read(&reader, partition, *first, last + 1)?;
+            }
             for offset in &header.chunks {
                 let Some((_, _, value)) = read.iter().find(|(o, _, _)| o == offset) else {
                     return Err(TransportError::Broker(format!(
