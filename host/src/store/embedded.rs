@@ -1070,65 +1070,6 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_idempotent_tenant_scoped_and_range_scannable() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path()).expect("open");
-        let a = TenantId::new("a");
-        let b = TenantId::new("b");
-        let batch = pts("cpu,host=x usage=1 10\ncpu,host=x usage=2 20\ncpu,host=y usage=3 10\n");
-        store
-            .write(&[(a.clone(), batch.clone())], AT)
-            .expect("write");
-        store.sync().expect("sync");
-        // Replayed after a crash: once in chunks, again in the head, then in two chunks.
-        store.write(&[(a.clone(), batch)], AT).expect("write again");
-        store
-            .write(&[(b.clone(), pts("cpu,host=x usage=9 10"))], AT)
-            .expect("write b");
-        let x = only(&store, &a, "x");
-        for synced in [false, true] {
-            assert_eq!(
-                store.read(&a, &x, 0..100).expect("read"),
-                floats(&[(10, 1.0), (20, 2.0)]),
-                "synced: {synced}"
-            );
-            assert_eq!(store.read(&a, &x, 15..100).expect("read").len(), 1);
-            assert_eq!(
-                store.read(&b, &x, 0..100).expect("read"),
-                floats(&[(10, 9.0)])
-            );
-            store.sync().expect("sync");
-        }
-        assert_eq!(
-            store
-                .series(&a, &SeriesFilter::default())
-                .expect("all")
-                .len(),
-            2
-        );
-
-        // Both copies of x@10 and y@10 go.
-        assert_eq!(store.expire(&a, 15).expect("expire"), 4);
-        assert_eq!(
-            store.read(&a, &x, 0..100).expect("read"),
-            floats(&[(20, 2.0)])
-        );
-        assert_eq!(
-            store
-                .series(&a, &SeriesFilter::default())
-                .expect("all")
-                .len(),
-            1,
-            "host=y emptied"
-        );
-        assert_eq!(
-            store.read(&b, &x, 0..100).expect("read").len(),
-            1,
-            "b untouched"
-        );
-    }
-
-    #[test]
     fn synced_writes_survive_a_reopen_unsynced_ones_do_not_and_the_latest_wins() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = TenantId::new("a");
@@ -1340,146 +1281,37 @@ mod tests {
     }
 
     #[test]
-    fn rollup_rows_upsert_retract_page_and_stay_per_tenant_and_tier() {
-        use crate::aggregate::Function;
+    fn a_saved_state_is_durable_on_return_and_survives_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path()).expect("open");
-        let (a, b) = (TenantId::new("a"), TenantId::new("b"));
-        let series = SeriesKey {
-            measurement: "cpu".into(),
-            field: "u".into(),
-            tags: vec![("host".into(), "x".into())],
-        };
-        let row = |start: Nanos, mean: f64| Rollup {
-            series: series.clone(),
-            start,
-            end: start + 10,
-            values: vec![(Function::Mean, mean), (Function::Count, 2.0)],
-        };
-        store
-            .write_rollups(&a, "10s", &[row(0, 1.0), row(10, 2.0), row(20, 3.0)], &[])
-            .expect("write");
-        // A correction replaces its row; a retraction deletes one.
-        store
-            .write_rollups(&a, "10s", &[row(10, 5.0)], &[(series.clone(), 20)])
-            .expect("correct");
-        let page = store
-            .read_rollups(&a, "10s", &series, 0..100, 10)
-            .expect("read");
-        let means: Vec<(Nanos, Nanos, f64)> = page
-            .rows
-            .iter()
-            .map(|(start, end, v)| (*start, *end, v[0].1))
-            .collect();
-        assert_eq!(means, [(0, 10, 1.0), (10, 20, 5.0)]);
-        let first = store
-            .read_rollups(&a, "10s", &series, 0..100, 1)
-            .expect("page");
-        assert_eq!((first.rows.len(), first.next), (1, Some(10)));
-        assert_eq!(
-            store
-                .read_rollups(&a, "10s", &series, 10..10, 10)
-                .expect("empty")
-                .rows,
-            [],
-            "the end is exclusive"
-        );
-        let listed = |t: &TenantId, tier: &str| {
-            store
-                .rollup_series_page(t, tier, &SeriesFilter::default(), None, 10)
-                .expect("list")
-                .series
-        };
-        assert_eq!(listed(&a, "10s"), std::slice::from_ref(&series));
-        assert!(listed(&a, "1h").is_empty(), "per tier");
-        assert!(listed(&b, "10s").is_empty(), "per tenant");
-        assert!(
-            store
-                .series(&a, &SeriesFilter::default())
-                .expect("raw")
-                .is_empty(),
-            "not raw series"
-        );
-        assert_eq!(store.expire_tier(&a, "10s", 10).expect("expire"), 1);
-        assert_eq!(
-            store
-                .read_rollups(&a, "10s", &series, 0..100, 10)
-                .expect("read")
-                .rows
-                .len(),
-            1
-        );
-    }
-
-    #[test]
-    fn late_data_pages_by_whole_times_and_a_saved_state_is_durable_with_the_next_sync() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let a = TenantId::new("a");
-        let late = |ts: Nanos, host: &str| LateRecord {
-            rule: "r".into(),
-            series: SeriesKey {
-                measurement: "m".into(),
-                field: "v".into(),
-                tags: vec![("host".into(), host.into())],
-            },
-            timestamp: ts,
-            value: ts as f64,
+        let state = PartitionState {
+            next: 42,
+            bytes: b"S1state".to_vec(),
         };
         {
             let store = EmbeddedStore::open(dir.path()).expect("open");
-            let records = [late(5, "x"), late(5, "y"), late(7, "x"), late(9, "x")];
-            store.write_late(&a, &records).expect("late");
-            store
-                .write_late(&a, &records[..1])
-                .expect("again: kept once");
-            let page = store.late_page(&a, 0..100, 1).expect("page");
-            assert_eq!(page.records.len(), 2, "both values at time 5");
-            assert_eq!(page.next, Some(7));
-            let all = store.late_page(&a, 0..100, 100).expect("all");
-            assert_eq!(all.records.len(), 4);
-            assert_eq!(all.records[3], late(9, "x"));
-            assert!(
-                store
-                    .late_page(&TenantId::new("b"), 0..100, 100)
-                    .expect("b")
-                    .records
-                    .is_empty()
-            );
-            let state = PartitionState {
-                next: 42,
-                bytes: b"S1state".to_vec(),
-            };
             store.save(&[(3, state.clone())]).expect("save");
-            assert_eq!(
-                store.load(3).expect("state"),
-                Some(state),
-                "durable on return"
-            );
+            assert_eq!(store.load(3).expect("state"), Some(state.clone()));
         }
         let store = EmbeddedStore::open(dir.path()).expect("reopen");
         assert_eq!(
-            store.load(3).expect("state").map(|s| s.next),
-            Some(42),
+            store.load(3).expect("state"),
+            Some(state),
             "survives a reopen"
         );
-        assert_eq!(
-            store
-                .late_page(&a, 0..100, 100)
-                .expect("late")
-                .records
-                .len(),
-            4
-        );
-        assert_eq!(store.expire(&a, 8).expect("expire"), 0, "no raw points");
-        assert_eq!(
-            store
-                .late_page(&a, 0..100, 100)
-                .expect("late")
-                .records
-                .len(),
-            1,
-            "late data expires with the raw points"
-        );
+        assert_eq!(store.load(4).expect("state"), None);
+    }
+
+    /// A fresh store and the directory it lives in.
+    fn fresh() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        (dir, store)
+    }
+
+    mod conformance {
+        use super::fresh;
+
+        crate::store::conformance::conformance!(fresh());
     }
 
     #[test]
@@ -1521,7 +1353,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_and_listings_come_in_pages_that_resume_where_they_stopped() {
+    fn read_pages_resume_across_chunks_rewrites_and_the_head() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path()).expect("open");
         let a = TenantId::new("a");
@@ -1551,52 +1383,12 @@ mod tests {
             all
         );
         for max in [1, 999, 1_024, 5_000] {
-            let mut got = Vec::new();
-            let mut from = Nanos::MIN;
-            loop {
-                let page = store
-                    .read_page(&a, &x, from..Nanos::MAX, max)
-                    .expect("page");
-                assert!(page.samples.len() <= max);
-                got.extend(page.samples);
-                match page.next {
-                    Some(next) => from = next,
-                    None => break,
-                }
-            }
-            assert_eq!(got, all, "pages of {max}");
+            assert_eq!(
+                crate::store::conformance::read_in_pages(&store, &a, &x, max),
+                all,
+                "pages of {max}"
+            );
         }
-
-        let lp: String = (0..25)
-            .map(|i| format!("m,h={i} v=1 1\nn,h={i} v=1 1\n"))
-            .collect();
-        store.write(&[(a.clone(), pts(&lp))], AT).expect("write");
-        let filter = SeriesFilter {
-            measurement: Some("m".into()),
-            ..SeriesFilter::default()
-        };
-        let mut listed = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store
-                .series_page(&a, &filter, after.as_ref(), 10)
-                .expect("page");
-            assert!(page.series.len() <= 10);
-            after = page.series.last().cloned();
-            listed.extend(page.series);
-            if !page.more {
-                break;
-            }
-        }
-        listed.sort();
-        assert_eq!(listed, store.series(&a, &filter).expect("all"));
-        assert_eq!(listed.len(), 25);
-        // A cursor of another measurement can't reach past this one's series.
-        let other = store.series(&a, &SeriesFilter::default()).expect("all");
-        let page = store
-            .series_page(&a, &filter, other.last(), 100)
-            .expect("page");
-        assert!(page.series.iter().all(|s| s.measurement == "m"));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! ScyllaDB one fits the same trait.
 
 pub(crate) mod chunk;
+#[cfg(test)]
+pub(crate) mod conformance;
 mod embedded;
 mod head;
 mod keys;

@@ -1,0 +1,466 @@
+//! What every [`Store`] does, whatever its engine: one suite, run against each
+//! implementation with a fresh, empty store per check. [`conformance!`] makes a
+//! `conformance_*` test of each check for a store; the embedded store runs them in every
+//! test run, the ScyllaDB store (issue 10) where a node is configured.
+//!
+//! Nothing here asserts how an engine does it (chunks, head, counts of deleted entries):
+//! only what a caller sees.
+
+use super::{LateRecord, Rollup, SeriesFilter, SeriesKey, Store, Through};
+use crate::aggregate::Function;
+use crate::lineproto::{Precision, parse};
+use crate::point::{Alert, AlertState, FieldType, FieldValue, Nanos, Point, Series, Tag};
+use crate::tenant::TenantId;
+
+/// Where test writes come from: no partition of a real log.
+const AT: Through = Through {
+    partition: 0,
+    next: 0,
+};
+
+fn points(lp: &str) -> Vec<Point> {
+    let (points, errors) = parse(lp, Precision::Nanoseconds, 0);
+    assert!(errors.is_empty(), "{errors:?}");
+    points
+}
+
+fn write(store: &dyn Store, tenant: &TenantId, lp: &str) {
+    let refused = store
+        .write(&[(tenant.clone(), points(lp))], AT)
+        .expect("write");
+    assert!(refused.is_empty(), "{refused:?}");
+}
+
+/// The one series of `tenant` with measurement `m`, field `f` and `tags`.
+fn series(
+    store: &dyn Store,
+    tenant: &TenantId,
+    m: &str,
+    f: &str,
+    tags: &[(&str, &str)],
+) -> SeriesKey {
+    let filter = SeriesFilter {
+        measurement: Some(m.into()),
+        field: Some(f.into()),
+        tags: tags
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    let found = store.series(tenant, &filter).expect("series");
+    assert_eq!(found.len(), 1, "one series {m} {f} {tags:?}: {found:?}");
+    found.into_iter().next().expect("one")
+}
+
+fn floats(values: &[(Nanos, f64)]) -> Vec<(Nanos, FieldValue)> {
+    values
+        .iter()
+        .map(|(t, v)| (*t, FieldValue::Float(*v)))
+        .collect()
+}
+
+/// Every field type is read back as written, and the store tells each series' type.
+pub(crate) fn every_field_type_round_trips(store: &dyn Store) {
+    let a = TenantId::new("a");
+    write(
+        store,
+        &a,
+        "m,host=x f=1.5,i=-3i,u=7u,b=true,s=\"é \\\"q\\\" ,=\" 10\n",
+    );
+    let want = [
+        ("f", FieldValue::Float(1.5), FieldType::Float),
+        ("i", FieldValue::Integer(-3), FieldType::Integer),
+        ("u", FieldValue::Unsigned(7), FieldType::Unsigned),
+        ("b", FieldValue::Boolean(true), FieldType::Boolean),
+        (
+            "s",
+            FieldValue::String("é \"q\" ,=".into()),
+            FieldType::String,
+        ),
+    ];
+    let point = &points("m,host=x f=0 10")[0];
+    for (field, value, kind) in want {
+        let s = series(store, &a, "m", field, &[("host", "x")]);
+        assert_eq!(
+            store.read(&a, &s, 0..100).expect("read"),
+            [(10, value)],
+            "{field}"
+        );
+        assert_eq!(
+            store.field_type(&a, point, field).expect("type"),
+            Some(kind),
+            "{field}"
+        );
+    }
+    assert_eq!(store.field_type(&a, point, "absent").expect("type"), None);
+}
+
+/// A point written again replaces the first (a replay stores nothing twice); tenants see
+/// only their own series; a range includes its start and excludes its end, negative and
+/// extreme times included.
+pub(crate) fn rewrites_replace_tenants_are_apart_and_ranges_are_half_open(store: &dyn Store) {
+    let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+    let lp = format!(
+        "cpu,host=x usage=1 -5\ncpu,host=x usage=2 10\ncpu,host=x usage=3 20\ncpu,host=y usage=4 10\ncpu,host=x usage=5 {}\n",
+        Nanos::MIN + 1
+    );
+    write(store, &a, &lp);
+    store.sync().expect("sync");
+    // The same points again (a replay), and one value corrected.
+    write(store, &a, &lp);
+    write(store, &a, "cpu,host=x usage=9 20");
+    write(store, &b, "cpu,host=x usage=7 10");
+    let x = series(store, &a, "cpu", "usage", &[("host", "x")]);
+    for synced in [false, true] {
+        assert_eq!(
+            store.read(&a, &x, Nanos::MIN..Nanos::MAX).expect("read"),
+            floats(&[(Nanos::MIN + 1, 5.0), (-5, 1.0), (10, 2.0), (20, 9.0)]),
+            "synced: {synced}"
+        );
+        assert_eq!(
+            store.read(&a, &x, -5..20).expect("read"),
+            floats(&[(-5, 1.0), (10, 2.0)]),
+            "start included, end excluded"
+        );
+        assert_eq!(store.read(&a, &x, 10..10).expect("read"), []);
+        assert_eq!(
+            store.read(&b, &x, 0..100).expect("read"),
+            floats(&[(10, 7.0)]),
+            "b's own point only"
+        );
+        store.sync().expect("sync");
+    }
+    let all = |t: &TenantId| store.series(t, &SeriesFilter::default()).expect("all");
+    assert_eq!(all(&a).len(), 2);
+    assert_eq!(all(&b).len(), 1);
+    assert!(all(&TenantId::new("c")).is_empty());
+}
+
+/// Tag filters select series by every pair given; measurement and field filters too.
+pub(crate) fn tag_filters_select_series(store: &dyn Store) {
+    let a = TenantId::new("a");
+    write(
+        store,
+        &a,
+        "cpu,dc=eu,host=x u=1,s=2 1\ncpu,dc=eu,host=y u=1 1\ncpu,dc=us,host=x u=1 1\nmem,dc=eu,host=x u=1 1\n",
+    );
+    let count = |filter: SeriesFilter| store.series(&a, &filter).expect("series").len();
+    let tags = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert_eq!(count(SeriesFilter::default()), 5);
+    let cpu = || SeriesFilter {
+        measurement: Some("cpu".into()),
+        ..SeriesFilter::default()
+    };
+    assert_eq!(count(cpu()), 4);
+    assert_eq!(
+        count(SeriesFilter {
+            tags: tags(&[("dc", "eu")]),
+            ..cpu()
+        }),
+        3
+    );
+    assert_eq!(
+        count(SeriesFilter {
+            tags: tags(&[("dc", "eu"), ("host", "x")]),
+            ..cpu()
+        }),
+        2
+    );
+    assert_eq!(
+        count(SeriesFilter {
+            field: Some("s".into()),
+            ..cpu()
+        }),
+        1
+    );
+    assert_eq!(
+        count(SeriesFilter {
+            tags: tags(&[("dc", "asia")]),
+            ..cpu()
+        }),
+        0
+    );
+}
+
+/// Reads and listings come in pages no bigger than asked, which resume where they stopped
+/// and together hold everything once.
+pub(crate) fn reads_and_listings_page_past_their_limits(store: &dyn Store) {
+    let a = TenantId::new("a");
+    let lp: String = (0..3_000i64)
+        // 10 s apart: the points span several hours.
+        .map(|i| format!("cpu,host=x usage={i} {}\n", i * 10_000_000_007))
+        .collect();
+    write(store, &a, &lp);
+    store.sync().expect("sync");
+    write(store, &a, "cpu,host=x usage=-1 -1\n");
+    let x = series(store, &a, "cpu", "usage", &[("host", "x")]);
+    let all = store.read(&a, &x, Nanos::MIN..Nanos::MAX).expect("all");
+    assert_eq!(all.len(), 3_001);
+    for max in [1, 999, 3_001, 5_000] {
+        assert_eq!(read_in_pages(store, &a, &x, max), all, "pages of {max}");
+    }
+    let lp: String = (0..25)
+        .map(|i| format!("m,h={i} v=1 1\nn,h={i} v=1 1\n"))
+        .collect();
+    write(store, &a, &lp);
+    let filter = SeriesFilter {
+        measurement: Some("m".into()),
+        ..SeriesFilter::default()
+    };
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .series_page(&a, &filter, after.as_ref(), 10)
+            .expect("page");
+        assert!(page.series.len() <= 10);
+        after = page.series.last().cloned();
+        listed.extend(page.series);
+        if !page.more {
+            break;
+        }
+    }
+    listed.sort();
+    assert_eq!(listed.len(), 25);
+    assert_eq!(listed, store.series(&a, &filter).expect("all"));
+}
+
+/// Every point of `series`, read in pages of at most `max`, each resuming where the one
+/// before stopped.
+pub(crate) fn read_in_pages(
+    store: &dyn Store,
+    tenant: &TenantId,
+    series: &SeriesKey,
+    max: usize,
+) -> Vec<(Nanos, FieldValue)> {
+    let mut got = Vec::new();
+    let mut from = Nanos::MIN;
+    loop {
+        let page = store
+            .read_page(tenant, series, from..Nanos::MAX, max)
+            .expect("page");
+        assert!(page.samples.len() <= max);
+        got.extend(page.samples);
+        match page.next {
+            Some(next) => from = next,
+            None => return got,
+        }
+    }
+}
+
+/// Rollup rows are upserted (a correction replaces its row), retracted, paged, and kept
+/// per tenant and tier, apart from raw series; a tier's retention deletes only its rows.
+pub(crate) fn rollup_tiers_upsert_retract_page_and_expire_apart(store: &dyn Store) {
+    let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+    let s = SeriesKey {
+        measurement: "cpu".into(),
+        field: "u".into(),
+        tags: vec![("host".into(), "x".into())],
+    };
+    let row = |start: Nanos, mean: f64| Rollup {
+        series: s.clone(),
+        start,
+        end: start + 10,
+        values: vec![(Function::Mean, mean), (Function::Count, 2.0)],
+    };
+    store
+        .write_rollups(&a, "10s", &[row(0, 1.0), row(10, 2.0), row(20, 3.0)], &[])
+        .expect("write");
+    store
+        .write_rollups(&a, "1h", &[row(0, 7.0)], &[])
+        .expect("other tier");
+    store
+        .write_rollups(&a, "10s", &[row(10, 5.0)], &[(s.clone(), 20)])
+        .expect("correct and retract");
+    let means = |tenant: &TenantId, tier: &str, range: std::ops::Range<Nanos>| {
+        store
+            .read_rollups(tenant, tier, &s, range, 100)
+            .expect("read")
+            .rows
+            .iter()
+            .map(|(start, end, v)| (*start, *end, v[0].1))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(means(&a, "10s", 0..100), [(0, 10, 1.0), (10, 20, 5.0)]);
+    assert_eq!(means(&a, "10s", 10..10), [], "the end is exclusive");
+    assert_eq!(means(&a, "1h", Nanos::MIN..Nanos::MAX), [(0, 10, 7.0)]);
+    assert_eq!(means(&b, "10s", 0..100), [], "per tenant");
+    let first = store.read_rollups(&a, "10s", &s, 0..100, 1).expect("page");
+    assert_eq!((first.rows.len(), first.next), (1, Some(10)));
+    let listed = |t: &TenantId, tier: &str| {
+        store
+            .rollup_series_page(t, tier, &SeriesFilter::default(), None, 10)
+            .expect("list")
+            .series
+    };
+    assert_eq!(listed(&a, "10s"), std::slice::from_ref(&s));
+    assert!(listed(&a, "1m").is_empty(), "per tier");
+    assert!(listed(&b, "10s").is_empty(), "per tenant");
+    assert!(
+        store
+            .series(&a, &SeriesFilter::default())
+            .expect("raw")
+            .is_empty(),
+        "not raw series"
+    );
+    store.expire_tier(&a, "10s", 10).expect("expire");
+    assert_eq!(means(&a, "10s", 0..100), [(10, 20, 5.0)]);
+    assert_eq!(
+        means(&a, "1h", 0..100),
+        [(0, 10, 7.0)],
+        "other tiers keep theirs"
+    );
+}
+
+/// Raw retention deletes a tenant's older points (late data with them), and only theirs.
+pub(crate) fn retention_deletes_older_points_of_one_tenant(store: &dyn Store) {
+    let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+    write(
+        store,
+        &a,
+        "cpu,host=x usage=1 10\ncpu,host=x usage=2 20\ncpu,host=y usage=3 10\n",
+    );
+    write(store, &b, "cpu,host=x usage=9 10\n");
+    let late = |ts: Nanos| LateRecord {
+        rule: "r".into(),
+        series: SeriesKey {
+            measurement: "cpu".into(),
+            field: "usage".into(),
+            tags: vec![("host".into(), "x".into())],
+        },
+        timestamp: ts,
+        value: 1.0,
+    };
+    store.write_late(&a, &[late(5), late(25)]).expect("late");
+    store.sync().expect("sync");
+    store.expire(&a, 15).expect("expire");
+    let x = series(store, &a, "cpu", "usage", &[("host", "x")]);
+    assert_eq!(
+        store.read(&a, &x, 0..100).expect("read"),
+        floats(&[(20, 2.0)])
+    );
+    assert_eq!(
+        store
+            .series(&a, &SeriesFilter::default())
+            .expect("all")
+            .len(),
+        1,
+        "host=y emptied"
+    );
+    let kept: Vec<Nanos> = store
+        .late_page(&a, 0..100, 100)
+        .expect("late")
+        .records
+        .iter()
+        .map(|r| r.timestamp)
+        .collect();
+    assert_eq!(kept, [25], "late data expires with the raw points");
+    let bx = series(store, &b, "cpu", "usage", &[("host", "x")]);
+    assert_eq!(
+        store.read(&b, &bx, 0..100).expect("b").len(),
+        1,
+        "b untouched"
+    );
+}
+
+/// Late data is kept once per value, by tenant, paged by whole times.
+pub(crate) fn late_data_is_kept_once_and_pages_by_whole_times(store: &dyn Store) {
+    let a = TenantId::new("a");
+    let late = |ts: Nanos, host: &str| LateRecord {
+        rule: "r".into(),
+        series: SeriesKey {
+            measurement: "m".into(),
+            field: "v".into(),
+            tags: vec![("host".into(), host.into())],
+        },
+        timestamp: ts,
+        value: ts as f64,
+    };
+    let records = [late(5, "x"), late(5, "y"), late(7, "x"), late(9, "x")];
+    store.write_late(&a, &records).expect("late");
+    store
+        .write_late(&a, &records[..1])
+        .expect("again: kept once");
+    let page = store.late_page(&a, 0..100, 1).expect("page");
+    assert_eq!(page.records.len(), 2, "both values at time 5");
+    assert_eq!(page.next, Some(7));
+    let all = store.late_page(&a, 0..100, 100).expect("all");
+    assert_eq!(all.records.len(), 4);
+    assert_eq!(all.records[3], late(9, "x"));
+    assert!(
+        store
+            .late_page(&TenantId::new("b"), 0..100, 100)
+            .expect("b")
+            .records
+            .is_empty()
+    );
+}
+
+/// Alerts are kept per tenant and read by the time their window ended.
+pub(crate) fn alerts_are_kept_per_tenant_by_window_end(store: &dyn Store) {
+    let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+    let alert = |end: Nanos, state: AlertState| Alert {
+        rule: "busy".into(),
+        series: Series {
+            measurement: "cpu".into(),
+            tags: vec![Tag {
+                key: "host".into(),
+                value: "x".into(),
+            }],
+        },
+        field: "u".into(),
+        state,
+        window_start: end - 60,
+        window_end: end,
+        value: 93.5,
+        message: "cpu busy".into(),
+    };
+    let fired = [alert(100, AlertState::Critical), alert(200, AlertState::Ok)];
+    store.write_alerts(&a, &fired).expect("alerts");
+    store
+        .write_alerts(&b, &[alert(100, AlertState::Warning)])
+        .expect("b's");
+    assert_eq!(store.alerts(&a, 0..1_000).expect("all"), fired);
+    assert_eq!(store.alerts(&a, 100..200).expect("first"), fired[..1]);
+    assert_eq!(store.alerts(&b, 0..1_000).expect("b").len(), 1);
+    assert!(
+        store
+            .alerts(&TenantId::new("c"), 0..1_000)
+            .expect("c")
+            .is_empty()
+    );
+}
+
+/// Makes a `conformance_*` test of every check for the store `$fresh()` returns (with
+/// whatever must live as long as it, a temporary directory say).
+macro_rules! conformance {
+    ($fresh:expr) => {
+        $crate::store::conformance::conformance!(
+            $fresh;
+            every_field_type_round_trips,
+            rewrites_replace_tenants_are_apart_and_ranges_are_half_open,
+            tag_filters_select_series,
+            reads_and_listings_page_past_their_limits,
+            rollup_tiers_upsert_retract_page_and_expire_apart,
+            retention_deletes_older_points_of_one_tenant,
+            late_data_is_kept_once_and_pages_by_whole_times,
+            alerts_are_kept_per_tenant_by_window_end
+        );
+    };
+    ($fresh:expr; $($check:ident),+) => {
+        $(
+            #[test]
+            fn $check() {
+                let (_keep, store) = $fresh;
+                $crate::store::conformance::$check(&store);
+            }
+        )+
+    };
+}
+
+pub(crate) use conformance;
