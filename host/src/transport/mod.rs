@@ -118,6 +118,12 @@ pub trait Producer: Send + Sync + 'static {
     /// Why the transport can't work until the process restarts (its storage failed, say
     /// on a full disk), or none while it is healthy or may recover by itself.
     fn failure(&self) -> Option<String>;
+
+    /// What troubles the transport now that may pass by itself (brokers unreachable, say;
+    /// writes get 503 meanwhile), or none. The embedded log has no such state.
+    fn trouble(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One member of the pipeline's consumer group.

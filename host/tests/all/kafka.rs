@@ -72,6 +72,24 @@ fn ingest_answers_503_while_the_broker_is_down_and_recovers_with_nothing_acknowl
     }
 
     broker.stop();
+    let health = || {
+        try_request("GET", &svc.url("/health"), &[], Vec::new())
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || health()["status"] == "degraded"),
+        "/health does not say the brokers are gone: {}",
+        health()
+    );
+    assert!(
+        health()["transport"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("brokers unreachable since")),
+        "{}",
+        health()
+    );
     for i in 11..=13 {
         let (status, body) = write(i);
         assert_eq!(
@@ -124,9 +142,10 @@ fn ingest_answers_503_while_the_broker_is_down_and_recovers_with_nothing_acknowl
         stored(),
         svc.log()
     );
-    assert_eq!(
-        try_request("GET", &svc.url("/health"), &[], Vec::new()).map(|r| r.0),
-        Ok(200)
+    assert!(
+        eventually(Duration::from_secs(10), || health()["status"] == "ok"),
+        "{}",
+        health()
     );
 }
 

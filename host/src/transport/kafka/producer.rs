@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProd
 use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
-use super::{REQUEST_TIMEOUT, Role, Topics, broker, client_config};
+use super::{Role, Topics, broker, client_config};
 use crate::config::KafkaConfig;
 use crate::format;
 use crate::telemetry::{Metrics, PartitionLabels};
@@ -28,6 +28,9 @@ const MAX_MESSAGE_BYTES: usize = 512 * 1024;
 /// How often the group's lag is measured.
 const LAG_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a measure waits for the brokers: past it, they count as unreachable.
+const LAG_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Appends to Kafka's topics: the points topic for ingest, the others for the pipeline.
 pub struct KafkaProducer {
     /// Replaced by a new one after a failed delivery ([`Deliveries::broken`]).
@@ -42,6 +45,8 @@ pub struct KafkaProducer {
     closed: Arc<AtomicBool>,
     /// Uncommitted records per partition, as last measured.
     lag: Arc<Vec<AtomicU64>>,
+    /// Why the brokers could not be reached at the last measure, if they couldn't.
+    trouble: Arc<Mutex<Option<String>>>,
 }
 
 /// One message to send: its partition (none: by its key), key and payload.
@@ -176,7 +181,9 @@ impl KafkaProducer {
         let lag: Arc<Vec<AtomicU64>> =
             Arc::new((0..config.partitions).map(|_| AtomicU64::new(0)).collect());
         let closed = Arc::new(AtomicBool::new(false));
+        let trouble = Arc::new(Mutex::new(None));
         let monitor = LagMonitor {
+            trouble: trouble.clone(),
             consumer: client_config(config, Role::Consumer, &[])
                 .set("group.id", &config.group)
                 .set("enable.auto.commit", "false")
@@ -200,6 +207,7 @@ impl KafkaProducer {
             append_timeout: Duration::from_millis(config.append_timeout_ms),
             closed,
             lag,
+            trouble,
         }))
     }
 
@@ -351,9 +359,16 @@ impl Producer for KafkaProducer {
     }
 
     /// None: a broken producer is replaced, and an unreachable broker is waited for
-    /// (appends answer 503 meanwhile).
+    /// (appends answer 503 meanwhile; [`Producer::trouble`] says so).
     fn failure(&self) -> Option<String> {
         None
+    }
+
+    fn trouble(&self) -> Option<String> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -380,6 +395,8 @@ impl Outbox for KafkaProducer {
 /// committed offset.
 struct LagMonitor {
     consumer: BaseConsumer,
+    /// Set while the brokers can't be reached, with since when and why.
+    trouble: Arc<Mutex<Option<String>>>,
     topic: String,
     lag: Arc<Vec<AtomicU64>>,
     closed: Arc<AtomicBool>,
@@ -388,17 +405,26 @@ struct LagMonitor {
 
 impl LagMonitor {
     fn run(&self) {
-        let mut failing = false;
         while !self.closed.load(Ordering::Acquire) {
-            match self.measure() {
-                Ok(()) => failing = false,
+            let outcome = self.measure();
+            let mut trouble = self.trouble.lock().unwrap_or_else(PoisonError::into_inner);
+            match outcome {
+                Ok(()) => {
+                    if trouble.take().is_some() {
+                        tracing::info!("The Kafka brokers answer again.");
+                    }
+                }
                 // Once per outage: the producer's own errors say the rest.
-                Err(error) if !failing => {
+                Err(error) if trouble.is_none() => {
                     tracing::warn!(%error, "Could not measure the consumer group's lag.");
-                    failing = true;
+                    *trouble = Some(format!(
+                        "brokers unreachable since {}: {error}",
+                        crate::time::human(crate::time::now_ns())
+                    ));
                 }
                 Err(_) => {}
             }
+            drop(trouble);
             std::thread::sleep(LAG_EVERY);
         }
     }
@@ -410,13 +436,13 @@ impl LagMonitor {
         }
         let committed = self
             .consumer
-            .committed_offsets(tpl, REQUEST_TIMEOUT)
+            .committed_offsets(tpl, LAG_TIMEOUT)
             .map_err(|e| broker("reading the group's offsets", &e))?;
         for (p, slot) in self.lag.iter().enumerate() {
             let partition = i32::try_from(p).unwrap_or(i32::MAX);
             let (low, high) = self
                 .consumer
-                .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
+                .fetch_watermarks(&self.topic, partition, LAG_TIMEOUT)
                 .map_err(|e| broker("reading the partitions' ends", &e))?;
             let done = match committed
                 .find_partition(&self.topic, partition)
