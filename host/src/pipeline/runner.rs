@@ -71,7 +71,9 @@ type Worker = (Arc<Slot>, JoinHandle<()>);
 impl Rebalance for Members {
     fn assigned(&self, readers: Vec<Box<dyn PartitionReader>>) {
         let partitions: Vec<Partition> = readers.iter().map(|r| r.partition()).collect();
-        tracing::info!(?partitions, "Partitions assigned to this member.");
+        if !partitions.is_empty() {
+            tracing::info!(?partitions, "Partitions assigned to this member.");
+        }
         let slots: Vec<Arc<Slot>> = readers
             .iter()
             .map(|r| Arc::new(Slot::new(r.partition(), r.committed())))

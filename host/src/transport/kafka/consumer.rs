@@ -128,17 +128,25 @@ impl KafkaConsumer {
             rebalance: Mutex::new(None),
         };
         // Records are read as soon as they are there: the default half-second wait of an
-        // idle fetch would be most of the ingest-to-stored latency.
-        let consumer: Client =
-            client_config(config, Role::Consumer, &[("fetch.wait.max.ms", "20")])
-                .set("group.id", &config.group)
-                // Offsets are committed by the runner, after the store and the state are
-                // durable; never by librdkafka on its own.
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.offset.reset", "earliest")
-                .create_with_context(context)
-                .map_err(|e| broker("creating the consumer", &e))?;
+        // idle fetch would be most of the ingest-to-stored latency. Cooperative rebalancing
+        // moves only the partitions that change owner: the others keep their workers and
+        // their state in memory, instead of saving and reloading it.
+        let consumer: Client = client_config(
+            config,
+            Role::Consumer,
+            &[
+                ("fetch.wait.max.ms", "20"),
+                ("partition.assignment.strategy", "cooperative-sticky"),
+            ],
+        )
+        .set("group.id", &config.group)
+        // Offsets are committed by the runner, after the store and the state are
+        // durable; never by librdkafka on its own.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(context)
+        .map_err(|e| broker("creating the consumer", &e))?;
         let consumer = Arc::new(consumer);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         consumer
