@@ -42,20 +42,23 @@ fn cluster(partitions: i32) -> (MockCluster<'static, DefaultProducerContext>, Ka
         group: "g".into(),
         append_timeout_ms: 5_000,
         // The mock cluster notices a member gone only when its session times out.
-        properties: [
+        properties: properties(&[
             ("consumer.session.timeout.ms", "6000"),
             ("consumer.heartbeat.interval.ms", "500"),
-        ]
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                serde_json::from_value(v.into()).expect("secret"),
-            )
-        })
-        .collect(),
+        ]),
     };
     (cluster, config)
+}
+
+/// `transport.properties` of `pairs`.
+fn properties(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, crate::tenant::Secret> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let secret = serde_json::from_value((*v).into()).expect("secret");
+            ((*k).to_owned(), secret)
+        })
+        .collect()
 }
 
 fn record(tenant: &str, lp: &str) -> Record {
@@ -269,19 +272,11 @@ fn topics_with_another_partition_count_are_refused() {
 #[test]
 fn properties_reach_every_client_or_the_kind_their_prefix_names_and_override_defaults() {
     let (_cluster, mut config) = cluster(2);
-    config.properties = [
+    config.properties = properties(&[
         ("linger.ms", "7"),
         ("producer.batch.size", "1000"),
         ("consumer.fetch.wait.max.ms", "33"),
-    ]
-    .into_iter()
-    .map(|(k, v)| {
-        (
-            k.to_owned(),
-            serde_json::from_value(v.into()).expect("secret"),
-        )
-    })
-    .collect();
+    ]);
     let producer = client_config(&config, Role::Producer, &[]);
     let consumer = client_config(&config, Role::Consumer, &[("fetch.wait.max.ms", "20")]);
     assert_eq!(producer.get("linger.ms"), Some("7"));
