@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/build-plugins.sh
+# librdkafka (the Kafka transport) builds from source against the system's OpenSSL and zlib.
+if ! dpkg -s libssl-dev zlib1g-dev pkg-config make gcc >/dev/null 2>&1; then
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    libssl-dev zlib1g-dev pkg-config make gcc
+fi
 # The Kafka tests start their own tansu brokers (a Kafka-protocol broker): built once per
 # machine into ~/.cache/sluice (about 20 min cold), then reused.
 scripts/kafka-dev.sh install

@@ -197,21 +197,14 @@ fn commit(parts: &RunnerParts, slots: &[Arc<Slot>]) {
             }
         }
     }
-    let needed: BTreeMap<Partition, Offset> = slots
-        .iter()
-        .map(|s| (s.partition, s.needed_from.load(Ordering::Acquire)))
-        .collect();
     let mut commits = Vec::new();
     for Through { partition, next } in synced {
-        let (Some(slot), Some(needed)) = (
-            slots.iter().find(|s| s.partition == partition),
-            needed.get(&partition),
-        ) else {
+        let Some(slot) = slots.iter().find(|s| s.partition == partition) else {
             // Not this member's (any more): its owner commits it.
             continue;
         };
         // The log keeps what the state would replay after a crash.
-        let next = next.min(*needed);
+        let next = next.min(slot.needed_from.load(Ordering::Acquire));
         if next > slot.committed.load(Ordering::Acquire) {
             commits.push((slot, next));
         }

@@ -123,10 +123,10 @@ impl DeadLetterLog {
             .map(|letter| serde_json::to_vec(letter).unwrap_or_default())
             .collect();
         if let Some(outbox) = &self.outbox {
-            let messages: Vec<(&[u8], Vec<u8>)> = letters
+            let messages: Vec<(&[u8], &[u8])> = letters
                 .iter()
                 .zip(&json)
-                .map(|(letter, json)| (letter.stage.as_bytes(), json.clone()))
+                .map(|(letter, json)| (letter.stage.as_bytes(), json.as_slice()))
                 .collect();
             outbox
                 .publish(Outlet::DeadLetters, &messages)

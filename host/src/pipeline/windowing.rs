@@ -87,9 +87,9 @@ impl Delivery<'_> {
         let Some(outbox) = self.outbox else {
             return;
         };
-        let keyed: Vec<(&[u8], Vec<u8>)> = messages
-            .into_iter()
-            .map(|m| (tenant.as_str().as_bytes(), m))
+        let keyed: Vec<(&[u8], &[u8])> = messages
+            .iter()
+            .map(|m| (tenant.as_str().as_bytes(), m.as_slice()))
             .collect();
         while let Err(error) = outbox.publish(outlet, &keyed) {
             if self.stop.load(Ordering::Acquire) {

@@ -23,9 +23,7 @@ use crate::store::Through;
 use crate::telemetry::{PartitionLabels, TenantLabels};
 use crate::tenant::TenantId;
 use crate::time::{now_ns, seconds_between};
-use crate::transport::{
-    Delivered, Offset, Partition, PartitionReader, PartitionState, Record, Undecodable,
-};
+use crate::transport::{Delivered, Offset, Partition, PartitionReader, PartitionState, Record};
 
 /// Records read and stored together. Small groups bound the latency a point waits
 /// behind others; large ones amortize the per-group work.
@@ -192,9 +190,8 @@ enum Outcome {
 /// states, stage states.
 struct Worker<'a> {
     parts: &'a RunnerParts,
-    partition: Partition,
+    /// The partition's shared progress: its number and stop flag too.
     slot: &'a Slot,
-    stop: &'a AtomicBool,
     reader: &'a mut dyn PartitionReader,
     /// The first record the transport held at assignment: where a state replays from
     /// when none was saved.
@@ -254,9 +251,7 @@ impl<'a> Worker<'a> {
         );
         let mut worker = Self {
             parts,
-            partition,
             slot,
-            stop,
             reader,
             kept_from,
             next,
@@ -281,23 +276,21 @@ impl<'a> Worker<'a> {
         for Delivered { offset, record } in records {
             match record {
                 Ok(record) => decoded.push((offset, record)),
-                Err(Undecodable { reason, bytes, .. }) => {
+                Err(undecodable) => {
                     if offset >= self.stored_to && !self.skipped.contains(&offset) {
-                        tracing::warn!(offset, %reason, "A record does not decode; keeping it as a dead letter.");
+                        tracing::warn!(%undecodable, "Keeping a record that does not decode as a dead letter.");
                         letters.push(DeadLetter::refused(
                             "transport",
-                            &format!(
-                                "record {}/{offset} does not decode: {reason}",
-                                self.partition
-                            ),
-                            vec![String::from_utf8_lossy(&bytes).into_owned()],
+                            &undecodable.to_string(),
+                            vec![String::from_utf8_lossy(&undecodable.bytes).into_owned()],
                         ));
                     }
                     self.skipped.insert(offset);
                 }
             }
         }
-        (letters.is_empty() || self.parts.dead_letters.keep(&letters, self.stop)).then_some(decoded)
+        (letters.is_empty() || self.parts.dead_letters.keep(&letters, &self.slot.stop))
+            .then_some(decoded)
     }
 
     /// Passes over record `offset` from now on (it panics; its points were dead-lettered).
@@ -347,7 +340,7 @@ impl<'a> Worker<'a> {
     fn seek(&mut self, offset: Offset) {
         self.next = offset;
         while let Err(error) = self.reader.seek(offset) {
-            if self.stop.load(Ordering::Acquire) {
+            if self.slot.stop.load(Ordering::Acquire) {
                 return;
             }
             tracing::error!(%error, offset, "Could not seek the partition; retrying.");
@@ -360,7 +353,7 @@ impl<'a> Worker<'a> {
         if self.windows.is_empty() {
             return;
         }
-        let d = delivery(self.parts, self.stop, self.partition);
+        let d = delivery(self.parts, self.slot);
         self.changed |= self.windows.advance(&d, idle, &mut self.stages);
     }
 
@@ -409,7 +402,7 @@ impl<'a> Worker<'a> {
         through: Through,
         records: Vec<(Offset, Record)>,
     ) -> Result<Outcome, DeadLetterError> {
-        let (parts, stop) = (self.parts, self.stop);
+        let (parts, stop) = (self.parts, &self.slot.stop);
         // A record already stored is replayed for the state only (stages, windows): not at
         // all where its tenant has neither. One that panics is passed over.
         let records: Vec<_> = records
@@ -471,7 +464,7 @@ impl<'a> Worker<'a> {
             }
         }
         if windowed < batches.len() {
-            let d = delivery(self.parts, self.stop, self.partition);
+            let d = delivery(self.parts, self.slot);
             self.windows.observe(&d, &batches[windowed..]);
             self.changed = true;
         }
@@ -486,19 +479,15 @@ impl<'a> Worker<'a> {
 }
 
 /// What delivering windows needs, from the runner's parts.
-fn delivery<'a>(
-    parts: &'a RunnerParts,
-    stop: &'a AtomicBool,
-    partition: Partition,
-) -> Delivery<'a> {
+fn delivery<'a>(parts: &'a RunnerParts, slot: &'a Slot) -> Delivery<'a> {
     Delivery {
         pipelines: &parts.pipelines,
         store: parts.store.as_ref(),
         dead_letters: &parts.dead_letters,
         metrics: &parts.metrics,
-        stop,
+        stop: &slot.stop,
         watermarks: &parts.watermarks,
-        partition,
+        partition: slot.partition,
         outbox: parts.outbox.as_deref(),
     }
 }

@@ -213,7 +213,7 @@ pub trait Outbox: Send + Sync {
     ///
     /// # Errors
     /// When the brokers don't confirm them; retrying may help.
-    fn publish(&self, outlet: Outlet, messages: &[(&[u8], Vec<u8>)]) -> Result<(), TransportError>;
+    fn publish(&self, outlet: Outlet, messages: &[(&[u8], &[u8])]) -> Result<(), TransportError>;
 }
 
 /// The saved state of a partition's windows (and what else is scoped to it), as of the

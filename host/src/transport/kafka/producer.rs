@@ -373,7 +373,7 @@ impl Producer for KafkaProducer {
 }
 
 impl Outbox for KafkaProducer {
-    fn publish(&self, outlet: Outlet, messages: &[(&[u8], Vec<u8>)]) -> Result<(), TransportError> {
+    fn publish(&self, outlet: Outlet, messages: &[(&[u8], &[u8])]) -> Result<(), TransportError> {
         let topic = match outlet {
             Outlet::Alerts => &self.topics.alerts,
             Outlet::Late => &self.topics.late,
