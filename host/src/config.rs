@@ -370,7 +370,196 @@ pub enum StoreConfig {
     /// The embedded store under `data_dir/store`.
     #[default]
     Embedded,
+    /// A ScyllaDB (or Cassandra) cluster.
+    Scylla(Box<ScyllaConfig>),
 }
+
+/// The ScyllaDB store: where the nodes are, the keyspace and its replication, how
+/// requests are routed and how long they may take.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScyllaConfig {
+    /// Contact points, `host:port` (the driver discovers the rest of the cluster).
+    pub nodes: Vec<String>,
+    /// The keyspace; created at startup when missing, with `replication`.
+    #[serde(default = "default_keyspace")]
+    pub keyspace: String,
+    /// Replicas per datacenter of a keyspace Sluice creates: `{ dc1 = 3, dc2 = 3 }`
+    /// (NetworkTopologyStrategy). Empty: `replication_factor` in every datacenter.
+    #[serde(default)]
+    pub datacenters: BTreeMap<String, u32>,
+    /// Replicas in every datacenter when `datacenters` is empty.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: u32,
+    /// The datacenter this process is in: requests go to its nodes only (no failover to
+    /// another datacenter, whose latency would surprise). None: every node.
+    #[serde(default)]
+    pub local_datacenter: Option<String>,
+    /// Consistency level of reads and writes: `one`, `local_one`, `local_quorum`,
+    /// `quorum`, `each_quorum` or `all`.
+    #[serde(default = "default_consistency")]
+    pub consistency: String,
+    /// User name, when the cluster authenticates.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password of `username` (shown as `***` in logs).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// How long one request may take before it fails (and is retried by the pipeline).
+    #[serde(default = "default_scylla_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// How long opening a connection to a node may take.
+    #[serde(default = "default_scylla_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How long startup waits for the nodes to agree on the schema it created.
+    #[serde(default = "default_schema_agreement_ms")]
+    pub schema_agreement_timeout_ms: u64,
+    /// Most requests one write keeps in flight.
+    #[serde(default = "default_scylla_concurrency")]
+    pub concurrency: usize,
+    /// Time span of a raw series' partition (so none grows without bound), e.g. `1d`.
+    /// Fixed for a keyspace: startup refuses another than the keyspace was created with.
+    #[serde(default = "default_raw_bucket")]
+    pub raw_bucket: String,
+    /// Time span of a rollup tier series' partition, e.g. `30d`; fixed like `raw_bucket`.
+    #[serde(default = "default_tier_bucket")]
+    pub tier_bucket: String,
+}
+
+fn default_keyspace() -> String {
+    "sluice".into()
+}
+
+const fn default_replication_factor() -> u32 {
+    3
+}
+
+fn default_consistency() -> String {
+    "local_quorum".into()
+}
+
+const fn default_scylla_request_timeout_ms() -> u64 {
+    10_000
+}
+
+const fn default_scylla_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+const fn default_schema_agreement_ms() -> u64 {
+    60_000
+}
+
+const fn default_scylla_concurrency() -> usize {
+    64
+}
+
+fn default_raw_bucket() -> String {
+    "1d".into()
+}
+
+fn default_tier_bucket() -> String {
+    "30d".into()
+}
+
+impl ScyllaConfig {
+    /// A config for `nodes` with every other setting at its default.
+    pub fn new(nodes: Vec<String>) -> Self {
+        Self {
+            nodes,
+            keyspace: default_keyspace(),
+            datacenters: BTreeMap::new(),
+            replication_factor: default_replication_factor(),
+            local_datacenter: None,
+            consistency: default_consistency(),
+            username: None,
+            password: None,
+            request_timeout_ms: default_scylla_request_timeout_ms(),
+            connect_timeout_ms: default_scylla_connect_timeout_ms(),
+            schema_agreement_timeout_ms: default_schema_agreement_ms(),
+            concurrency: default_scylla_concurrency(),
+            raw_bucket: default_raw_bucket(),
+            tier_bucket: default_tier_bucket(),
+        }
+    }
+
+    /// The raw and tier bucket spans.
+    ///
+    /// # Errors
+    /// Naming the setting that isn't a duration of at least an hour.
+    pub fn buckets(&self) -> Result<(std::time::Duration, std::time::Duration), String> {
+        let span = |name: &str, value: &str| {
+            let span = humantime::parse_duration(value)
+                .map_err(|e| format!("store.{name} = `{value}`: {e}"))?;
+            if span < std::time::Duration::from_secs(3_600) {
+                return Err(format!("store.{name} = `{value}`: at least 1h"));
+            }
+            Ok(span)
+        };
+        Ok((
+            span("raw_bucket", &self.raw_bucket)?,
+            span("tier_bucket", &self.tier_bucket)?,
+        ))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.nodes.is_empty() {
+            return Err("store.nodes: name at least one node, `host:9042`".into());
+        }
+        let ident = |s: &str| {
+            s.len() <= 48
+                && s.starts_with(|c: char| c.is_ascii_lowercase())
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if !ident(&self.keyspace) {
+            return Err(format!(
+                "store.keyspace = `{}`: lowercase letters, digits and `_`, starting with a letter, at most 48",
+                self.keyspace
+            ));
+        }
+        if let Some(dc) = self.datacenters.keys().find(|dc| {
+            dc.is_empty()
+                || !dc
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        }) {
+            return Err(format!(
+                "store.datacenters: `{dc}` is not a datacenter name"
+            ));
+        }
+        if self.replication_factor == 0 || self.datacenters.values().any(|n| *n == 0) {
+            return Err("store: replication factors must be at least 1".into());
+        }
+        if !CONSISTENCIES.contains(&self.consistency.as_str()) {
+            return Err(format!(
+                "store.consistency = `{}`: one of {}",
+                self.consistency,
+                CONSISTENCIES.join(", ")
+            ));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err("store.password is set without store.username".into());
+        }
+        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 || self.concurrency == 0 {
+            return Err(
+                "store: request_timeout_ms, connect_timeout_ms and concurrency must be positive"
+                    .into(),
+            );
+        }
+        self.buckets().map(|_| ())
+    }
+}
+
+/// The consistency levels `store.consistency` takes.
+pub const CONSISTENCIES: [&str; 6] = [
+    "one",
+    "local_one",
+    "local_quorum",
+    "quorum",
+    "each_quorum",
+    "all",
+];
 
 /// Plugins.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -708,6 +897,9 @@ impl Config {
             return Err(format!(
                 "transport.partitions = {partitions}: must be 1 to 1024"
             ));
+        }
+        if let StoreConfig::Scylla(scylla) = &self.store {
+            scylla.validate()?;
         }
         if let TransportConfig::Kafka(kafka) = &self.transport {
             kafka.validate()?;

@@ -41,7 +41,8 @@ pub fn routes(state: Arc<OpsState>) -> Router {
 /// 200 while serving: transport, store and plugins were up before the listener opened.
 /// `degraded` when a plugin is quarantined or its latest file failed to load, a
 /// partition's processing panicked (`partitions` names it, with the panic), or the
-/// transport has trouble that may pass (`transport`: Kafka brokers unreachable). 503 `failed`
+/// transport or store has trouble that may pass (`transport`: Kafka brokers unreachable;
+/// `store`: ScyllaDB requests failing). 503 `failed`
 /// when the transport or store can't work until a restart (a full disk, say): the signal
 /// for a supervisor to restart the process once there is room.
 async fn health(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
@@ -56,8 +57,10 @@ async fn health(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
     let plugins = state.registry.statuses();
     let partitions = state.partitions.troubled();
     let trouble = state.producer.trouble();
+    let store_trouble = state.store.trouble();
     let degraded = !partitions.is_empty()
         || trouble.is_some()
+        || store_trouble.is_some()
         || plugins.iter().any(|p| {
             p.load_error.is_some() || matches!(p.health, Some(Health::Quarantined { .. }))
         });
@@ -66,6 +69,7 @@ async fn health(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
         Json(serde_json::json!({
             "status": if degraded { "degraded" } else { "ok" },
             "transport": trouble,
+            "store": store_trouble,
             "plugins": plugins,
             "partitions": partitions,
         })),

@@ -29,7 +29,7 @@ use crate::plugin::{
 };
 use crate::query::{self, QueryState, TierInfo};
 use crate::server::{self, BodyBudget};
-use crate::store::{EmbeddedStore, Store};
+use crate::store::{EmbeddedStore, Retention, ScyllaStore, Store};
 use crate::telemetry::Metrics;
 use crate::tenant::{TenantId, Tokens};
 use crate::transport::kafka::{self, KafkaConsumer, KafkaProducer, KafkaStates, Topics};
@@ -56,12 +56,26 @@ pub async fn run(
     std::fs::create_dir_all(&data).with_context(|| format!("data directory {}", data.display()))?;
     let metrics = Arc::new(Metrics::default());
 
-    let (store, store_states): (Arc<dyn Store>, Arc<dyn StateLog>) = match config.store {
+    let open_embedded = || {
+        EmbeddedStore::open(&data.join("store"))
+            .map(Arc::new)
+            .context("opening the embedded store")
+    };
+    // The embedded log keeps partition states in the embedded store: beside the points on
+    // one machine, alone where ScyllaDB holds the points (Kafka has its own changelog).
+    let (store, store_states): (Arc<dyn Store>, Option<Arc<dyn StateLog>>) = match &config.store {
         StoreConfig::Embedded => {
-            let store = Arc::new(
-                EmbeddedStore::open(&data.join("store")).context("opening the embedded store")?,
-            );
-            (store.clone(), store)
+            let store = open_embedded()?;
+            (store.clone(), Some(store))
+        }
+        StoreConfig::Scylla(scylla) => {
+            let nodes = scylla.nodes.join(",");
+            let connect = scylla.clone();
+            let store = tokio::task::spawn_blocking(move || ScyllaStore::connect(&connect))
+                .await?
+                .with_context(|| format!("connecting to ScyllaDB at {nodes}"))?;
+            tracing::info!(%nodes, keyspace = %scylla.keyspace, "Storing in ScyllaDB.");
+            (Arc::new(store), None)
         }
     };
     let (producer, consumer, states, outbox) = match &config.transport {
@@ -69,7 +83,11 @@ pub async fn run(
             let log = EmbeddedLog::open(&data.join("log"), *partitions)
                 .context("opening the embedded log")?;
             let consumer: Box<dyn GroupConsumer> = Box::new(log.consumer());
-            (log as Arc<dyn Producer>, consumer, store_states, None)
+            let states = match store_states {
+                Some(states) => states,
+                None => open_embedded()? as Arc<dyn StateLog>,
+            };
+            (log as Arc<dyn Producer>, consumer, states, None)
         }
         TransportConfig::Kafka(kafka) => {
             let topics = Topics::new(&kafka.topic_prefix);
@@ -140,7 +158,6 @@ pub async fn run(
     let mut tokens = Tokens::default();
     let mut pipelines = Pipelines::default();
     let mut retention = HashMap::new();
-    let mut tier_retention = Vec::new();
     let mut tiers = HashMap::new();
     let mut retyping = HashSet::new();
     for tenant in &config.tenants {
@@ -186,13 +203,17 @@ pub async fn run(
         }
         let mut rules = Vec::new();
         let mut sinks = Vec::new();
+        let tenant_tiers = tenant.tiers().map_err(anyhow::Error::msg)?;
         for rollup in &tenant.rollups {
-            // Checked when the config was loaded.
+            // Checked when the config was loaded: each rollup writes a declared tier.
             rules.push(RollupRule::build(rollup).map_err(anyhow::Error::msg)?);
-            sinks.push(RuleSink::Tier(rollup.tier.clone()));
+            let kept = tenant_tiers.iter().find(|t| t.name == rollup.tier);
+            sinks.push(RuleSink::Tier {
+                name: rollup.tier.clone(),
+                retention: kept.map_or(Retention::Forever, |t| Retention::For(t.retention)),
+            });
         }
-        for tier in tenant.tiers().map_err(anyhow::Error::msg)? {
-            tier_retention.push((id.clone(), tier.name.clone(), tier.retention));
+        for tier in tenant_tiers {
             let Some(index) = tenant.rollups.iter().position(|r| r.name == tier.rule) else {
                 continue;
             };
@@ -255,12 +276,14 @@ pub async fn run(
             disorder: secs(config.windows.allowed_disorder_secs),
             max_future: secs(config.windows.max_future_secs),
         });
+        let kept = Retention::For(retention[&id]);
         pipelines.insert(
             id,
             TenantPipeline {
                 stages,
                 windows,
                 sinks,
+                retention: kept,
             },
         );
     }
@@ -296,15 +319,6 @@ pub async fn run(
     }
     let retention_task = tokio::spawn(expire_loop(
         store.clone(),
-        retention
-            .iter()
-            .map(|(tenant, keep)| (tenant.clone(), None, *keep))
-            .chain(
-                tier_retention
-                    .into_iter()
-                    .map(|(tenant, tier, keep)| (tenant, Some(tier), keep)),
-            )
-            .collect(),
         Duration::from_secs(config.retention_interval_secs),
     ));
 
@@ -390,37 +404,22 @@ async fn layer_error(error: tower::BoxError) -> impl IntoResponse {
     }
 }
 
-/// Deletes what each tenant keeps past its retention: raw points (with alerts and late
-/// data) where the tier is none, else the windows of that rollup tier.
-async fn expire_loop(
-    store: Arc<dyn Store>,
-    retention: Vec<(TenantId, Option<String>, Duration)>,
-    every: Duration,
-) {
+/// Deletes what is past the retention the writes carried (raw points with their alerts
+/// and late data, each rollup tier's windows), where the store doesn't expire rows itself.
+async fn expire_loop(store: Arc<dyn Store>, every: Duration) {
     // The first pass one interval after start: a restart doesn't delay serving for it.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tick.tick().await;
-        for (tenant, tier, keep) in &retention {
-            let cutoff = crate::time::minus(crate::time::now_ns(), *keep);
-            let (store, tenant, tier) = (store.clone(), tenant.clone(), tier.clone());
-            match tokio::task::spawn_blocking(move || {
-                let removed = match &tier {
-                    None => store.expire(&tenant, cutoff),
-                    Some(tier) => store.expire_tier(&tenant, tier, cutoff),
-                };
-                removed.map(|n| (tenant, tier, n))
-            })
-            .await
-            {
-                Ok(Ok((tenant, tier, n))) if n > 0 => {
-                    let tier = tier.as_deref().unwrap_or("raw");
-                    tracing::info!(%tenant, tier, removed = n, "Expired data past retention.");
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::error!(%error, "Retention pass failed."),
-                Err(error) => tracing::error!(%error, "Retention task failed."),
+        let store = store.clone();
+        let now = crate::time::now_ns();
+        match tokio::task::spawn_blocking(move || store.expire_due(now)).await {
+            Ok(Ok(removed)) if removed > 0 => {
+                tracing::info!(removed, "Expired data past retention.");
             }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "Retention pass failed."),
+            Err(error) => tracing::error!(%error, "Retention task failed."),
         }
     }
 }

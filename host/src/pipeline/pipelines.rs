@@ -12,6 +12,7 @@ use super::webhook::Webhook;
 use crate::format::Checkpoint;
 use crate::plugin::{StageState, StateLimits};
 use crate::point::Point;
+use crate::store::Retention;
 use crate::telemetry::{Metrics, StageLabels};
 use crate::tenant::TenantId;
 use crate::window::WindowSettings;
@@ -28,7 +29,12 @@ pub struct AlertRule {
 /// Where the windows of one rule go.
 pub enum RuleSink {
     /// Windows are stored as rows of a rollup tier.
-    Tier(String),
+    Tier {
+        /// The tier.
+        name: String,
+        /// How long it keeps its windows.
+        retention: Retention,
+    },
     /// Final windows are evaluated by an alert plugin.
     Alert(Box<AlertRule>),
 }
@@ -42,6 +48,8 @@ pub struct TenantPipeline {
     pub windows: Option<WindowSettings>,
     /// Where each rule's windows go, in the order of `windows.rules`.
     pub sinks: Vec<RuleSink>,
+    /// How long the tenant keeps its raw points (with its alerts and late data).
+    pub retention: Retention,
 }
 
 /// Every tenant's pipeline.
@@ -54,6 +62,11 @@ impl Pipelines {
     /// Sets `tenant`'s pipeline.
     pub fn insert(&mut self, tenant: TenantId, pipeline: TenantPipeline) {
         self.by_tenant.insert(tenant, pipeline);
+    }
+
+    /// How long `tenant` keeps its raw points: forever for a tenant without a pipeline.
+    pub fn retention(&self, tenant: &TenantId) -> Retention {
+        self.get(tenant).map_or(Retention::Forever, |p| p.retention)
     }
 
     /// `tenant`'s pipeline.
@@ -166,7 +179,7 @@ impl StageStates {
                     RuleSink::Alert(alert) => {
                         Some((alert.stage.name(), alert.stage.new_state().limits()))
                     }
-                    RuleSink::Tier(_) => None,
+                    RuleSink::Tier { .. } => None,
                 });
                 stages.chain(alerts)
             })

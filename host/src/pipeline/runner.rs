@@ -208,7 +208,8 @@ mod tests {
     use crate::lineproto::{Precision, parse};
     use crate::point::{FieldType, Nanos, Point};
     use crate::store::{
-        EmbeddedStore, ReadPage, Refused, SeriesFilter, SeriesKey, SeriesPage, StoreError, Through,
+        Batch, EmbeddedStore, ReadPage, Refused, Retention, SeriesFilter, SeriesKey, SeriesPage,
+        StoreError, Through, Tier,
     };
     use crate::tenant::TenantId;
     use crate::transport::{EmbeddedLog, Producer, Record};
@@ -220,12 +221,12 @@ mod tests {
     impl Store for Panicky {
         fn write(
             &self,
-            batches: &[(TenantId, Vec<Point>)],
+            batches: &[Batch<'_>],
             through: Through,
         ) -> Result<Vec<Refused>, StoreError> {
             let poisoned = batches
                 .iter()
-                .flat_map(|(_, points)| points)
+                .flat_map(|b| b.points)
                 .any(|p| p.measurement == "panic");
             assert!(!poisoned, "a store bug met a panic point");
             self.0.write(batches, through)
@@ -262,15 +263,16 @@ mod tests {
         ) -> Result<ReadPage, StoreError> {
             self.0.read_page(tenant, series, range, max)
         }
-        fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError> {
-            self.0.expire(tenant, before)
+        fn expire_due(&self, now: Nanos) -> Result<u64, StoreError> {
+            self.0.expire_due(now)
         }
         fn write_alerts(
             &self,
             tenant: &TenantId,
+            retention: Retention,
             alerts: &[crate::point::Alert],
         ) -> Result<(), StoreError> {
-            self.0.write_alerts(tenant, alerts)
+            self.0.write_alerts(tenant, retention, alerts)
         }
         fn alerts(
             &self,
@@ -285,7 +287,7 @@ mod tests {
         fn write_rollups(
             &self,
             tenant: &TenantId,
-            tier: &str,
+            tier: Tier<'_>,
             rows: &[crate::store::Rollup],
             retracted: &[(SeriesKey, Nanos)],
         ) -> Result<(), StoreError> {
@@ -312,20 +314,13 @@ mod tests {
         ) -> Result<crate::store::RollupPage, StoreError> {
             self.0.read_rollups(tenant, tier, series, range, max)
         }
-        fn expire_tier(
-            &self,
-            tenant: &TenantId,
-            tier: &str,
-            before: Nanos,
-        ) -> Result<u64, StoreError> {
-            self.0.expire_tier(tenant, tier, before)
-        }
         fn write_late(
             &self,
             tenant: &TenantId,
+            retention: Retention,
             records: &[crate::store::LateRecord],
         ) -> Result<(), StoreError> {
-            self.0.write_late(tenant, records)
+            self.0.write_late(tenant, retention, records)
         }
         fn late_page(
             &self,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::Backoff;
 use super::RETRY_PAUSE;
 use super::alerting::AlertStates;
 use super::dead_letter::{DeadLetter, DeadLetterLog};
@@ -14,7 +15,7 @@ use super::pipelines::{AlertRule, Pipelines, RuleSink, StageStates};
 use crate::format::{self, Checkpoint};
 use crate::point::Nanos;
 use crate::point::{Point, WindowResult};
-use crate::store::{LateRecord, Rollup, SeriesKey, Store, StoreError};
+use crate::store::{LateRecord, Rollup, SeriesKey, Store, StoreError, Tier};
 use crate::telemetry::{Metrics, RuleLabels, TenantLabels};
 use crate::tenant::TenantId;
 use crate::time::now_ns;
@@ -108,6 +109,7 @@ impl Delivery<'_> {
         mut write: impl FnMut() -> Result<(), StoreError>,
         letter: impl FnOnce(&StoreError) -> DeadLetter,
     ) {
+        let mut backoff = Backoff::default();
         loop {
             let Err(error) = write() else {
                 return;
@@ -116,8 +118,8 @@ impl Delivery<'_> {
                 self.dead_letters.keep(&[letter(&error)], self.stop);
                 return;
             }
-            tracing::error!(%error, what, "Could not store; retrying.");
-            std::thread::sleep(RETRY_PAUSE);
+            tracing::error!(%error, what, pause = ?backoff.next(), "Could not store; retrying.");
+            backoff.pause();
         }
     }
 }
@@ -201,7 +203,13 @@ impl PartitionWindows {
                 };
                 let _span = tracing::debug_span!("windows", %tenant, rule = %rule.name).entered();
                 match sink {
-                    RuleSink::Tier(tier) => store_rollups(d, tenant, tier, &rule.name, &batch),
+                    RuleSink::Tier { name, retention } => {
+                        let tier = Tier {
+                            name,
+                            retention: *retention,
+                        };
+                        store_rollups(d, tenant, tier, &rule.name, &batch);
+                    }
                     RuleSink::Alert(alert) => {
                         let plugin_state =
                             plugins.named(alert.stage.name(), || alert.stage.new_state());
@@ -297,7 +305,10 @@ fn store_late(d: &Delivery<'_>, tenant: &TenantId, w: &TenantWindows, late: &[La
     );
     d.store(
         "late data",
-        || d.store.write_late(tenant, &records),
+        || {
+            let retention = d.pipelines.retention(tenant);
+            d.store.write_late(tenant, retention, &records)
+        },
         |error| {
             DeadLetter::refused(
                 &format!("{tenant}/late"),
@@ -312,7 +323,13 @@ fn store_late(d: &Delivery<'_>, tenant: &TenantId, w: &TenantWindows, late: &[La
 }
 
 /// Upserts a rule's emitted windows into its tier (a retraction deletes its row).
-fn store_rollups(d: &Delivery<'_>, tenant: &TenantId, tier: &str, rule: &str, rows: &[WindowRow]) {
+fn store_rollups(
+    d: &Delivery<'_>,
+    tenant: &TenantId,
+    tier: Tier<'_>,
+    rule: &str,
+    rows: &[WindowRow],
+) {
     let series = |r: &WindowRow| SeriesKey {
         measurement: r.group.measurement.clone(),
         field: r.group.field.clone(),
@@ -393,7 +410,10 @@ fn deliver_alerts(
     }
     d.store(
         "alerts",
-        || d.store.write_alerts(tenant, &alerts),
+        || {
+            let retention = d.pipelines.retention(tenant);
+            d.store.write_alerts(tenant, retention, &alerts)
+        },
         |error| {
             DeadLetter::refused(
                 &format!("{tenant}/alerts/{rule}"),

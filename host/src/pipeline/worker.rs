@@ -9,17 +9,17 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::RETRY_PAUSE;
 use super::checkpoint::Slot;
 use super::dead_letter::{DeadLetter, DeadLetterError};
 use super::health::panic_message;
 use super::pipelines::StageStates;
 use super::runner::RunnerParts;
 use super::windowing::{Delivery, PartitionWindows};
+use super::{Backoff, RETRY_PAUSE};
 use crate::format::{self, Checkpoint};
 use crate::lineproto::format_point;
 use crate::point::Point;
-use crate::store::Through;
+use crate::store::{Batch, Through};
 use crate::telemetry::{PartitionLabels, TenantLabels};
 use crate::tenant::TenantId;
 use crate::time::{now_ns, seconds_between};
@@ -426,6 +426,7 @@ impl<'a> Worker<'a> {
         let windowed = offsets.partition_point(|o| *o < self.state_from);
         let fresh = &mut batches[stored..];
         // Stages ran once (plugin state is committed); only the store write is retried.
+        let mut backoff = Backoff::default();
         while stored < offsets.len() {
             match store(parts, fresh, through) {
                 Ok(refused) => {
@@ -438,8 +439,8 @@ impl<'a> Worker<'a> {
                     if stop.load(Ordering::Acquire) {
                         return Ok(Outcome::Stopped);
                     }
-                    tracing::error!(%error, "Could not store processed records; retrying without committing.");
-                    std::thread::sleep(RETRY_PAUSE);
+                    tracing::error!(%error, pause = ?backoff.next(), "Could not store processed records; retrying without committing.");
+                    backoff.pause();
                 }
                 Err(error) => {
                     tracing::error!(%error, "Records can't be stored; keeping them as dead letters.");
@@ -538,7 +539,16 @@ fn store(
     through: Through,
 ) -> Result<Vec<DeadLetter>, crate::store::StoreError> {
     let started = Instant::now();
-    let mut refused = parts.store.write(batches, through)?;
+    let kept: Vec<Batch<'_>> = batches
+        .iter()
+        .map(|(tenant, points)| Batch {
+            tenant,
+            retention: parts.pipelines.retention(tenant),
+            points,
+        })
+        .collect();
+    let mut refused = parts.store.write(&kept, through)?;
+    drop(kept);
     parts
         .metrics
         .store_write_seconds

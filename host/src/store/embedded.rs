@@ -11,14 +11,15 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, Range};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::chunk::{self, Sample};
 use super::head::Head;
 use super::{
-    LatePage, LateRecord, PointError, ReadPage, Refused, Rollup, RollupPage, SeriesFilter,
-    SeriesKey, SeriesPage, Store, StoreError, Through, keys,
+    Batch, LatePage, LateRecord, PointError, ReadPage, Refused, Retention, Rollup, RollupPage,
+    SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, Tier, alert_id, keys,
 };
 use crate::format;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
@@ -44,6 +45,16 @@ const THROUGH_PREFIX: &[u8] = b"through/";
 
 /// Prefix of the saved partition states' keys in the `meta` keyspace (then the partition).
 const STATE_PREFIX: &[u8] = b"state/";
+
+/// Prefix of the retention keys in the `meta` keyspace (then the tenant, a NUL and the
+/// tier, empty for raw points); the value is the retention in seconds.
+const RETENTION_PREFIX: &[u8] = b"retention/";
+
+fn retention_key(tenant: &TenantId, tier: Option<&str>) -> Vec<u8> {
+    let mut key = RETENTION_PREFIX.to_vec();
+    key.extend_from_slice(tier_scope(tenant, tier.unwrap_or("")).as_str().as_bytes());
+    key
+}
 
 /// What writes, reads and syncs share: series ids, the head, and the head being synced.
 #[derive(Default)]
@@ -200,6 +211,9 @@ pub struct EmbeddedStore {
     chunk_format_from: u64,
     /// The first write failure: fjall refuses every write after one, until reopened.
     failed: Mutex<Option<String>>,
+    /// How long each tenant keeps its raw points (tier none) and each tier its windows,
+    /// as their latest writes said.
+    retentions: Mutex<BTreeMap<(TenantId, Option<String>), Duration>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -261,6 +275,19 @@ impl EmbeddedStore {
                 .ok_or_else(|| StoreError::Corrupt(format!("offset key {key:?}")))?;
             through.insert(p, decode_u64(&value)?);
         }
+        let mut retentions = BTreeMap::new();
+        for kv in meta.prefix(RETENTION_PREFIX) {
+            let (key, value) = kv.into_inner().map_err(storage)?;
+            let scope = std::str::from_utf8(&key[RETENTION_PREFIX.len()..])
+                .ok()
+                .and_then(|s| s.split_once('\0'))
+                .ok_or_else(|| StoreError::Corrupt(format!("retention key {key:?}")))?;
+            let tier = (!scope.1.is_empty()).then(|| scope.1.to_owned());
+            retentions.insert(
+                (TenantId::new(scope.0), tier),
+                Duration::from_secs(decode_u64(&value)?),
+            );
+        }
         Ok(Self {
             db,
             chunks,
@@ -278,6 +305,7 @@ impl EmbeddedStore {
             synced: Mutex::new(Synced { seq, through }),
             chunk_format_from,
             failed: Mutex::default(),
+            retentions: Mutex::new(retentions),
         })
     }
 
@@ -286,6 +314,154 @@ impl EmbeddedStore {
     pub fn with_head_limit(mut self, points: usize) -> Self {
         self.head_limit = points;
         self
+    }
+
+    /// Deletes `tenant`'s points, alerts and late data older than `before`; returns how
+    /// many points.
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for series in self.series(tenant, &SeriesFilter::default())? {
+            let key = keys::series(tenant, &series);
+            // Held throughout, so no write adds to the series while it may be dropped.
+            let mut shared = lock(&self.shared);
+            let Some(id) = self.id_of(&shared, &key)? else {
+                continue;
+            };
+            removed += shared.head.expire(id, before);
+            let mut batch = self.db.batch();
+            // Chunks ending before the cutoff go whole.
+            let gone = keys::chunk(id, Nanos::MIN, 0)..keys::chunk(id, before, 0);
+            for kv in self.chunks.range(gone) {
+                let (chunk_key, value) = kv.into_inner().map_err(storage)?;
+                removed += self.decode_chunk(&chunk_key, &value)?.len() as u64;
+                batch.remove(&self.chunks, chunk_key);
+            }
+            // Chunks ending after it keep their newest point, but may start before it.
+            let later = keys::chunk(id, before, 0)..=keys::chunk(id, Nanos::MAX, u64::MAX);
+            let kept = self.chunks.range(later).next().is_some();
+            let straddling = keys::chunk(id, before, 0)
+                ..=keys::chunk(id, before.saturating_add(chunk::MAX_SPAN), u64::MAX);
+            for kv in self.chunks.range(straddling) {
+                let (chunk_key, value) = kv.into_inner().map_err(storage)?;
+                let samples = self.decode_chunk(&chunk_key, &value)?;
+                let rest: Vec<&Sample> = samples.iter().filter(|(ts, _)| *ts >= before).collect();
+                if rest.len() < samples.len() {
+                    removed += (samples.len() - rest.len()) as u64;
+                    let bytes = if self.is_legacy(&chunk_key) {
+                        chunk::encode_legacy(&rest)
+                    } else {
+                        chunk::encode(&rest)
+                    };
+                    batch.insert(&self.chunks, chunk_key, bytes);
+                }
+            }
+            let syncing = shared.syncing.as_ref().is_some_and(|h| h.has(id));
+            if !kept && !shared.head.has(id) && !syncing {
+                batch.remove(&self.series, key.clone());
+                shared.known.remove(&key);
+            }
+            // Not synced per series (that would stall writes for an fsync each): the alert
+            // batch below syncs the journal once for all, and a deletion lost in a crash is
+            // redone by the next pass.
+            batch.commit().map_err(|e| self.note_failure(e))?;
+        }
+        let mut batch = self.db.batch();
+        let start = alert_key(tenant, Nanos::MIN, "");
+        for kv in self.alerts.range(start..alert_key(tenant, before, "")) {
+            batch.remove(&self.alerts, kv.key().map_err(storage)?);
+        }
+        for kv in self
+            .late
+            .range(late_prefix(tenant, Nanos::MIN)..late_prefix(tenant, before))
+        {
+            batch.remove(&self.late, kv.key().map_err(storage)?);
+        }
+        self.durably(batch)?;
+        Ok(removed)
+    }
+
+    /// Deletes the windows of `tenant`'s tier `tier` starting before `before`; how many.
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub fn expire_tier(
+        &self,
+        tenant: &TenantId,
+        tier: &str,
+        before: Nanos,
+    ) -> Result<u64, StoreError> {
+        let scope = tier_scope(tenant, tier);
+        let mut removed = 0;
+        let mut after = None;
+        loop {
+            let page = list_series(
+                &self.rollup_series,
+                &scope,
+                &SeriesFilter::default(),
+                after.as_ref(),
+                super::SERIES_BATCH,
+            )?;
+            let mut batch = self.db.batch();
+            for series in &page.series {
+                let gone =
+                    rollup_key(&scope, series, Nanos::MIN)..rollup_key(&scope, series, before);
+                for kv in self.rollups.range(gone) {
+                    batch.remove(&self.rollups, kv.key().map_err(storage)?);
+                    removed += 1;
+                }
+                let from = rollup_key(&scope, series, before);
+                let mut to = keys::series(&scope, series);
+                to.extend_from_slice(&[0xff; 9]);
+                if self.rollups.range(from..to).next().is_none() {
+                    batch.remove(&self.rollup_series, keys::series(&scope, series));
+                }
+            }
+            self.commit_for_sync(batch)?;
+            if !page.more {
+                break;
+            }
+            after = page.series.last().cloned();
+        }
+        Ok(removed)
+    }
+
+    /// Remembers how long `tenant` keeps its raw points (tier none) or a tier's windows,
+    /// for [`Store::expire_due`]; kept in the meta keyspace (made durable by the next sync)
+    /// so a restart expires a tenant that no longer writes.
+    fn note_retention(
+        &self,
+        tenant: &TenantId,
+        tier: Option<&str>,
+        retention: Retention,
+    ) -> Result<(), StoreError> {
+        let key = (tenant.clone(), tier.map(str::to_owned));
+        let mut known = lock(&self.retentions);
+        let keep = match retention {
+            Retention::For(keep) => Some(keep),
+            Retention::Forever => None,
+        };
+        if known.get(&key).copied() == keep {
+            return Ok(());
+        }
+        let meta_key = retention_key(tenant, tier);
+        match keep {
+            Some(keep) => {
+                self.meta
+                    .insert(meta_key, keep.as_secs().to_be_bytes())
+                    .map_err(|e| self.note_failure(e))?;
+                known.insert(key, keep);
+            }
+            None => {
+                self.meta
+                    .remove(meta_key)
+                    .map_err(|e| self.note_failure(e))?;
+                known.remove(&key);
+            }
+        }
+        Ok(())
     }
 
     /// The index entry of the series with key `series`, if it is indexed.
@@ -470,11 +646,10 @@ impl EmbeddedStore {
 }
 
 impl Store for EmbeddedStore {
-    fn write(
-        &self,
-        batches: &[(TenantId, Vec<Point>)],
-        through: Through,
-    ) -> Result<Vec<Refused>, StoreError> {
+    fn write(&self, batches: &[Batch<'_>], through: Through) -> Result<Vec<Refused>, StoreError> {
+        for batch in batches {
+            self.note_retention(batch.tenant, None, batch.retention)?;
+        }
         let mut shared = lock(&self.shared);
         let waiting = shared.head.len() + shared.syncing.as_ref().map_or(0, |h| h.len());
         if waiting >= self.head_limit {
@@ -488,7 +663,7 @@ impl Store for EmbeddedStore {
         }
         let mut refused = Vec::new();
         let mut keys = FieldKeys::default();
-        for (b, (tenant, points)) in batches.iter().enumerate() {
+        for (b, Batch { tenant, points, .. }) in batches.iter().enumerate() {
             for (i, point) in points.iter().enumerate() {
                 // All of a point's fields are checked before any is written: a point is
                 // stored whole or refused whole.
@@ -656,69 +831,29 @@ impl Store for EmbeddedStore {
         })
     }
 
-    fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError> {
+    fn expire_due(&self, now: Nanos) -> Result<u64, StoreError> {
+        let due: Vec<_> = lock(&self.retentions)
+            .iter()
+            .map(|((tenant, tier), keep)| (tenant.clone(), tier.clone(), *keep))
+            .collect();
         let mut removed = 0;
-        for series in self.series(tenant, &SeriesFilter::default())? {
-            let key = keys::series(tenant, &series);
-            // Held throughout, so no write adds to the series while it may be dropped.
-            let mut shared = lock(&self.shared);
-            let Some(id) = self.id_of(&shared, &key)? else {
-                continue;
+        for (tenant, tier, keep) in due {
+            let cutoff = crate::time::minus(now, keep);
+            removed += match &tier {
+                None => self.expire(&tenant, cutoff)?,
+                Some(tier) => self.expire_tier(&tenant, tier, cutoff)?,
             };
-            removed += shared.head.expire(id, before);
-            let mut batch = self.db.batch();
-            // Chunks ending before the cutoff go whole.
-            let gone = keys::chunk(id, Nanos::MIN, 0)..keys::chunk(id, before, 0);
-            for kv in self.chunks.range(gone) {
-                let (chunk_key, value) = kv.into_inner().map_err(storage)?;
-                removed += self.decode_chunk(&chunk_key, &value)?.len() as u64;
-                batch.remove(&self.chunks, chunk_key);
-            }
-            // Chunks ending after it keep their newest point, but may start before it.
-            let later = keys::chunk(id, before, 0)..=keys::chunk(id, Nanos::MAX, u64::MAX);
-            let kept = self.chunks.range(later).next().is_some();
-            let straddling = keys::chunk(id, before, 0)
-                ..=keys::chunk(id, before.saturating_add(chunk::MAX_SPAN), u64::MAX);
-            for kv in self.chunks.range(straddling) {
-                let (chunk_key, value) = kv.into_inner().map_err(storage)?;
-                let samples = self.decode_chunk(&chunk_key, &value)?;
-                let rest: Vec<&Sample> = samples.iter().filter(|(ts, _)| *ts >= before).collect();
-                if rest.len() < samples.len() {
-                    removed += (samples.len() - rest.len()) as u64;
-                    let bytes = if self.is_legacy(&chunk_key) {
-                        chunk::encode_legacy(&rest)
-                    } else {
-                        chunk::encode(&rest)
-                    };
-                    batch.insert(&self.chunks, chunk_key, bytes);
-                }
-            }
-            let syncing = shared.syncing.as_ref().is_some_and(|h| h.has(id));
-            if !kept && !shared.head.has(id) && !syncing {
-                batch.remove(&self.series, key.clone());
-                shared.known.remove(&key);
-            }
-            // Not synced per series (that would stall writes for an fsync each): the alert
-            // batch below syncs the journal once for all, and a deletion lost in a crash is
-            // redone by the next pass.
-            batch.commit().map_err(|e| self.note_failure(e))?;
         }
-        let mut batch = self.db.batch();
-        let start = alert_key(tenant, Nanos::MIN, "");
-        for kv in self.alerts.range(start..alert_key(tenant, before, "")) {
-            batch.remove(&self.alerts, kv.key().map_err(storage)?);
-        }
-        for kv in self
-            .late
-            .range(late_prefix(tenant, Nanos::MIN)..late_prefix(tenant, before))
-        {
-            batch.remove(&self.late, kv.key().map_err(storage)?);
-        }
-        self.durably(batch)?;
         Ok(removed)
     }
 
-    fn write_alerts(&self, tenant: &TenantId, alerts: &[Alert]) -> Result<(), StoreError> {
+    fn write_alerts(
+        &self,
+        tenant: &TenantId,
+        retention: Retention,
+        alerts: &[Alert],
+    ) -> Result<(), StoreError> {
+        self.note_retention(tenant, None, retention)?;
         let mut batch = self.db.batch();
         for alert in alerts {
             let id = alert_id(alert);
@@ -750,11 +885,12 @@ impl Store for EmbeddedStore {
     fn write_rollups(
         &self,
         tenant: &TenantId,
-        tier: &str,
+        tier: Tier<'_>,
         rows: &[Rollup],
         retracted: &[(SeriesKey, Nanos)],
     ) -> Result<(), StoreError> {
-        let scope = tier_scope(tenant, tier);
+        self.note_retention(tenant, Some(tier.name), tier.retention)?;
+        let scope = tier_scope(tenant, tier.name);
         let mut batch = self.db.batch();
         for (series, start) in retracted {
             batch.remove(&self.rollups, rollup_key(&scope, series, *start));
@@ -817,43 +953,13 @@ impl Store for EmbeddedStore {
         Ok(page)
     }
 
-    fn expire_tier(&self, tenant: &TenantId, tier: &str, before: Nanos) -> Result<u64, StoreError> {
-        let scope = tier_scope(tenant, tier);
-        let mut removed = 0;
-        let mut after = None;
-        loop {
-            let page = list_series(
-                &self.rollup_series,
-                &scope,
-                &SeriesFilter::default(),
-                after.as_ref(),
-                super::SERIES_BATCH,
-            )?;
-            let mut batch = self.db.batch();
-            for series in &page.series {
-                let gone =
-                    rollup_key(&scope, series, Nanos::MIN)..rollup_key(&scope, series, before);
-                for kv in self.rollups.range(gone) {
-                    batch.remove(&self.rollups, kv.key().map_err(storage)?);
-                    removed += 1;
-                }
-                let from = rollup_key(&scope, series, before);
-                let mut to = keys::series(&scope, series);
-                to.extend_from_slice(&[0xff; 9]);
-                if self.rollups.range(from..to).next().is_none() {
-                    batch.remove(&self.rollup_series, keys::series(&scope, series));
-                }
-            }
-            self.commit_for_sync(batch)?;
-            if !page.more {
-                break;
-            }
-            after = page.series.last().cloned();
-        }
-        Ok(removed)
-    }
-
-    fn write_late(&self, tenant: &TenantId, records: &[LateRecord]) -> Result<(), StoreError> {
+    fn write_late(
+        &self,
+        tenant: &TenantId,
+        retention: Retention,
+        records: &[LateRecord],
+    ) -> Result<(), StoreError> {
+        self.note_retention(tenant, None, retention)?;
         let mut batch = self.db.batch();
         for record in records {
             batch.insert(
@@ -1013,20 +1119,6 @@ fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
-/// Longest alert id kept as it is in a key; longer ones (huge series keys) are hashed so
-/// the key stays within [`keys::MAX_KEY_BYTES`].
-const MAX_ALERT_ID_BYTES: usize = 1_024;
-
-/// What makes an alert unique within its window end: rule, series and field.
-fn alert_id(alert: &Alert) -> String {
-    let id = format!("{}\u{1f}{}\u{1f}{}", alert.rule, alert.series, alert.field);
-    if id.len() <= MAX_ALERT_ID_BYTES {
-        return id;
-    }
-    use sha2::Digest as _;
-    format!("#{}", hex::encode(sha2::Sha256::digest(id.as_bytes())))
-}
-
 /// Alerts sort by tenant, then window end, then rule and series.
 fn alert_key(tenant: &TenantId, window_end: Nanos, id: &str) -> Vec<u8> {
     let mut key = keys::prefix(tenant, None, None);
@@ -1040,6 +1132,7 @@ mod tests {
     use super::*;
     use crate::lineproto::{Precision, parse};
     use crate::point::Point;
+    use crate::store::forever;
 
     /// Where test writes come from: no partition of a real log.
     const AT: Through = Through {
@@ -1076,11 +1169,11 @@ mod tests {
         {
             let store = EmbeddedStore::open(dir.path()).expect("open");
             store
-                .write(&[(a.clone(), pts("cpu,host=x usage=1 5"))], AT)
+                .write(&[forever(&a, &pts("cpu,host=x usage=1 5"))], AT)
                 .expect("write");
             store.sync().expect("sync");
             store
-                .write(&[(a.clone(), pts("cpu,host=x usage=2 5"))], AT)
+                .write(&[forever(&a, &pts("cpu,host=x usage=2 5"))], AT)
                 .expect("rewrite");
             let x = only(&store, &a, "x");
             assert_eq!(
@@ -1091,7 +1184,10 @@ mod tests {
             // Never synced: the transport still holds it and replays it.
             store
                 .write(
-                    &[(a.clone(), pts("cpu,host=x usage=3 5\ncpu,host=z usage=1 1"))],
+                    &[forever(
+                        &a,
+                        &pts("cpu,host=x usage=3 5\ncpu,host=z usage=1 1"),
+                    )],
                     AT,
                 )
                 .expect("write");
@@ -1104,7 +1200,7 @@ mod tests {
             "the later sync wins after a reopen"
         );
         store
-            .write(&[(a.clone(), pts("cpu,host=x usage=4 5"))], AT)
+            .write(&[forever(&a, &pts("cpu,host=x usage=4 5"))], AT)
             .expect("write");
         store.sync().expect("sync");
         assert_eq!(
@@ -1128,7 +1224,7 @@ mod tests {
         for i in 0..2000 {
             lp += &format!("cpu,host=x usage={i} {}\n", 3 * span / 2 + i);
         }
-        store.write(&[(a.clone(), pts(&lp))], AT).expect("write");
+        store.write(&[forever(&a, &pts(&lp))], AT).expect("write");
         store.sync().expect("sync");
         let x = only(&store, &a, "x");
         // A range inside the first chunk, found although the chunk ends after it.
@@ -1160,12 +1256,10 @@ mod tests {
         let a = TenantId::new("a");
         let two = pts("cpu,host=x usage=1 1\ncpu,host=x usage=2 2");
         store
-            .write(&[(a.clone(), two.clone())], AT)
+            .write(&[forever(&a, &two)], AT)
             .expect("under the limit");
-        store
-            .write(&[(a.clone(), two.clone())], AT)
-            .expect("reaches it");
-        let refused = store.write(&[(a.clone(), two.clone())], AT);
+        store.write(&[forever(&a, &two)], AT).expect("reaches it");
+        let refused = store.write(&[forever(&a, &two)], AT);
         assert!(
             matches!(
                 refused,
@@ -1177,7 +1271,7 @@ mod tests {
             "{refused:?}"
         );
         store.sync().expect("sync");
-        store.write(&[(a.clone(), two)], AT).expect("room again");
+        store.write(&[forever(&a, &two)], AT).expect("room again");
         assert_eq!(
             store
                 .read(&a, &only(&store, &a, "x"), 0..10)
@@ -1194,14 +1288,17 @@ mod tests {
         {
             let store = EmbeddedStore::open(dir.path()).expect("open");
             store
-                .write(&[(a.clone(), pts("cpu,host=x usage=1 1"))], AT)
+                .write(&[forever(&a, &pts("cpu,host=x usage=1 1"))], AT)
                 .expect("write");
             store.sync().expect("sync");
         }
         let store = EmbeddedStore::open(dir.path()).expect("reopen");
         store
             .write(
-                &[(a.clone(), pts("cpu,host=y usage=2 1\ncpu,host=x usage=3 2"))],
+                &[forever(
+                    &a,
+                    &pts("cpu,host=y usage=2 1\ncpu,host=x usage=3 2"),
+                )],
                 AT,
             )
             .expect("write");
@@ -1223,7 +1320,7 @@ mod tests {
             let batch = pts(&format!(
                 "cpu,host=x usage=1 1\ncpu,host={huge} usage=2,other=3 2\ncpu,host=x usage=2i 3\ncpu,host=x usage=4 4"
             ));
-            let refused = store.write(&[(a.clone(), batch)], AT).expect("write");
+            let refused = store.write(&[forever(&a, &batch)], AT).expect("write");
             assert_eq!(refused.len(), 2, "{refused:?}");
             assert!(
                 matches!(&refused[0], Refused { batch: 0, point: 1, reason: PointError::KeyTooLong { field, .. } } if field == "usage"),
@@ -1256,7 +1353,7 @@ mod tests {
         // The type is stored with the series: it holds after a reopen.
         let store = EmbeddedStore::open(dir.path()).expect("reopen");
         let refused = store
-            .write(&[(a.clone(), pts("cpu,host=x usage=true 5"))], AT)
+            .write(&[forever(&a, &pts("cpu,host=x usage=true 5"))], AT)
             .expect("write");
         assert!(
             matches!(
@@ -1311,7 +1408,7 @@ mod tests {
     mod conformance {
         use super::fresh;
 
-        crate::store::conformance::conformance!(fresh());
+        crate::store::conformance::conformance!(Some(fresh()));
     }
 
     #[test]
@@ -1323,13 +1420,13 @@ mod tests {
             let store = EmbeddedStore::open(dir.path()).expect("open");
             assert_eq!(store.checkpointed().expect("none"), []);
             store
-                .write(&[(a.clone(), pts("cpu,host=x usage=1 1"))], at(0, 5))
+                .write(&[forever(&a, &pts("cpu,host=x usage=1 1"))], at(0, 5))
                 .expect("write");
             // Records filtered out whole still move the offset.
             store.write(&[], at(1, 9)).expect("empty write");
             assert_eq!(store.sync().expect("sync"), [at(0, 5), at(1, 9)]);
             store
-                .write(&[(a.clone(), pts("cpu,host=x usage=2 2"))], at(0, 7))
+                .write(&[forever(&a, &pts("cpu,host=x usage=2 2"))], at(0, 7))
                 .expect("write");
             assert_eq!(store.checkpointed().expect("synced"), [at(0, 5), at(1, 9)]);
             // Not synced: lost with the head, and its offset with it.
@@ -1343,7 +1440,7 @@ mod tests {
         );
         // A replay of offsets 5..7 writes the point again: stored once below the read path.
         store
-            .write(&[(a.clone(), pts("cpu,host=x usage=2 2"))], at(0, 7))
+            .write(&[forever(&a, &pts("cpu,host=x usage=2 2"))], at(0, 7))
             .expect("replay");
         assert_eq!(store.sync().expect("sync"), [at(0, 7), at(1, 9)]);
         assert_eq!(
@@ -1368,7 +1465,7 @@ mod tests {
                 lp += &format!("cpu,host=x usage={v} {ts}\n");
                 want.insert(ts, v as f64);
             }
-            store.write(&[(a.clone(), pts(&lp))], AT).expect("write");
+            store.write(&[forever(&a, &pts(&lp))], AT).expect("write");
             if round < 2 {
                 store.sync().expect("sync");
             }
@@ -1424,7 +1521,7 @@ mod tests {
         let store = EmbeddedStore::open(dir.path()).expect("open");
         assert_eq!(store.read(&a, &x, 0..1_000).expect("read"), old);
         store
-            .write(&[(a.clone(), pts("cpu,host=x usage=2.5 95"))], AT)
+            .write(&[forever(&a, &pts("cpu,host=x usage=2.5 95"))], AT)
             .expect("write");
         store.sync().expect("sync");
         // Retention cuts the legacy chunk, which stays in its own format.

@@ -2,10 +2,16 @@
 //! idempotently (a point is identified by its tenant, series, field and timestamp, so
 //! writing it again changes nothing). Each write says how far into its transport partition
 //! it reaches ([`Through`]), and a sync makes that durable with the points, so a restart
-//! resumes exactly after what the store holds. Reads and listings come in pages, their
-//! limits applied while reading. Rollup tiers, late data and each partition's saved window
-//! state sit beside the raw points, made durable by the same syncs. `embedded` is the single-machine implementation (fjall); a
-//! ScyllaDB one fits the same trait.
+//! resumes exactly after what the store holds. Each write also carries how long its rows
+//! are kept ([`Retention`], per tenant and per rollup tier): ScyllaDB turns it into a TTL,
+//! the embedded store remembers it for its expiry pass. Reads and listings come in pages,
+//! their limits applied while reading. Rollup tiers, late data and alerts sit beside the
+//! raw points, made durable by the same syncs.
+//!
+//! `embedded` is the single-machine implementation (fjall); `scylla` the scale-out one.
+//! The trait is synchronous: its callers are pipeline worker threads and blocking tasks
+//! of the API, never async tasks. The ScyllaDB store bridges to its async driver on a
+//! runtime of its own (see [`ScyllaStore`]).
 
 pub(crate) mod chunk;
 #[cfg(test)]
@@ -13,9 +19,12 @@ pub(crate) mod conformance;
 mod embedded;
 mod head;
 mod keys;
+mod scylla;
 
 use std::ops::Range;
+use std::time::Duration;
 
+pub use self::scylla::ScyllaStore;
 pub use embedded::EmbeddedStore;
 
 use crate::aggregate::Values;
@@ -33,6 +42,57 @@ pub struct Through {
     pub partition: Partition,
     /// The next record to process.
     pub next: Offset,
+}
+
+/// How long stored rows are kept, counted from their own time (a point's timestamp, a
+/// window's start): forever, or a duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retention {
+    /// Never expires.
+    #[default]
+    Forever,
+    /// Expires this long after its time.
+    For(Duration),
+}
+
+impl Retention {
+    /// The time before which rows are past retention at `now`; none when kept forever.
+    pub fn cutoff(self, now: Nanos) -> Option<Nanos> {
+        match self {
+            Retention::Forever => None,
+            Retention::For(keep) => Some(crate::time::minus(now, keep)),
+        }
+    }
+}
+
+/// A tenant's raw points for a write, with how long the tenant keeps them.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// The tenant.
+    pub tenant: &'a TenantId,
+    /// How long its raw points are kept.
+    pub retention: Retention,
+    /// The points.
+    pub points: &'a [Point],
+}
+
+/// A batch of `tenant`'s points kept forever (tests).
+#[cfg(test)]
+pub(crate) fn forever<'a>(tenant: &'a TenantId, points: &'a [Point]) -> Batch<'a> {
+    Batch {
+        tenant,
+        retention: Retention::Forever,
+        points,
+    }
+}
+
+/// A rollup tier as a write names it: its name and how long it keeps its windows.
+#[derive(Debug, Clone, Copy)]
+pub struct Tier<'a> {
+    /// The tier's name (`1m`, `1h`...).
+    pub name: &'a str,
+    /// How long its windows are kept.
+    pub retention: Retention,
 }
 
 /// One stored series: a measurement's field for one tag set.
@@ -122,6 +182,20 @@ pub struct Refused {
     pub reason: PointError,
 }
 
+/// Longest alert id kept as it is; longer ones (huge series keys) are hashed, so keys
+/// stay within what the engines index.
+const MAX_ALERT_ID_BYTES: usize = 1_024;
+
+/// What makes an alert unique within its window end: rule, series and field.
+fn alert_id(alert: &Alert) -> String {
+    let id = format!("{}\u{1f}{}\u{1f}{}", alert.rule, alert.series, alert.field);
+    if id.len() <= MAX_ALERT_ID_BYTES {
+        return id;
+    }
+    use sha2::Digest as _;
+    format!("#{}", hex::encode(sha2::Sha256::digest(id.as_bytes())))
+}
+
 /// Series listed at a time where all are wanted.
 const SERIES_BATCH: usize = 10_000;
 
@@ -197,6 +271,34 @@ pub enum StoreError {
     /// gone.
     #[error("store: {0}")]
     Storage(String),
+    /// The database can't be reached (no node answers, connections broke); a retry helps
+    /// once it is back.
+    #[error("store: {what}: database unreachable ({reason}); retrying can help once it is back")]
+    Unreachable {
+        /// The operation.
+        what: &'static str,
+        /// The driver's reason.
+        reason: String,
+    },
+    /// The database didn't answer in time, or too few replicas did for the consistency
+    /// level; a retry may succeed.
+    #[error("store: {what}: {reason}; retrying can help")]
+    Timeout {
+        /// The operation.
+        what: &'static str,
+        /// What timed out.
+        reason: String,
+    },
+    /// The database refused the request as malformed or for its schema (a keyspace or
+    /// table of another shape, a schema version mismatch that doesn't settle, a missing
+    /// permission); retrying the same request can't help.
+    #[error("store: {what}: refused by the database: {reason}; retrying can't help")]
+    Refused {
+        /// The operation.
+        what: &'static str,
+        /// The database's reason.
+        reason: String,
+    },
     /// Too many points wait for a sync (it fails or lags): the write is refused until one
     /// succeeds, so memory stays bounded and the pipeline's lag pushes back on ingest.
     #[error("store: {waiting} points wait for a sync (at most {limit}); retry after one")]
@@ -215,8 +317,11 @@ impl StoreError {
     /// Whether the same call may succeed later (after a sync, or once the disk has room).
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Storage(_) | StoreError::SyncBehind { .. } => true,
-            StoreError::Corrupt(_) => false,
+            StoreError::Storage(_)
+            | StoreError::Unreachable { .. }
+            | StoreError::Timeout { .. }
+            | StoreError::SyncBehind { .. } => true,
+            StoreError::Corrupt(_) | StoreError::Refused { .. } => false,
         }
     }
 }
@@ -224,18 +329,15 @@ impl StoreError {
 /// Durable storage of points.
 pub trait Store: Send + Sync + 'static {
     /// Writes the points of each tenant, processed from records of a partition up to
-    /// `through`: queryable when it returns, durable (with `through`) once a later
-    /// [`Store::sync`] returns. Idempotent: a point written again replaces the first.
+    /// `through`, kept for their batch's retention: queryable when it returns, durable
+    /// (with `through`) once a later [`Store::sync`] returns. Idempotent: a point written
+    /// again replaces the first.
     /// Points the store can't take (a series key too long, a field type conflict) are left
     /// out whole and returned; every other point is written.
     ///
     /// # Errors
     /// When the write could not be taken (the store failed): nothing of it is written.
-    fn write(
-        &self,
-        batches: &[(TenantId, Vec<Point>)],
-        through: Through,
-    ) -> Result<Vec<Refused>, StoreError>;
+    fn write(&self, batches: &[Batch<'_>], through: Through) -> Result<Vec<Refused>, StoreError>;
 
     /// The type of the values the series of `field` of `point` holds, if it has any.
     ///
@@ -325,17 +427,24 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.read_page(tenant, series, range, usize::MAX)?.samples)
     }
 
-    /// Deletes `tenant`'s points older than `before`; returns how many.
+    /// Deletes what is past the retention its writes carried at `now`; returns how many
+    /// rows. A store whose rows expire by themselves (ScyllaDB's TTL) has nothing to do.
     ///
     /// # Errors
     /// On storage failure.
-    fn expire(&self, tenant: &TenantId, before: Nanos) -> Result<u64, StoreError>;
+    fn expire_due(&self, now: Nanos) -> Result<u64, StoreError>;
 
-    /// Stores alerts of `tenant` durably; idempotent (keyed by window end, rule, series).
+    /// Stores alerts of `tenant` durably, kept as long as its raw points; idempotent
+    /// (keyed by window end, rule, series).
     ///
     /// # Errors
     /// On storage failure.
-    fn write_alerts(&self, tenant: &TenantId, alerts: &[Alert]) -> Result<(), StoreError>;
+    fn write_alerts(
+        &self,
+        tenant: &TenantId,
+        retention: Retention,
+        alerts: &[Alert],
+    ) -> Result<(), StoreError>;
 
     /// `tenant`'s alerts whose window ended in `range`, oldest first.
     ///
@@ -347,15 +456,22 @@ pub trait Store: Send + Sync + 'static {
     /// while it is healthy.
     fn failure(&self) -> Option<String>;
 
-    /// Upserts rows of `tenant`'s rollup tier `tier` and deletes the rows at `retracted`
-    /// (series, start): queryable at once, durable once a later [`Store::sync`] returns.
+    /// Trouble that may pass by itself (the database unreachable since a time, and why),
+    /// or none.
+    fn trouble(&self) -> Option<String> {
+        None
+    }
+
+    /// Upserts rows of `tenant`'s rollup tier `tier`, kept for the tier's retention, and
+    /// deletes the rows at `retracted` (series, start): queryable at once, durable once a
+    /// later [`Store::sync`] returns.
     ///
     /// # Errors
     /// On storage failure (nothing of it is written).
     fn write_rollups(
         &self,
         tenant: &TenantId,
-        tier: &str,
+        tier: Tier<'_>,
         rows: &[Rollup],
         retracted: &[(SeriesKey, Nanos)],
     ) -> Result<(), StoreError>;
@@ -387,18 +503,17 @@ pub trait Store: Send + Sync + 'static {
         max: usize,
     ) -> Result<RollupPage, StoreError>;
 
-    /// Deletes the windows of `tenant`'s tier `tier` starting before `before`; how many.
+    /// Keeps late data of `tenant` (idempotent), as long as its raw points: durable once
+    /// a later sync returns.
     ///
     /// # Errors
     /// On storage failure.
-    fn expire_tier(&self, tenant: &TenantId, tier: &str, before: Nanos) -> Result<u64, StoreError>;
-
-    /// Keeps late data of `tenant` (idempotent): durable once a later sync returns. It
-    /// expires with the tenant's raw points.
-    ///
-    /// # Errors
-    /// On storage failure.
-    fn write_late(&self, tenant: &TenantId, records: &[LateRecord]) -> Result<(), StoreError>;
+    fn write_late(
+        &self,
+        tenant: &TenantId,
+        retention: Retention,
+        records: &[LateRecord],
+    ) -> Result<(), StoreError>;
 
     /// `tenant`'s late data in `range`: at least the first `max` records (and every other
     /// one at the time of the last), and the time to go on from.

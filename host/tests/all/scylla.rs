@@ -1,0 +1,232 @@
+//! The ScyllaDB store against the in-memory CQL server `kassandra`: connecting, schema
+//! creation, prepared inserts and batches (smoke tests), and a node outage under a running
+//! service. Ranges, ordering and TTL need a real node: the conformance suite covers them
+//! where `SCYLLA_NODES` is set (`cargo test conformance`).
+
+use std::time::Duration;
+
+use sluice::config::ScyllaConfig;
+use sluice::lineproto::{Precision, parse};
+use sluice::point::FieldType;
+use sluice::store::{Batch, PointError, Retention, ScyllaStore, Store, StoreError, Through};
+use sluice::tenant::TenantId;
+
+use crate::kassandra::Kassandra;
+use crate::service_util::{Service, TENANTS, eventually, try_request, write_v2};
+
+const KEYSPACE: &str = "sluice";
+
+fn config(server: &Kassandra) -> ScyllaConfig {
+    let mut config = ScyllaConfig::new(vec![server.node()]);
+    config.replication_factor = 1;
+    // kassandra's system tables can't tell schema versions.
+    config.schema_agreement_timeout_ms = 0;
+    config.request_timeout_ms = 2_000;
+    config
+}
+
+fn points(lp: &str) -> Vec<sluice::point::Point> {
+    let (points, errors) = parse(lp, Precision::Nanoseconds, 0);
+    assert!(errors.is_empty(), "{errors:?}");
+    points
+}
+
+fn at(next: u64) -> Through {
+    Through { partition: 1, next }
+}
+
+#[test]
+fn the_scylla_store_creates_its_schema_once_and_writes_prepared_batches() {
+    let server = Kassandra::start();
+    let store = ScyllaStore::connect(&config(&server)).expect("connect and create the schema");
+    drop(store);
+    // Idempotent: the keyspace, tables and settings are there already.
+    let store = ScyllaStore::connect(&config(&server)).expect("connect again");
+
+    let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+    // 150 points of one series (three batches of one partition) and two of others.
+    let mut lp: String = (1..=150)
+        .map(|i| format!("cpu,host=x usage={i} {i}\n"))
+        .collect();
+    lp.push_str("cpu,host=y usage=1 1\nmem,host=x free=5i 1\n");
+    let (pa, pb) = (points(&lp), points("cpu,host=x usage=1 1\n"));
+    let kept = Retention::For(Duration::from_secs(86_400 * 365 * 100));
+    let batches = [
+        Batch {
+            tenant: &a,
+            retention: Retention::Forever,
+            points: &pa,
+        },
+        Batch {
+            tenant: &b,
+            retention: kept,
+            points: &pb,
+        },
+    ];
+    let refused = store.write(&batches, at(7)).expect("write");
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(server.rows(KEYSPACE, "samples"), 153);
+    store.write(&batches, at(7)).expect("the same points again");
+    assert_eq!(
+        server.rows(KEYSPACE, "samples"),
+        153,
+        "a rewrite stores nothing twice"
+    );
+    assert_eq!(server.rows(KEYSPACE, "series"), 4, "a:x, a:y, a:mem, b:x");
+    assert_eq!(
+        server.rows(KEYSPACE, "measurements"),
+        3,
+        "a:cpu, a:mem, b:cpu"
+    );
+    assert_eq!(server.rows(KEYSPACE, "series_by_tag"), 4);
+
+    assert_eq!(store.sync().expect("sync"), [at(7)]);
+    let again = ScyllaStore::connect(&config(&server)).expect("a second process");
+    assert_eq!(again.checkpointed().expect("checkpointed"), [at(7)]);
+    // The series' type is read from the index by a process that didn't write it.
+    let float = points("cpu,host=x usage=1 1\n");
+    assert_eq!(
+        again.field_type(&a, &float[0], "usage").expect("type"),
+        Some(FieldType::Float)
+    );
+    let conflict = points("cpu,host=x usage=7i 2\ncpu,host=z usage=2 2\n");
+    let refused = again
+        .write(
+            &[Batch {
+                tenant: &a,
+                retention: Retention::Forever,
+                points: &conflict,
+            }],
+            at(8),
+        )
+        .expect("write");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        matches!(&refused[0].reason, PointError::TypeConflict { field, stored: FieldType::Float, got: FieldType::Integer } if field == "usage"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        server.rows(KEYSPACE, "samples"),
+        154,
+        "the rest of the write is stored"
+    );
+}
+
+#[test]
+fn the_scylla_store_refuses_other_bucket_spans_and_says_when_no_node_answers() {
+    let server = Kassandra::start();
+    ScyllaStore::connect(&config(&server)).expect("create");
+    let mut other = config(&server);
+    other.raw_bucket = "2d".into();
+    let error = ScyllaStore::connect(&other).err().expect("refused");
+    assert!(
+        matches!(&error, StoreError::Refused { reason, .. } if reason.contains("raw_bucket")),
+        "{error}"
+    );
+    assert!(!error.is_retryable());
+
+    server.stop();
+    let mut quick = config(&server);
+    quick.connect_timeout_ms = 500;
+    let error = ScyllaStore::connect(&quick).err().expect("nothing listens");
+    assert!(matches!(error, StoreError::Unreachable { .. }), "{error}");
+    assert!(error.is_retryable(), "{error}");
+}
+
+#[test]
+fn a_scylla_outage_stops_the_pipeline_then_ingest_answers_503_and_it_resumes_with_nothing_lost() {
+    let server = Kassandra::start();
+    let body = format!(
+        "[ingest]\nmax_lag_records = 5\n\n[store]\nkind = \"scylla\"\nnodes = [\"{}\"]\nreplication_factor = 1\nschema_agreement_timeout_ms = 0\nrequest_timeout_ms = 1000\nconnect_timeout_ms = 500\n{TENANTS}",
+        server.node()
+    );
+    let svc = Service::start(&body, &[]);
+    let write = |i: i64| {
+        write_v2(
+            &svc,
+            "acme-token-1",
+            "s",
+            &format!("m,host=h{} v={i} {i}\n", i % 3),
+        )
+    };
+    let health = || {
+        try_request("GET", &svc.url("/health"), &[], Vec::new())
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .unwrap_or_default()
+    };
+    // The lag limit is small: a write may have to wait for the pipeline to catch up.
+    for i in 1..=10 {
+        assert!(
+            eventually(Duration::from_secs(10), || write(i).0 == 204),
+            "log: {}",
+            svc.log()
+        );
+    }
+    let mut acknowledged = 10;
+    assert!(
+        eventually(Duration::from_secs(20), || server.rows(KEYSPACE, "samples")
+            == 10),
+        "log: {}",
+        svc.log()
+    );
+
+    server.stop();
+    // Acknowledged into the log while the store is down, until the backlog reaches the
+    // lag limit: then 503.
+    let mut i = 10;
+    let mut pushed_back = String::new();
+    let refused = eventually(Duration::from_secs(30), || {
+        i += 1;
+        let (status, body) = write(i);
+        if status == 204 {
+            acknowledged += 1;
+        }
+        pushed_back = body;
+        status == 503
+    });
+    assert!(refused, "ingest never pushed back; log: {}", svc.log());
+    assert!(
+        pushed_back.contains("records behind"),
+        "503 for the pipeline's lag: {pushed_back}"
+    );
+    assert!(acknowledged > 10, "the log took writes during the outage");
+    assert!(
+        eventually(Duration::from_secs(10), || health()["status"] == "degraded"),
+        "{}",
+        health()
+    );
+    let why = health()["store"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        why.starts_with("ScyllaDB requests failing since"),
+        "/health says why: {}",
+        health()
+    );
+
+    server.restart();
+    assert!(
+        eventually(Duration::from_secs(60), || server.rows(KEYSPACE, "samples")
+            == acknowledged),
+        "acknowledged {acknowledged}, stored {}; log: {}",
+        server.rows(KEYSPACE, "samples"),
+        svc.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || health()["status"] == "ok"),
+        "{}",
+        health()
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            i += 1;
+            write(i).0 == 204
+        }),
+        "ingest resumes"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || server.rows(KEYSPACE, "samples")
+            == acknowledged + 1),
+        "log: {}",
+        svc.log()
+    );
+}
