@@ -421,9 +421,13 @@ pub struct ScyllaConfig {
     /// Fixed for a keyspace: startup refuses another than the keyspace was created with.
     #[serde(default = "default_raw_bucket")]
     pub raw_bucket: String,
-    /// Time span of a rollup tier series' partition, e.g. `30d`; fixed like `raw_bucket`.
+    /// Time span of a rollup tier series' partition, e.g. `30d`, for tiers without their
+    /// own in `tier_buckets`. A tier's span is fixed at its first use in the keyspace.
     #[serde(default = "default_tier_bucket")]
     pub tier_bucket: String,
+    /// Tiers' own partition spans, by tier name: `{ "1m" = "7d", "1h" = "1y" }`.
+    #[serde(default)]
+    pub tier_buckets: BTreeMap<String, String>,
 }
 
 fn default_keyspace() -> String {
@@ -480,14 +484,24 @@ impl ScyllaConfig {
             concurrency: default_scylla_concurrency(),
             raw_bucket: default_raw_bucket(),
             tier_bucket: default_tier_bucket(),
+            tier_buckets: BTreeMap::new(),
         }
     }
 
-    /// The raw and tier bucket spans.
+    /// The bucket spans: raw, tiers by default, and tiers' own.
     ///
     /// # Errors
     /// Naming the setting that isn't a duration of at least an hour.
-    pub fn buckets(&self) -> Result<(std::time::Duration, std::time::Duration), String> {
+    pub fn buckets(
+        &self,
+    ) -> Result<
+        (
+            std::time::Duration,
+            std::time::Duration,
+            BTreeMap<String, std::time::Duration>,
+        ),
+        String,
+    > {
         let span = |name: &str, value: &str| {
             let span = humantime::parse_duration(value)
                 .map_err(|e| format!("store.{name} = `{value}`: {e}"))?;
@@ -496,9 +510,14 @@ impl ScyllaConfig {
             }
             Ok(span)
         };
+        let mut tiers = BTreeMap::new();
+        for (tier, value) in &self.tier_buckets {
+            tiers.insert(tier.clone(), span(&format!("tier_buckets.{tier}"), value)?);
+        }
         Ok((
             span("raw_bucket", &self.raw_bucket)?,
             span("tier_bucket", &self.tier_bucket)?,
+            tiers,
         ))
     }
 

@@ -406,7 +406,12 @@ struct Db {
     /// Inserts prepared per table and TTL.
     inserts: tokio::sync::Mutex<HashMap<(Insert, Ttl), PreparedStatement>>,
     raw_bucket: Nanos,
+    /// The bucket span of tiers without one of their own.
     tier_bucket: Nanos,
+    /// Tiers' own bucket spans.
+    tier_buckets: HashMap<String, Nanos>,
+    /// Tiers whose span is checked against the keyspace's settings.
+    pinned: Mutex<std::collections::HashSet<String>>,
     concurrency: usize,
     /// Index rows written, with when they expire (seconds since the epoch; none: never).
     known: Mutex<HashMap<TenantId, HashMap<IndexRow, Option<i64>>>>,
@@ -499,6 +504,23 @@ impl Db {
                 reason: format!("{nodes}: {e}"),
             },
         })?;
+        if let Some(dc) = &config.local_datacenter {
+            let known: std::collections::BTreeSet<String> = session
+                .get_cluster_state()
+                .get_nodes_info()
+                .iter()
+                .filter_map(|n| n.datacenter.clone())
+                .collect();
+            // Nodes that don't say their datacenter (no metadata) can't be checked.
+            if !known.is_empty() && !known.contains(dc) {
+                return Err(StoreError::Refused {
+                    what: "connecting",
+                    reason: format!(
+                        "store.local_datacenter = `{dc}` is not a datacenter of the cluster at {nodes}; its datacenters: {known:?}"
+                    ),
+                });
+            }
+        }
         let ks = &config.keyspace;
         let replication = if config.datacenters.is_empty() {
             format!(
@@ -549,7 +571,7 @@ impl Db {
             }
         }
         let statements = Statements::prepare(&session, ks).await?;
-        let (raw, tier) = config.buckets().map_err(|reason| StoreError::Refused {
+        let (raw, tier, tiers) = config.buckets().map_err(|reason| StoreError::Refused {
             what: "reading the config",
             reason,
         })?;
@@ -561,6 +583,8 @@ impl Db {
             inserts: tokio::sync::Mutex::default(),
             raw_bucket: nanos(raw),
             tier_bucket: nanos(tier),
+            tier_buckets: tiers.into_iter().map(|(t, d)| (t, nanos(d))).collect(),
+            pinned: Mutex::default(),
             concurrency: config.concurrency,
             known: Mutex::default(),
             kinds: Mutex::default(),
@@ -570,14 +594,12 @@ impl Db {
         };
         db.check_setting("raw_bucket", &db.raw_bucket.to_string())
             .await?;
-        db.check_setting("tier_bucket", &db.tier_bucket.to_string())
-            .await?;
         Ok(db)
     }
 
     /// Records `value` as the keyspace's setting `name`, or checks it against the one
     /// recorded: rows already written are laid out by it.
-    async fn check_setting(&self, name: &'static str, value: &str) -> Result<(), StoreError> {
+    async fn check_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
         let ks = &self.keyspace;
         let what = "checking the keyspace's settings";
         let found = self
@@ -627,12 +649,23 @@ impl Db {
         Ok(statement)
     }
 
-    fn bucket_width(&self, stream: &str) -> Nanos {
-        if stream.starts_with("tier:") {
-            self.tier_bucket
-        } else {
-            self.raw_bucket
+    /// The bucket span of `stream`: a tier's is pinned in the keyspace's settings at its
+    /// first use, since its rows are laid out by it.
+    async fn width(&self, stream: &str) -> Result<Nanos, StoreError> {
+        let Some(tier) = stream.strip_prefix("tier:") else {
+            return Ok(self.raw_bucket);
+        };
+        let width = self
+            .tier_buckets
+            .get(tier)
+            .copied()
+            .unwrap_or(self.tier_bucket);
+        if !lock(&self.pinned).contains(tier) {
+            let name = format!("tier_bucket:{tier}");
+            self.check_setting(&name, &width.to_string()).await?;
+            lock(&self.pinned).insert(tier.to_owned());
         }
+        Ok(width)
     }
 
     /// Sends `writes` of `tenant`: rows in unlogged batches of one partition, index rows
@@ -887,6 +920,27 @@ impl Db {
             .collect())
     }
 
+    /// Runs `statement` once for each row of `values`, at most `concurrency` at a time.
+    async fn execute_each<V: SerializeRow>(
+        &self,
+        what: &'static str,
+        statement: &PreparedStatement,
+        values: impl IntoIterator<Item = V>,
+    ) -> Result<(), StoreError> {
+        stream::iter(values)
+            .map(|row| async move {
+                self.session
+                    .execute_unpaged(statement, row)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| execution_error(what, &e))
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
+    }
+
     /// Calls `each` with the rows of one series of `stream` in `range`, in time order,
     /// until it returns false.
     async fn scan(
@@ -901,7 +955,7 @@ impl Db {
             return Ok(());
         }
         let t = tenant.as_str();
-        let width = self.bucket_width(stream);
+        let width = self.width(stream).await?;
         let first = bucket_of(range.start, width);
         let mut buckets = Vec::new();
         self.pages(
@@ -1098,6 +1152,57 @@ impl Db {
         self.send(tenant, writes).await
     }
 
+    /// Upserts rows of a rollup tier and deletes the retracted ones.
+    async fn write_rollups(
+        &self,
+        tenant: &TenantId,
+        tier: Tier<'_>,
+        rows: &[Rollup],
+        retracted: &[(SeriesKey, Nanos)],
+    ) -> Result<(), StoreError> {
+        let db = self;
+        let stream = tier_stream(tier.name);
+        let width = self.width(&stream).await?;
+        let now = crate::time::now_ns();
+        let mut writes = Writes::default();
+        for row in rows {
+            let Some(ttl) = ttl(tier.retention, row.start, now) else {
+                continue;
+            };
+            let tags: Vec<(&str, &str)> = row
+                .series
+                .tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let r = Row {
+                stream: stream.clone(),
+                series: keys::series(tenant, &row.series),
+                bucket: bucket_of(row.start, width),
+                ts: row.start,
+                id: NONE.to_vec(),
+                value: format::encode_rollup(row.end, &row.values),
+                ttl,
+            };
+            writes.add(r, &row.series.measurement, &tags, NO_KIND);
+        }
+        let t = tenant.as_str();
+        let deletes = retracted.iter().map(|(series, start)| {
+            let key = keys::series(tenant, series);
+            (
+                t,
+                stream.as_str(),
+                key,
+                bucket_of(*start, width),
+                *start,
+                NONE,
+            )
+        });
+        db.execute_each("retracting a window", &db.statements.delete_row, deletes)
+            .await?;
+        db.send(tenant, writes).await
+    }
+
     async fn sync(&self) -> Result<Vec<Through>, StoreError> {
         let through = lock(&self.through).clone();
         let pending: Vec<(Partition, Offset)> = {
@@ -1108,22 +1213,17 @@ impl Db {
                 .map(|(p, next)| (*p, *next))
                 .collect()
         };
-        stream::iter(&pending)
-            .map(|(p, next)| async move {
-                let next = i64::try_from(*next).unwrap_or(i64::MAX);
-                let partition = i32::try_from(*p).unwrap_or(i32::MAX);
-                self.session
-                    .execute_unpaged(
-                        &self.statements.write_through,
-                        (THROUGH_SCOPE, partition, next),
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| execution_error("noting how far the points reach", &e))
-            })
-            .buffer_unordered(self.concurrency)
-            .try_collect::<Vec<()>>()
-            .await?;
+        let rows = pending.iter().map(|(p, next)| {
+            let next = i64::try_from(*next).unwrap_or(i64::MAX);
+            let partition = i32::try_from(*p).unwrap_or(i32::MAX);
+            (THROUGH_SCOPE, partition, next)
+        });
+        self.execute_each(
+            "noting how far the points reach",
+            &self.statements.write_through,
+            rows,
+        )
+        .await?;
         lock(&self.synced).extend(pending);
         Ok(through
             .into_iter()
@@ -1264,54 +1364,7 @@ impl Store for ScyllaStore {
         rows: &[Rollup],
         retracted: &[(SeriesKey, Nanos)],
     ) -> Result<(), StoreError> {
-        let db = &self.db;
-        let stream = tier_stream(tier.name);
-        let now = crate::time::now_ns();
-        let mut writes = Writes::default();
-        for row in rows {
-            let Some(ttl) = ttl(tier.retention, row.start, now) else {
-                continue;
-            };
-            let tags: Vec<(&str, &str)> = row
-                .series
-                .tags
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let r = Row {
-                stream: stream.clone(),
-                series: keys::series(tenant, &row.series),
-                bucket: bucket_of(row.start, db.tier_bucket),
-                ts: row.start,
-                id: NONE.to_vec(),
-                value: format::encode_rollup(row.end, &row.values),
-                ttl,
-            };
-            writes.add(r, &row.series.measurement, &tags, NO_KIND);
-        }
-        let t = tenant.as_str();
-        self.run(async {
-            stream::iter(retracted)
-                .map(|(series, start)| {
-                    let key = keys::series(tenant, series);
-                    let bucket = bucket_of(*start, db.tier_bucket);
-                    let stream = stream.as_str();
-                    async move {
-                        db.session
-                            .execute_unpaged(
-                                &db.statements.delete_row,
-                                (t, stream, key, bucket, *start, NONE),
-                            )
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| execution_error("retracting a window", &e))
-                    }
-                })
-                .buffer_unordered(db.concurrency)
-                .try_collect::<Vec<()>>()
-                .await?;
-            db.send(tenant, writes).await
-        })
+        self.run(self.db.write_rollups(tenant, tier, rows, retracted))
     }
 
     fn rollup_series_page(

@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
+use sluice::aggregate::Function;
 use sluice::config::ScyllaConfig;
 use sluice::lineproto::{Precision, parse};
 use sluice::point::FieldType;
-use sluice::store::{Batch, PointError, Retention, ScyllaStore, Store, StoreError, Through};
+use sluice::store::{
+    Batch, PointError, Retention, Rollup, ScyllaStore, SeriesKey, Store, StoreError, Through, Tier,
+};
 use sluice::tenant::TenantId;
 
 use crate::kassandra::Kassandra;
@@ -113,7 +116,8 @@ fn the_scylla_store_creates_its_schema_once_and_writes_prepared_batches() {
 }
 
 #[test]
-fn the_scylla_store_refuses_other_bucket_spans_and_says_when_no_node_answers() {
+fn the_scylla_store_refuses_other_bucket_spans_than_its_keyspace_has_and_says_when_no_node_answers()
+{
     let server = Kassandra::start();
     ScyllaStore::connect(&config(&server)).expect("create");
     let mut other = config(&server);
@@ -125,6 +129,41 @@ fn the_scylla_store_refuses_other_bucket_spans_and_says_when_no_node_answers() {
     );
     assert!(!error.is_retryable());
 
+    // A tier's span is pinned at its first use.
+    let tier = |name| Tier {
+        name,
+        retention: Retention::Forever,
+    };
+    let window = Rollup {
+        series: SeriesKey {
+            measurement: "cpu".into(),
+            field: "usage".into(),
+            tags: vec![],
+        },
+        start: 0,
+        end: 60_000_000_000,
+        values: vec![(Function::Mean, 1.0)],
+    };
+    let store = ScyllaStore::connect(&config(&server)).expect("defaults");
+    let a = TenantId::new("a");
+    store
+        .write_rollups(&a, tier("1m"), std::slice::from_ref(&window), &[])
+        .expect("the 1m tier, at the default span");
+    let mut own = config(&server);
+    own.tier_buckets.insert("1m".into(), "7d".into());
+    own.tier_buckets.insert("1h".into(), "1y".into());
+    let store = ScyllaStore::connect(&own).expect("tiers' spans are checked at their use");
+    store
+        .write_rollups(&a, tier("1h"), std::slice::from_ref(&window), &[])
+        .expect("a new tier takes its own span");
+    let error = store
+        .write_rollups(&a, tier("1m"), &[window], &[])
+        .expect_err("the 1m tier is laid out by the default span");
+    assert!(
+        matches!(&error, StoreError::Refused { reason, .. } if reason.contains("tier_bucket:1m")),
+        "{error}"
+    );
+
     server.stop();
     let mut quick = config(&server);
     quick.connect_timeout_ms = 500;
@@ -133,52 +172,47 @@ fn the_scylla_store_refuses_other_bucket_spans_and_says_when_no_node_answers() {
     assert!(error.is_retryable(), "{error}");
 }
 
-#[test]
-fn a_scylla_outage_stops_the_pipeline_then_ingest_answers_503_and_it_resumes_with_nothing_lost() {
-    let server = Kassandra::start();
+/// A service storing in `server`, with a small lag limit so an outage fills it quickly.
+fn service_on(server: &Kassandra) -> Service {
     let body = format!(
         "[ingest]\nmax_lag_records = 5\n\n[store]\nkind = \"scylla\"\nnodes = [\"{}\"]\nreplication_factor = 1\nschema_agreement_timeout_ms = 0\nrequest_timeout_ms = 1000\nconnect_timeout_ms = 500\n{TENANTS}",
         server.node()
     );
-    let svc = Service::start(&body, &[]);
-    let write = |i: i64| {
-        write_v2(
-            &svc,
-            "acme-token-1",
-            "s",
-            &format!("m,host=h{} v={i} {i}\n", i % 3),
-        )
-    };
-    let health = || {
-        try_request("GET", &svc.url("/health"), &[], Vec::new())
-            .ok()
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .unwrap_or_default()
-    };
-    // The lag limit is small: a write may have to wait for the pipeline to catch up.
+    Service::start(&body, &[])
+}
+
+/// Writes point `i` (its own series and time) for acme; the status.
+fn write(svc: &Service, i: i64) -> (u16, String) {
+    let line = format!("m,host=h{} v={i} {i}\n", i % 3);
+    write_v2(svc, "acme-token-1", "s", &line)
+}
+
+/// Writes points 1..=10 (each retried while the small lag limit pushes back), and waits
+/// for `server` to hold them.
+fn store_ten(svc: &Service, server: &Kassandra) {
     for i in 1..=10 {
         assert!(
-            eventually(Duration::from_secs(10), || write(i).0 == 204),
+            eventually(Duration::from_secs(10), || write(svc, i).0 == 204),
             "log: {}",
             svc.log()
         );
     }
-    let mut acknowledged = 10;
     assert!(
         eventually(Duration::from_secs(20), || server.rows(KEYSPACE, "samples")
             == 10),
         "log: {}",
         svc.log()
     );
+}
 
-    server.stop();
-    // Acknowledged into the log while the store is down, until the backlog reaches the
-    // lag limit: then 503.
-    let mut i = 10;
+/// Writes points after `from` while the store is down, until ingest answers 503 for the
+/// pipeline's lag; how many were acknowledged, and the last point written.
+fn write_until_pushed_back(svc: &Service, from: i64) -> (usize, i64) {
+    let (mut i, mut acknowledged) = (from, 0);
     let mut pushed_back = String::new();
     let refused = eventually(Duration::from_secs(30), || {
         i += 1;
-        let (status, body) = write(i);
+        let (status, body) = write(svc, i);
         if status == 204 {
             acknowledged += 1;
         }
@@ -190,7 +224,35 @@ fn a_scylla_outage_stops_the_pipeline_then_ingest_answers_503_and_it_resumes_wit
         pushed_back.contains("records behind"),
         "503 for the pipeline's lag: {pushed_back}"
     );
-    assert!(acknowledged > 10, "the log took writes during the outage");
+    assert!(acknowledged > 0, "the log took writes during the outage");
+    (acknowledged, i)
+}
+
+/// Waits for `server` to hold `n` points.
+fn wait_stored(svc: &Service, server: &Kassandra, n: usize) {
+    assert!(
+        eventually(Duration::from_secs(60), || server.rows(KEYSPACE, "samples")
+            == n),
+        "acknowledged {n}, stored {}; log: {}",
+        server.rows(KEYSPACE, "samples"),
+        svc.log()
+    );
+}
+
+#[test]
+fn a_scylla_outage_stops_the_pipeline_then_ingest_answers_503_and_it_resumes_with_nothing_lost() {
+    let server = Kassandra::start();
+    let svc = service_on(&server);
+    let health = || {
+        try_request("GET", &svc.url("/health"), &[], Vec::new())
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .unwrap_or_default()
+    };
+    store_ten(&svc, &server);
+
+    server.stop();
+    let (during, mut i) = write_until_pushed_back(&svc, 10);
     assert!(
         eventually(Duration::from_secs(10), || health()["status"] == "degraded"),
         "{}",
@@ -204,13 +266,7 @@ fn a_scylla_outage_stops_the_pipeline_then_ingest_answers_503_and_it_resumes_wit
     );
 
     server.restart();
-    assert!(
-        eventually(Duration::from_secs(60), || server.rows(KEYSPACE, "samples")
-            == acknowledged),
-        "acknowledged {acknowledged}, stored {}; log: {}",
-        server.rows(KEYSPACE, "samples"),
-        svc.log()
-    );
+    wait_stored(&svc, &server, 10 + during);
     assert!(
         eventually(Duration::from_secs(20), || health()["status"] == "ok"),
         "{}",
@@ -219,14 +275,23 @@ fn a_scylla_outage_stops_the_pipeline_then_ingest_answers_503_and_it_resumes_wit
     assert!(
         eventually(Duration::from_secs(20), || {
             i += 1;
-            write(i).0 == 204
+            write(&svc, i).0 == 204
         }),
         "ingest resumes"
     );
-    assert!(
-        eventually(Duration::from_secs(20), || server.rows(KEYSPACE, "samples")
-            == acknowledged + 1),
-        "log: {}",
-        svc.log()
-    );
+    wait_stored(&svc, &server, 10 + during + 1);
+}
+
+#[test]
+fn a_process_killed_during_a_scylla_outage_committed_nothing_it_had_not_stored() {
+    let server = Kassandra::start();
+    let mut svc = service_on(&server);
+    store_ten(&svc, &server);
+    server.stop();
+    let (during, _) = write_until_pushed_back(&svc, 10);
+    svc.kill_9();
+    // The acknowledged points are in the log, uncommitted: the next start replays them.
+    server.restart();
+    svc.restart();
+    wait_stored(&svc, &server, 10 + during);
 }
