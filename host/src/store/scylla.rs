@@ -92,7 +92,7 @@ const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS {ks}.series (tenant text, stream text, measurement text, series blob, kind int, PRIMARY KEY ((tenant, stream, measurement), series))",
     "CREATE TABLE IF NOT EXISTS {ks}.measurements (tenant text, stream text, measurement text, PRIMARY KEY ((tenant, stream), measurement))",
     "CREATE TABLE IF NOT EXISTS {ks}.series_by_tag (tenant text, stream text, measurement text, tag blob, series blob, PRIMARY KEY ((tenant, stream, measurement, tag), series))",
-    "CREATE TABLE IF NOT EXISTS {ks}.through (scope text, partition int, next bigint, PRIMARY KEY ((scope), partition))",
+    "CREATE TABLE IF NOT EXISTS {ks}.through (scope text, log_partition int, next bigint, PRIMARY KEY ((scope), log_partition))",
 ];
 
 /// Settings fixed for a keyspace's life, kept in it and checked at each start.
@@ -158,8 +158,8 @@ impl Statements {
             measurements: p(format!("SELECT measurement FROM {ks}.measurements WHERE tenant = ? AND stream = ? AND measurement >= ?")).await?,
             series: p(format!("SELECT series FROM {ks}.series WHERE tenant = ? AND stream = ? AND measurement = ? AND series > ?")).await?,
             tagged: p(format!("SELECT series FROM {ks}.series_by_tag WHERE tenant = ? AND stream = ? AND measurement = ? AND tag = ? AND series > ?")).await?,
-            write_through: p(format!("INSERT INTO {ks}.through (scope, partition, next) VALUES (?, ?, ?)")).await?,
-            read_through: p(format!("SELECT partition, next FROM {ks}.through WHERE scope = ?")).await?,
+            write_through: p(format!("INSERT INTO {ks}.through (scope, log_partition, next) VALUES (?, ?, ?)")).await?,
+            read_through: p(format!("SELECT log_partition, next FROM {ks}.through WHERE scope = ?")).await?,
         })
     }
 }
