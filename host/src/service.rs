@@ -195,7 +195,8 @@ pub async fn run(
                 state: Arc::new(StageState::default()),
             };
             stages.push(Stage::new(
-                &format!("{}/{}", tenant.name, stage.name),
+                &id,
+                &stage.name,
                 slot,
                 env,
                 dead_letters.clone(),
@@ -258,12 +259,7 @@ pub async fn run(
                 aggregates,
             ));
             sinks.push(RuleSink::Alert(Box::new(AlertRule {
-                stage: AlertStage::new(
-                    &format!("{}/{}", tenant.name, rule.name),
-                    slot,
-                    env,
-                    dead_letters.clone(),
-                )?,
+                stage: AlertStage::new(&id, &rule.name, slot, env, dead_letters.clone())?,
                 webhook: rule
                     .webhook_url
                     .as_deref()

@@ -129,7 +129,7 @@ pub struct Metrics {
     pub plugin_load_failures: Family<PluginLabels, Counter>,
     /// 1 for the serving version of each plugin.
     pub plugin_info: Family<PluginVersionLabels, Gauge>,
-    /// 1 while a plugin is quarantined.
+    /// For how many tenants the serving version of a plugin is quarantined.
     pub plugin_quarantined: Family<PluginLabels, Gauge>,
     /// Points kept as dead letters.
     pub dead_letter_points: Family<PluginVersionLabels, Counter>,
@@ -246,7 +246,7 @@ impl Metrics {
         );
         r.register(
             "plugin_quarantined",
-            "1 while a plugin is quarantined",
+            "for how many tenants the serving version of a plugin is quarantined",
             self.plugin_quarantined.clone(),
         );
         r.register(

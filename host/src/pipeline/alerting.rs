@@ -12,6 +12,7 @@ use super::stage::{StageError, require_world};
 use crate::lineproto::format_point;
 use crate::plugin::{CallEnv, LoadedPlugin, PluginSlot, StageState, World};
 use crate::point::{Alert, AlertState, Field, FieldValue, Point, Tag, WindowResult};
+use crate::tenant::TenantId;
 
 /// The alert state of every (rule, series, field), as alert plugins last set it.
 #[derive(Debug, Default)]
@@ -152,6 +153,7 @@ pub fn window_as_point(w: &WindowResult) -> Point {
 
 /// An alert plugin applied to final windows.
 pub struct AlertStage {
+    tenant: TenantId,
     name: String,
     slot: Arc<PluginSlot>,
     env: CallEnv,
@@ -159,19 +161,23 @@ pub struct AlertStage {
 }
 
 impl AlertStage {
-    /// An alert stage `name` running `slot`.
+    /// `tenant`'s alert stage `name` running `slot`; the plugin's health is the tenant's
+    /// own.
     ///
     /// # Errors
     /// When the plugin is not an alert plugin.
     pub fn new(
+        tenant: &TenantId,
         name: &str,
         slot: Arc<PluginSlot>,
         env: CallEnv,
         dead_letters: Arc<DeadLetterLog>,
     ) -> Result<Self, StageError> {
-        require_world(name, &slot, &[World::Alert], "an alert plugin")?;
+        let name = format!("{tenant}/{name}");
+        require_world(&name, &slot, &[World::Alert], "an alert plugin")?;
         Ok(Self {
-            name: name.to_owned(),
+            tenant: tenant.clone(),
+            name,
             slot,
             env,
             dead_letters,
@@ -208,9 +214,9 @@ impl AlertStage {
             ..self.env.clone()
         };
         states.evaluate_rounds(windows, |round| {
-            let outcome = self
-                .slot
-                .run(round.len(), Vec::len, |p| p.evaluate(round, &env));
+            let outcome = self.slot.run(&self.tenant, round.len(), Vec::len, |p| {
+                p.evaluate(round, &env)
+            });
             match outcome.result {
                 Ok(alerts) => Ok(alerts),
                 Err(error) => {

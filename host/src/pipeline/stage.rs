@@ -9,6 +9,7 @@ use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
 use crate::lineproto::format_point;
 use crate::plugin::{CallEnv, PluginId, PluginSlot, StageState, World};
 use crate::point::Point;
+use crate::tenant::TenantId;
 
 /// A stage can't be built.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,7 @@ pub struct StageOutput {
 
 /// One plugin stage of a pipeline.
 pub struct Stage {
+    tenant: TenantId,
     name: String,
     slot: Arc<PluginSlot>,
     env: CallEnv,
@@ -66,31 +68,35 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// A stage `name` running `slot` with `env`, dead-lettering into `dead_letters`.
+    /// `tenant`'s stage `name` running `slot` with `env`, dead-lettering into
+    /// `dead_letters`. The plugin's health (and quarantine) is the tenant's own.
     ///
     /// # Errors
     /// When the plugin is an alert plugin.
     pub fn new(
+        tenant: &TenantId,
         name: &str,
         slot: Arc<PluginSlot>,
         env: CallEnv,
         dead_letters: Arc<DeadLetterLog>,
     ) -> Result<Self, StageError> {
+        let name = format!("{tenant}/{name}");
         require_world(
-            name,
+            &name,
             &slot,
             &[World::Filter, World::Transform],
             "a filter or transform",
         )?;
         Ok(Self {
-            name: name.to_owned(),
+            tenant: tenant.clone(),
+            name,
             slot,
             env,
             dead_letters,
         })
     }
 
-    /// The stage's name.
+    /// The stage's name (`tenant/stage`).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -129,12 +135,14 @@ impl Stage {
         // copy once the call has succeeded.
         let outcome = match self.slot.current().world() {
             World::Filter => self.slot.run(
+                &self.tenant,
                 n,
                 |out: &Answer| out.len(),
                 |p| p.filter(&batch, &env).map(Answer::Verdicts),
             ),
             // World::Alert is refused by `new`, and a swap never changes the world.
             World::Transform | World::Alert => self.slot.run(
+                &self.tenant,
                 n,
                 |out: &Answer| out.len(),
                 |p| p.transform(&batch, &env).map(Answer::Points),

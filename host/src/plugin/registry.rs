@@ -5,8 +5,11 @@
 //! (by [`PluginRegistry::reload`], driven by the watcher) only changes which version the
 //! *next* batch takes. So every batch is processed by exactly one version, none is lost or
 //! run twice across a swap, and a file that fails to load never displaces a working version.
+//!
+//! A version's health is kept per tenant: batches of one tenant that make it fail
+//! quarantine it for that tenant only, and every other tenant's batches still run on it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
@@ -15,6 +18,7 @@ use super::error::{CallError, CallErrorKind, LoadError};
 use super::loaded::{LoadedPlugin, PluginId, World};
 use super::runtime::{PluginLimits, Runtime};
 use crate::telemetry::{CallOutcome, Metrics, PluginCallLabels, PluginLabels, PluginVersionLabels};
+use crate::tenant::TenantId;
 
 /// Settings of a plugin directory.
 #[derive(Debug, Clone)]
@@ -35,12 +39,15 @@ pub struct RegistryConfig {
 pub enum Health {
     /// Serving batches.
     Serving,
-    /// Not called until a new version arrives; its batches are dead-lettered.
+    /// Not called for some tenants until a new version arrives: their batches are
+    /// dead-lettered. Other tenants' batches still run.
     Quarantined {
-        /// Consecutive failures that tripped it.
+        /// Consecutive failures that tripped it (for the tenant it tripped last).
         failures: u32,
         /// The last error.
         last_error: String,
+        /// For how many tenants (each tenant's batches quarantine it for that tenant).
+        tenants: usize,
     },
 }
 
@@ -53,9 +60,9 @@ pub struct PluginStatus {
     pub version: Option<String>,
     /// Its world.
     pub world: Option<&'static str>,
-    /// Serving or quarantined.
+    /// Serving, or quarantined for some tenants.
     pub health: Option<Health>,
-    /// Batches the serving version processed.
+    /// Batches the serving version processed (all tenants).
     pub batches_ok: u64,
     /// Batches the serving version failed.
     pub batches_failed: u64,
@@ -63,30 +70,24 @@ pub struct PluginStatus {
     pub load_error: Option<String>,
 }
 
-#[derive(Debug)]
+/// One tenant's record of one version: its batches, and the last error of a run of
+/// failures once they quarantine it.
+#[derive(Debug, Default)]
 struct Counters {
-    health: Health,
+    quarantined: Option<String>,
     consecutive_failures: u32,
     batches_ok: u64,
     batches_failed: u64,
 }
 
-impl Counters {
-    fn fresh() -> Self {
-        Self {
-            health: Health::Serving,
-            consecutive_failures: 0,
-            batches_ok: 0,
-            batches_failed: 0,
-        }
-    }
-}
+/// Each tenant's counters of one version.
+type TenantCounters = Arc<Mutex<HashMap<TenantId, Counters>>>;
 
-/// One plugin: its serving version and that version's health.
+/// One plugin: its serving version and that version's health for each tenant.
 pub struct PluginSlot {
     name: String,
     /// Serving version and its counters, swapped together.
-    current: RwLock<(Arc<LoadedPlugin>, Arc<Mutex<Counters>>)>,
+    current: RwLock<(Arc<LoadedPlugin>, TenantCounters)>,
     quarantine_after: u32,
     metrics: Arc<Metrics>,
 }
@@ -110,11 +111,12 @@ impl PluginSlot {
         self.read().0.clone()
     }
 
-    /// Runs one batch on the serving version (taken once, here), unless it is quarantined,
-    /// and records the outcome against that version. `points_in` counts the batch for the
-    /// metrics; `count_out` counts what came back.
+    /// Runs one batch of `tenant` on the serving version (taken once, here), unless it is
+    /// quarantined for `tenant`, and records the outcome against that version and tenant.
+    /// `points_in` counts the batch for the metrics; `count_out` counts what came back.
     pub fn run<R>(
         &self,
+        tenant: &TenantId,
         points_in: usize,
         count_out: impl Fn(&R) -> usize,
         call: impl FnOnce(&LoadedPlugin) -> Result<R, CallError>,
@@ -122,16 +124,14 @@ impl PluginSlot {
         let (plugin, counters) = self.read().clone();
         let id = plugin.id().clone();
         let labels = version_labels(&id);
-        let quarantined = match &lock(&counters).health {
-            Health::Quarantined {
-                failures,
-                last_error,
-            } => Some(CallErrorKind::Quarantined {
-                failures: *failures,
-                last_error: last_error.clone(),
-            }),
-            Health::Serving => None,
-        };
+        let quarantined = lock(&counters).get(tenant).and_then(|c| {
+            c.quarantined
+                .as_ref()
+                .map(|last_error| CallErrorKind::Quarantined {
+                    failures: c.consecutive_failures,
+                    last_error: last_error.clone(),
+                })
+        });
         if let Some(kind) = quarantined {
             self.count_call(&labels, CallOutcome::Quarantined);
             return Outcome {
@@ -151,7 +151,8 @@ impl PluginSlot {
             .plugin_points_in
             .get_or_create(&labels)
             .inc_by(points_in as u64);
-        let mut c = lock(&counters);
+        let mut all = lock(&counters);
+        let c = all.entry(tenant.clone()).or_default();
         match &result {
             Ok(value) => {
                 c.batches_ok += 1;
@@ -169,19 +170,18 @@ impl PluginSlot {
                 c.batches_failed += 1;
                 c.consecutive_failures += 1;
                 self.count_call(&labels, CallOutcome::Failed);
-                tracing::warn!(plugin = %id, %error, "Plugin call failed; the batch goes to dead letters.");
-                if c.consecutive_failures >= self.quarantine_after && c.health == Health::Serving {
-                    c.health = Health::Quarantined {
-                        failures: c.consecutive_failures,
-                        last_error: error.kind.to_string(),
-                    };
+                tracing::warn!(plugin = %id, %tenant, %error, "Plugin call failed; the batch goes to dead letters.");
+                if c.consecutive_failures >= self.quarantine_after && c.quarantined.is_none() {
+                    c.quarantined = Some(error.kind.to_string());
+                    let failures = c.consecutive_failures;
+                    let tenants = all.values().filter(|c| c.quarantined.is_some()).count();
                     self.metrics
                         .plugin_quarantined
                         .get_or_create(&PluginLabels {
                             plugin: self.name.clone(),
                         })
-                        .set(1);
-                    tracing::error!(plugin = %id, failures = c.consecutive_failures, "Plugin quarantined after repeated failures; its batches are dead-lettered until a new version is deployed.");
+                        .set(i64::try_from(tenants).unwrap_or(i64::MAX));
+                    tracing::error!(plugin = %id, %tenant, failures, "Plugin quarantined for this tenant after repeated failures; its batches are dead-lettered until a new version is deployed.");
                 }
             }
         }
@@ -216,24 +216,35 @@ impl PluginSlot {
                 plugin: self.name.clone(),
             })
             .set(0);
-        *current = (Arc::new(plugin), Arc::new(Mutex::new(Counters::fresh())));
+        *current = (Arc::new(plugin), TenantCounters::default());
     }
 
     fn status(&self) -> PluginStatus {
         let (plugin, counters) = self.read().clone();
-        let c = lock(&counters);
+        let all = lock(&counters);
+        // Tenants are not named: /health is not authenticated.
+        let quarantined: Vec<&Counters> =
+            all.values().filter(|c| c.quarantined.is_some()).collect();
+        let health = match quarantined.first() {
+            None => Health::Serving,
+            Some(c) => Health::Quarantined {
+                failures: c.consecutive_failures,
+                last_error: c.quarantined.clone().unwrap_or_default(),
+                tenants: quarantined.len(),
+            },
+        };
         PluginStatus {
             name: self.name.clone(),
             version: Some(plugin.id().version.to_string()),
             world: Some(plugin.world().name()),
-            health: Some(c.health.clone()),
-            batches_ok: c.batches_ok,
-            batches_failed: c.batches_failed,
+            health: Some(health),
+            batches_ok: all.values().map(|c| c.batches_ok).sum(),
+            batches_failed: all.values().map(|c| c.batches_failed).sum(),
             load_error: None,
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, (Arc<LoadedPlugin>, Arc<Mutex<Counters>>)> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, (Arc<LoadedPlugin>, TenantCounters)> {
         self.current.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -408,10 +419,7 @@ impl PluginRegistry {
                     .set(1);
                 let slot = Arc::new(PluginSlot {
                     name: name.clone(),
-                    current: RwLock::new((
-                        Arc::new(plugin),
-                        Arc::new(Mutex::new(Counters::fresh())),
-                    )),
+                    current: RwLock::new((Arc::new(plugin), TenantCounters::default())),
                     quarantine_after: self.config.quarantine_after.max(1),
                     metrics: self.metrics.clone(),
                 });

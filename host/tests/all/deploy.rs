@@ -39,24 +39,38 @@ fn gate(health: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_default()
 }
 
-/// Writes `debug v=N` and `keep v=N`, and waits until `keep` is stored.
+/// Writes `debug v=N` and `keep v=N` for acme.
 fn write_pair(svc: &Service, n: i64) {
-    let auth = token("acme-token-1");
+    write_as(
+        svc,
+        "acme-token-1",
+        format!("debug v={n} {n}\nkeep v={n} {n}\n"),
+    );
+}
+
+/// Writes `lines` with `tok`; it must be acknowledged.
+fn write_as(svc: &Service, tok: &str, lines: String) {
+    let auth = token(tok);
     let (status, body) = request(
         "POST",
         &svc.url("/api/v2/write"),
         &[(auth.0, &auth.1)],
-        format!("debug v={n} {n}\nkeep v={n} {n}\n"),
+        lines,
     );
     assert_eq!(status, 204, "{body}");
 }
 
 fn stored(svc: &Service, measurement: &str) -> Vec<i64> {
+    stored_as(svc, "acme-token-1", measurement)
+}
+
+/// The times of `measurement`'s stored points, as `tok`'s tenant sees them.
+fn stored_as(svc: &Service, tok: &str, measurement: &str) -> Vec<i64> {
     let (_, answer) = get_json(
         &svc.url(&format!(
             "/api/v1/query?measurement={measurement}&field=v&start=0&end=1000"
         )),
-        "acme-token-1",
+        tok,
     );
     answer["series"][0]["points"]
         .as_array()
@@ -201,4 +215,99 @@ fn points_past_retention_are_refused_and_the_retention_loop_deletes_those_that_a
     std::thread::sleep(Duration::from_millis(1_500));
     assert_eq!(count("acme-token-1"), 1, "the fresher point stays");
     assert_eq!(count("globex-token-1"), 1, "globex keeps three days");
+}
+
+#[test]
+fn a_tenant_whose_batches_fail_quarantines_a_shared_plugin_for_itself_only() {
+    let body = r#"
+[[tenants]]
+name = "acme"
+tokens = ["acme-token-1"]
+retention_days = 36500
+[[tenants.stages]]
+name = "gate"
+plugin = "chaos"
+params = { mode = "trap" }
+
+[[tenants]]
+name = "globex"
+tokens = ["globex-token-1"]
+retention_days = 36500
+[[tenants.stages]]
+name = "gate"
+plugin = "chaos"
+params = { mode = "pass" }
+"#;
+    let svc = Service::start(body, &["chaos"]);
+    let chaos = |h: &serde_json::Value| {
+        h["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "chaos")
+            .cloned()
+            .unwrap_or_default()
+    };
+    // Interleaved, a batch each, so each tenant's batches meet the plugin in turn.
+    for n in 1..=5 {
+        write_as(&svc, "acme-token-1", format!("keep v={n} {n}\n"));
+        write_as(&svc, "globex-token-1", format!("keep v={n} {n}\n"));
+        let expected: Vec<i64> = (1..=n).collect();
+        assert!(
+            eventually(Duration::from_secs(10), || stored_as(
+                &svc,
+                "globex-token-1",
+                "keep"
+            ) == expected),
+            "globex's batch {n} is stored; log: {}",
+            svc.log()
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            chaos(&health(&svc))["health"]["state"] == "quarantined"
+        }),
+        "{}",
+        health(&svc)
+    );
+    let h = health(&svc);
+    assert_eq!(chaos(&h)["health"]["tenants"], 1, "for acme only: {h}");
+    assert!(
+        !h.to_string().contains("acme"),
+        "the unauthenticated /health names no tenant: {h}"
+    );
+    for n in 6..=8 {
+        write_as(&svc, "globex-token-1", format!("keep v={n} {n}\n"));
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || stored_as(
+            &svc,
+            "globex-token-1",
+            "keep"
+        ) == (1..=8)
+            .collect::<Vec<i64>>()),
+        "globex still flows; log: {}",
+        svc.log()
+    );
+    assert!(
+        stored(&svc, "keep").is_empty(),
+        "acme's batches all trapped"
+    );
+    let stages = || -> Vec<String> {
+        std::fs::read_to_string(svc.data_dir().join("dead-letters.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let letter: serde_json::Value = serde_json::from_str(l).expect("letter");
+                letter["stage"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || stages().len() == 5),
+        "a dead letter for each of acme's batches: {:?}",
+        stages()
+    );
+    let stages = stages();
+    assert!(stages.iter().all(|s| s == "acme/gate"), "{stages:?}");
 }

@@ -10,6 +10,7 @@ use sluice::plugin::{
     CallErrorKind, Health, LoadError, PluginLimits, PluginRegistry, RegistryConfig, World,
 };
 use sluice::telemetry::Metrics;
+use sluice::tenant::TenantId;
 
 use crate::common::{env, load, load_with, plugin_file, points, runtime};
 
@@ -124,7 +125,7 @@ fn a_plugin_of_another_world_is_refused() {
             .expect("dead letters"),
     );
     let slot = registry.get("threshold-alert").expect("slot");
-    let err = Stage::new("s", slot, env(&[]), dead)
+    let err = Stage::new(&TenantId::new("t"), "s", slot, env(&[]), dead)
         .err()
         .expect("alert plugin in a point stage");
     assert!(
@@ -217,9 +218,19 @@ fn repeated_failures_quarantine_the_plugin_and_batches_become_dead_letters() {
     let slot = registry.get("chaos").expect("slot");
     let version = slot.current().id().version.to_string();
     let stage = Stage::new(
+        &TenantId::new("t"),
         "trapper",
         slot.clone(),
         env(&[("mode", "trap")]),
+        dead.clone(),
+    )
+    .expect("stage");
+    // Another tenant's stage on the same version.
+    let other = Stage::new(
+        &TenantId::new("u"),
+        "passer",
+        slot.clone(),
+        env(&[("mode", "pass")]),
         dead.clone(),
     )
     .expect("stage");
@@ -234,17 +245,23 @@ fn repeated_failures_quarantine_the_plugin_and_batches_become_dead_letters() {
         .find(|s| s.name == "chaos")
         .expect("status");
     assert!(
-        matches!(&status.health, Some(Health::Quarantined { failures: 3, last_error }) if last_error.contains("trapped")),
+        matches!(&status.health, Some(Health::Quarantined { failures: 3, last_error, tenants: 1 }) if last_error.contains("trapped")),
         "{status:?}"
     );
     assert_eq!(status.batches_failed, 3, "the 4th batch was not run at all");
+    let out = other.process(batch()).expect("process");
+    assert_eq!(
+        out.points.map(|p| p.len()),
+        Some(3),
+        "quarantined for the tenant whose batches failed only"
+    );
 
     let letters = dead.read_all().expect("read dead letters");
     assert_eq!(letters.len(), 4, "every failed batch is kept");
     assert!(
         letters
             .iter()
-            .all(|l| l.plugin == "chaos" && l.version == version && l.stage == "trapper")
+            .all(|l| l.plugin == "chaos" && l.version == version && l.stage == "t/trapper")
     );
     assert!(letters[0].error.contains("trapped"), "{}", letters[0].error);
     assert!(

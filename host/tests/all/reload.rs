@@ -163,6 +163,7 @@ fn swaps_under_continuous_load_lose_nothing_and_run_nothing_twice() {
         DeadLetterLog::open(&dir.path().join("dead.jsonl"), Default::default()).expect("dead"),
     );
     let stage = Stage::new(
+        &sluice::tenant::TenantId::new("t"),
         "s",
         registry.get("p").expect("slot"),
         env(&[]),
