@@ -293,7 +293,7 @@ pub async fn run(
             states,
             committer: consumer.committer(),
             pipelines: Arc::new(pipelines),
-            dead_letters,
+            dead_letters: dead_letters.clone(),
             health: partitions.clone(),
             idle_after: Duration::from_secs(config.windows.idle_after_secs),
             metrics: metrics.clone(),
@@ -333,6 +333,7 @@ pub async fn run(
             metrics: metrics.clone(),
         })))
         .merge(query::routes(Arc::new(QueryState {
+            dead_letters: dead_letters.clone(),
             tokens,
             store: store.clone(),
             tiers,

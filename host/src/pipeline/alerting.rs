@@ -224,8 +224,12 @@ impl AlertStage {
                         .iter()
                         .map(|w| format_point(&window_as_point(w)))
                         .collect();
-                    self.dead_letters
-                        .put(&DeadLetter::new(&self.name, &error, items))?;
+                    self.dead_letters.put(&DeadLetter::new(
+                        &self.tenant,
+                        &self.name,
+                        &error,
+                        items,
+                    ))?;
                     Ok(Vec::new())
                 }
             }

@@ -42,7 +42,7 @@ impl Backoff {
 }
 
 pub use alerting::{AlertStage, AlertStates};
-pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
+pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog, DeadLetterPage};
 pub use health::{PartitionHealth, PartitionStatus};
 pub use pipelines::{AlertRule, Pipelines, RuleSink, TenantPipeline};
 pub use runner::{Runner, RunnerParts};

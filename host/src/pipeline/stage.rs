@@ -154,8 +154,12 @@ impl Stage {
                 points: Some(answer.apply(batch)),
             }),
             Err(error) => {
-                let letter =
-                    DeadLetter::new(&self.name, &error, batch.iter().map(format_point).collect());
+                let letter = DeadLetter::new(
+                    &self.tenant,
+                    &self.name,
+                    &error,
+                    batch.iter().map(format_point).collect(),
+                );
                 self.dead_letters.put(&letter)?;
                 Ok(StageOutput {
                     plugin: outcome.plugin,

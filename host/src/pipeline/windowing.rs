@@ -311,7 +311,8 @@ fn store_late(d: &Delivery<'_>, tenant: &TenantId, w: &TenantWindows, late: &[La
         },
         |error| {
             DeadLetter::refused(
-                &format!("{tenant}/late"),
+                Some(tenant),
+                "late",
                 &format!("late data not stored: {error}"),
                 records
                     .iter()
@@ -362,7 +363,8 @@ fn store_rollups(
         || d.store.write_rollups(tenant, tier, &upserts, &retracted),
         |error| {
             DeadLetter::refused(
-                &format!("{tenant}/rollups/{rule}"),
+                Some(tenant),
+                &format!("rollups/{rule}"),
                 &format!("rollup rows not stored: {error}"),
                 rows.iter()
                     .map(|r| {
@@ -416,7 +418,8 @@ fn deliver_alerts(
         },
         |error| {
             DeadLetter::refused(
-                &format!("{tenant}/alerts/{rule}"),
+                Some(tenant),
+                &format!("alerts/{rule}"),
                 &format!("alerts not stored: {error}"),
                 alerts.iter().map(|a| a.message.clone()).collect(),
             )

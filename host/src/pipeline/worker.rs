@@ -142,7 +142,8 @@ fn consume(parts: &RunnerParts, slot: &Slot, reader: &mut dyn PartitionReader) {
                 };
                 // This record alone panics: kept with the reason, and the partition goes on.
                 let letter = DeadLetter::refused(
-                    &format!("{}/pipeline", record.tenant),
+                    Some(&record.tenant),
+                    "pipeline",
                     &format!("processing panicked at offset {partition}/{next}: {message}"),
                     record.points.iter().map(format_point).collect(),
                 );
@@ -280,6 +281,7 @@ impl<'a> Worker<'a> {
                     if offset >= self.stored_to && !self.skipped.contains(&offset) {
                         tracing::warn!(%undecodable, "Keeping a record that does not decode as a dead letter.");
                         letters.push(DeadLetter::refused(
+                            None,
                             "transport",
                             &undecodable.to_string(),
                             vec![String::from_utf8_lossy(&undecodable.bytes).into_owned()],
@@ -448,7 +450,8 @@ impl<'a> Worker<'a> {
                         .iter()
                         .map(|(tenant, points)| {
                             DeadLetter::refused(
-                                &format!("{tenant}/store"),
+                                Some(tenant),
+                                "store",
                                 &error.to_string(),
                                 points.iter().map(format_point).collect(),
                             )
@@ -562,7 +565,8 @@ fn store(
             (r.point < points.len()).then(|| {
                 let point = points.remove(r.point);
                 DeadLetter::refused(
-                    &format!("{tenant}/store"),
+                    Some(tenant),
+                    "store",
                     &r.reason.to_string(),
                     vec![format_point(&point)],
                 )

@@ -59,6 +59,8 @@ pub struct QueryState {
     pub tiers: std::collections::HashMap<TenantId, Vec<TierInfo>>,
     /// How far each tenant's windows have closed.
     pub watermarks: Arc<crate::pipeline::Watermarks>,
+    /// The dead letters, which each tenant reads its own of.
+    pub dead_letters: Arc<crate::pipeline::DeadLetterLog>,
 }
 
 /// The query routes.
@@ -68,6 +70,7 @@ pub fn routes(state: Arc<QueryState>) -> Router {
         .route("/api/v1/series", get(series))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/late", get(late))
+        .route("/api/v1/dead-letters", get(dead_letters))
         .with_state(state)
 }
 
@@ -687,6 +690,54 @@ async fn alerts(
 
 /// Late data: values that came after their window's grace, in time order, with the rule
 /// that found them late; `next` continues after `limit` records.
+/// The tenant's dead letters, oldest first, paged: batches its stages failed on, and
+/// points the store or the pipeline refused, each with the reason.
+async fn dead_letters(
+    State(state): State<Arc<QueryState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = authenticate(&state.tokens, &headers, None)?;
+    let p = params(raw.as_deref())?;
+    let limit = limit_param(p.limit.as_deref(), SERIES_PAGE, MAX_SERIES_PAGE)?;
+    let from: u64 = p
+        .cursor
+        .as_deref()
+        .map(decode_cursor)
+        .transpose()?
+        .unwrap_or(0);
+    let log = state.dead_letters.clone();
+    let page = tokio::task::spawn_blocking(move || log.page(&tenant, from, limit))
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            what: "dead letters",
+            detail: e.to_string(),
+        })?
+        .map_err(|e| ApiError::Unavailable {
+            what: "dead letters",
+            detail: e.to_string(),
+        })?;
+    let letters: Vec<serde_json::Value> = page
+        .letters
+        .into_iter()
+        .map(|l| {
+            serde_json::json!({
+                "time": l.at_ns,
+                "stage": l.stage,
+                "plugin": l.plugin,
+                "version": l.version,
+                "error": l.error,
+                "items": l.items,
+            })
+        })
+        .collect();
+    let mut answer = serde_json::json!({ "dead_letters": letters });
+    if let Some(next) = page.next {
+        answer["next"] = serde_json::Value::String(encode_cursor(&next));
+    }
+    Ok(Json(answer))
+}
+
 async fn late(
     State(state): State<Arc<QueryState>>,
     headers: HeaderMap,

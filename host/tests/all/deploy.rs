@@ -310,4 +310,31 @@ params = { mode = "pass" }
     );
     let stages = stages();
     assert!(stages.iter().all(|s| s == "acme/gate"), "{stages:?}");
+
+    // Each tenant reads its own dead letters through the API, a page at a time.
+    let page = |tok: &str, cursor: &str| {
+        let url = svc.url(&format!("/api/v1/dead-letters?limit=2{cursor}"));
+        let (status, answer) = get_json(&url, tok);
+        assert_eq!(status, 200, "{answer}");
+        answer
+    };
+    let (mut cursor, mut items, mut pages) = (String::new(), Vec::new(), 0);
+    loop {
+        let answer = page("acme-token-1", &cursor);
+        pages += 1;
+        for letter in answer["dead_letters"].as_array().into_iter().flatten() {
+            assert_eq!(letter["stage"], "acme/gate", "{letter}");
+            assert_eq!(letter["plugin"], "chaos", "{letter}");
+            items.extend(letter["items"].as_array().cloned().unwrap_or_default());
+        }
+        match answer["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (1..=5).map(|n| format!("keep v={n} {n}")).collect();
+    assert_eq!(items, expected, "every failed point, once, in order");
+    assert!(pages >= 3, "two letters a page: {pages} pages");
+    let theirs = page("globex-token-1", "");
+    assert_eq!(theirs["dead_letters"], serde_json::json!([]), "{theirs}");
 }
