@@ -151,6 +151,19 @@ fn encode_cursor(value: &impl Serialize) -> String {
     hex::encode(serde_json::to_vec(value).unwrap_or_default())
 }
 
+/// A page's answer: `items` under `key`, and the cursor of the next page when there is one.
+fn paged(
+    key: &str,
+    items: Vec<serde_json::Value>,
+    next: Option<impl Serialize>,
+) -> Json<serde_json::Value> {
+    let mut answer = serde_json::json!({ key: items });
+    if let Some(next) = next {
+        answer["next"] = serde_json::Value::String(encode_cursor(&next));
+    }
+    Json(answer)
+}
+
 fn decode_cursor<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
     hex::decode(raw)
         .ok()
@@ -731,11 +744,7 @@ async fn dead_letters(
             })
         })
         .collect();
-    let mut answer = serde_json::json!({ "dead_letters": letters });
-    if let Some(next) = page.next {
-        answer["next"] = serde_json::Value::String(encode_cursor(&next));
-    }
-    Ok(Json(answer))
+    Ok(paged("dead_letters", letters, page.next))
 }
 
 async fn late(
@@ -769,9 +778,5 @@ async fn late(
             })
         })
         .collect();
-    let mut answer = serde_json::json!({ "late": records });
-    if let Some(next) = page.next {
-        answer["next"] = serde_json::Value::String(encode_cursor(&next));
-    }
-    Ok(Json(answer))
+    Ok(paged("late", records, page.next))
 }
