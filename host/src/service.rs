@@ -331,6 +331,7 @@ pub async fn run(
             retyping,
             retention,
             metrics: metrics.clone(),
+            dead_letters: dead_letters.clone(),
         })))
         .merge(query::routes(Arc::new(QueryState {
             dead_letters: dead_letters.clone(),

@@ -9,6 +9,7 @@
 
 mod body;
 mod influx;
+mod replay;
 mod telegraf;
 mod validate;
 
@@ -60,6 +61,8 @@ pub struct IngestState {
     pub retention: HashMap<TenantId, Duration>,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
+    /// The dead letters, which a tenant re-runs.
+    pub dead_letters: Arc<crate::pipeline::DeadLetterLog>,
 }
 
 /// The ingest routes.
@@ -68,6 +71,7 @@ pub fn routes(state: Arc<IngestState>) -> Router {
         .route("/api/v2/write", post(influx::write_v2))
         .route("/write", post(influx::write_v1))
         .route("/metrics", post(telegraf::write))
+        .route("/api/v1/dead-letters/replay", post(replay::replay))
         .with_state(state)
 }
 

@@ -224,12 +224,8 @@ impl AlertStage {
                         .iter()
                         .map(|w| format_point(&window_as_point(w)))
                         .collect();
-                    self.dead_letters.put(&DeadLetter::new(
-                        &self.tenant,
-                        &self.name,
-                        &error,
-                        items,
-                    ))?;
+                    let letter = DeadLetter::new(&self.tenant, &self.name, &error, items);
+                    self.dead_letters.put(&letter.derived())?;
                     Ok(Vec::new())
                 }
             }

@@ -28,6 +28,10 @@ pub struct DeadLetter {
     pub version: String,
     /// Why the batch failed.
     pub error: String,
+    /// Whether the items were derived from points (windows, alerts, late values) rather
+    /// than being points: those can't be re-run through a pipeline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub derived: bool,
     /// The batch, one line-protocol line per point (windows as points of their aggregates).
     pub items: Vec<String>,
 }
@@ -54,7 +58,17 @@ impl DeadLetter {
             plugin: String::new(),
             version: String::new(),
             error: error.to_owned(),
+            derived: false,
             items,
+        }
+    }
+
+    /// The same letter, marked as holding what was derived from points, not points.
+    #[must_use]
+    pub fn derived(self) -> Self {
+        Self {
+            derived: true,
+            ..self
         }
     }
 }
@@ -69,6 +83,8 @@ pub struct DeadLetterPage {
     pub letters: Vec<DeadLetter>,
     /// Where the next page starts, when there may be one.
     pub next: Option<u64>,
+    /// Where reading stopped: after the last whole letter read.
+    pub read_to: u64,
 }
 
 /// A dead letter could not be kept: the batch must not be acknowledged downstream.
@@ -89,6 +105,10 @@ pub struct DeadLetterLog {
     metrics: Arc<Metrics>,
     /// Where dead letters are published too (Kafka's dead-letter topic), first.
     outbox: Option<Arc<dyn Outbox>>,
+    /// Held while the replay marks are rewritten.
+    marks: Mutex<()>,
+    /// Held for a whole replay.
+    replays: Mutex<()>,
 }
 
 impl DeadLetterLog {
@@ -114,6 +134,8 @@ impl DeadLetterLog {
             file: Mutex::new(file),
             metrics,
             outbox: None,
+            marks: Mutex::default(),
+            replays: Mutex::default(),
         })
     }
 
@@ -224,6 +246,7 @@ impl DeadLetterLog {
             let n = reader.read_until(b'\n', &mut line).map_err(err)?;
             // The end, or a letter still being written: nothing more for now.
             if n == 0 || line.last() != Some(&b'\n') {
+                page.read_to = at;
                 return Ok(page);
             }
             at += n as u64;
@@ -233,8 +256,66 @@ impl DeadLetterLog {
             }
             if page.letters.len() >= limit || at - from >= PAGE_SCAN_BYTES {
                 page.next = Some(at);
+                page.read_to = at;
                 return Ok(page);
             }
+        }
+    }
+
+    /// Where `tenant`'s letters not yet re-run start (0 before its first replay).
+    ///
+    /// # Errors
+    /// When the replay marks can't be read.
+    pub fn replayed_to(&self, tenant: &TenantId) -> Result<u64, DeadLetterError> {
+        Ok(self.replay_marks()?.get(tenant).copied().unwrap_or(0))
+    }
+
+    /// Notes durably that `tenant`'s letters before `to` are re-run.
+    ///
+    /// # Errors
+    /// When the marks can't be written; the letters may then be re-run again (the store
+    /// keeps a point once however often it is written).
+    pub fn mark_replayed(&self, tenant: &TenantId, to: u64) -> Result<(), DeadLetterError> {
+        let _one_at_a_time = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut marks = self.replay_marks()?;
+        marks.insert(tenant.clone(), to);
+        let path = self.marks_path();
+        let tmp = path.with_extension("replayed.tmp");
+        let err = |source| DeadLetterError {
+            path: path.clone(),
+            source,
+        };
+        // Plain map of strings to numbers: serializing can't fail.
+        let json = serde_json::to_vec(&marks).unwrap_or_default();
+        let mut file = File::create(&tmp).map_err(err)?;
+        file.write_all(&json)
+            .and_then(|()| file.sync_all())
+            .map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// One replay at a time per log, so two can't re-run the same letters at once.
+    pub fn replaying(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.replays.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn marks_path(&self) -> PathBuf {
+        self.path.with_extension("replayed")
+    }
+
+    fn replay_marks(&self) -> Result<std::collections::BTreeMap<TenantId, u64>, DeadLetterError> {
+        let path = self.marks_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DeadLetterError {
+                path,
+                source: std::io::Error::other(e),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(source) => Err(DeadLetterError { path, source }),
         }
     }
 
@@ -294,5 +375,28 @@ mod tests {
             .expect("torn");
         let tail = log.page(&a, end, 10).expect("tail");
         assert!(tail.letters.is_empty() && tail.next.is_none(), "{tail:?}");
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    #[test]
+    fn replay_marks_are_per_tenant_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dead.jsonl");
+        let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+        {
+            let log = DeadLetterLog::open(&path, Arc::default()).expect("open");
+            assert_eq!(log.replayed_to(&a).expect("none yet"), 0);
+            log.mark_replayed(&a, 120).expect("mark a");
+            log.mark_replayed(&b, 40).expect("mark b");
+            log.mark_replayed(&a, 300).expect("a again");
+        }
+        let log = DeadLetterLog::open(&path, Arc::default()).expect("reopen");
+        assert_eq!(log.replayed_to(&a).expect("a"), 300);
+        assert_eq!(log.replayed_to(&b).expect("b"), 40);
+        assert_eq!(log.replayed_to(&TenantId::new("c")).expect("c"), 0);
     }
 }

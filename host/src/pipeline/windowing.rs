@@ -319,6 +319,7 @@ fn store_late(d: &Delivery<'_>, tenant: &TenantId, w: &TenantWindows, late: &[La
                     .map(|r| format!("{} {}={} {}", r.rule, r.series.field, r.value, r.timestamp))
                     .collect(),
             )
+            .derived()
         },
     );
 }
@@ -375,6 +376,7 @@ fn store_rollups(
                     })
                     .collect(),
             )
+            .derived()
         },
     );
 }
@@ -423,6 +425,7 @@ fn deliver_alerts(
                 &format!("alerts not stored: {error}"),
                 alerts.iter().map(|a| a.message.clone()).collect(),
             )
+            .derived()
         },
     );
     d.publish(

@@ -337,4 +337,49 @@ params = { mode = "pass" }
     assert!(pages >= 3, "two letters a page: {pages} pages");
     let theirs = page("globex-token-1", "");
     assert_eq!(theirs["dead_letters"], serde_json::json!([]), "{theirs}");
+
+    // The plugin fixed (a filter that keeps all, under its name), acme re-runs its dead
+    // letters: each point stored once, however often it asks.
+    let before = chaos(&health(&svc))["version"].clone();
+    let dir = svc.data_dir().with_file_name("plugins");
+    std::fs::copy(plugin_file("drop-filter"), dir.join(".chaos.wasm.tmp")).expect("copy");
+    std::fs::rename(dir.join(".chaos.wasm.tmp"), dir.join("chaos.wasm")).expect("rename");
+    assert!(
+        eventually(Duration::from_secs(20), || chaos(&health(&svc))["version"]
+            != before),
+        "{}",
+        health(&svc)
+    );
+    let replay = |tok: &str| {
+        let auth = token(tok);
+        let (status, body) = request(
+            "POST",
+            &svc.url("/api/v1/dead-letters/replay"),
+            &[(auth.0, &auth.1)],
+            String::new(),
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).expect("json")
+    };
+    let first = replay("acme-token-1");
+    assert_eq!(
+        (&first["letters"], &first["points"]),
+        (&5.into(), &5.into()),
+        "{first}"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || stored(&svc, "keep")
+            == (1..=5).collect::<Vec<i64>>()),
+        "acme's points, re-run: {:?}",
+        stored(&svc, "keep")
+    );
+    let again = replay("acme-token-1");
+    assert_eq!(again["letters"], 0, "already re-run: {again}");
+    assert_eq!(replay("globex-token-1")["letters"], 0, "globex had none");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        stored(&svc, "keep"),
+        (1..=5).collect::<Vec<i64>>(),
+        "once each"
+    );
 }
