@@ -96,7 +96,7 @@ impl IngestState {
             if page.read_to > from {
                 log.mark_replayed(tenant, page.read_to).map_err(log_error)?;
             }
-            match page.next {
+            match page.next() {
                 Some(next) => from = next,
                 None => return Ok(done),
             }

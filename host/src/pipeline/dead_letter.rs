@@ -81,10 +81,17 @@ pub const PAGE_SCAN_BYTES: u64 = 8 << 20;
 pub struct DeadLetterPage {
     /// The letters, oldest first.
     pub letters: Vec<DeadLetter>,
-    /// Where the next page starts, when there may be one.
-    pub next: Option<u64>,
     /// Where reading stopped: after the last whole letter read.
     pub read_to: u64,
+    /// Whether more may follow (reading stopped at the limit, not at the end).
+    pub more: bool,
+}
+
+impl DeadLetterPage {
+    /// Where the next page starts, when there may be one.
+    pub fn next(&self) -> Option<u64> {
+        self.more.then_some(self.read_to)
+    }
 }
 
 /// A dead letter could not be kept: the batch must not be acknowledged downstream.
@@ -255,7 +262,7 @@ impl DeadLetterLog {
                 page.letters.push(letter);
             }
             if page.letters.len() >= limit || at - from >= PAGE_SCAN_BYTES {
-                page.next = Some(at);
+                page.more = true;
                 page.read_to = at;
                 return Ok(page);
             }
@@ -361,7 +368,7 @@ mod tests {
             pages.push(page.letters.len());
             assert!(page.letters.iter().all(|l| l.tenant.as_ref() == Some(&a)));
             assert!(page.letters.iter().all(|l| l.stage == "a/store"));
-            match page.next {
+            match page.next() {
                 Some(next) => from = next,
                 None => break,
             }
@@ -374,7 +381,7 @@ mod tests {
         file.write_all(br#"{"at_ns":1,"tenant":"a","stage":"a/st"#)
             .expect("torn");
         let tail = log.page(&a, end, 10).expect("tail");
-        assert!(tail.letters.is_empty() && tail.next.is_none(), "{tail:?}");
+        assert!(tail.letters.is_empty() && tail.next().is_none(), "{tail:?}");
     }
 }
 

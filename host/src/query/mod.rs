@@ -730,6 +730,7 @@ async fn dead_letters(
             what: "dead letters",
             detail: e.to_string(),
         })?;
+    let next = page.next();
     let letters: Vec<serde_json::Value> = page
         .letters
         .into_iter()
@@ -744,7 +745,7 @@ async fn dead_letters(
             })
         })
         .collect();
-    Ok(paged("dead_letters", letters, page.next))
+    Ok(paged("dead_letters", letters, next))
 }
 
 async fn late(

@@ -27,6 +27,15 @@ fn take<'a>(bytes: &mut &'a [u8]) -> Option<&'a str> {
     Some(s)
 }
 
+/// A tag as a key: its key and value, each length-prefixed (so no value can pass for
+/// another tag).
+pub fn tag(key: &str, value: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len() + value.len());
+    put(&mut out, key);
+    put(&mut out, value);
+    out
+}
+
 /// Prefix of every key of `tenant` (and of one measurement and field, when given).
 pub fn prefix(tenant: &TenantId, measurement: Option<&str>, field: Option<&str>) -> Vec<u8> {
     let mut out = Vec::new();

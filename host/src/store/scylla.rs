@@ -246,7 +246,7 @@ impl Writes {
                 need(IndexRow::Tag {
                     stream: row.stream.clone(),
                     measurement: measurement.to_owned(),
-                    tag: tag_key(k, v),
+                    tag: keys::tag(k, v),
                     series: row.series.clone(),
                 });
             }
@@ -279,16 +279,6 @@ fn longer(a: Ttl, b: Ttl) -> Ttl {
     Some(a?.max(b?))
 }
 
-/// The key of a tag in `series_by_tag`: key and value, each length-prefixed.
-fn tag_key(key: &str, value: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + key.len() + value.len());
-    for s in [key, value] {
-        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-    out
-}
-
 /// The TTL of a row of time `ts` kept for `retention` at `now`, rounded up to
 /// [`TTL_STEP_SECS`]; none (outside) when the row is already past its retention.
 fn ttl(retention: Retention, ts: Nanos, now: Nanos) -> Option<Ttl> {
@@ -308,9 +298,12 @@ fn bucket_of(ts: Nanos, width: Nanos) -> i64 {
     ts.saturating_sub(ts.rem_euclid(width))
 }
 
+/// What a rollup tier's stream is named by: then the tier.
+const TIER_PREFIX: &str = "tier:";
+
 /// The stream of a rollup tier.
 fn tier_stream(tier: &str) -> String {
-    format!("tier:{tier}")
+    format!("{TIER_PREFIX}{tier}")
 }
 
 /// A point's value as stored: postcard of [`FieldValue`] (tagged by its type).
@@ -652,7 +645,7 @@ impl Db {
     /// The bucket span of `stream`: a tier's is pinned in the keyspace's settings at its
     /// first use, since its rows are laid out by it.
     async fn width(&self, stream: &str) -> Result<Nanos, StoreError> {
-        let Some(tier) = stream.strip_prefix("tier:") else {
+        let Some(tier) = stream.strip_prefix(TIER_PREFIX) else {
             return Ok(self.raw_bucket);
         };
         let width = self
@@ -777,18 +770,21 @@ impl Db {
         Ok(())
     }
 
-    /// Reads the field types of the series of `points`' fields this process doesn't know
-    /// from the index (once per series, concurrently).
-    async fn learn_kinds(&self, tenant: &TenantId, points: &[Point]) -> Result<(), StoreError> {
-        let unknown: HashMap<Vec<u8>, &str> = {
+    /// Reads the field types of the series `field_keys` (of `points`' fields) this process
+    /// doesn't know from the index (once per series, concurrently).
+    async fn learn_kinds(
+        &self,
+        tenant: &TenantId,
+        points: &[Point],
+        field_keys: &[Vec<Vec<u8>>],
+    ) -> Result<(), StoreError> {
+        let unknown: HashMap<&[u8], &str> = {
             let kinds = lock(&self.kinds);
             let mut unknown = HashMap::new();
-            let mut key = Vec::new();
-            for point in points {
-                for field in &point.fields {
-                    keys::series_of_into(&mut key, tenant, point, &field.key);
-                    if !kinds.contains_key(&key) && !unknown.contains_key(&key) {
-                        unknown.insert(key.clone(), point.measurement.as_str());
+            for (point, keys) in points.iter().zip(field_keys) {
+                for key in keys {
+                    if !kinds.contains_key(key) {
+                        unknown.insert(key.as_slice(), point.measurement.as_str());
                     }
                 }
             }
@@ -796,8 +792,8 @@ impl Db {
         };
         let found: Vec<Option<(Vec<u8>, FieldType)>> = stream::iter(unknown)
             .map(|(key, measurement)| async move {
-                let ty = self.read_kind(tenant, measurement, &key).await?;
-                Ok::<_, StoreError>(ty.map(|ty| (key, ty)))
+                let ty = self.read_kind(tenant, measurement, key).await?;
+                Ok::<_, StoreError>(ty.map(|ty| (key.to_vec(), ty)))
             })
             .buffer_unordered(self.concurrency)
             .try_collect()
@@ -841,10 +837,23 @@ impl Db {
         let mut refused = Vec::new();
         for (b, batch) in batches.iter().enumerate() {
             let tenant = batch.tenant;
-            self.learn_kinds(tenant, batch.points).await?;
+            // Each field's series key, built once: for the type lookups, then the rows.
+            let field_keys: Vec<Vec<Vec<u8>>> = batch
+                .points
+                .iter()
+                .map(|point| {
+                    let key = |field: &crate::point::Field| {
+                        let mut key = Vec::new();
+                        keys::series_of_into(&mut key, tenant, point, &field.key);
+                        key
+                    };
+                    point.fields.iter().map(key).collect()
+                })
+                .collect();
+            self.learn_kinds(tenant, batch.points, &field_keys).await?;
             let mut writes = Writes::default();
-            for (i, point) in batch.points.iter().enumerate() {
-                match self.rows_of(tenant, batch.retention, point, now) {
+            for (i, (point, keys)) in batch.points.iter().zip(field_keys).enumerate() {
+                match self.rows_of(batch.retention, point, keys, now) {
                     Ok(rows) => {
                         let tags: Vec<(&str, &str)> = point
                             .tags
@@ -867,20 +876,18 @@ impl Db {
         Ok(refused)
     }
 
-    /// The rows of `point`'s fields (with their kinds), or why the point is refused
-    /// whole. Notes the types of new series.
+    /// The rows of `point`'s fields, whose series keys are `field_keys` (with their
+    /// kinds), or why the point is refused whole. Notes the types of new series.
     fn rows_of(
         &self,
-        tenant: &TenantId,
         retention: Retention,
         point: &Point,
+        field_keys: Vec<Vec<u8>>,
         now: Nanos,
     ) -> Result<Vec<(Row, i32)>, PointError> {
         let mut kinds = lock(&self.kinds);
         let mut rows = Vec::with_capacity(point.fields.len());
-        for field in &point.fields {
-            let mut key = Vec::new();
-            keys::series_of_into(&mut key, tenant, point, &field.key);
+        for (field, key) in point.fields.iter().zip(field_keys) {
             if key.len() > MAX_SERIES_KEY {
                 return Err(PointError::KeyTooLong {
                     field: field.key.clone(),
@@ -905,7 +912,9 @@ impl Db {
         Ok(rows
             .into_iter()
             .map(|(key, ty, value)| {
-                kinds.entry(key.clone()).or_insert(ty);
+                if !kinds.contains_key(&key) {
+                    kinds.insert(key.clone(), ty);
+                }
                 let row = Row {
                     stream: RAW.to_owned(),
                     series: key,
@@ -1078,7 +1087,7 @@ impl Db {
             };
             match filter.tags.first() {
                 Some((k, v)) => {
-                    let tag = tag_key(k, v);
+                    let tag = keys::tag(k, v);
                     let values = (t, stream, measurement.as_str(), tag, start.clone());
                     self.pages(&self.statements.tagged, values, &mut take)
                         .await?;
@@ -1160,7 +1169,6 @@ impl Db {
         rows: &[Rollup],
         retracted: &[(SeriesKey, Nanos)],
     ) -> Result<(), StoreError> {
-        let db = self;
         let stream = tier_stream(tier.name);
         let width = self.width(&stream).await?;
         let now = crate::time::now_ns();
@@ -1198,9 +1206,9 @@ impl Db {
                 NONE,
             )
         });
-        db.execute_each("retracting a window", &db.statements.delete_row, deletes)
+        self.execute_each("retracting a window", &self.statements.delete_row, deletes)
             .await?;
-        db.send(tenant, writes).await
+        self.send(tenant, writes).await
     }
 
     async fn sync(&self) -> Result<Vec<Through>, StoreError> {
