@@ -89,10 +89,7 @@ fn measure(store: &dyn Store, batches: &[Vec<Point>]) -> f64 {
             retention,
             points,
         };
-        let through = Through {
-            partition: 0,
-            next: i as u64 + 1,
-        };
+        let through = Through::partition(0, i as u64 + 1);
         let refused = store.write(&[batch], through).expect("write");
         assert!(refused.is_empty(), "{refused:?}");
         store.sync().expect("sync");

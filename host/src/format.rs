@@ -422,8 +422,10 @@ pub fn decode_late(bytes: &[u8]) -> Result<LateRecord, FormatError> {
     })
 }
 
-/// The version of the partition checkpoint format this release writes.
-pub const CHECKPOINT_VERSION: u8 = 1;
+/// The version of the partition checkpoint format this release writes: 2 gives each
+/// tenant's part the offset it reflects (tenants' lanes move on their own); 1, written
+/// before lanes, has one offset for the whole, beside it.
+pub const CHECKPOINT_VERSION: u8 = 2;
 
 /// What a partition checkpoint holds, per tenant: each part an opaque blob of the module
 /// that owns it.
@@ -444,6 +446,17 @@ pub struct TenantCheckpoint {
     pub alerts: Vec<u8>,
     /// Each stage's plugin state, by stage name.
     pub stages: Vec<(String, Vec<u8>)>,
+    /// The first of the tenant's records on the partition this part does not reflect.
+    pub next: u64,
+}
+
+/// A tenant's part as version 1 wrote it: no offset of its own.
+#[derive(Deserialize)]
+struct TenantCheckpointV1 {
+    tenant: String,
+    windows: Vec<u8>,
+    alerts: Vec<u8>,
+    stages: Vec<(String, Vec<u8>)>,
 }
 
 impl Checkpoint {
@@ -468,12 +481,27 @@ pub fn encode_checkpoint(checkpoint: &Checkpoint) -> Vec<u8> {
     postcard::to_extend(checkpoint, header(CHECKPOINT_VERSION)).unwrap_or_default()
 }
 
-/// Decodes [`encode_checkpoint`].
+/// Decodes [`encode_checkpoint`]; a checkpoint of version 1 reflects every tenant's records
+/// before `next`.
 ///
 /// # Errors
 /// Another version, no header, or bytes that don't decode.
-pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
+pub fn decode_checkpoint(bytes: &[u8], next: u64) -> Result<Checkpoint, FormatError> {
     const WHAT: &str = "partition checkpoint";
+    if let Ok(v1) = body(WHAT, bytes, 1) {
+        let tenants: Vec<TenantCheckpointV1> = decode_body(WHAT, v1)?;
+        let tenants = tenants
+            .into_iter()
+            .map(|t| TenantCheckpoint {
+                tenant: t.tenant,
+                windows: t.windows,
+                alerts: t.alerts,
+                stages: t.stages,
+                next,
+            })
+            .collect();
+        return Ok(Checkpoint { tenants });
+    }
     decode_body(WHAT, body(WHAT, bytes, CHECKPOINT_VERSION)?)
 }
 

@@ -10,8 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::health::panic_message;
+use super::lane::{Head, Inbox};
 use super::runner::RunnerParts;
+use crate::format::{self, Checkpoint};
 use crate::store::Through;
+use crate::tenant::TenantId;
 use crate::transport::{Offset, Partition, PartitionState};
 
 /// How often the store is synced and offsets committed: about what a crash replays at most,
@@ -19,31 +22,30 @@ use crate::transport::{Offset, Partition, PartitionState};
 pub(super) const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// No offset yet (an atomic offset's "none").
-const NONE: Offset = Offset::MAX;
+pub(super) const NONE: Offset = Offset::MAX;
 
-/// One owned partition's progress, shared by its worker, the checkpoints and its
-/// revocation.
+/// One owned partition's progress, shared by its reader, its lanes, the checkpoints and
+/// its revocation.
 pub(super) struct Slot {
     /// The partition.
     pub(super) partition: Partition,
-    /// The next record to run through the stages.
-    pub(super) processed: AtomicU64,
     /// What the group has committed: the transport's at assignment, then this member's.
     pub(super) committed: AtomicU64,
-    /// The end of the partition when its worker started: caught up once `processed`
-    /// reaches it. [`NONE`] until known.
+    /// What the group had committed at assignment: where the reader starts.
+    pub(super) committed_at_start: Offset,
+    /// The end of the partition when its reader started: caught up once the reader and
+    /// every lane reach it. [`NONE`] until known.
     pub(super) end_at_start: AtomicU64,
-    /// The first record the state needs replayed after a crash (its last save's, or the
-    /// first held at assignment before any save): commits stop there. [`NONE`] while the
-    /// partition holds no state.
-    pub(super) needed_from: AtomicU64,
-    /// The last saved state (maybe not durable yet): where a rewind goes back to.
-    pub(super) saved: Mutex<Option<PartitionState>>,
-    /// The last saved state until the next checkpoint makes it durable.
-    staged: Mutex<Option<PartitionState>>,
-    /// Set when the partition is revoked or the runner stops: its worker ends after the
-    /// current group of records and saves its state.
-    pub(super) stop: AtomicBool,
+    /// Where the partition's reader is, shared with the lanes.
+    pub(super) head: Arc<Head>,
+    /// Each tenant's lane through the partition.
+    pub(super) lanes: Mutex<BTreeMap<TenantId, Arc<Lane>>>,
+    /// The offset noted in the store for every tenant's records (all of them before it
+    /// are processed).
+    noted: AtomicU64,
+    /// Set when the partition is revoked or the runner stops: its reader and lanes end
+    /// after their current group of records, and the lanes save their state.
+    pub(super) stop: Arc<AtomicBool>,
 }
 
 impl Slot {
@@ -51,33 +53,174 @@ impl Slot {
     pub(super) fn new(partition: Partition, committed: Offset) -> Self {
         Self {
             partition,
-            processed: AtomicU64::new(committed),
             committed: AtomicU64::new(committed),
+            committed_at_start: committed,
             end_at_start: AtomicU64::new(NONE),
-            needed_from: AtomicU64::new(NONE),
-            saved: Mutex::new(None),
-            staged: Mutex::new(None),
-            stop: AtomicBool::new(false),
+            head: Arc::new(Head {
+                next: AtomicU64::new(committed),
+            }),
+            lanes: Mutex::default(),
+            noted: AtomicU64::new(0),
+            stop: Arc::default(),
         }
     }
 
-    /// Whether the partition has processed what it held when its worker started.
+    /// The store holds every tenant's records before `stored` already.
+    pub(super) fn noted_from(&self, stored: Offset) {
+        self.noted.fetch_max(stored, Ordering::AcqRel);
+    }
+
+    /// The lanes, as of now.
+    pub(super) fn lanes(&self) -> Vec<Arc<Lane>> {
+        lock(&self.lanes).values().cloned().collect()
+    }
+
+    /// Every record before the returned offset is processed: handed out by the reader,
+    /// and stored by its lane.
+    fn processed(&self) -> Offset {
+        // The head first: a record handed out after this read shows in its lane's
+        // progress, which is read after.
+        let head = self.head.next.load(Ordering::Acquire);
+        self.lanes()
+            .iter()
+            .map(|l| l.processed.load(Ordering::Acquire))
+            .fold(head, Offset::min)
+    }
+
+    /// Whether the reader and every lane have processed what the partition held when
+    /// its reader started.
     fn caught_up(&self) -> bool {
         let end = self.end_at_start.load(Ordering::Acquire);
-        end != NONE && self.processed.load(Ordering::Acquire) >= end
+        end != NONE && self.processed() >= end
+    }
+
+    /// The first record the lanes' states need replayed after a crash: commits stop there.
+    fn needed_from(&self) -> Offset {
+        self.lanes()
+            .iter()
+            .map(|l| l.needed_from.load(Ordering::Acquire))
+            .fold(NONE, Offset::min)
+    }
+
+    /// The partition's state as its lanes last saved it: each tenant's part with the
+    /// offset it reflects; none when no lane saved since the last checkpoint. With it,
+    /// each saving lane and the offset it saved at.
+    fn staged(&self) -> Option<Staged> {
+        let lanes = self.lanes();
+        if !lanes.iter().any(|l| l.staged.load(Ordering::Acquire)) {
+            return None;
+        }
+        let mut checkpoint = Checkpoint::default();
+        let mut saved = Vec::new();
+        for lane in lanes {
+            lane.staged.store(false, Ordering::Release);
+            let Some(state) = lock(&lane.saved).clone() else {
+                continue;
+            };
+            for mut part in state.checkpoint.tenants {
+                part.next = state.next;
+                checkpoint.tenants.push(part);
+            }
+            saved.push((lane, state.next));
+        }
+        let next = saved
+            .iter()
+            .map(|(_, next)| *next)
+            .min()
+            .unwrap_or_else(|| self.head.next.load(Ordering::Acquire));
+        let state = PartitionState {
+            next,
+            bytes: format::encode_checkpoint(&checkpoint),
+        };
+        Some(Staged {
+            state,
+            lanes: saved,
+        })
+    }
+}
+
+/// A partition's state composed of its lanes' last saves, for a checkpoint to make
+/// durable.
+struct Staged {
+    state: PartitionState,
+    /// Each lane whose save it holds, and the offset of that save.
+    lanes: Vec<(Arc<Lane>, Offset)>,
+}
+
+impl Staged {
+    /// Stages its lanes' saves again: they were not made durable.
+    fn restage(&self) {
+        for (lane, _) in &self.lanes {
+            lane.staged.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// A tenant's lane through a partition: its progress, its saved state, its inbox.
+pub(super) struct Lane {
+    /// The partition.
+    pub(super) partition: Partition,
+    /// The tenant.
+    pub(super) tenant: TenantId,
+    /// The tenant's records before this are processed (stored, and in its state).
+    pub(super) processed: AtomicU64,
+    /// The first of the tenant's records the lane's state needs replayed after a crash
+    /// (its last durable save's, or the first held at assignment before any save).
+    /// [`NONE`] while the lane holds no state.
+    pub(super) needed_from: AtomicU64,
+    /// The lane's last saved state (maybe not durable yet): where a rewind goes back to.
+    pub(super) saved: Mutex<Option<LaneState>>,
+    /// Whether a state was saved since the last checkpoint made one durable.
+    staged: AtomicBool,
+    /// Records the partition's reader hands the lane.
+    pub(super) inbox: Arc<Inbox>,
+    /// Where the tenant's records are stored up to, per the store when the partition was
+    /// assigned: a replay stores nothing before it again.
+    pub(super) stored_at_start: Offset,
+    /// The partition's stop.
+    pub(super) stop: Arc<AtomicBool>,
+}
+
+/// A lane's saved state: its tenant's part of a partition checkpoint, as of the tenant's
+/// record before `next`.
+#[derive(Clone)]
+pub(super) struct LaneState {
+    /// The first of the tenant's records the state does not reflect.
+    pub(super) next: Offset,
+    /// The state.
+    pub(super) checkpoint: Checkpoint,
+}
+
+impl Lane {
+    /// The lane of `tenant` on `slot`'s partition, from `from` on, with its state as last
+    /// durably saved and where its stored points reach.
+    pub(super) fn new(
+        slot: &Slot,
+        tenant: TenantId,
+        from: Offset,
+        saved: Option<LaneState>,
+        stored: Offset,
+    ) -> Self {
+        let needed_from = saved.as_ref().map_or(NONE, |s| s.next);
+        Self {
+            partition: slot.partition,
+            tenant,
+            processed: AtomicU64::new(from),
+            needed_from: AtomicU64::new(needed_from),
+            saved: Mutex::new(saved),
+            staged: AtomicBool::new(false),
+            inbox: Arc::default(),
+            stored_at_start: stored,
+            stop: slot.stop.clone(),
+        }
     }
 
     /// Saves `state`: a rewind goes back to it at once; the next checkpoint makes it
-    /// durable (a state saved after windows closed on an idle partition, say, even when no
+    /// durable (a state saved after windows closed on an idle lane, say, even when no
     /// offset moved).
-    pub(super) fn stage(&self, state: PartitionState) {
-        *lock(&self.saved) = Some(state.clone());
-        *lock(&self.staged) = Some(state);
-    }
-
-    /// Puts `state` back for the next checkpoint, unless a newer one was saved meanwhile.
-    fn restage(&self, state: PartitionState) {
-        lock(&self.staged).get_or_insert(state);
+    pub(super) fn stage(&self, state: LaneState) {
+        *lock(&self.saved) = Some(state);
+        self.staged.store(true, Ordering::Release);
     }
 
     /// The state needs records from `from` on replayed after a crash (the first time it
@@ -87,6 +230,31 @@ impl Slot {
             .needed_from
             .compare_exchange(NONE, from, Ordering::AcqRel, Ordering::Acquire);
     }
+}
+
+/// Each tenant's part of a partition's saved state: as saved with lanes, or (saved before
+/// them) the whole partition's state as of its `next`.
+pub(super) fn lane_states(state: &PartitionState) -> BTreeMap<TenantId, LaneState> {
+    let checkpoint = match format::decode_checkpoint(&state.bytes, state.next) {
+        Ok(checkpoint) => checkpoint,
+        Err(error) => {
+            tracing::error!(%error, "Partition state unreadable; its lanes start empty.");
+            return BTreeMap::new();
+        }
+    };
+    let mut out = BTreeMap::new();
+    for part in checkpoint.tenants {
+        out.insert(
+            TenantId::new(&part.tenant),
+            LaneState {
+                next: part.next,
+                checkpoint: Checkpoint {
+                    tenants: vec![part],
+                },
+            },
+        );
+    }
+    out
 }
 
 /// The partitions this member owns, and how far the checkpoints have taken them.
@@ -149,17 +317,29 @@ impl Owned {
     }
 }
 
-/// Syncs the store, saves the states staged before the sync (everything they reflect is
-/// durable now), then commits on `slots` how far the store's durable points reach, held
-/// back to where each durable state replays from.
+/// Notes in the store how far each of `slots` has processed every tenant's records, syncs
+/// it, saves the states staged before the sync (everything they reflect is durable now),
+/// then commits on `slots` how far the store's durable points reach, held back to where
+/// each durable state replays from.
 fn commit(parts: &RunnerParts, slots: &[Arc<Slot>]) {
-    let staged: Vec<(&Arc<Slot>, PartitionState)> = slots
+    for slot in slots {
+        let processed = slot.processed();
+        if processed > slot.noted.load(Ordering::Acquire)
+            && parts
+                .store
+                .write(&[], Through::partition(slot.partition, processed))
+                .is_ok()
+        {
+            slot.noted.store(processed, Ordering::Release);
+        }
+    }
+    let staged: Vec<(Partition, Staged)> = slots
         .iter()
-        .filter_map(|s| lock(&s.staged).take().map(|state| (s, state)))
+        .filter_map(|s| s.staged().map(|staged| (s.partition, staged)))
         .collect();
     let moved = slots
         .iter()
-        .any(|s| s.processed.load(Ordering::Acquire) > s.committed.load(Ordering::Acquire));
+        .any(|s| s.noted.load(Ordering::Acquire) > s.committed.load(Ordering::Acquire));
     if !moved && staged.is_empty() {
         return;
     }
@@ -168,9 +348,7 @@ fn commit(parts: &RunnerParts, slots: &[Arc<Slot>]) {
         Ok(synced) => synced,
         Err(error) => {
             tracing::error!(%error, "Could not sync the store; offsets stay uncommitted.");
-            for (slot, state) in staged {
-                slot.restage(state);
-            }
+            staged.iter().for_each(|(_, s)| s.restage());
             return;
         }
     };
@@ -181,30 +359,36 @@ fn commit(parts: &RunnerParts, slots: &[Arc<Slot>]) {
     if !staged.is_empty() {
         let states: Vec<(Partition, PartitionState)> = staged
             .iter()
-            .map(|(slot, state)| (slot.partition, state.clone()))
+            .map(|(partition, s)| (*partition, s.state.clone()))
             .collect();
         match parts.states.save(&states) {
             Ok(()) => {
-                for (slot, state) in &staged {
-                    slot.needed_from.store(state.next, Ordering::Release);
+                for (lane, next) in staged.iter().flat_map(|(_, s)| &s.lanes) {
+                    lane.needed_from.store(*next, Ordering::Release);
                 }
             }
             Err(error) => {
                 tracing::error!(%error, "Could not save partition states; their records stay uncommitted.");
-                for (slot, state) in staged {
-                    slot.restage(state);
-                }
+                staged.iter().for_each(|(_, s)| s.restage());
             }
         }
     }
     let mut commits = Vec::new();
-    for Through { partition, next } in synced {
+    for through in synced {
+        let Through {
+            partition,
+            lane: None,
+            next,
+        } = through
+        else {
+            continue;
+        };
         let Some(slot) = slots.iter().find(|s| s.partition == partition) else {
             // Not this member's (any more): its owner commits it.
             continue;
         };
-        // The log keeps what the state would replay after a crash.
-        let next = next.min(slot.needed_from.load(Ordering::Acquire));
+        // The log keeps what the states would replay after a crash.
+        let next = next.min(slot.needed_from());
         if next > slot.committed.load(Ordering::Acquire) {
             commits.push((slot, next));
         }

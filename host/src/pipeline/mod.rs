@@ -5,6 +5,8 @@ mod alerting;
 mod checkpoint;
 mod dead_letter;
 mod health;
+mod lane;
+mod partition;
 mod pipelines;
 mod runner;
 mod stage;

@@ -1,8 +1,9 @@
 //! The pipeline runner: one member of the transport's consumer group. A poll thread
-//! follows the group: each partition assigned to the member gets a worker thread
-//! ([`super::worker`]); a revoked one's worker stops, saves its state, and a last
-//! checkpoint commits it before the revocation returns, so the next owner resumes exactly
-//! there. A checkpoint thread syncs the store and commits every
+//! follows the group: each partition assigned to the member gets a reader thread
+//! ([`super::partition`]) that hands each tenant's records to the tenant's lane, a worker
+//! thread of its own ([`super::worker`]); a revoked partition's lanes stop, save their
+//! state, and a last checkpoint commits it before the revocation returns, so the next
+//! owner resumes exactly there. A checkpoint thread syncs the store and commits every
 //! [`super::checkpoint::SYNC_EVERY`]. The embedded log has one member owning every
 //! partition; Kafka spreads them over the processes of a group: one code path.
 
@@ -18,7 +19,7 @@ use super::dead_letter::DeadLetterLog;
 use super::health::PartitionHealth;
 use super::pipelines::Pipelines;
 use super::windowing::Watermarks;
-use super::worker::{READ_WAIT, supervise};
+use super::worker::READ_WAIT;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::transport::{
@@ -65,7 +66,7 @@ struct Members {
     workers: Mutex<HashMap<Partition, Worker>>,
 }
 
-/// A partition's worker thread, and what it shares.
+/// A partition's reader thread, and what it shares.
 type Worker = (Arc<Slot>, JoinHandle<()>);
 
 impl Rebalance for Members {
@@ -84,13 +85,13 @@ impl Rebalance for Members {
             .partitions_owned
             .inc_by(slots.len() as i64);
         let mut workers = lock(&self.workers);
-        for (slot, mut reader) in slots.into_iter().zip(readers) {
+        for (slot, reader) in slots.into_iter().zip(readers) {
             let partition = slot.partition;
             let parts = self.parts.clone();
             let worker_slot = slot.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("sluice-partition-{partition}"))
-                .spawn(move || supervise(&parts, &worker_slot, reader.as_mut()));
+                .spawn(move || super::partition::run(&parts, &worker_slot, reader));
             match spawned {
                 Ok(thread) => {
                     workers.insert(partition, (slot, thread));
@@ -215,8 +216,15 @@ mod tests {
     use crate::transport::{EmbeddedLog, Producer, Record};
 
     /// The embedded store, except that a write holding a `panic` point panics, as a bug in
-    /// a store would.
-    struct Panicky(EmbeddedStore);
+    /// a store would, and that writes of tenant `slow` time out while `stalled`.
+    struct Panicky(EmbeddedStore, AtomicBool);
+
+    impl Panicky {
+        fn open(dir: &std::path::Path) -> Arc<Self> {
+            let store = EmbeddedStore::open(dir).expect("store");
+            Arc::new(Self(store, AtomicBool::new(false)))
+        }
+    }
 
     impl Store for Panicky {
         fn write(
@@ -229,6 +237,13 @@ mod tests {
                 .flat_map(|b| b.points)
                 .any(|p| p.measurement == "panic");
             assert!(!poisoned, "a store bug met a panic point");
+            if self.1.load(Ordering::Acquire) && batches.iter().any(|b| b.tenant.as_str() == "slow")
+            {
+                return Err(StoreError::Timeout {
+                    what: "a test's write",
+                    reason: "tenant slow is stalled".into(),
+                });
+            }
             self.0.write(batches, through)
         }
         fn field_type(
@@ -332,13 +347,18 @@ mod tests {
         }
     }
 
-    /// Runs `log`'s partitions (no tenant pipelines) until they have processed what they
-    /// held, then stops: its dead letters, partition health and metrics.
-    fn run_through(
+    /// A member running `log`'s partitions (no tenant pipelines) into `store`: with its
+    /// dead letters, partition health and metrics.
+    fn start(
         dir: &std::path::Path,
         log: &Arc<EmbeddedLog>,
         store: Arc<Panicky>,
-    ) -> (Arc<DeadLetterLog>, Arc<PartitionHealth>, Arc<Metrics>) {
+    ) -> (
+        Runner,
+        Arc<DeadLetterLog>,
+        Arc<PartitionHealth>,
+        Arc<Metrics>,
+    ) {
         let metrics = Arc::new(Metrics::default());
         let health = Arc::new(PartitionHealth::new(1));
         let dead_letters =
@@ -360,11 +380,27 @@ mod tests {
             Box::new(consumer),
         )
         .expect("start");
+        (runner, dead_letters, health, metrics)
+    }
+
+    /// Waits up to 20 s for `done`.
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !runner.caught_up() {
-            assert!(Instant::now() < deadline, "timed out");
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Runs `log`'s partitions (no tenant pipelines) until they have processed what they
+    /// held, then stops: its dead letters, partition health and metrics.
+    fn run_through(
+        dir: &std::path::Path,
+        log: &Arc<EmbeddedLog>,
+        store: Arc<Panicky>,
+    ) -> (Arc<DeadLetterLog>, Arc<PartitionHealth>, Arc<Metrics>) {
+        let (runner, dead_letters, health, metrics) = start(dir, log, store);
+        wait_for("the partitions to catch up", || runner.caught_up());
         runner.stop();
         (dead_letters, health, metrics)
     }
@@ -389,19 +425,95 @@ mod tests {
     }
 
     fn record(lp: &str) -> Record {
+        tenant_record("a", lp)
+    }
+
+    fn tenant_record(tenant: &str, lp: &str) -> Record {
         Record {
-            tenant: TenantId::new("a"),
+            tenant: TenantId::new(tenant),
             points: parse(lp, Precision::Nanoseconds, 0).0,
         }
+    }
+
+    /// How many times each of `tenant`'s series `m,i=I` (for each I of `ids`) is stored,
+    /// below the read path: 1 for each, when nothing was lost or stored twice.
+    fn copies(store: &Panicky, tenant: &str, ids: impl Iterator<Item = usize>) -> Vec<usize> {
+        let tenant = TenantId::new(tenant);
+        ids.map(|i| {
+            let series = SeriesKey {
+                measurement: "m".into(),
+                field: "v".into(),
+                tags: vec![("i".into(), i.to_string())],
+            };
+            store
+                .0
+                .stored_samples(&tenant, &series)
+                .expect("samples")
+                .len()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_tenant_whose_writes_stall_holds_up_no_other_and_loses_or_repeats_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(&dir.path().join("log"), 1).expect("log");
+        // One partition, tenants interleaved: more of slow's records than its lane's
+        // inbox holds, so its lane reads them again from the log itself.
+        let tenant_of = |i: usize| if i % 5 == 4 { "b" } else { "slow" };
+        let records: Vec<_> = (0..1000)
+            .map(|i| {
+                (
+                    0,
+                    tenant_record(tenant_of(i), &format!("m,i={i} v={i} {i}")),
+                )
+            })
+            .collect();
+        log.append(records).expect("append");
+        let store = Panicky::open(&dir.path().join("store"));
+        store.1.store(true, Ordering::Release);
+        let of = |tenant: &'static str| (0..1000).filter(move |i| tenant_of(*i) == tenant);
+
+        let (runner, ..) = start(dir.path(), &log, store.clone());
+        // b's records, behind and among slow's, are all stored while slow's can't be.
+        wait_for("b's points", || {
+            copies(&store, "b", of("b")).iter().all(|n| *n == 1)
+        });
+        assert!(copies(&store, "slow", of("slow")).iter().all(|n| *n == 0));
+        assert_eq!(log.backlog(&TenantId::new("b")).tenant, Some(0));
+        assert_eq!(log.backlog(&TenantId::new("slow")).tenant, Some(800));
+        // Stopped with b's lane far ahead of its partition: the store says so durably.
+        runner.stop();
+        let reach = store.checkpointed().expect("checkpointed");
+        assert_eq!(
+            reach,
+            [Through {
+                partition: 0,
+                lane: Some(TenantId::new("b")),
+                next: 1000
+            }]
+        );
+
+        // A restart replays the partition from its start: slow's records are stored, and
+        // b's, already stored, are passed over.
+        store.1.store(false, Ordering::Release);
+        let (dead_letters, health, _) = run_through(dir.path(), &log, store.clone());
+        assert_eq!(copies(&store, "slow", of("slow")), vec![1; 800]);
+        assert_eq!(copies(&store, "b", of("b")), vec![1; 200]);
+        assert_eq!(
+            store.checkpointed().expect("checkpointed"),
+            [Through::partition(0, 1000)],
+            "b's lane offset went once the partition passed it"
+        );
+        assert!(dead_letters.read_all().expect("letters").is_empty());
+        assert!(health.troubled().is_empty());
     }
 
     #[test]
     fn a_panicking_record_is_found_kept_as_a_dead_letter_and_its_partition_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let transport = EmbeddedLog::open(&dir.path().join("log"), 1).expect("log");
-        let store = Arc::new(Panicky(
-            EmbeddedStore::open(&dir.path().join("store")).expect("store"),
-        ));
+        let store = Panicky::open(&dir.path().join("store"));
         // Ten records around the poisoned one, fetched in one group.
         let mut records: Vec<_> = (0..10)
             .map(|i| (0, record(&format!("ok,i={i} v={i} {i}"))))
@@ -436,10 +548,7 @@ mod tests {
         assert_eq!(stored.len(), 10, "every other record stored");
         assert_eq!(
             store.checkpointed().expect("checkpointed"),
-            [Through {
-                partition: 0,
-                next: 11
-            }],
+            [Through::partition(0, 11)],
             "the last checkpoint covers the dead-lettered record too"
         );
     }
@@ -463,9 +572,7 @@ mod tests {
         transport
             .append(vec![(0, record("ok v=1 1"))])
             .expect("append");
-        let store = Arc::new(Panicky(
-            EmbeddedStore::open(&dir.path().join("store")).expect("store"),
-        ));
+        let store = Panicky::open(&dir.path().join("store"));
         let (dead_letters, health, _) = run_through(dir.path(), &transport, store.clone());
 
         let letters = dead_letters.read_all().expect("letters");
@@ -487,10 +594,7 @@ mod tests {
         );
         assert_eq!(
             store.checkpointed().expect("checkpointed"),
-            [Through {
-                partition: 0,
-                next: 2
-            }]
+            [Through::partition(0, 2)]
         );
         assert!(health.troubled().is_empty(), "nothing panicked");
     }

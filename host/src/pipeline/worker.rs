@@ -1,29 +1,30 @@
-//! A partition's worker: reads the partition's records in order, runs each tenant's
-//! stages, writes the points to the store (queryable at once) and feeds the windows. It
-//! resumes from the partition's saved state and what the store holds, saves the state
-//! every [`STATE_EVERY`] when it changed, and saves it once more when its partition is
-//! revoked or the runner stops.
+//! A lane's worker: reads its tenant's records of the partition in order, runs the
+//! tenant's stages, writes the points to the store (queryable at once) and feeds the
+//! windows. It resumes from the lane's saved state and what the store holds, saves the
+//! state every [`STATE_EVERY`] when it changed, and saves it once more when its partition
+//! is revoked or the runner stops.
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::checkpoint::Slot;
+use super::checkpoint::{Lane, LaneState};
 use super::dead_letter::{DeadLetter, DeadLetterError};
 use super::health::panic_message;
+use super::lane::LaneReader;
 use super::pipelines::StageStates;
 use super::runner::RunnerParts;
 use super::windowing::{Delivery, PartitionWindows};
 use super::{Backoff, RETRY_PAUSE};
-use crate::format::{self, Checkpoint};
+use crate::format::Checkpoint;
 use crate::lineproto::format_point;
 use crate::point::Point;
 use crate::store::{Batch, Through};
 use crate::telemetry::{PartitionLabels, TenantLabels};
 use crate::tenant::TenantId;
 use crate::time::{now_ns, seconds_between};
-use crate::transport::{Delivered, Offset, Partition, PartitionReader, PartitionState, Record};
+use crate::transport::{Offset, Partition, Record};
 
 /// Records read and stored together. Small groups bound the latency a point waits
 /// behind others; large ones amortize the per-group work.
@@ -37,7 +38,7 @@ const STATE_EVERY: Duration = Duration::from_secs(5);
 pub(super) const READ_WAIT: Duration = Duration::from_millis(100);
 
 /// Notes a panic caught on `partition` (health, metrics); its message.
-fn caught(
+pub(super) fn caught(
     parts: &RunnerParts,
     partition: Partition,
     payload: &(dyn std::any::Any + Send),
@@ -55,24 +56,22 @@ fn caught(
 /// Runs [`consume`] until the partition is revoked or the runner stops. A panic outside
 /// the processing of records (which `consume` catches itself) restarts it from the last
 /// processed offset.
-pub(super) fn supervise(parts: &RunnerParts, slot: &Slot, reader: &mut dyn PartitionReader) {
+pub(super) fn supervise(parts: &RunnerParts, slot: &Lane, reader: &mut LaneReader) {
     let partition = slot.partition;
     while let Err(payload) =
         std::panic::catch_unwind(AssertUnwindSafe(|| consume(parts, slot, &mut *reader)))
     {
         let message = caught(parts, partition, payload.as_ref());
-        tracing::error!(partition, %message, "The partition worker panicked; restarting it.");
+        tracing::error!(partition, tenant = %slot.tenant, %message, "A lane's worker panicked; restarting it.");
         std::thread::sleep(RETRY_PAUSE);
     }
 }
 
-fn consume(parts: &RunnerParts, slot: &Slot, reader: &mut dyn PartitionReader) {
+fn consume(parts: &RunnerParts, slot: &Lane, reader: &mut LaneReader) {
     let partition = slot.partition;
-    let stop = &slot.stop;
-    let _span = tracing::info_span!("partition", partition).entered();
-    let Some(mut worker) = Worker::resume(parts, slot, reader) else {
-        return;
-    };
+    let stop = &*slot.stop;
+    let _span = tracing::info_span!("lane", partition, tenant = %slot.tenant).entered();
+    let mut worker = Worker::resume(parts, slot, reader);
     // After a panic, records are taken one at a time through the last one of the group
     // that panicked, so the one that panics alone is found and kept as a dead letter.
     let mut isolate_through: Option<Offset> = None;
@@ -83,7 +82,10 @@ fn consume(parts: &RunnerParts, slot: &Slot, reader: &mut dyn PartitionReader) {
         let max = if isolating { 1 } else { READ_RECORDS };
         let records = match worker.reader.read(max, READ_WAIT) {
             Ok(records) if records.is_empty() => {
-                // The heartbeat: a partition idle long enough closes windows by the clock.
+                if let Some(at) = worker.reader.idle_through() {
+                    worker.idle_at(at);
+                }
+                // The heartbeat: a lane idle long enough closes windows by the clock.
                 let idle = last_records.elapsed() >= parts.idle_after;
                 worker.advance(idle);
                 worker.save_when_due(false);
@@ -99,25 +101,16 @@ fn consume(parts: &RunnerParts, slot: &Slot, reader: &mut dyn PartitionReader) {
                 continue;
             }
         };
-        let last = records.last().map_or(next, |d| d.offset);
-        let Some(records) = worker.set_aside_undecodable(records) else {
-            break;
-        };
+        let last = records.last().map_or(next, |(offset, _)| *offset);
         let through = Through {
             partition,
+            lane: Some(slot.tenant.clone()),
             next: last + 1,
         };
-        if records.is_empty() {
-            // Only records that don't decode: the store notes the partition moved past.
-            if !note_offset(parts, through, stop) {
-                break;
-            }
-            worker.moved_past(last);
-            continue;
-        }
         let suspect = isolating.then(|| records[0].1.clone());
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| worker.process(through, records)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            worker.process(through.clone(), records)
+        }));
         match outcome {
             Ok(Ok(Outcome::Done)) => {}
             Ok(Ok(Outcome::Stopped)) => break,
@@ -166,10 +159,10 @@ fn consume(parts: &RunnerParts, slot: &Slot, reader: &mut dyn PartitionReader) {
     worker.save_when_due(true);
 }
 
-/// Writes nothing but `through` to the store, so it notes that the partition moved past
+/// Writes nothing but `through` to the store, so it notes that the lane moved past
 /// records that stored nothing (dead letters); false when stopped first.
 fn note_offset(parts: &RunnerParts, through: Through, stop: &AtomicBool) -> bool {
-    while let Err(error) = parts.store.write(&[], through) {
+    while let Err(error) = parts.store.write(&[], through.clone()) {
         if stop.load(Ordering::Acquire) {
             return false;
         }
@@ -187,13 +180,13 @@ enum Outcome {
     Stopped,
 }
 
-/// A partition's worker: where it is in the partition, and its state: windows, alert
+/// A lane's worker: where it is in the partition, and its tenant's state: windows, alert
 /// states, stage states.
 struct Worker<'a> {
     parts: &'a RunnerParts,
-    /// The partition's shared progress: its number and stop flag too.
-    slot: &'a Slot,
-    reader: &'a mut dyn PartitionReader,
+    /// The lane's shared progress: its partition, tenant and stop flag too.
+    slot: &'a Lane,
+    reader: &'a mut LaneReader,
     /// The first record the transport held at assignment: where a state replays from
     /// when none was saved.
     kept_from: Offset,
@@ -210,46 +203,22 @@ struct Worker<'a> {
     /// Whether the state changed since it was last saved.
     changed: bool,
     saved_at: Instant,
-    /// Records that panic or don't decode, passed over by a replay.
+    /// Records that panic, passed over by a replay.
     skipped: BTreeSet<Offset>,
 }
 
 impl<'a> Worker<'a> {
     /// Resumes after what the store holds durably, or what the group committed,
     /// whichever is further (a crash between a store sync and the commit leaves the
-    /// transport behind; replaying from there would store points twice), with the
-    /// partition's last saved state: the records between the two (in either order) are
-    /// replayed into whichever lacks them. None when stopped before it could.
-    fn resume(
-        parts: &'a RunnerParts,
-        slot: &'a Slot,
-        reader: &'a mut dyn PartitionReader,
-    ) -> Option<Self> {
-        let stop = &slot.stop;
-        let partition = slot.partition;
+    /// transport behind; replaying from there would store points twice), with the lane's
+    /// last saved state: the records between the two (in either order) are replayed into
+    /// whichever lacks them.
+    fn resume(parts: &'a RunnerParts, slot: &'a Lane, reader: &'a mut LaneReader) -> Self {
         let kept_from = reader.committed();
-        let stored = retry(stop, "where the store's points reach", || {
-            parts.store.checkpointed()
-        })?
-        .into_iter()
-        .find(|t| t.partition == partition)
-        .map_or(0, |t| t.next);
-        let state = retry(stop, "the partition's saved state", || {
-            parts.states.load(partition)
-        })?;
-        let end = retry(stop, "the partition's end", || reader.end())?;
         let next = kept_from
-            .max(stored)
+            .max(slot.stored_at_start)
             .max(slot.processed.load(Ordering::Acquire));
         slot.processed.store(next, Ordering::Release);
-        slot.end_at_start.store(end, Ordering::Release);
-        *super::checkpoint::lock(&slot.saved) = state;
-        tracing::info!(
-            partition,
-            committed = kept_from,
-            resume_at = next,
-            "Partition assigned."
-        );
         let mut worker = Self {
             parts,
             slot,
@@ -265,34 +234,7 @@ impl<'a> Worker<'a> {
             skipped: BTreeSet::new(),
         };
         worker.rewind();
-        Some(worker)
-    }
-
-    /// Keeps records that don't decode (a foreign producer, a corrupt log) as dead
-    /// letters with the reason, once (a replay passes over them), and returns the others.
-    /// None when stopped before the dead letters were kept.
-    fn set_aside_undecodable(&mut self, records: Vec<Delivered>) -> Option<Vec<(Offset, Record)>> {
-        let mut decoded = Vec::with_capacity(records.len());
-        let mut letters = Vec::new();
-        for Delivered { offset, record } in records {
-            match record {
-                Ok(record) => decoded.push((offset, record)),
-                Err(undecodable) => {
-                    if offset >= self.stored_to && !self.skipped.contains(&offset) {
-                        tracing::warn!(%undecodable, "Keeping a record that does not decode as a dead letter.");
-                        letters.push(DeadLetter::refused(
-                            None,
-                            "transport",
-                            &undecodable.to_string(),
-                            vec![String::from_utf8_lossy(&undecodable.bytes).into_owned()],
-                        ));
-                    }
-                    self.skipped.insert(offset);
-                }
-            }
-        }
-        (letters.is_empty() || self.parts.dead_letters.keep(&letters, &self.slot.stop))
-            .then_some(decoded)
+        worker
     }
 
     /// Passes over record `offset` from now on (it panics; its points were dead-lettered).
@@ -321,14 +263,9 @@ impl<'a> Worker<'a> {
     fn rewind(&mut self) {
         let saved = super::checkpoint::lock(&self.slot.saved).clone();
         self.stored_to = self.stored_to.max(self.next);
-        let checkpoint = match saved.as_ref().map(|s| format::decode_checkpoint(&s.bytes)) {
-            Some(Ok(checkpoint)) => checkpoint,
-            Some(Err(error)) => {
-                tracing::error!(%error, "Partition state unreadable; it starts empty.");
-                Checkpoint::default()
-            }
-            None => Checkpoint::default(),
-        };
+        let checkpoint = saved
+            .as_ref()
+            .map_or_else(Checkpoint::default, |s| s.checkpoint.clone());
         self.windows = PartitionWindows::import(&self.parts.pipelines, &checkpoint);
         self.stages = StageStates::import(&self.parts.pipelines, &checkpoint);
         // Nothing saved: the state replays what the transport held at assignment.
@@ -345,7 +282,7 @@ impl<'a> Worker<'a> {
             if self.slot.stop.load(Ordering::Acquire) {
                 return;
             }
-            tracing::error!(%error, offset, "Could not seek the partition; retrying.");
+            tracing::error!(%error, offset, "Could not read the lane's records again; retrying.");
             std::thread::sleep(RETRY_PAUSE);
         }
     }
@@ -359,12 +296,31 @@ impl<'a> Worker<'a> {
         self.changed |= self.windows.advance(&d, idle, &mut self.stages);
     }
 
-    /// The partition is past record `last`: its points are stored, and in the state.
+    /// The lane is past record `last`: its points are stored, and in the state.
     fn moved_past(&mut self, last: Offset) {
         self.next = last + 1;
         self.stored_to = self.stored_to.max(self.next);
-        self.slot.processed.fetch_max(self.next, Ordering::AcqRel);
+        self.processed();
         self.save_when_due(false);
+    }
+
+    /// The lane has nothing to do: none of its tenant's records before `at` is left.
+    fn idle_at(&mut self, at: Offset) {
+        if at <= self.next || self.next < self.state_from {
+            return;
+        }
+        self.next = at;
+        self.stored_to = self.stored_to.max(at);
+        self.processed();
+    }
+
+    /// Publishes the lane's progress: to the checkpoints, and to the transport's backlog.
+    fn processed(&self) {
+        let slot = self.slot;
+        slot.processed.fetch_max(self.next, Ordering::AcqRel);
+        self.parts
+            .committer
+            .processed(slot.partition, &slot.tenant, self.next);
     }
 
     /// Saves the partition's state (for the next checkpoint to make durable) when it
@@ -383,9 +339,9 @@ impl<'a> Worker<'a> {
         let mut checkpoint = Checkpoint::default();
         self.windows.export(&mut checkpoint);
         self.stages.export(&mut checkpoint);
-        let state = PartitionState {
+        let state = LaneState {
             next: self.next,
-            bytes: format::encode_checkpoint(&checkpoint),
+            checkpoint,
         };
         // A replay starts at the saved state now: earlier records are not seen again.
         self.skipped = self.skipped.split_off(&state.next);
@@ -404,7 +360,7 @@ impl<'a> Worker<'a> {
         through: Through,
         records: Vec<(Offset, Record)>,
     ) -> Result<Outcome, DeadLetterError> {
-        let (parts, stop) = (self.parts, &self.slot.stop);
+        let (parts, stop) = (self.parts, &*self.slot.stop);
         // A record already stored is replayed for the state only (stages, windows): not at
         // all where its tenant has neither. One that panics is passed over.
         let records: Vec<_> = records
@@ -430,7 +386,7 @@ impl<'a> Worker<'a> {
         // Stages ran once (plugin state is committed); only the store write is retried.
         let mut backoff = Backoff::default();
         while stored < offsets.len() {
-            match store(parts, fresh, through) {
+            match store(parts, fresh, through.clone()) {
                 Ok(refused) => {
                     if !parts.dead_letters.keep(&refused, stop) {
                         return Ok(Outcome::Stopped);
@@ -483,7 +439,7 @@ impl<'a> Worker<'a> {
 }
 
 /// What delivering windows needs, from the runner's parts.
-fn delivery<'a>(parts: &'a RunnerParts, slot: &'a Slot) -> Delivery<'a> {
+fn delivery<'a>(parts: &'a RunnerParts, slot: &'a Lane) -> Delivery<'a> {
     Delivery {
         pipelines: &parts.pipelines,
         store: parts.store.as_ref(),
@@ -498,7 +454,7 @@ fn delivery<'a>(parts: &'a RunnerParts, slot: &'a Slot) -> Delivery<'a> {
 
 /// Runs `f` until it succeeds, logging each failure as trouble with `what`; none when
 /// `stop` is set first.
-fn retry<T, E: std::fmt::Display>(
+pub(super) fn retry<T, E: std::fmt::Display>(
     stop: &AtomicBool,
     what: &str,
     mut f: impl FnMut() -> Result<T, E>,

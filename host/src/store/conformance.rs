@@ -18,6 +18,7 @@ use crate::tenant::TenantId;
 /// Where test writes come from: no partition of a real log.
 const AT: Through = Through {
     partition: 0,
+    lane: None,
     next: 0,
 };
 
@@ -531,6 +532,47 @@ pub(crate) fn alerts_are_kept_per_tenant_by_window_end(store: &dyn Store) {
     );
 }
 
+/// A lane's offset is durable with its points, and kept while it is ahead of its
+/// partition's; once the partition's passes it, it says nothing more and goes.
+pub(crate) fn lanes_keep_their_offsets_while_ahead_of_their_partition(store: &dyn Store) {
+    let (a, b) = (TenantId::new("lane-a"), TenantId::new("lane-b"));
+    let lane = |tenant: &TenantId, next| Through {
+        partition: 3,
+        lane: Some(tenant.clone()),
+        next,
+    };
+    let batch = |tenant| Batch {
+        tenant,
+        retention: Retention::Forever,
+        points: &[],
+    };
+    store
+        .write(&[batch(&a)], lane(&a, 40))
+        .expect("a's lane runs ahead");
+    store.write(&[batch(&b)], lane(&b, 12)).expect("b's lane");
+    store
+        .write(&[], Through::partition(3, 10))
+        .expect("every tenant's records before 10");
+    let synced = store.sync().expect("sync");
+    let mine: Vec<&Through> = synced.iter().filter(|t| t.partition == 3).collect();
+    assert_eq!(
+        mine,
+        [&Through::partition(3, 10), &lane(&a, 40), &lane(&b, 12)],
+        "{synced:?}"
+    );
+    assert_eq!(store.checkpointed().expect("checkpointed"), synced);
+    // The partition passes b's lane: b's offset goes, a's stays.
+    store
+        .write(&[], Through::partition(3, 20))
+        .expect("every tenant's records before 20");
+    let synced = store.sync().expect("sync");
+    let mine: Vec<&Through> = synced.iter().filter(|t| t.partition == 3).collect();
+    assert_eq!(mine, [&Through::partition(3, 20), &lane(&a, 40)]);
+    let checkpointed = store.checkpointed().expect("checkpointed");
+    let mine: Vec<&Through> = checkpointed.iter().filter(|t| t.partition == 3).collect();
+    assert_eq!(mine, [&Through::partition(3, 20), &lane(&a, 40)]);
+}
+
 /// Makes a `conformance_*` test of every check for the store `$fresh` gives (with whatever
 /// must live as long as it, a temporary directory say), or none where the store can't run
 /// here: the test then says so and passes.
@@ -546,7 +588,8 @@ macro_rules! conformance {
             tiers_keep_windows_for_their_own_retention,
             retention_deletes_older_points_of_one_tenant,
             late_data_is_kept_once_and_pages_by_whole_times,
-            alerts_are_kept_per_tenant_by_window_end
+            alerts_are_kept_per_tenant_by_window_end,
+            lanes_keep_their_offsets_while_ahead_of_their_partition
         );
     };
     ($fresh:expr; $($check:ident),+) => {

@@ -18,13 +18,14 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::chunk::{self, Sample};
 use super::head::Head;
 use super::{
-    Batch, LatePage, LateRecord, PointError, ReadPage, Refused, Retention, Rollup, RollupPage,
-    SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, Tier, alert_id, keys,
+    Batch, LatePage, LateRecord, PointError, Reach, ReadPage, Refused, Retention, Rollup,
+    RollupPage, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, Tier, alert_id,
+    keys,
 };
 use crate::format;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
 use crate::tenant::TenantId;
-use crate::transport::{Offset, Partition, PartitionState, StateLog, TransportError};
+use crate::transport::{Partition, PartitionState, StateLog, TransportError};
 
 /// Series ids kept in memory, so a write looks the index up once per series, not per
 /// point. Bounded: cleared when it grows past this many series (they are re-read).
@@ -144,27 +145,38 @@ impl FieldKeys {
 struct Synced {
     /// The next sync's sequence.
     seq: u64,
-    /// How far into each partition the synced points reach.
-    through: BTreeMap<Partition, Offset>,
+    /// How far into each partition (and lane ahead of it) the synced points reach.
+    through: Reach,
 }
 
 impl Synced {
     fn through(&self) -> Vec<Through> {
-        self.through
-            .iter()
-            .map(|(partition, next)| Through {
-                partition: *partition,
-                next: *next,
-            })
-            .collect()
+        self.through.iter().collect()
     }
 }
 
-/// The meta key of the synced offset of partition `p`.
-fn through_key(p: Partition) -> Vec<u8> {
+/// The meta key of the synced offset of partition `p`, or of `lane`'s there.
+fn through_key(p: Partition, lane: Option<&TenantId>) -> Vec<u8> {
     let mut key = THROUGH_PREFIX.to_vec();
     key.extend_from_slice(&p.to_be_bytes());
+    if let Some(tenant) = lane {
+        key.extend_from_slice(tenant.as_str().as_bytes());
+    }
     key
+}
+
+/// The partition and lane of a [`through_key`].
+fn decode_through_key(key: &[u8]) -> Result<(Partition, Option<TenantId>), StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("offset key {key:?}"));
+    let rest = key.get(THROUGH_PREFIX.len()..).ok_or_else(corrupt)?;
+    let (p, lane) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let lane = match lane {
+        [] => None,
+        name => Some(TenantId::new(
+            std::str::from_utf8(name).map_err(|_| corrupt())?,
+        )),
+    };
+    Ok((Partition::from_be_bytes(*p), lane))
 }
 
 /// The meta key of the saved state of partition `p`.
@@ -265,16 +277,18 @@ impl EmbeddedStore {
                 seq
             }
         };
-        let mut through = BTreeMap::new();
+        let mut through = Reach::default();
         for kv in meta.prefix(THROUGH_PREFIX) {
             let (key, value) = kv.into_inner().map_err(storage)?;
-            let p = key
-                .get(THROUGH_PREFIX.len()..)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(Partition::from_be_bytes)
-                .ok_or_else(|| StoreError::Corrupt(format!("offset key {key:?}")))?;
-            through.insert(p, decode_u64(&value)?);
+            let (partition, lane) = decode_through_key(&key)?;
+            through.note(&Through {
+                partition,
+                lane,
+                next: decode_u64(&value)?,
+            });
         }
+        // Lanes a crash left behind their partition (their keys go at the next sync).
+        through.settle();
         let mut retentions = BTreeMap::new();
         for kv in meta.prefix(RETENTION_PREFIX) {
             let (key, value) = kv.into_inner().map_err(storage)?;
@@ -684,7 +698,7 @@ impl Store for EmbeddedStore {
                 }
             }
         }
-        shared.head.reach(through.partition, through.next);
+        shared.head.reach(&through);
         Ok(refused)
     }
 
@@ -732,9 +746,20 @@ impl Store for EmbeddedStore {
         }
         batch.insert(&self.meta, NEXT_SEQ, (seq + 1).to_be_bytes());
         // In the same atomic batch as the chunks: after a crash, the offsets say exactly
-        // which records' points are in.
-        for (p, next) in head.through() {
-            batch.insert(&self.meta, through_key(p), next.to_be_bytes());
+        // which records' points are in. Lanes no longer ahead of their partition go.
+        let mut through = synced.through.clone();
+        through.absorb(head.through());
+        for (p, tenant) in through.settle() {
+            batch.remove(&self.meta, through_key(p, Some(&tenant)));
+        }
+        for t in head.through().iter() {
+            if let Some(next) = through.get(&t) {
+                batch.insert(
+                    &self.meta,
+                    through_key(t.partition, t.lane.as_ref()),
+                    next.to_be_bytes(),
+                );
+            }
         }
         let result = self.durably(batch);
         let mut shared = lock(&self.shared);
@@ -742,10 +767,7 @@ impl Store for EmbeddedStore {
         match result {
             Ok(()) => {
                 synced.seq = seq + 1;
-                for (p, next) in head.through() {
-                    let at = synced.through.entry(p).or_default();
-                    *at = (*at).max(next);
-                }
+                synced.through = through;
                 Ok(synced.through())
             }
             // Not durable: back into the head for the next sync to retry.
@@ -1137,6 +1159,7 @@ mod tests {
     /// Where test writes come from: no partition of a real log.
     const AT: Through = Through {
         partition: 0,
+        lane: None,
         next: 0,
     };
 
@@ -1415,7 +1438,7 @@ mod tests {
     fn synced_offsets_are_durable_with_the_points_they_cover() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = TenantId::new("a");
-        let at = |partition, next| Through { partition, next };
+        let at = Through::partition;
         {
             let store = EmbeddedStore::open(dir.path()).expect("open");
             assert_eq!(store.checkpointed().expect("none"), []);

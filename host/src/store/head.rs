@@ -5,18 +5,16 @@
 
 use std::ops::Range;
 
-use std::collections::BTreeMap;
-
 use super::chunk::Sample;
+use super::{Reach, Through};
 use crate::point::Nanos;
-use crate::transport::{Offset, Partition};
 
 /// Samples per series id, and how far into each transport partition they reach.
 #[derive(Default, Clone)]
 pub struct Head {
     by_series: foldhash::HashMap<u64, Vec<Sample>>,
     len: usize,
-    through: BTreeMap<Partition, Offset>,
+    through: Reach,
 }
 
 impl Head {
@@ -26,15 +24,14 @@ impl Head {
         self.len += 1;
     }
 
-    /// Notes that the samples reach `next` in `partition` (offsets only grow).
-    pub fn reach(&mut self, partition: Partition, next: Offset) {
-        let at = self.through.entry(partition).or_default();
-        *at = (*at).max(next);
+    /// Notes that the samples reach `through` (offsets only grow).
+    pub fn reach(&mut self, through: &Through) {
+        self.through.note(through);
     }
 
-    /// How far into each partition the samples reach.
-    pub fn through(&self) -> impl Iterator<Item = (Partition, Offset)> + '_ {
-        self.through.iter().map(|(p, o)| (*p, *o))
+    /// How far into each partition and lane the samples reach.
+    pub fn through(&self) -> &Reach {
+        &self.through
     }
 
     /// Number of samples.
@@ -90,9 +87,7 @@ impl Head {
             *newer = samples;
         }
         self.len += older.len;
-        for (p, next) in older.through {
-            self.reach(p, next);
-        }
+        self.through.absorb(&older.through);
     }
 }
 

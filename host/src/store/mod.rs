@@ -33,15 +33,94 @@ use crate::tenant::TenantId;
 use crate::transport::{Offset, Partition};
 
 /// How far into a transport partition a write reaches: its points come from records before
-/// `next`. A sync makes these durable with the points, so a restart resumes each partition
-/// exactly after what the store holds: nothing replayed is stored twice, even below the
-/// read path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `next`, of one tenant (its lane, which runs ahead of the partition on its own) or of
+/// every tenant. A sync makes these durable with the points, so a restart resumes each
+/// partition, and each lane ahead of it, exactly after what the store holds: nothing
+/// replayed is stored twice, even below the read path.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Through {
     /// The partition.
     pub partition: Partition,
+    /// Whose records: one tenant's, or (none) every tenant's.
+    pub lane: Option<TenantId>,
     /// The next record to process.
     pub next: Offset,
+}
+
+impl Through {
+    /// Every tenant's records of `partition` before `next`.
+    pub fn partition(partition: Partition, next: Offset) -> Self {
+        Self {
+            partition,
+            lane: None,
+            next,
+        }
+    }
+}
+
+/// How far the points a store holds reach, by partition and lane. Offsets only grow, and
+/// a lane's is kept only while it is ahead of its partition's: behind it, it says nothing
+/// more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Reach(std::collections::BTreeMap<(Partition, Option<TenantId>), Offset>);
+
+impl Reach {
+    /// Notes `through`.
+    pub(crate) fn note(&mut self, through: &Through) {
+        let at = self
+            .0
+            .entry((through.partition, through.lane.clone()))
+            .or_default();
+        *at = (*at).max(through.next);
+    }
+
+    /// Notes everything `other` holds.
+    pub(crate) fn absorb(&mut self, other: &Reach) {
+        for through in other.iter() {
+            self.note(&through);
+        }
+    }
+
+    /// Drops the lanes no longer ahead of their partition; returns them.
+    pub(crate) fn settle(&mut self) -> Vec<(Partition, TenantId)> {
+        let partitions: std::collections::HashMap<Partition, Offset> = self
+            .0
+            .iter()
+            .filter(|((_, lane), _)| lane.is_none())
+            .map(|((p, _), next)| (*p, *next))
+            .collect();
+        let mut dropped = Vec::new();
+        self.0.retain(|(p, lane), next| {
+            let Some(tenant) = lane else { return true };
+            let ahead = partitions.get(p).is_none_or(|all| *next > *all);
+            if !ahead {
+                dropped.push((*p, tenant.clone()));
+            }
+            ahead
+        });
+        dropped
+    }
+
+    /// The offset noted for `through`'s partition and lane.
+    pub(crate) fn get(&self, through: &Through) -> Option<Offset> {
+        self.0
+            .get(&(through.partition, through.lane.clone()))
+            .copied()
+    }
+
+    /// Whether nothing is noted.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What is noted, by partition (every tenant first) and lane.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Through> + '_ {
+        self.0.iter().map(|((partition, lane), next)| Through {
+            partition: *partition,
+            lane: lane.clone(),
+            next: *next,
+        })
+    }
 }
 
 /// How long stored rows are kept, counted from their own time (a point's timestamp, a

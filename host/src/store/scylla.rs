@@ -43,8 +43,9 @@ use ::scylla::statement::prepared::PreparedStatement;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::{
-    Batch, LatePage, LateRecord, PointError, ReadPage, Refused, Retention, Rollup, RollupPage,
-    SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, Tier, alert_id, keys,
+    Batch, LatePage, LateRecord, PointError, Reach, ReadPage, Refused, Retention, Rollup,
+    RollupPage, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, Tier, alert_id,
+    keys,
 };
 use crate::config::ScyllaConfig;
 use crate::format;
@@ -92,7 +93,7 @@ const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS {ks}.series (tenant text, stream text, measurement text, series blob, kind int, PRIMARY KEY ((tenant, stream, measurement), series))",
     "CREATE TABLE IF NOT EXISTS {ks}.measurements (tenant text, stream text, measurement text, PRIMARY KEY ((tenant, stream), measurement))",
     "CREATE TABLE IF NOT EXISTS {ks}.series_by_tag (tenant text, stream text, measurement text, tag blob, series blob, PRIMARY KEY ((tenant, stream, measurement, tag), series))",
-    "CREATE TABLE IF NOT EXISTS {ks}.through (scope text, log_partition int, next bigint, PRIMARY KEY ((scope), log_partition))",
+    "CREATE TABLE IF NOT EXISTS {ks}.through (scope text, log_partition int, lane text, next bigint, PRIMARY KEY ((scope), log_partition, lane))",
 ];
 
 /// Settings fixed for a keyspace's life, kept in it and checked at each start.
@@ -139,6 +140,7 @@ struct Statements {
     series: PreparedStatement,
     tagged: PreparedStatement,
     write_through: PreparedStatement,
+    delete_through: PreparedStatement,
     read_through: PreparedStatement,
 }
 
@@ -158,8 +160,9 @@ impl Statements {
             measurements: p(format!("SELECT measurement FROM {ks}.measurements WHERE tenant = ? AND stream = ? AND measurement >= ?")).await?,
             series: p(format!("SELECT series FROM {ks}.series WHERE tenant = ? AND stream = ? AND measurement = ? AND series > ?")).await?,
             tagged: p(format!("SELECT series FROM {ks}.series_by_tag WHERE tenant = ? AND stream = ? AND measurement = ? AND tag = ? AND series > ?")).await?,
-            write_through: p(format!("INSERT INTO {ks}.through (scope, log_partition, next) VALUES (?, ?, ?)")).await?,
-            read_through: p(format!("SELECT log_partition, next FROM {ks}.through WHERE scope = ?")).await?,
+            write_through: p(format!("INSERT INTO {ks}.through (scope, log_partition, lane, next) VALUES (?, ?, ?, ?)")).await?,
+            delete_through: p(format!("DELETE FROM {ks}.through WHERE scope = ? AND log_partition = ? AND lane = ?")).await?,
+            read_through: p(format!("SELECT log_partition, lane, next FROM {ks}.through WHERE scope = ?")).await?,
         })
     }
 }
@@ -410,10 +413,10 @@ struct Db {
     known: Mutex<HashMap<TenantId, HashMap<IndexRow, Option<i64>>>>,
     /// Field types of raw series, by series key.
     kinds: Mutex<HashMap<Vec<u8>, FieldType>>,
-    /// How far each partition's written points reach.
-    through: Mutex<BTreeMap<Partition, Offset>>,
+    /// How far each partition's (and lane's) written points reach.
+    through: Mutex<Reach>,
     /// What of `through` the table holds.
-    synced: Mutex<BTreeMap<Partition, Offset>>,
+    synced: Mutex<Reach>,
     /// Since when, and why, the cluster fails requests; none while they succeed.
     trouble: Mutex<Option<(SystemTime, String)>>,
 }
@@ -1212,19 +1215,20 @@ impl Db {
     }
 
     async fn sync(&self) -> Result<Vec<Through>, StoreError> {
-        let through = lock(&self.through).clone();
-        let pending: Vec<(Partition, Offset)> = {
+        let (pending, dropped) = {
+            let mut through = lock(&self.through);
+            let dropped = through.settle();
             let synced = lock(&self.synced);
-            through
+            let pending: Vec<Through> = through
                 .iter()
-                .filter(|(p, next)| synced.get(p) != Some(next))
-                .map(|(p, next)| (*p, *next))
-                .collect()
+                .filter(|t| synced.get(t) != Some(t.next))
+                .collect();
+            (pending, dropped)
         };
-        let rows = pending.iter().map(|(p, next)| {
-            let next = i64::try_from(*next).unwrap_or(i64::MAX);
-            let partition = i32::try_from(*p).unwrap_or(i32::MAX);
-            (THROUGH_SCOPE, partition, next)
+        let rows = pending.iter().map(|t| {
+            let next = i64::try_from(t.next).unwrap_or(i64::MAX);
+            let partition = i32::try_from(t.partition).unwrap_or(i32::MAX);
+            (THROUGH_SCOPE, partition, lane_name(t.lane.as_ref()), next)
         });
         self.execute_each(
             "noting how far the points reach",
@@ -1232,40 +1236,57 @@ impl Db {
             rows,
         )
         .await?;
-        lock(&self.synced).extend(pending);
-        Ok(through
-            .into_iter()
-            .map(|(partition, next)| Through { partition, next })
-            .collect())
+        // After the partition's row that covers them: a crash between leaves a lane's row
+        // behind its partition's, which says nothing more.
+        let stale = dropped.iter().map(|(p, tenant)| {
+            let partition = i32::try_from(*p).unwrap_or(i32::MAX);
+            (THROUGH_SCOPE, partition, tenant.as_str())
+        });
+        self.execute_each(
+            "dropping lanes' offsets their partition passed",
+            &self.statements.delete_through,
+            stale,
+        )
+        .await?;
+        let mut synced = lock(&self.synced);
+        for t in &pending {
+            synced.note(t);
+        }
+        synced.settle();
+        Ok(synced.iter().collect())
     }
 
     async fn checkpointed(&self) -> Result<Vec<Through>, StoreError> {
-        let mut out = Vec::new();
+        let mut out = Reach::default();
         self.pages(
             &self.statements.read_through,
             (THROUGH_SCOPE,),
-            |(partition, next): (i32, i64)| {
-                out.push(Through {
+            |(partition, lane, next): (i32, String, i64)| {
+                out.note(&Through {
                     partition: Partition::try_from(partition)
                         .map_err(|e| corrupt("through partition", e))?,
+                    lane: (!lane.is_empty()).then(|| TenantId::new(&lane)),
                     next: Offset::try_from(next).map_err(|e| corrupt("through offset", e))?,
                 });
                 Ok(true)
             },
         )
         .await?;
-        out.sort_by_key(|t| t.partition);
-        Ok(out)
+        out.settle();
+        Ok(out.iter().collect())
     }
+}
+
+/// The `lane` column of a through row: the tenant's name, or empty for every tenant's (a
+/// tenant's name is never empty).
+fn lane_name(lane: Option<&TenantId>) -> &str {
+    lane.map_or("", TenantId::as_str)
 }
 
 impl Store for ScyllaStore {
     fn write(&self, batches: &[Batch<'_>], through: Through) -> Result<Vec<Refused>, StoreError> {
         let refused = self.run(self.db.write(batches))?;
-        lock(&self.db.through)
-            .entry(through.partition)
-            .and_modify(|n| *n = (*n).max(through.next))
-            .or_insert(through.next);
+        lock(&self.db.through).note(&through);
         Ok(refused)
     }
 

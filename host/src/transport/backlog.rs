@@ -9,21 +9,23 @@ use crate::tenant::TenantId;
 /// The pipeline's backlog, as one tenant's write sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
-    /// Records appended but not yet read, in the partition furthest behind.
+    /// Records appended but not yet processed, in the partition furthest behind.
     pub partition: u64,
-    /// The tenant's own records appended but not yet read, where the transport can tell
-    /// (the embedded log can; Kafka can't cheaply: its partitions mix tenants' records).
+    /// The tenant's own records appended but not yet processed, where the transport can
+    /// tell (the embedded log can; Kafka can't cheaply: its partitions mix tenants'
+    /// records, and other processes append and consume them).
     pub tenant: Option<u64>,
 }
 
-/// Unread records per partition and per tenant, kept by a transport that sees both its
-/// appends and its reads (the embedded log).
+/// Unprocessed records per partition and per tenant, kept by a transport that sees its
+/// appends, its reads and the pipeline's progress (the embedded log).
 pub(crate) struct Unread {
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     partitions: Vec<PartitionUnread>,
+    /// Each tenant's unprocessed records, over all partitions.
     tenants: HashMap<TenantId, u64>,
 }
 
@@ -32,9 +34,19 @@ struct PartitionUnread {
     end: Offset,
     /// The next offset to be read.
     read: Offset,
-    /// The tenant of each unread record appended since the log opened, in offset order.
-    /// (Records found unread at open count for their partition only.)
-    records: VecDeque<(Offset, TenantId)>,
+    /// Each tenant's records appended since the log opened and not yet processed, in
+    /// offset order. (Records found at open count for their partition until read.)
+    unprocessed: HashMap<TenantId, VecDeque<Offset>>,
+}
+
+impl PartitionUnread {
+    /// The first record not yet processed: the pipeline is behind from there.
+    fn behind_from(&self) -> Offset {
+        self.unprocessed
+            .values()
+            .filter_map(|offsets| offsets.front().copied())
+            .fold(self.read, Offset::min)
+    }
 }
 
 impl Unread {
@@ -45,7 +57,7 @@ impl Unread {
             .map(|(read, end)| PartitionUnread {
                 end,
                 read,
-                records: VecDeque::new(),
+                unprocessed: HashMap::new(),
             })
             .collect();
         Self {
@@ -73,10 +85,10 @@ impl Unread {
             return;
         };
         p.end = p.end.max(to);
-        let fresh = (from.max(p.read)..to).map(|o| (o, tenant.clone()));
-        let before = p.records.len();
-        p.records.extend(fresh);
-        let added = (p.records.len() - before) as u64;
+        let offsets = p.unprocessed.entry(tenant.clone()).or_default();
+        let before = offsets.len();
+        offsets.extend(from..to);
+        let added = (offsets.len() - before) as u64;
         if added > 0 {
             *inner.tenants.entry(tenant.clone()).or_default() += added;
         }
@@ -84,27 +96,33 @@ impl Unread {
 
     /// Everything of `partition` before `next` has been read.
     pub(crate) fn read_to(&self, partition: Partition, next: Offset) {
+        if let Some(p) = self.lock().partitions.get_mut(partition as usize) {
+            p.read = p.read.max(next);
+        }
+    }
+
+    /// `tenant`'s records of `partition` before `next` have been processed.
+    pub(crate) fn processed(&self, partition: Partition, tenant: &TenantId, next: Offset) {
         let mut inner = self.lock();
         let Inner {
             partitions,
             tenants,
         } = &mut *inner;
-        let Some(p) = partitions.get_mut(partition as usize) else {
+        let Some(offsets) = partitions
+            .get_mut(partition as usize)
+            .and_then(|p| p.unprocessed.get_mut(tenant))
+        else {
             return;
         };
-        if next <= p.read {
-            return;
+        let before = offsets.len();
+        while offsets.front().is_some_and(|o| *o < next) {
+            offsets.pop_front();
         }
-        p.read = next;
-        while p.records.front().is_some_and(|(o, _)| *o < next) {
-            let Some((_, tenant)) = p.records.pop_front() else {
-                break;
-            };
-            if let Some(n) = tenants.get_mut(&tenant) {
-                *n -= 1;
-                if *n == 0 {
-                    tenants.remove(&tenant);
-                }
+        let done = (before - offsets.len()) as u64;
+        if let Some(n) = tenants.get_mut(tenant) {
+            *n = n.saturating_sub(done);
+            if *n == 0 {
+                tenants.remove(tenant);
             }
         }
     }
@@ -116,7 +134,7 @@ impl Unread {
             partition: inner
                 .partitions
                 .iter()
-                .map(|p| p.end.saturating_sub(p.read))
+                .map(|p| p.end.saturating_sub(p.behind_from()))
                 .max()
                 .unwrap_or(0),
             tenant: Some(inner.tenants.get(tenant).copied().unwrap_or(0)),
@@ -129,7 +147,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unread_records_count_per_partition_and_per_tenant() {
+    fn unprocessed_records_count_per_partition_and_per_tenant() {
         let (a, b) = (TenantId::new("a"), TenantId::new("b"));
         // Partition 0 opened with 5 unread records of unknown tenants.
         let unread = Unread::new([(10, 15), (0, 0)]);
@@ -146,14 +164,24 @@ mod tests {
         assert_eq!(unread.backlog(&a).partition, 8);
         assert_eq!(unread.backlog(&a).tenant, Some(4));
         assert_eq!(unread.backlog(&b).tenant, Some(2));
-        unread.read_to(0, 16);
-        unread.read_to(1, 2);
-        assert_eq!(unread.backlog(&a).tenant, Some(3));
-        assert_eq!(unread.backlog(&b).tenant, Some(0));
-        // A rewind reads old records again: nothing is counted twice.
-        unread.read_to(0, 12);
+        // Read is not processed: a tenant's lane may be behind the partition's reader.
         unread.read_to(0, 18);
         unread.read_to(1, 3);
+        assert_eq!(unread.backlog(&a).tenant, Some(4));
+        assert_eq!(
+            unread.backlog(&a).partition,
+            3,
+            "a's records of partition 0"
+        );
+        unread.processed(1, &b, 2);
+        unread.processed(0, &a, 16);
+        assert_eq!(unread.backlog(&a).tenant, Some(3));
+        assert_eq!(unread.backlog(&b).tenant, Some(0));
+        // Progress noted again, or behind, counts nothing twice.
+        unread.processed(0, &a, 12);
+        unread.processed(0, &a, 16);
+        unread.processed(0, &a, 18);
+        unread.processed(1, &a, 3);
         assert_eq!(
             unread.backlog(&a),
             Backlog {

@@ -157,6 +157,7 @@ impl EmbeddedLog {
             partition,
             committed,
             position: committed,
+            counts: true,
         })
     }
 
@@ -469,6 +470,10 @@ impl Committer for EmbeddedLog {
             .iter()
             .try_for_each(|(partition, next)| self.commit_one(*partition, *next))
     }
+
+    fn processed(&self, partition: Partition, tenant: &TenantId, next: Offset) {
+        self.unread.processed(partition, tenant, next);
+    }
 }
 
 /// Reads one partition of the embedded log.
@@ -477,6 +482,9 @@ struct EmbeddedReader {
     partition: Partition,
     committed: Offset,
     position: Offset,
+    /// Whether reads count as the pipeline's progress (the backlog): the partition's
+    /// reader's do, a fork's don't.
+    counts: bool,
 }
 
 impl PartitionReader for EmbeddedReader {
@@ -496,7 +504,9 @@ impl PartitionReader for EmbeddedReader {
         let records = self.log.fetch(self.partition, self.position, max, wait)?;
         if let Some(last) = records.last() {
             self.position = last.offset + 1;
-            self.log.unread.read_to(self.partition, self.position);
+            if self.counts {
+                self.log.unread.read_to(self.partition, self.position);
+            }
         }
         Ok(records)
     }
@@ -504,6 +514,16 @@ impl PartitionReader for EmbeddedReader {
     fn seek(&mut self, offset: Offset) -> Result<(), TransportError> {
         self.position = offset;
         Ok(())
+    }
+
+    fn fork(&self, offset: Offset) -> Result<Box<dyn PartitionReader>, TransportError> {
+        Ok(Box::new(Self {
+            log: self.log.clone(),
+            partition: self.partition,
+            committed: self.committed,
+            position: offset,
+            counts: false,
+        }))
     }
 }
 
@@ -592,7 +612,7 @@ mod tests {
     }
 
     #[test]
-    fn the_backlog_counts_unread_records_per_tenant() {
+    fn the_backlog_counts_unprocessed_records_per_tenant() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = EmbeddedLog::open(dir.path(), 2).expect("open");
         log.append(vec![
@@ -611,7 +631,10 @@ mod tests {
         );
         assert_eq!(log.backlog(&b).tenant, Some(1));
         let mut reader = log.reader(1).expect("reader");
-        assert_eq!(reader.read(1, Duration::ZERO).expect("read").len(), 1);
+        assert_eq!(reader.read(2, Duration::ZERO).expect("read").len(), 2);
+        // Read is not processed: the backlog shrinks as each tenant's lane moves on.
+        assert_eq!(log.backlog(&a).tenant, Some(2));
+        log.processed(1, &a, 1);
         assert_eq!(
             log.backlog(&a),
             Backlog {
@@ -620,6 +643,20 @@ mod tests {
             }
         );
         assert_eq!(log.backlog(&b).tenant, Some(1));
+        // A fork reads without moving anything.
+        let mut fork = reader.fork(0).expect("fork");
+        assert_eq!(fork.read(10, Duration::ZERO).expect("read").len(), 2);
+        log.processed(1, &b, 2);
+        log.processed(0, &a, 1);
+        assert_eq!(log.backlog(&b).tenant, Some(0));
+        assert_eq!(
+            log.backlog(&a),
+            Backlog {
+                partition: 1,
+                tenant: Some(0)
+            },
+            "partition 0 is not read yet"
+        );
     }
 
     #[test]

@@ -162,6 +162,10 @@ pub trait Committer: Send + Sync {
     /// # Errors
     /// When the commit could not be made; the next one carries it.
     fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), TransportError>;
+
+    /// The pipeline has processed `tenant`'s records of `partition` before `next` (not yet
+    /// durably): what a transport that counts each tenant's backlog counts down.
+    fn processed(&self, _partition: Partition, _tenant: &TenantId, _next: Offset) {}
 }
 
 /// Reads one assigned partition in order.
@@ -191,6 +195,14 @@ pub trait PartitionReader: Send {
     /// # Errors
     /// When the transport refuses the position.
     fn seek(&mut self, offset: Offset) -> Result<(), TransportError>;
+
+    /// A second reader of the same partition, at `offset`, that reads independently of
+    /// this one (and moves no backlog or group position): for one tenant's lane to read its
+    /// records again after a rewind while the partition's reader goes on.
+    ///
+    /// # Errors
+    /// When the transport can't open another reader (retrying may help).
+    fn fork(&self, offset: Offset) -> Result<Box<dyn PartitionReader>, TransportError>;
 }
 
 /// Where a pipeline output goes besides the store, for consumers outside Sluice.

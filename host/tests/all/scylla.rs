@@ -35,7 +35,7 @@ fn points(lp: &str) -> Vec<sluice::point::Point> {
 }
 
 fn at(next: u64) -> Through {
-    Through { partition: 1, next }
+    Through::partition(1, next)
 }
 
 #[test]

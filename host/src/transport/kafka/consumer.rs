@@ -30,6 +30,8 @@ pub struct KafkaConsumer {
 /// Serves the group's rebalances.
 struct GroupContext {
     topic: String,
+    /// How a fork's reader is configured: the group's client, without the group.
+    fork: rdkafka::ClientConfig,
     /// The consumer itself, to split partition queues from a callback.
     consumer: OnceLock<Weak<Client>>,
     /// The runner, set at its first poll; taken when the consumer is dropped.
@@ -122,8 +124,14 @@ impl KafkaConsumer {
     /// # Errors
     /// When librdkafka refuses the configuration or the subscription.
     pub fn new(config: &KafkaConfig, topics: &Topics) -> Result<Self, TransportError> {
+        let mut fork = client_config(config, Role::Consumer, &[("fetch.wait.max.ms", "20")]);
+        // A fork reads assigned offsets only: nothing is committed or stored for a group.
+        fork.set("group.id", format!("{}-lane-reader", config.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
         let context = GroupContext {
             topic: topics.points.clone(),
+            fork,
             consumer: OnceLock::new(),
             rebalance: Mutex::new(None),
         };
@@ -286,17 +294,7 @@ impl PartitionReader for KafkaReader {
             };
             match self.queue.poll(left) {
                 None => break,
-                Some(Ok(message)) => {
-                    let offset = Offset::try_from(message.offset()).unwrap_or(0);
-                    let bytes = message.payload().unwrap_or_default();
-                    let record = format::decode_record(bytes).map_err(|e| Undecodable {
-                        partition: self.partition,
-                        offset,
-                        reason: e.to_string(),
-                        bytes: bytes.to_vec(),
-                    });
-                    out.push(Delivered { offset, record });
-                }
+                Some(Ok(message)) => out.push(delivered(self.partition, &message)),
                 Some(Err(error)) if out.is_empty() => {
                     return Err(broker("reading the partition", &error));
                 }
@@ -316,10 +314,128 @@ impl PartitionReader for KafkaReader {
             )
             .map_err(|e| broker("seeking the partition", &e))
     }
+
+    fn fork(&self, offset: Offset) -> Result<Box<dyn PartitionReader>, TransportError> {
+        let config = self.consumer.context().fork.clone();
+        ForkReader::open(config, &self.topic, self.partition, self.committed, offset)
+    }
 }
 
 impl KafkaReader {
     fn p(&self) -> i32 {
         i32::try_from(self.partition).unwrap_or(i32::MAX)
+    }
+}
+
+/// `message` of `partition` as read: a record, or why it is not one.
+fn delivered(partition: Partition, message: &impl Message) -> Delivered {
+    let offset = Offset::try_from(message.offset()).unwrap_or(0);
+    let bytes = message.payload().unwrap_or_default();
+    let record = format::decode_record(bytes).map_err(|e| Undecodable {
+        partition,
+        offset,
+        reason: e.to_string(),
+        bytes: bytes.to_vec(),
+    });
+    Delivered { offset, record }
+}
+
+/// A reader of one partition outside the group (a [`PartitionReader::fork`]): its own
+/// client, assigned the partition at an offset.
+struct ForkReader {
+    consumer: BaseConsumer,
+    /// Its client's configuration, for a fork of its own.
+    config: rdkafka::ClientConfig,
+    topic: String,
+    partition: Partition,
+    committed: Offset,
+}
+
+impl PartitionReader for ForkReader {
+    fn partition(&self) -> Partition {
+        self.partition
+    }
+
+    fn committed(&self) -> Offset {
+        self.committed
+    }
+
+    fn end(&self) -> Result<Offset, TransportError> {
+        let p = i32::try_from(self.partition).unwrap_or(i32::MAX);
+        let (_, high) = self
+            .consumer
+            .fetch_watermarks(&self.topic, p, REQUEST_TIMEOUT)
+            .map_err(|e| broker("reading the partition's end", &e))?;
+        Ok(Offset::try_from(high).unwrap_or(0))
+    }
+
+    fn read(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>, TransportError> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + wait;
+        while out.len() < max {
+            let left = if out.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            match self.consumer.poll(left) {
+                None => break,
+                Some(Ok(message)) => out.push(delivered(self.partition, &message)),
+                Some(Err(error)) if out.is_empty() => {
+                    return Err(broker("reading the partition again", &error));
+                }
+                Some(Err(_)) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn seek(&mut self, offset: Offset) -> Result<(), TransportError> {
+        // Assigned anew at the offset: a seek needs the partition fetched already, an
+        // assignment doesn't.
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &self.topic,
+            i32::try_from(self.partition).unwrap_or(i32::MAX),
+            KafkaOffset::Offset(i64::try_from(offset).unwrap_or(i64::MAX)),
+        )
+        .map_err(|e| broker("positioning a lane's reader", &e))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| broker("positioning a lane's reader", &e))
+    }
+
+    fn fork(&self, offset: Offset) -> Result<Box<dyn PartitionReader>, TransportError> {
+        ForkReader::open(
+            self.config.clone(),
+            &self.topic,
+            self.partition,
+            self.committed,
+            offset,
+        )
+    }
+}
+
+impl ForkReader {
+    /// A reader of `partition` of `topic` at `offset`, on a client of `config`.
+    fn open(
+        config: rdkafka::ClientConfig,
+        topic: &str,
+        partition: Partition,
+        committed: Offset,
+        offset: Offset,
+    ) -> Result<Box<dyn PartitionReader>, TransportError> {
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| broker("creating a lane's reader", &e))?;
+        let mut fork = Self {
+            consumer,
+            config,
+            topic: topic.to_owned(),
+            partition,
+            committed,
+        };
+        fork.seek(offset)?;
+        Ok(Box::new(fork))
     }
 }
