@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::quota::Limits;
 use crate::tenant::Secret;
 use crate::window::RollupConfig;
 
@@ -47,6 +48,9 @@ pub struct Config {
     /// How often points past their tenant's `retention_days` are deleted.
     #[serde(default = "default_retention_interval_secs")]
     pub retention_interval_secs: u64,
+    /// Every tenant's quotas, where its own `limits` don't set them.
+    #[serde(default)]
+    pub limits: Limits,
     /// The tenants, their tokens and pipelines.
     pub tenants: Vec<TenantConfig>,
 }
@@ -659,6 +663,9 @@ pub struct TenantConfig {
     /// Rollup tiers and how long each keeps its windows: `{ "1m" = "90d", "1h" = "2y" }`.
     #[serde(default)]
     pub tiers: BTreeMap<String, String>,
+    /// The tenant's quotas (each absent one from the service's `limits`).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 impl TenantConfig {

@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod point;
 pub mod query;
+pub mod quota;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -28,6 +28,7 @@ use crate::plugin::{
     StageState, World, watch,
 };
 use crate::query::{self, QueryState, TierInfo};
+use crate::quota::Quotas;
 use crate::server::{self, BodyBudget};
 use crate::store::{EmbeddedStore, Retention, ScyllaStore, Store};
 use crate::telemetry::Metrics;
@@ -156,6 +157,7 @@ pub async fn run(
     let dead_letters = Arc::new(dead_letters);
 
     let mut tokens = Tokens::default();
+    let quotas = Arc::new(Quotas::default());
     let mut pipelines = Pipelines::default();
     let mut retention = HashMap::new();
     let mut tiers = HashMap::new();
@@ -165,6 +167,7 @@ pub async fn run(
         for token in &tenant.tokens {
             tokens.insert(token.expose(), id.clone());
         }
+        quotas.set(&id, tenant.limits.or(config.limits));
         retention.insert(
             id.clone(),
             Duration::from_secs(u64::from(tenant.retention_days) * 86_400),
@@ -299,6 +302,7 @@ pub async fn run(
             metrics: metrics.clone(),
             watermarks: watermarks.clone(),
             outbox,
+            quotas: quotas.clone(),
         },
         consumer,
     )?;
@@ -317,6 +321,7 @@ pub async fn run(
         store.clone(),
         Duration::from_secs(config.retention_interval_secs),
     ));
+    let usage_task = tokio::spawn(usage_loop(store.clone(), quotas.clone()));
 
     let server_limits = config.ingest.server_limits();
     let app = Router::new()
@@ -332,6 +337,7 @@ pub async fn run(
             retention,
             metrics: metrics.clone(),
             dead_letters: dead_letters.clone(),
+            quotas: quotas.clone(),
         })))
         .merge(query::routes(Arc::new(QueryState {
             dead_letters: dead_letters.clone(),
@@ -375,6 +381,7 @@ pub async fn run(
 
     tracing::info!("Shutting down: draining the pipeline.");
     retention_task.abort();
+    usage_task.abort();
     tokio::task::spawn_blocking(move || {
         runner.stop();
         if let Err(error) = producer.flush(SHUTDOWN_FLUSH) {
@@ -418,6 +425,34 @@ async fn expire_loop(store: Arc<dyn Store>, every: Duration) {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::error!(%error, "Retention pass failed."),
             Err(error) => tracing::error!(%error, "Retention task failed."),
+        }
+    }
+}
+
+/// How often each tenant's stored bytes are measured, for its storage quota.
+const USAGE_EVERY: Duration = Duration::from_secs(30);
+
+/// Measures the stored bytes of each tenant with a storage quota, for ingest to refuse
+/// writes past it.
+async fn usage_loop(store: Arc<dyn Store>, quotas: Arc<Quotas>) {
+    let mut tick = tokio::time::interval(USAGE_EVERY);
+    loop {
+        tick.tick().await;
+        for tenant in quotas.tenants_with_storage_quota() {
+            let store = store.clone();
+            let measured = tokio::task::spawn_blocking({
+                let tenant = tenant.clone();
+                move || store.stored_bytes(&tenant)
+            })
+            .await;
+            match measured {
+                Ok(Ok(Some(bytes))) => quotas.stored(&tenant, bytes),
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%tenant, %error, "Could not measure the tenant's stored bytes.");
+                }
+                Err(error) => tracing::error!(%error, "Measuring stored bytes failed."),
+            }
         }
     }
 }

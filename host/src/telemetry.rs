@@ -60,6 +60,8 @@ pub enum RejectReason {
     TooLarge,
     /// The pipeline lags too far behind.
     Backpressure,
+    /// Over a tenant's quota.
+    OverQuota,
     /// The transport failed.
     Unavailable,
 }

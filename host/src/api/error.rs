@@ -7,6 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::quota::OverQuota;
+
 /// An HTTP error.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -33,6 +35,9 @@ pub enum ApiError {
         /// Records not yet processed.
         lag: u64,
     },
+    /// Over one of the tenant's quotas.
+    #[error(transparent)]
+    OverQuota(#[from] OverQuota),
     /// A dependency (transport, store) failed; the detail is logged, not sent.
     #[error("{what} unavailable")]
     Unavailable {
@@ -68,6 +73,11 @@ impl IntoResponse for ApiError {
             ApiError::Invalid { line, .. } => (StatusCode::BAD_REQUEST, "invalid", *line),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "request too large", None),
             ApiError::Backpressure { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            // More series is bad input until the quota is raised: a client shouldn't retry.
+            ApiError::OverQuota(OverQuota::Series { .. }) => {
+                (StatusCode::BAD_REQUEST, "over quota", None)
+            }
+            ApiError::OverQuota(_) => (StatusCode::TOO_MANY_REQUESTS, "over quota", None),
             ApiError::Unavailable { what, detail } => {
                 tracing::error!(what, detail, "Request failed on an internal dependency.");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
@@ -82,10 +92,14 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match &self {
+            ApiError::OverQuota(over) => over.retry_after().map(|d| d.as_secs()),
+            _ => (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

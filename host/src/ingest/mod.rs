@@ -27,6 +27,7 @@ use axum::routing::post;
 use crate::api::ApiError;
 use crate::lineproto::Precision;
 use crate::point::Point;
+use crate::quota::Quotas;
 use crate::store::Store;
 use crate::telemetry::{Metrics, RejectLabels, RejectReason, TenantLabels};
 use crate::tenant::{TenantId, Tokens};
@@ -63,6 +64,8 @@ pub struct IngestState {
     pub metrics: Arc<Metrics>,
     /// The dead letters, which a tenant re-runs.
     pub dead_letters: Arc<crate::pipeline::DeadLetterLog>,
+    /// Each tenant's quotas.
+    pub quotas: Arc<Quotas>,
 }
 
 /// The ingest routes.
@@ -141,7 +144,8 @@ impl Decoded {
 }
 
 impl IngestState {
-    /// Checks every point of `decoded` ([`Limits::check`], then [`FieldTypes::admit`]).
+    /// Checks every point of `decoded` ([`Limits::check`], then [`FieldTypes::admit`]),
+    /// then the tenant's points and series quotas.
     fn validate(&self, tenant: &TenantId, decoded: &mut Decoded) -> Result<(), ApiError> {
         let kept = self.retention.get(tenant).copied();
         let cutoff = kept.map_or(i64::MIN, |d| crate::time::minus(crate::time::now_ns(), d));
@@ -166,11 +170,32 @@ impl IngestState {
             let n = 1 + bad.count();
             return Err(decoded.refuse(i, &why, Some(n)));
         }
-        let store = (!self.retyping.contains(tenant)).then_some(self.store.as_ref());
+        let retyping = self.retyping.contains(tenant);
         let widen = matches!(decoded.origin, Origin::Metrics);
-        self.types
-            .admit(tenant, &mut decoded.points, store, widen)
-            .map_err(|(i, why)| decoded.refuse(i, &why, None))
+        let admitted = self
+            .types
+            .admit(
+                tenant,
+                &mut decoded.points,
+                Some(self.store.as_ref()),
+                retyping,
+                widen,
+            )
+            .map_err(|(i, why)| decoded.refuse(i, &why, None))?;
+        let count = || match self.store.series_count(tenant) {
+            Ok(count) => Some(count),
+            Err(error) => {
+                // Not counted: the quota is checked once the store answers.
+                tracing::warn!(%error, "Could not count the tenant's series.");
+                None
+            }
+        };
+        self.quotas
+            .admit_points(tenant, decoded.points.len(), admitted.new_series, count)
+            .map_err(|over| {
+                self.types.forget(&admitted);
+                ApiError::from(over)
+            })
     }
 
     fn reject(&self, error: ApiError) -> ApiError {
@@ -179,6 +204,7 @@ impl IngestState {
             ApiError::Invalid { .. } => RejectReason::Invalid,
             ApiError::TooLarge { .. } => RejectReason::TooLarge,
             ApiError::Backpressure { .. } => RejectReason::Backpressure,
+            ApiError::OverQuota(_) => RejectReason::OverQuota,
             ApiError::Unavailable { .. } => RejectReason::Unavailable,
         };
         self.metrics
@@ -207,15 +233,17 @@ impl IngestState {
         Ok(())
     }
 
-    /// Decodes the body with `decode` off the async threads, appends the points durably,
-    /// and answers 204.
+    /// Decodes the body (of `bytes`) with `decode` off the async threads, appends the
+    /// points durably, and answers 204.
     async fn accept(
         self: Arc<Self>,
         tenant: TenantId,
+        bytes: usize,
         decode: impl FnOnce() -> Result<Decoded, ApiError> + Send + 'static,
     ) -> Result<StatusCode, ApiError> {
         let started = Instant::now();
         self.check_backpressure(&tenant)
+            .and_then(|()| Ok(self.quotas.admit_body(&tenant, bytes)?))
             .map_err(|e| self.reject(e))?;
         let state = self.clone();
         let span = tracing::info_span!("ingest", %tenant);

@@ -35,7 +35,9 @@ pub async fn write(
     let text = body::read_text(body, &headers, state.max_body_bytes)
         .await
         .map_err(|e| state.reject(e))?;
-    state.accept(tenant, move || parse(&text, precision)).await
+    state
+        .accept(tenant, text.len(), move || parse(&text, precision))
+        .await
 }
 
 fn parse(text: &str, precision: Precision) -> Result<Decoded, ApiError> {

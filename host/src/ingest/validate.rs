@@ -184,6 +184,15 @@ fn name(s: &str, what: impl Fn() -> String) -> Result<(), Invalid> {
 /// are then read from the store again, where it can tell them).
 const REMEMBERED_TYPES: usize = 1 << 20;
 
+/// What [`FieldTypes::admit`] remembered of a body.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// The series fields it remembered.
+    added: Vec<Vec<u8>>,
+    /// How many of the body's series fields neither it nor the store knew.
+    pub new_series: usize,
+}
+
 /// Shards of the type map, so concurrent requests rarely wait for each other.
 const SHARDS: usize = 16;
 
@@ -228,9 +237,11 @@ impl FieldTypes {
     }
 
     /// Admits the field types of `points`: each series field must keep one type within the
-    /// body and keep the type it had before. Where the tenant's stages keep types as they
-    /// are, `stored` is the store, asked for series this map does not know (after a
-    /// restart, say). Nothing is remembered of a refused body.
+    /// body and keep the type it had before. `stored` is the store, asked for series this
+    /// map does not know (after a restart, say): whether they exist, and, unless the
+    /// tenant's stages may change types (`retyping`), their type. Nothing is remembered of
+    /// a refused body; what is remembered of an admitted one is returned, with how many
+    /// series fields are new, so a body refused later can be forgotten too.
     ///
     /// With `widen` (JSON, whose numbers have no float or integer type of their own: a
     /// float 30.0 arrives as `30`), whole numbers of a field that is float, in the body or
@@ -243,8 +254,9 @@ impl FieldTypes {
         tenant: &TenantId,
         points: &mut [Point],
         stored: Option<&dyn Store>,
+        retyping: bool,
         widen: bool,
-    ) -> Result<(), (usize, Invalid)> {
+    ) -> Result<Admitted, (usize, Invalid)> {
         let widens = |a: FieldType, b: FieldType| {
             widen
                 && [a, b].contains(&FieldType::Float)
@@ -301,6 +313,7 @@ impl FieldTypes {
             .collect();
         order.sort_unstable_by_key(|(_, i, _)| *i);
         let mut added: Vec<Vec<u8>> = Vec::new();
+        let mut new_series = 0;
         for (key, i, f) in order {
             let field = &points[i].fields[f].key;
             let Some((got, _, _)) = body.get_mut(&key) else {
@@ -315,12 +328,20 @@ impl FieldTypes {
             let before = match known {
                 Some(known) => Some(known),
                 // A store that can't answer can't refuse: the store checks types itself too.
-                None => stored.and_then(|s| s.field_type(tenant, &points[i], field).ok().flatten()),
+                None => {
+                    let found =
+                        stored.and_then(|s| s.field_type(tenant, &points[i], field).ok().flatten());
+                    if found.is_none() {
+                        new_series += 1;
+                    }
+                    // What a tenant's stages made may have another type than it ingested.
+                    found.filter(|_| !retyping)
+                }
             };
             match before {
                 Some(before) if before != *got && widens(before, *got) => *got = FieldType::Float,
                 Some(before) if before != *got => {
-                    self.forget(&added);
+                    self.forget(&Admitted { added, new_series });
                     return Err(conflict(
                         i,
                         field,
@@ -343,6 +364,7 @@ impl FieldTypes {
                 slot.insert(*got);
             }
         }
+        let admitted = Admitted { added, new_series };
         if widen {
             for point in points.iter_mut() {
                 for f in 0..point.fields.len() {
@@ -361,12 +383,12 @@ impl FieldTypes {
                 }
             }
         }
-        Ok(())
+        Ok(admitted)
     }
 
-    /// Forgets `keys` (remembered for a body that was then refused).
-    fn forget(&self, keys: &[Vec<u8>]) {
-        for key in keys {
+    /// Forgets what `admitted` remembered (for a body then refused).
+    pub fn forget(&self, admitted: &Admitted) {
+        for key in &admitted.added {
             self.shard(key)
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -438,7 +460,7 @@ mod tests {
     fn types_hold_within_a_body_and_across_bodies_and_a_refused_body_leaves_nothing() {
         let types = FieldTypes::default();
         let a = TenantId::new("a");
-        let admit = |lp: &str| types.admit(&a, &mut pts(lp), None, false);
+        let admit = |lp: &str| types.admit(&a, &mut pts(lp), None, false, false);
         let err = admit("m v=1 1\nm v=2i 2").expect_err("in body");
         assert_eq!(err.0, 1);
         assert_eq!(
@@ -457,7 +479,13 @@ mod tests {
         // `w` of the refused body was forgotten; another tenant has its own types.
         admit("m,t=x w=\"s\" 4").expect("w is new");
         types
-            .admit(&TenantId::new("b"), &mut pts("m v=true 1"), None, false)
+            .admit(
+                &TenantId::new("b"),
+                &mut pts("m v=true 1"),
+                None,
+                false,
+                false,
+            )
             .expect("tenant b");
     }
 
@@ -466,7 +494,9 @@ mod tests {
         let types = FieldTypes::default();
         let a = TenantId::new("a");
         let mut body = pts("m v=30i 1\nm v=30.5 2\nm w=1u 3");
-        types.admit(&a, &mut body, None, true).expect("widened");
+        types
+            .admit(&a, &mut body, None, false, true)
+            .expect("widened");
         assert_eq!(body[0].fields[0].value, FieldValue::Float(30.0));
         assert_eq!(
             body[2].fields[0].value,
@@ -475,11 +505,19 @@ mod tests {
         );
         let mut later = pts("m v=31i 4");
         types
-            .admit(&a, &mut later, None, true)
+            .admit(&a, &mut later, None, false, true)
             .expect("widened against before");
         assert_eq!(later[0].fields[0].value, FieldValue::Float(31.0));
         // Line protocol says what it means: no widening there.
-        assert!(types.admit(&a, &mut pts("m v=32i 5"), None, false).is_err());
-        assert!(types.admit(&a, &mut pts("m v=true 5"), None, true).is_err());
+        assert!(
+            types
+                .admit(&a, &mut pts("m v=32i 5"), None, false, false)
+                .is_err()
+        );
+        assert!(
+            types
+                .admit(&a, &mut pts("m v=true 5"), None, false, true)
+                .is_err()
+        );
     }
 }

@@ -20,6 +20,7 @@ use super::health::PartitionHealth;
 use super::pipelines::Pipelines;
 use super::windowing::Watermarks;
 use super::worker::READ_WAIT;
+use crate::quota::Quotas;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::transport::{
@@ -48,6 +49,8 @@ pub struct RunnerParts {
     pub watermarks: Arc<Watermarks>,
     /// Where alerts and late data are published too (Kafka topics), if anywhere.
     pub outbox: Option<Arc<dyn Outbox>>,
+    /// Each tenant's quotas (its plugins' CPU time).
+    pub quotas: Arc<Quotas>,
 }
 
 /// The running member: its poll thread (with the workers it started) and its checkpoint
@@ -376,6 +379,7 @@ mod tests {
                 metrics: metrics.clone(),
                 watermarks: Arc::default(),
                 outbox: None,
+                quotas: Arc::default(),
             },
             Box::new(consumer),
         )

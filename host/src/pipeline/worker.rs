@@ -20,6 +20,7 @@ use super::{Backoff, RETRY_PAUSE};
 use crate::format::Checkpoint;
 use crate::lineproto::format_point;
 use crate::point::Point;
+use crate::quota::thread_cpu_time;
 use crate::store::{Batch, Through};
 use crate::telemetry::{PartitionLabels, TenantLabels};
 use crate::tenant::TenantId;
@@ -378,7 +379,7 @@ impl<'a> Worker<'a> {
         // Stages run on records the state lacks, and on those the store lacks (a record
         // behind the state but not stored runs its stages again: the store's sync makes
         // states durable only with the points before them, so that doesn't happen).
-        let mut batches = run_stages(parts, records, &mut self.stages)?;
+        let mut batches = run_stages(parts, records, &mut self.stages, stop)?;
         self.changed |= !offsets.is_empty() && !self.stages.is_empty();
         let stored = offsets.partition_point(|o| *o < self.stored_to);
         let windowed = offsets.partition_point(|o| *o < self.state_from);
@@ -473,19 +474,33 @@ pub(super) fn retry<T, E: std::fmt::Display>(
     }
 }
 
+/// Runs each record through its tenant's stages, within the tenant's plugin CPU quota:
+/// past it, the lane pauses until the quota has room again (or the lane stops).
 fn run_stages(
     parts: &RunnerParts,
     records: Vec<(Offset, Record)>,
     states: &mut StageStates,
+    stop: &AtomicBool,
 ) -> Result<Vec<(TenantId, Vec<Point>)>, DeadLetterError> {
     records
         .into_iter()
         .map(|(_, record)| {
-            let points =
-                parts
-                    .pipelines
-                    .run(&record.tenant, record.points, states, &parts.metrics)?;
-            Ok((record.tenant, points))
+            let tenant = record.tenant;
+            loop {
+                let pause = parts.quotas.cpu_pause(&tenant);
+                if pause.is_zero() || stop.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::sleep(pause.min(READ_WAIT));
+            }
+            let started = thread_cpu_time();
+            let points = parts
+                .pipelines
+                .run(&tenant, record.points, states, &parts.metrics)?;
+            parts
+                .quotas
+                .charge_cpu(&tenant, thread_cpu_time().saturating_sub(started));
+            Ok((tenant, points))
         })
         .collect()
 }

@@ -797,6 +797,25 @@ impl Store for EmbeddedStore {
         list_series(&self.series, tenant, filter, after, limit)
     }
 
+    /// Chunk bytes of each of the tenant's series (points not synced yet count when they
+    /// are).
+    fn stored_bytes(&self, tenant: &TenantId) -> Result<Option<u64>, StoreError> {
+        let mut bytes = 0u64;
+        for series in self.series(tenant, &SeriesFilter::default())? {
+            let id = {
+                let shared = lock(&self.shared);
+                self.id_of(&shared, &keys::series(tenant, &series))?
+            };
+            let Some(id) = id else { continue };
+            let all = keys::chunk(id, Nanos::MIN, 0)..=keys::chunk(id, Nanos::MAX, u64::MAX);
+            for kv in self.chunks.range(all) {
+                let (key, value) = kv.into_inner().map_err(storage)?;
+                bytes = bytes.saturating_add((key.len() + value.len()) as u64);
+            }
+        }
+        Ok(Some(bytes))
+    }
+
     fn read_page(
         &self,
         tenant: &TenantId,

@@ -541,6 +541,36 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// How many series `tenant` has (for its series quota): the listing, paged.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn series_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let (mut count, mut after) = (0, None);
+        loop {
+            let page = self.series_page(
+                tenant,
+                &SeriesFilter::default(),
+                after.as_ref(),
+                SERIES_BATCH,
+            )?;
+            count += page.series.len() as u64;
+            if !page.more {
+                return Ok(count);
+            }
+            after = page.series.last().cloned();
+        }
+    }
+
+    /// Bytes `tenant`'s raw points take (for its storage quota), or none where the store
+    /// can't tell cheaply.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn stored_bytes(&self, _tenant: &TenantId) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// Upserts rows of `tenant`'s rollup tier `tier`, kept for the tier's retention, and
     /// deletes the rows at `retracted` (series, start): queryable at once, durable once a
     /// later [`Store::sync`] returns.

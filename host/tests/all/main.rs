@@ -16,4 +16,5 @@ mod scylla;
 mod service;
 mod service_util;
 mod tansu;
+mod tenants;
 mod windows;
