@@ -666,14 +666,63 @@ pub struct TenantConfig {
     /// The tenant's quotas (each absent one from the service's `limits`).
     #[serde(default)]
     pub limits: Limits,
+    /// The tenant's own lookup tables: name → CSV file (they hide the service's tables of
+    /// the same name).
+    #[serde(default)]
+    pub lookups: BTreeMap<String, PathBuf>,
 }
 
 impl TenantConfig {
+    /// The tenant's pipeline, its lookup tables read from their files.
+    ///
+    /// # Errors
+    /// A lookup file that can't be read, naming the table and file.
+    pub fn pipeline(&self) -> Result<PipelineSpec, String> {
+        let mut lookups = BTreeMap::new();
+        for (name, path) in &self.lookups {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("lookups: `{name}`: reading {}: {e}", path.display()))?;
+            lookups.insert(name.clone(), text);
+        }
+        Ok(PipelineSpec {
+            stages: self.stages.clone(),
+            alerts: self.alerts.clone(),
+            rollups: self.rollups.clone(),
+            tiers: self.tiers.clone(),
+            lookups,
+        })
+    }
+}
+
+/// A tenant's pipeline: its stages, alert and rollup rules, tiers, and its own lookup
+/// tables. The config file's tenants and the admin API's pipelines share it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// The plugin stages every point runs through, in order.
+    #[serde(default)]
+    pub stages: Vec<StageConfig>,
+    /// Alert rules: windows over the stored points, evaluated by alert plugins.
+    #[serde(default)]
+    pub alerts: Vec<AlertConfig>,
+    /// Rollup rules: windowed aggregates of the stored points, kept as tiers.
+    #[serde(default)]
+    pub rollups: Vec<RollupConfig>,
+    /// Rollup tiers and how long each keeps its windows.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, String>,
+    /// The tenant's own lookup tables: name → CSV text (the first column is the key).
+    /// They hide the service's tables of the same name.
+    #[serde(default)]
+    pub lookups: BTreeMap<String, String>,
+}
+
+impl PipelineSpec {
     /// Each tier's name, retention and rule (the one rule that writes it), checked.
     ///
     /// # Errors
     /// What is wrong, naming the tier or rule.
-    pub fn tiers(&self) -> Result<Vec<Tier>, String> {
+    pub fn tiers(&self, retention_days: u32) -> Result<Vec<Tier>, String> {
         let mut tiers = Vec::new();
         for (name, retention) in &self.tiers {
             if name.is_empty()
@@ -691,11 +740,11 @@ impl TenantConfig {
                 .ok_or_else(|| {
                     format!("tiers: `{name}` = `{retention}`: expected a retention such as \"90d\" or \"2y\"")
                 })?;
-            let raw = std::time::Duration::from_secs(u64::from(self.retention_days) * 86_400);
+            let raw = std::time::Duration::from_secs(u64::from(retention_days) * 86_400);
             if keep < raw {
                 return Err(format!(
                     "tiers: `{name}` = `{retention}` is shorter than the raw retention ({} days): windows of points ingest accepts would be deleted as they are written",
-                    self.retention_days
+                    retention_days
                 ));
             }
             let mut writers = self.rollups.iter().filter(|r| r.tier == *name);
@@ -715,6 +764,65 @@ impl TenantConfig {
             });
         }
         Ok(tiers)
+    }
+
+    /// Checks what can be checked without plugins: rule names, windows, aggregates, tiers,
+    /// lookup tables (with raw points kept `retention_days`).
+    ///
+    /// # Errors
+    /// The first thing wrong, naming the rule, tier or table and the field.
+    pub fn check(&self, retention_days: u32) -> Result<(), String> {
+        for alert in &self.alerts {
+            if alert.window_secs == 0 {
+                return Err(format!(
+                    "alert `{}`: `window_secs` must be positive",
+                    alert.name
+                ));
+            }
+            for a in &alert.aggregates {
+                a.parse::<crate::aggregate::Function>()
+                    .map_err(|e| format!("alert `{}`: `aggregates`: {e}", alert.name))?;
+            }
+        }
+        let mut rules = BTreeSet::new();
+        for name in self
+            .alerts
+            .iter()
+            .map(|a| &a.name)
+            .chain(self.rollups.iter().map(|r| &r.name))
+        {
+            if !rules.insert(name.as_str()) {
+                return Err(format!(
+                    "rule name `{name}` is used twice (alert and rollup names share one space)"
+                ));
+            }
+        }
+        let mut stages = BTreeSet::new();
+        for stage in &self.stages {
+            if stage.name.is_empty() || !stages.insert(stage.name.as_str()) {
+                return Err(format!(
+                    "stage `{}`: `name` is empty or used twice",
+                    stage.name
+                ));
+            }
+        }
+        for rollup in &self.rollups {
+            crate::window::RollupRule::build(rollup).map_err(|e| e.to_string())?;
+            if !self.tiers.contains_key(&rollup.tier) {
+                return Err(format!(
+                    "rollup `{}`: `tier`: `{}` is not in the tenant's `tiers` (declare it with its retention)",
+                    rollup.name, rollup.tier
+                ));
+            }
+        }
+        self.tiers(retention_days)?;
+        let mut tables = crate::lookup::LookupTables::default();
+        for (name, csv) in &self.lookups {
+            tables
+                .parse_csv(name, "the tenant's pipeline", csv)
+                .map_err(|e| format!("lookups: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -868,48 +976,9 @@ impl Config {
                     ));
                 }
             }
-            for alert in &tenant.alerts {
-                if alert.window_secs == 0 {
-                    return Err(format!(
-                        "tenant `{}`, alert `{}`: window_secs must be positive",
-                        tenant.name, alert.name
-                    ));
-                }
-                for a in &alert.aggregates {
-                    a.parse::<crate::aggregate::Function>().map_err(|e| {
-                        format!(
-                            "tenant `{}`, alert `{}`: aggregates: {e}",
-                            tenant.name, alert.name
-                        )
-                    })?;
-                }
-            }
-            let mut rules = BTreeSet::new();
-            for name in tenant
-                .alerts
-                .iter()
-                .map(|a| &a.name)
-                .chain(tenant.rollups.iter().map(|r| &r.name))
-            {
-                if !rules.insert(name.as_str()) {
-                    return Err(format!(
-                        "tenant `{}`: rule name `{name}` is used twice (alert and rollup names share one space)",
-                        tenant.name
-                    ));
-                }
-            }
-            for rollup in &tenant.rollups {
-                crate::window::RollupRule::build(rollup)
-                    .map_err(|e| format!("tenant `{}`: {e}", tenant.name))?;
-                if !tenant.tiers.contains_key(&rollup.tier) {
-                    return Err(format!(
-                        "tenant `{}`: rollup `{}`: `tier`: `{}` is not in the tenant's `tiers` (declare it with its retention)",
-                        tenant.name, rollup.name, rollup.tier
-                    ));
-                }
-            }
             tenant
-                .tiers()
+                .pipeline()
+                .and_then(|p| p.check(tenant.retention_days))
                 .map_err(|e| format!("tenant `{}`: {e}", tenant.name))?;
             if tenant.retention_days == 0 {
                 return Err(format!(
@@ -1051,7 +1120,11 @@ mod tests {
         };
         let good = tenant(&rollup("grace = \"5s\"\n"));
         let config = Config::parse(&good, Path::new("x.toml")).expect("good");
-        let tiers = config.tenants[0].tiers().expect("tiers");
+        let first = &config.tenants[0];
+        let tiers = first
+            .pipeline()
+            .and_then(|p| p.tiers(first.retention_days))
+            .expect("tiers");
         assert_eq!(tiers.len(), 1);
         assert_eq!(
             (tiers[0].name.as_str(), tiers[0].rule.as_str()),

@@ -23,6 +23,7 @@ pub mod plugin;
 pub mod point;
 pub mod query;
 pub mod quota;
+pub mod registry;
 pub mod server;
 pub mod service;
 pub mod store;

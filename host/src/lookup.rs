@@ -1,8 +1,10 @@
-//! Lookup tables for enrichment: CSV files loaded once, read by plugins through the WIT
-//! `lookup` import. CSV parsing is the `csv` crate's job, not ours.
+//! Lookup tables for enrichment: CSV loaded once (the service's files, and each tenant's
+//! own tables), read by plugins through the WIT `lookup` import. CSV parsing is the `csv`
+//! crate's job, not ours.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 /// One row: (column, value) pairs without the key column, in header order.
 pub type Row = Vec<(String, String)>;
@@ -11,31 +13,35 @@ pub type Row = Vec<(String, String)>;
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     /// The file could not be read or is not valid CSV.
-    #[error("lookup table `{table}` ({path}): {source}")]
+    #[error("lookup table `{table}` ({from}): {source}")]
     Csv {
         /// Table name.
         table: String,
-        /// File it comes from.
-        path: PathBuf,
+        /// Where it comes from: a file, or a tenant's pipeline.
+        from: String,
         /// The CSV reader's error (carries the line).
         source: csv::Error,
     },
     /// The file has a header but no key column.
-    #[error("lookup table `{table}` ({path}): needs a header with at least a key column")]
+    #[error("lookup table `{table}` ({from}): needs a header with at least a key column")]
     NoKeyColumn {
         /// Table name.
         table: String,
-        /// File it comes from.
-        path: PathBuf,
+        /// Where it comes from.
+        from: String,
     },
 }
 
-/// Named, read-only lookup tables: table name → key → row.
+/// One table: key → row.
+type Table = HashMap<String, Row>;
+
+/// Named, read-only lookup tables: table name → key → row. Tables are shared, so a
+/// tenant's set (the service's tables with its own over them) costs no copy.
 ///
 /// The first CSV column is the key; the header names the other columns.
 #[derive(Debug, Default, Clone)]
 pub struct LookupTables {
-    tables: HashMap<String, HashMap<String, Row>>,
+    tables: HashMap<String, Arc<Table>>,
 }
 
 impl LookupTables {
@@ -44,15 +50,38 @@ impl LookupTables {
     /// # Errors
     /// When the file can't be read or parsed, naming the table, file and line.
     pub fn load_csv(&mut self, table: &str, path: &Path) -> Result<(), LookupError> {
+        let from = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| LookupError::Csv {
+            table: table.to_owned(),
+            from: from.clone(),
+            source: e.into(),
+        })?;
+        self.read_csv(table, &from, file)
+    }
+
+    /// Loads `table` from CSV `text` (from `from`, for errors), replacing a table of the
+    /// same name.
+    ///
+    /// # Errors
+    /// When the text is not valid CSV, naming the table and line.
+    pub fn parse_csv(&mut self, table: &str, from: &str, text: &str) -> Result<(), LookupError> {
+        self.read_csv(table, from, text.as_bytes())
+    }
+
+    fn read_csv(
+        &mut self,
+        table: &str,
+        from: &str,
+        input: impl std::io::Read,
+    ) -> Result<(), LookupError> {
         let csv_err = |source| LookupError::Csv {
             table: table.to_owned(),
-            path: path.to_owned(),
+            from: from.to_owned(),
             source,
         };
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
-            .from_path(path)
-            .map_err(csv_err)?;
+            .from_reader(input);
         let header: Vec<String> = reader
             .headers()
             .map_err(csv_err)?
@@ -62,7 +91,7 @@ impl LookupTables {
         if header.is_empty() {
             return Err(LookupError::NoKeyColumn {
                 table: table.to_owned(),
-                path: path.to_owned(),
+                from: from.to_owned(),
             });
         }
         let mut rows = HashMap::new();
@@ -77,8 +106,16 @@ impl LookupTables {
                 .collect();
             rows.insert(key.to_owned(), row);
         }
-        self.tables.insert(table.to_owned(), rows);
+        self.tables.insert(table.to_owned(), Arc::new(rows));
         Ok(())
+    }
+
+    /// These tables with `over`'s on top (a table of `over` hides one of the same name).
+    #[must_use]
+    pub fn with(&self, over: &LookupTables) -> LookupTables {
+        let mut tables = self.tables.clone();
+        tables.extend(over.tables.iter().map(|(k, v)| (k.clone(), v.clone())));
+        LookupTables { tables }
     }
 
     /// The row of `table` under `key`.
@@ -118,5 +155,32 @@ mod tests {
             .load_csv("hosts", &path)
             .expect_err("ragged row");
         assert!(err.to_string().contains("lookup table `hosts`"), "{err}");
+    }
+
+    #[test]
+    fn a_tenants_tables_hide_the_services_of_the_same_name() {
+        let mut service = LookupTables::default();
+        service
+            .parse_csv("hosts", "service", "host,dc\nweb-1,eu\n")
+            .expect("service");
+        service
+            .parse_csv("racks", "service", "rack,row\nr1,7\n")
+            .expect("racks");
+        let mut own = LookupTables::default();
+        own.parse_csv("hosts", "tenant", "host,dc\nweb-1,us\n")
+            .expect("own");
+        let tenant = service.with(&own);
+        assert_eq!(
+            tenant.get("hosts", "web-1"),
+            Some(&vec![("dc".into(), "us".into())])
+        );
+        assert_eq!(
+            tenant.get("racks", "r1"),
+            Some(&vec![("row".into(), "7".into())])
+        );
+        assert_eq!(
+            service.get("hosts", "web-1"),
+            Some(&vec![("dc".into(), "eu".into())])
+        );
     }
 }

@@ -1,41 +1,36 @@
 //! Wiring: builds the transport, store, plugin registry, pipelines and HTTP API from a
 //! [`Config`], runs them, and shuts them down in order.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 
-use crate::aggregate::Function;
 use crate::api::request_span;
 use crate::config::{Config, StoreConfig, TransportConfig};
 use crate::ingest::{self, FieldTypes, IngestState};
 use crate::lookup::LookupTables;
 use crate::ops::{self, OpsState};
 use crate::pipeline::{
-    AlertRule, AlertStage, DeadLetterLog, PartitionHealth, Pipelines, RuleSink, Runner,
-    RunnerParts, Stage, TenantPipeline, Watermarks, Webhook,
+    DeadLetterLog, PartitionHealth, PipelinesCell, Runner, RunnerParts, Watermarks,
 };
 use crate::plugin::{
-    CallEnv, Params, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig, Settle,
-    StageState, World, watch,
+    PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig, Settle, watch,
 };
-use crate::query::{self, QueryState, TierInfo};
+use crate::query::{self, QueryState};
 use crate::quota::Quotas;
+use crate::registry::{Builder, Registry, TenantStore};
 use crate::server::{self, BodyBudget};
-use crate::store::{EmbeddedStore, Retention, ScyllaStore, Store};
+use crate::store::{EmbeddedStore, ScyllaStore, Store};
 use crate::telemetry::Metrics;
-use crate::tenant::{TenantId, Tokens};
 use crate::transport::kafka::{self, KafkaConsumer, KafkaProducer, KafkaStates, Topics};
 use crate::transport::{EmbeddedLog, GroupConsumer, Outbox, Producer, StateLog};
-use crate::window::{RollupRule, WindowSettings};
 
 /// Longest wait at startup for the pipeline to replay the log's unprocessed tail.
 const REPLAY_WAIT: Duration = Duration::from_secs(60);
@@ -63,8 +58,9 @@ pub async fn run(
             .context("opening the embedded store")
     };
     // The embedded log keeps partition states in the embedded store: beside the points on
-    // one machine, alone where ScyllaDB holds the points (Kafka has its own changelog).
-    let (store, store_states): (Arc<dyn Store>, Option<Arc<dyn StateLog>>) = match &config.store {
+    // one machine, alone where ScyllaDB holds the points (Kafka has its own changelog). The
+    // tenant registry is kept there too.
+    let (store, mut local): (Arc<dyn Store>, Option<Arc<EmbeddedStore>>) = match &config.store {
         StoreConfig::Embedded => {
             let store = open_embedded()?;
             (store.clone(), Some(store))
@@ -84,11 +80,20 @@ pub async fn run(
             let log = EmbeddedLog::open(&data.join("log"), *partitions)
                 .context("opening the embedded log")?;
             let consumer: Box<dyn GroupConsumer> = Box::new(log.consumer());
-            let states = match store_states {
-                Some(states) => states,
-                None => open_embedded()? as Arc<dyn StateLog>,
+            let states = match &local {
+                Some(states) => states.clone(),
+                None => {
+                    let states = open_embedded()?;
+                    local = Some(states.clone());
+                    states
+                }
             };
-            (log as Arc<dyn Producer>, consumer, states, None)
+            (
+                log as Arc<dyn Producer>,
+                consumer,
+                states as Arc<dyn StateLog>,
+                None,
+            )
         }
         TransportConfig::Kafka(kafka) => {
             let topics = Topics::new(&kafka.topic_prefix);
@@ -119,7 +124,7 @@ pub async fn run(
         memory_bytes: memory_mib << 20,
     };
     let p = &config.plugins;
-    let registry = PluginRegistry::open(
+    let plugins = PluginRegistry::open(
         runtime,
         RegistryConfig {
             dir: p.dir.clone(),
@@ -143,150 +148,47 @@ pub async fn run(
     )
     .with_context(|| format!("plugin directory {}", p.dir.display()))?;
     let _watcher =
-        watch(registry.clone(), Settle::default()).context("watching the plugin directory")?;
+        watch(plugins.clone(), Settle::default()).context("watching the plugin directory")?;
 
     let mut lookups = LookupTables::default();
     for (name, path) in &config.lookups {
         lookups.load_csv(name, path)?;
     }
-    let lookups = Arc::new(lookups);
     let mut dead_letters = DeadLetterLog::open(&data.join("dead-letters.jsonl"), metrics.clone())?;
     if let Some(outbox) = &outbox {
         dead_letters = dead_letters.with_outbox(outbox.clone());
     }
     let dead_letters = Arc::new(dead_letters);
 
-    let mut tokens = Tokens::default();
     let quotas = Arc::new(Quotas::default());
-    let mut pipelines = Pipelines::default();
-    let mut retention = HashMap::new();
-    let mut tiers = HashMap::new();
-    let mut retyping = HashSet::new();
-    for tenant in &config.tenants {
-        let id = TenantId::new(&tenant.name);
-        for token in &tenant.tokens {
-            tokens.insert(token.expose(), id.clone());
+    let pipelines = Arc::new(PipelinesCell::default());
+    let records: Arc<dyn TenantStore> = match local {
+        Some(local) => local,
+        None => {
+            tracing::warn!(
+                "The tenant registry is kept in this process's data directory: each process of a Kafka group keeps its own."
+            );
+            open_embedded()?
         }
-        quotas.set(&id, tenant.limits.or(config.limits));
-        retention.insert(
-            id.clone(),
-            Duration::from_secs(u64::from(tenant.retention_days) * 86_400),
-        );
-        let mut stages = Vec::new();
-        for stage in &tenant.stages {
-            let Some(slot) = registry.get(&stage.plugin) else {
-                let why = registry
-                    .statuses()
-                    .into_iter()
-                    .find(|s| s.name == stage.plugin)
-                    .and_then(|s| s.load_error)
-                    .unwrap_or_else(|| format!("no {}.wasm there", stage.plugin));
-                bail!(
-                    "tenant `{}`, stage `{}`: plugin `{}` is not loaded from {}: {why}",
-                    tenant.name,
-                    stage.name,
-                    stage.plugin,
-                    p.dir.display()
-                );
-            };
-            if slot.current().world() == World::Transform {
-                retyping.insert(id.clone());
-            }
-            let env = CallEnv {
-                params: Arc::new(stage.params.clone().into_iter().collect::<Params>()),
-                lookups: lookups.clone(),
-                state: Arc::new(StageState::default()),
-            };
-            stages.push(Stage::new(
-                &id,
-                &stage.name,
-                slot,
-                env,
-                dead_letters.clone(),
-            )?);
-        }
-        let mut rules = Vec::new();
-        let mut sinks = Vec::new();
-        let tenant_tiers = tenant.tiers().map_err(anyhow::Error::msg)?;
-        for rollup in &tenant.rollups {
-            // Checked when the config was loaded: each rollup writes a declared tier.
-            rules.push(RollupRule::build(rollup).map_err(anyhow::Error::msg)?);
-            let kept = tenant_tiers.iter().find(|t| t.name == rollup.tier);
-            sinks.push(RuleSink::Tier {
-                name: rollup.tier.clone(),
-                retention: kept.map_or(Retention::Forever, |t| Retention::For(t.retention)),
-            });
-        }
-        for tier in tenant_tiers {
-            let Some(index) = tenant.rollups.iter().position(|r| r.name == tier.rule) else {
-                continue;
-            };
-            tiers
-                .entry(id.clone())
-                .or_insert_with(Vec::new)
-                .push(TierInfo {
-                    name: tier.name,
-                    rule: rules[index].clone(),
-                    retention: tier.retention,
-                });
-        }
-        for rule in &tenant.alerts {
-            let Some(slot) = registry.get(&rule.plugin) else {
-                bail!(
-                    "tenant `{}`, alert `{}`: plugin `{}` is not loaded from {}",
-                    tenant.name,
-                    rule.name,
-                    rule.plugin,
-                    p.dir.display()
-                );
-            };
-            let aggregates = if rule.aggregates.is_empty() {
-                Function::BASIC.to_vec()
-            } else {
-                rule.aggregates
-                    .iter()
-                    .map(|a| a.parse().map_err(anyhow::Error::msg))
-                    .collect::<anyhow::Result<_>>()?
-            };
-            let env = CallEnv {
-                params: Arc::new(rule.params.clone().into_iter().collect::<Params>()),
-                lookups: lookups.clone(),
-                state: Arc::new(StageState::default()),
-            };
-            rules.push(RollupRule::for_alert(
-                &rule.name,
-                &rule.measurement,
-                &rule.field,
-                secs(rule.window_secs),
-                secs(rule.grace_secs),
-                aggregates,
-            ));
-            sinks.push(RuleSink::Alert(Box::new(AlertRule {
-                stage: AlertStage::new(&id, &rule.name, slot, env, dead_letters.clone())?,
-                webhook: rule
-                    .webhook_url
-                    .as_deref()
-                    .map(|url| Webhook::new(url, tokio::runtime::Handle::current()))
-                    .transpose()?,
-            })));
-        }
-        let windows = (!rules.is_empty()).then(|| WindowSettings {
-            rules: rules.into(),
-            disorder: secs(config.windows.allowed_disorder_secs),
-            max_future: secs(config.windows.max_future_secs),
-        });
-        let kept = Retention::For(retention[&id]);
-        pipelines.insert(
-            id,
-            TenantPipeline {
-                stages,
-                windows,
-                sinks,
-                retention: kept,
+    };
+    let tenants = Arc::new(
+        Registry::open(
+            records,
+            Builder {
+                plugins: plugins.clone(),
+                dead_letters: dead_letters.clone(),
+                lookups,
+                disorder: secs(config.windows.allowed_disorder_secs),
+                max_future: secs(config.windows.max_future_secs),
+                runtime: tokio::runtime::Handle::current(),
             },
-        );
-    }
-    let tokens = Arc::new(tokens);
+            pipelines.clone(),
+            quotas.clone(),
+            config.limits,
+            &config.tenants,
+        )
+        .context("opening the tenant registry")?,
+    );
 
     let watermarks = Arc::new(Watermarks::default());
     let partitions = Arc::new(PartitionHealth::new(producer.partitions()));
@@ -295,7 +197,7 @@ pub async fn run(
             store: store.clone(),
             states,
             committer: consumer.committer(),
-            pipelines: Arc::new(pipelines),
+            pipelines,
             dead_letters: dead_letters.clone(),
             health: partitions.clone(),
             idle_after: Duration::from_secs(config.windows.idle_after_secs),
@@ -326,30 +228,27 @@ pub async fn run(
     let server_limits = config.ingest.server_limits();
     let app = Router::new()
         .merge(ingest::routes(Arc::new(IngestState {
-            tokens: tokens.clone(),
+            tenants: tenants.clone(),
             producer: producer.clone(),
             max_body_bytes: config.ingest.max_body_bytes,
             max_lag_records: config.ingest.max_lag_records,
             limits: config.ingest.limits(),
             types: FieldTypes::default(),
             store: store.clone(),
-            retyping,
-            retention,
             metrics: metrics.clone(),
             dead_letters: dead_letters.clone(),
             quotas: quotas.clone(),
         })))
         .merge(query::routes(Arc::new(QueryState {
             dead_letters: dead_letters.clone(),
-            tokens,
+            tenants: tenants.clone(),
             store: store.clone(),
-            tiers,
             watermarks,
         })))
         .merge(ops::routes(Arc::new(OpsState {
             producer: producer.clone(),
             store: store.clone(),
-            registry: registry.clone(),
+            registry: plugins.clone(),
             partitions,
             metrics: metrics.clone(),
         })))

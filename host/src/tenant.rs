@@ -42,7 +42,7 @@ pub struct Tokens {
 }
 
 /// The SHA-256 digest of `token`.
-fn digest(token: &str) -> [u8; 32] {
+pub fn digest(token: &str) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(token.as_bytes()).into()
 }
@@ -78,6 +78,12 @@ impl Tokens {
     /// Registers `token` for `tenant`.
     pub fn insert(&mut self, token: &str, tenant: TenantId) {
         self.by_digest.insert(digest(token), tenant);
+    }
+
+    /// Registers the token whose SHA-256 digest is `digest` for `tenant` (the registry
+    /// keeps digests only).
+    pub fn insert_digest(&mut self, digest: [u8; 32], tenant: TenantId) {
+        self.by_digest.insert(digest, tenant);
     }
 
     /// The tenant `token` belongs to.

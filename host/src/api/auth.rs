@@ -5,13 +5,26 @@ use axum::http::{HeaderMap, header};
 use super::ApiError;
 use crate::tenant::{TenantId, Tokens};
 
+/// Token → tenant, as of now (the registry changes it at runtime).
+pub trait TokenLookup: Send + Sync {
+    /// The tenant `token` belongs to.
+    fn tenant(&self, token: &str) -> Option<TenantId>;
+}
+
+/// A fixed directory (tests, tools).
+impl TokenLookup for Tokens {
+    fn tenant(&self, token: &str) -> Option<TenantId> {
+        Tokens::tenant(self, token).cloned()
+    }
+}
+
 /// The tenant of a request: from `Authorization: Token T` (InfluxDB 2), `Bearer T`, or the
 /// InfluxDB 1 query parameter `p` (the password carries the token; `u` is ignored).
 ///
 /// # Errors
 /// [`ApiError::Unauthorized`] when no known token is given.
 pub fn authenticate(
-    tokens: &Tokens,
+    tokens: &dyn TokenLookup,
     headers: &HeaderMap,
     password: Option<&str>,
 ) -> Result<TenantId, ApiError> {
@@ -26,6 +39,5 @@ pub fn authenticate(
     from_header
         .or(password)
         .and_then(|token| tokens.tenant(token))
-        .cloned()
         .ok_or(ApiError::Unauthorized)
 }

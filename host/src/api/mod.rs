@@ -5,6 +5,6 @@ mod auth;
 mod error;
 mod trace;
 
-pub use auth::authenticate;
+pub use auth::{TokenLookup, authenticate};
 pub use error::ApiError;
 pub use trace::{redacted_uri, request_span};

@@ -61,7 +61,8 @@ async fn write(
     password: Option<&str>,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authenticate(&state.tokens, headers, password).map_err(|e| state.reject(e))?;
+    let tenant =
+        authenticate(state.tenants.as_ref(), headers, password).map_err(|e| state.reject(e))?;
     let precision =
         precision_param(precision, Precision::Nanoseconds).map_err(|e| state.reject(e))?;
     let text = body::read_text(body, headers, state.max_body_bytes)

@@ -16,7 +16,6 @@ mod validate;
 pub use telegraf::decode as decode_telegraf;
 pub use validate::{FieldTypes, Invalid, Limits};
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,23 +23,33 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 
-use crate::api::ApiError;
+use crate::api::{ApiError, TokenLookup};
 use crate::lineproto::Precision;
 use crate::point::Point;
 use crate::quota::Quotas;
 use crate::store::Store;
 use crate::telemetry::{Metrics, RejectLabels, RejectReason, TenantLabels};
-use crate::tenant::{TenantId, Tokens};
+use crate::tenant::TenantId;
 use crate::transport::{Producer, records_for};
 
 /// Where the transport counts each tenant's backlog, how many times `max_lag_records` the
 /// partitions' backlog may reach before every tenant's writes are held back.
 const PARTITION_BACKLOG_FACTOR: u64 = 4;
 
+/// What ingest knows of each tenant, as of now (the registry changes it at runtime).
+pub trait Tenants: TokenLookup {
+    /// How long `tenant` keeps points (none: no such tenant).
+    fn retention(&self, tenant: &TenantId) -> Option<Duration>;
+
+    /// Whether `tenant`'s stages may change points' types (transforms): then the store
+    /// holds what they made, and can't tell the types it ingested.
+    fn retyping(&self, tenant: &TenantId) -> bool;
+}
+
 /// What ingest needs.
 pub struct IngestState {
-    /// Token → tenant.
-    pub tokens: Arc<Tokens>,
+    /// Token → tenant, and what ingest knows of each.
+    pub tenants: Arc<dyn Tenants>,
     /// Where accepted points go; it also tells the pipeline's backlog.
     pub producer: Arc<dyn Producer>,
     /// Largest body after decompression.
@@ -54,12 +63,6 @@ pub struct IngestState {
     pub types: FieldTypes,
     /// The store, asked for the types of series `types` doesn't know.
     pub store: Arc<dyn Store>,
-    /// Tenants whose stages may change points (transforms): the store holds what their
-    /// stages made, so it can't tell the types they ingested.
-    pub retyping: HashSet<TenantId>,
-    /// How long each tenant keeps points: older ones are refused, as InfluxDB refuses
-    /// points beyond its retention policy, rather than acknowledged and then deleted.
-    pub retention: HashMap<TenantId, Duration>,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
     /// The dead letters, which a tenant re-runs.
@@ -147,7 +150,9 @@ impl IngestState {
     /// Checks every point of `decoded` ([`Limits::check`], then [`FieldTypes::admit`]),
     /// then the tenant's points and series quotas.
     fn validate(&self, tenant: &TenantId, decoded: &mut Decoded) -> Result<(), ApiError> {
-        let kept = self.retention.get(tenant).copied();
+        // Older points are refused, as InfluxDB refuses points beyond its retention policy,
+        // rather than acknowledged and then deleted.
+        let kept = self.tenants.retention(tenant);
         let cutoff = kept.map_or(i64::MIN, |d| crate::time::minus(crate::time::now_ns(), d));
         let retained = |p: &Point| {
             if p.timestamp >= cutoff {
@@ -170,7 +175,7 @@ impl IngestState {
             let n = 1 + bad.count();
             return Err(decoded.refuse(i, &why, Some(n)));
         }
-        let retyping = self.retyping.contains(tenant);
+        let retyping = self.tenants.retyping(tenant);
         let widen = matches!(decoded.origin, Origin::Metrics);
         let admitted = self
             .types

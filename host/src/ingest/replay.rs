@@ -42,7 +42,8 @@ pub async fn replay(
     State(state): State<Arc<IngestState>>,
     headers: HeaderMap,
 ) -> Result<Json<Replayed>, ApiError> {
-    let tenant = authenticate(&state.tokens, &headers, None).map_err(|e| state.reject(e))?;
+    let tenant =
+        authenticate(state.tenants.as_ref(), &headers, None).map_err(|e| state.reject(e))?;
     state
         .check_backpressure(&tenant)
         .map_err(|e| state.reject(e))?;

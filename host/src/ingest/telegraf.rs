@@ -29,7 +29,8 @@ pub async fn write(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authenticate(&state.tokens, &headers, None).map_err(|e| state.reject(e))?;
+    let tenant =
+        authenticate(state.tenants.as_ref(), &headers, None).map_err(|e| state.reject(e))?;
     let precision = precision_param(params.precision.as_deref(), Precision::Seconds)
         .map_err(|e| state.reject(e))?;
     let text = body::read_text(body, &headers, state.max_body_bytes)

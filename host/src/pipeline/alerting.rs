@@ -194,6 +194,24 @@ impl AlertStage {
         StageState::new(self.env.state.limits())
     }
 
+    /// Runs the plugin once on no windows, with the rule's parameters and an empty
+    /// state: a plugin that refuses its parameters says so here. Not counted in its
+    /// health.
+    ///
+    /// # Errors
+    /// The plugin's error.
+    pub fn probe(&self) -> Result<(), String> {
+        let env = CallEnv {
+            state: Arc::new(self.new_state()),
+            ..self.env.clone()
+        };
+        self.slot
+            .current()
+            .evaluate(&[], &env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     /// The alerts `windows` raise, given and updating `states`, with the plugin's own
     /// key-value state `plugin_state` (the partition's); none when the plugin fails (the
     /// windows are dead-lettered).

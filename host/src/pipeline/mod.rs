@@ -46,7 +46,7 @@ impl Backoff {
 pub use alerting::{AlertStage, AlertStates};
 pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog, DeadLetterPage};
 pub use health::{PartitionHealth, PartitionStatus};
-pub use pipelines::{AlertRule, Pipelines, RuleSink, TenantPipeline};
+pub use pipelines::{AlertRule, Pipelines, PipelinesCell, RuleSink, TenantPipeline};
 pub use runner::{Runner, RunnerParts};
 pub use stage::{Stage, StageError, StageOutput};
 pub use webhook::{Webhook, WebhookError};

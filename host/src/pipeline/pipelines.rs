@@ -2,7 +2,7 @@
 //! each rule's windows go.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use super::alerting::AlertStage;
@@ -50,6 +50,31 @@ pub struct TenantPipeline {
     pub sinks: Vec<RuleSink>,
     /// How long the tenant keeps its raw points (with its alerts and late data).
     pub retention: Retention,
+}
+
+/// Every tenant's pipelines as of now: the registry replaces them whole, and each lane
+/// takes the new ones up between groups of records.
+#[derive(Default)]
+pub struct PipelinesCell(RwLock<Arc<Pipelines>>);
+
+impl PipelinesCell {
+    /// A cell holding `pipelines`.
+    pub fn new(pipelines: Pipelines) -> Self {
+        Self(RwLock::new(Arc::new(pipelines)))
+    }
+
+    /// The pipelines as of now.
+    pub fn current(&self) -> Arc<Pipelines> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the pipelines.
+    pub fn replace(&self, pipelines: Arc<Pipelines>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = pipelines;
+    }
 }
 
 /// Every tenant's pipeline.

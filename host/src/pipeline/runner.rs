@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::checkpoint::{Owned, SYNC_EVERY, Slot, lock};
 use super::dead_letter::DeadLetterLog;
 use super::health::PartitionHealth;
-use super::pipelines::Pipelines;
+use super::pipelines::PipelinesCell;
 use super::windowing::Watermarks;
 use super::worker::READ_WAIT;
 use crate::quota::Quotas;
@@ -35,8 +35,8 @@ pub struct RunnerParts {
     pub states: Arc<dyn StateLog>,
     /// Where offsets are committed (the group consumer's).
     pub committer: Arc<dyn Committer>,
-    /// Tenants' stages.
-    pub pipelines: Arc<Pipelines>,
+    /// Tenants' stages, as of now.
+    pub pipelines: Arc<PipelinesCell>,
     /// Where records the store refuses, or that panic or don't decode, are kept.
     pub dead_letters: Arc<DeadLetterLog>,
     /// Panics caught per partition.
@@ -372,7 +372,7 @@ mod tests {
                 store,
                 states: Arc::new(NoStates),
                 committer: consumer.committer(),
-                pipelines: Arc::new(Pipelines::default()),
+                pipelines: Arc::default(),
                 dead_letters: dead_letters.clone(),
                 health: health.clone(),
                 idle_after: Duration::from_secs(1),

@@ -115,6 +115,24 @@ impl Stage {
         StageState::new(self.env.state.limits())
     }
 
+    /// Runs the plugin once on no points, with the stage's parameters and an empty state:
+    /// a plugin that refuses its parameters says so here. Not counted in its health.
+    ///
+    /// # Errors
+    /// The plugin's error.
+    pub fn probe(&self) -> Result<(), String> {
+        let env = CallEnv {
+            state: Arc::new(self.new_state()),
+            ..self.env.clone()
+        };
+        let plugin = self.slot.current();
+        let result = match plugin.world() {
+            World::Filter => plugin.filter(&[], &env).map(drop),
+            World::Transform | World::Alert => plugin.transform(&[], &env).map(drop),
+        };
+        result.map_err(|e| e.to_string())
+    }
+
     /// Runs `batch` through the plugin with `state` (the pipeline keeps one per partition,
     /// checkpointed with its offsets).
     ///

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use super::checkpoint::{Lane, LaneState};
 use super::dead_letter::{DeadLetter, DeadLetterError};
 use super::health::panic_message;
 use super::lane::LaneReader;
-use super::pipelines::StageStates;
+use super::pipelines::{Pipelines, StageStates};
 use super::runner::RunnerParts;
 use super::windowing::{Delivery, PartitionWindows};
 use super::{Backoff, RETRY_PAUSE};
@@ -78,6 +79,7 @@ fn consume(parts: &RunnerParts, slot: &Lane, reader: &mut LaneReader) {
     let mut isolate_through: Option<Offset> = None;
     let mut last_records = Instant::now();
     while !stop.load(Ordering::Acquire) {
+        worker.refresh();
         let next = worker.next;
         let isolating = isolate_through.is_some_and(|last| next <= last);
         let max = if isolating { 1 } else { READ_RECORDS };
@@ -198,6 +200,8 @@ struct Worker<'a> {
     stored_to: Offset,
     /// Records before this are in the state already.
     state_from: Offset,
+    /// The pipelines the state is of (the registry may have swapped newer ones in).
+    pipelines: Arc<Pipelines>,
     windows: PartitionWindows,
     /// The plugin state of the stages.
     stages: StageStates,
@@ -228,6 +232,7 @@ impl<'a> Worker<'a> {
             next,
             stored_to: next,
             state_from: 0,
+            pipelines: parts.pipelines.current(),
             windows: PartitionWindows::default(),
             stages: StageStates::default(),
             changed: false,
@@ -267,13 +272,31 @@ impl<'a> Worker<'a> {
         let checkpoint = saved
             .as_ref()
             .map_or_else(Checkpoint::default, |s| s.checkpoint.clone());
-        self.windows = PartitionWindows::import(&self.parts.pipelines, &checkpoint);
-        self.stages = StageStates::import(&self.parts.pipelines, &checkpoint);
+        self.pipelines = self.parts.pipelines.current();
+        self.windows = PartitionWindows::import(&self.pipelines, &checkpoint);
+        self.stages = StageStates::import(&self.pipelines, &checkpoint);
         // Nothing saved: the state replays what the transport held at assignment.
         self.state_from = saved.map_or(self.kept_from, |s| s.next);
         self.next = self.state_from.min(self.stored_to);
         self.changed = false;
         self.seek(self.next);
+    }
+
+    /// Takes up the pipelines the registry swapped in since the last group. The state
+    /// carries over by name: a stage or rule kept keeps its state, a removed one's goes, a
+    /// new one starts empty.
+    fn refresh(&mut self) {
+        let current = self.parts.pipelines.current();
+        if Arc::ptr_eq(&current, &self.pipelines) {
+            return;
+        }
+        let mut checkpoint = Checkpoint::default();
+        self.windows.export(&mut checkpoint);
+        self.stages.export(&mut checkpoint);
+        self.windows = PartitionWindows::import(&current, &checkpoint);
+        self.stages = StageStates::import(&current, &checkpoint);
+        self.pipelines = current;
+        self.changed = true;
     }
 
     /// Reads from `offset` next.
@@ -293,7 +316,7 @@ impl<'a> Worker<'a> {
         if self.windows.is_empty() {
             return;
         }
-        let d = delivery(self.parts, self.slot);
+        let d = delivery(self.parts, self.slot, &self.pipelines);
         self.changed |= self.windows.advance(&d, idle, &mut self.stages);
     }
 
@@ -369,7 +392,7 @@ impl<'a> Worker<'a> {
             .filter(|(o, r)| {
                 !self.skipped.contains(o)
                     && (*o >= self.stored_to
-                        || parts
+                        || self
                             .pipelines
                             .get(&r.tenant)
                             .is_some_and(|p| p.windows.is_some() || !p.stages.is_empty()))
@@ -379,7 +402,7 @@ impl<'a> Worker<'a> {
         // Stages run on records the state lacks, and on those the store lacks (a record
         // behind the state but not stored runs its stages again: the store's sync makes
         // states durable only with the points before them, so that doesn't happen).
-        let mut batches = run_stages(parts, records, &mut self.stages, stop)?;
+        let mut batches = run_stages(parts, &self.pipelines, records, &mut self.stages, stop)?;
         self.changed |= !offsets.is_empty() && !self.stages.is_empty();
         let stored = offsets.partition_point(|o| *o < self.stored_to);
         let windowed = offsets.partition_point(|o| *o < self.state_from);
@@ -387,7 +410,7 @@ impl<'a> Worker<'a> {
         // Stages ran once (plugin state is committed); only the store write is retried.
         let mut backoff = Backoff::default();
         while stored < offsets.len() {
-            match store(parts, fresh, through.clone()) {
+            match store(parts, &self.pipelines, fresh, through.clone()) {
                 Ok(refused) => {
                     if !parts.dead_letters.keep(&refused, stop) {
                         return Ok(Outcome::Stopped);
@@ -425,7 +448,7 @@ impl<'a> Worker<'a> {
             }
         }
         if windowed < batches.len() {
-            let d = delivery(self.parts, self.slot);
+            let d = delivery(self.parts, self.slot, &self.pipelines);
             self.windows.observe(&d, &batches[windowed..]);
             self.changed = true;
         }
@@ -440,9 +463,9 @@ impl<'a> Worker<'a> {
 }
 
 /// What delivering windows needs, from the runner's parts.
-fn delivery<'a>(parts: &'a RunnerParts, slot: &'a Lane) -> Delivery<'a> {
+fn delivery<'a>(parts: &'a RunnerParts, slot: &'a Lane, pipelines: &'a Pipelines) -> Delivery<'a> {
     Delivery {
-        pipelines: &parts.pipelines,
+        pipelines,
         store: parts.store.as_ref(),
         dead_letters: &parts.dead_letters,
         metrics: &parts.metrics,
@@ -478,6 +501,7 @@ pub(super) fn retry<T, E: std::fmt::Display>(
 /// past it, the lane pauses until the quota has room again (or the lane stops).
 fn run_stages(
     parts: &RunnerParts,
+    pipelines: &Pipelines,
     records: Vec<(Offset, Record)>,
     states: &mut StageStates,
     stop: &AtomicBool,
@@ -494,9 +518,7 @@ fn run_stages(
                 std::thread::sleep(pause.min(READ_WAIT));
             }
             let started = thread_cpu_time();
-            let points = parts
-                .pipelines
-                .run(&tenant, record.points, states, &parts.metrics)?;
+            let points = pipelines.run(&tenant, record.points, states, &parts.metrics)?;
             parts
                 .quotas
                 .charge_cpu(&tenant, thread_cpu_time().saturating_sub(started));
@@ -509,6 +531,7 @@ fn run_stages(
 /// returned as dead letters, one per point with its reason.
 fn store(
     parts: &RunnerParts,
+    pipelines: &Pipelines,
     batches: &mut [(TenantId, Vec<Point>)],
     through: Through,
 ) -> Result<Vec<DeadLetter>, crate::store::StoreError> {
@@ -517,7 +540,7 @@ fn store(
         .iter()
         .map(|(tenant, points)| Batch {
             tenant,
-            retention: parts.pipelines.retention(tenant),
+            retention: pipelines.retention(tenant),
             points,
         })
         .collect();

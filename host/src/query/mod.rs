@@ -25,10 +25,10 @@ pub use aggregate::{Aggregation, Buckets};
 pub use tier::TierInfo;
 
 use crate::aggregate::{Function, Values};
-use crate::api::{ApiError, authenticate};
+use crate::api::{ApiError, TokenLookup, authenticate};
 use crate::point::{FieldValue, Nanos};
 use crate::store::{SeriesFilter, SeriesKey, Store};
-use crate::tenant::{TenantId, Tokens};
+use crate::tenant::TenantId;
 use crate::time::{floor_to, now_ns};
 
 /// Points (or buckets) of a query answer unless `limit` says otherwise.
@@ -49,14 +49,18 @@ const SERIES_BATCH: usize = 1_000;
 /// Raw points read at a time to aggregate.
 const RAW_BATCH: usize = 65_536;
 
+/// What queries know of each tenant, as of now (the registry changes it at runtime).
+pub trait Tenants: TokenLookup {
+    /// `tenant`'s rollup tiers.
+    fn tiers(&self, tenant: &TenantId) -> Vec<TierInfo>;
+}
+
 /// What the query routes need.
 pub struct QueryState {
-    /// Token → tenant.
-    pub tokens: Arc<Tokens>,
+    /// Token → tenant, and each tenant's tiers.
+    pub tenants: Arc<dyn Tenants>,
     /// Where points are.
     pub store: Arc<dyn Store>,
-    /// Each tenant's rollup tiers.
-    pub tiers: std::collections::HashMap<TenantId, Vec<TierInfo>>,
     /// How far each tenant's windows have closed.
     pub watermarks: Arc<crate::pipeline::Watermarks>,
     /// The dead letters, which each tenant reads its own of.
@@ -281,7 +285,7 @@ async fn query(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<QueryAnswer>, ApiError> {
-    let tenant = authenticate(&state.tokens, &headers, None)?;
+    let tenant = authenticate(state.tenants.as_ref(), &headers, None)?;
     let p = params(raw.as_deref())?;
     let measurement = required(p.measurement, "measurement")?;
     let field = required(p.field, "field")?;
@@ -297,7 +301,8 @@ async fn query(
         field: Some(field),
         tags: p.tags,
     };
-    let tiers = state.tiers.get(&tenant).map_or(&[][..], Vec::as_slice);
+    let tiers = state.tenants.tiers(&tenant);
+    let tiers = tiers.as_slice();
     let source = match (p.tier, p.agg, p.step) {
         (Some(name), agg, step) => {
             let tier = find_tier(tiers, &name)?;
@@ -647,7 +652,7 @@ async fn series(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = authenticate(&state.tokens, &headers, None)?;
+    let tenant = authenticate(state.tenants.as_ref(), &headers, None)?;
     let p = params(raw.as_deref())?;
     let limit = limit_param(p.limit.as_deref(), SERIES_PAGE, MAX_SERIES_PAGE)?;
     let after: Option<SeriesKey> = p.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -657,10 +662,7 @@ async fn series(
         tags: p.tags,
     };
     if let Some(tier) = &p.tier {
-        find_tier(
-            state.tiers.get(&tenant).map_or(&[][..], Vec::as_slice),
-            tier,
-        )?;
+        find_tier(&state.tenants.tiers(&tenant), tier)?;
     }
     let tier = p.tier;
     let page = on_store(&state, move |store| match &tier {
@@ -693,7 +695,7 @@ async fn alerts(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = authenticate(&state.tokens, &headers, None)?;
+    let tenant = authenticate(state.tenants.as_ref(), &headers, None)?;
     let p = params(raw.as_deref())?;
     let start = parse_time(&required(p.start, "start")?, "start")?;
     let end = parse_time(&required(p.end, "end")?, "end")?;
@@ -710,7 +712,7 @@ async fn dead_letters(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = authenticate(&state.tokens, &headers, None)?;
+    let tenant = authenticate(state.tenants.as_ref(), &headers, None)?;
     let p = params(raw.as_deref())?;
     let limit = limit_param(p.limit.as_deref(), SERIES_PAGE, MAX_SERIES_PAGE)?;
     let from: u64 = p
@@ -753,7 +755,7 @@ async fn late(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = authenticate(&state.tokens, &headers, None)?;
+    let tenant = authenticate(state.tenants.as_ref(), &headers, None)?;
     let p = params(raw.as_deref())?;
     let mut start = parse_time(&required(p.start, "start")?, "start")?;
     let end = parse_time(&required(p.end, "end")?, "end")?;

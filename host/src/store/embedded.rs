@@ -141,6 +141,9 @@ impl FieldKeys {
     }
 }
 
+/// A record of the control plane kept beside the data: key, value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// The durable state of the syncs.
 struct Synced {
     /// The next sync's sequence.
@@ -574,6 +577,75 @@ impl EmbeddedStore {
             .commit()
             .and_then(|()| self.db.persist(PersistMode::SyncData))
             .map_err(|e| self.note_failure(e))
+    }
+
+    /// Every record under `prefix` of the keyspace beside the data's (where the control
+    /// plane keeps tenants and the audit log), in key order.
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub fn records(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError> {
+        self.meta
+            .prefix(prefix)
+            .map(|kv| {
+                let (key, value) = kv.into_inner().map_err(storage)?;
+                Ok((key.to_vec(), value.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Up to `limit` records under `prefix` with keys after `after`, in key order.
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub fn records_after(
+        &self,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self
+            .meta
+            .range::<&[u8], _>((Bound::Excluded(after), Bound::Unbounded))
+        {
+            let (key, value) = kv.into_inner().map_err(storage)?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last record under `prefix`, if any.
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub fn last_record(&self, prefix: &[u8]) -> Result<Option<Record>, StoreError> {
+        match self.meta.prefix(prefix).next_back() {
+            Some(kv) => {
+                let (key, value) = kv.into_inner().map_err(storage)?;
+                Ok(Some((key.to_vec(), value.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `puts` and removes `removes` (records of [`EmbeddedStore::records`]) at once,
+    /// durably: all or none.
+    ///
+    /// # Errors
+    /// On storage failure; nothing was written then.
+    pub fn write_records(&self, puts: &[Record], removes: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for (key, value) in puts {
+            batch.insert(&self.meta, key.clone(), value.clone());
+        }
+        for key in removes {
+            batch.remove(&self.meta, key.clone());
+        }
+        self.durably(batch)
     }
 
     /// Commits `batch` at once (visible to reads), durable with the next [`Store::sync`]:
