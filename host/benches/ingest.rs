@@ -238,6 +238,9 @@ impl SluiceServer {
 listen = "127.0.0.1:0"
 data_dir = {data}
 
+[admin]
+listen = "127.0.0.1:0"
+
 [plugins]
 dir = {plugins}
 
@@ -264,7 +267,7 @@ params = {{ measurement = "debug*" }}
         });
         // `run` either reports its address or returns an error, which drops `ready_tx`.
         let addr = match rt.block_on(async { tokio::time::timeout(START_LIMIT, ready_rx).await }) {
-            Ok(Ok(addr)) => addr,
+            Ok(Ok(bound)) => bound.api,
             Ok(Err(_)) => {
                 let error = match thread.join() {
                     Ok(Err(error)) => error,

@@ -264,6 +264,9 @@ fn through_sluice(brokers: &str, batches: &[String], round: usize) -> anyhow::Re
 listen = "127.0.0.1:0"
 data_dir = {data}
 
+[admin]
+listen = "127.0.0.1:0"
+
 [ingest]
 max_lag_records = 100000
 
@@ -298,7 +301,8 @@ retention_days = 36500
     let addr = rt
         .block_on(async { tokio::time::timeout(LIMIT, ready_rx).await })
         .context("the service did not start")?
-        .context("the service stopped before serving")?;
+        .context("the service stopped before serving")?
+        .api;
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let points = BATCHES * BATCH_LINES;
     let elapsed = rt.block_on(async {

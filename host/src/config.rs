@@ -51,12 +51,51 @@ pub struct Config {
     /// Every tenant's quotas, where its own `limits` don't set them.
     #[serde(default)]
     pub limits: Limits,
+    /// The admin API: its listener and tokens.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The tenants, their tokens and pipelines.
     pub tenants: Vec<TenantConfig>,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// The admin API: a listener of its own, and tokens tenant tokens are not.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens: loopback unless said otherwise, so only the machine's own
+    /// operators reach it.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// Who may call it: each token with a name (the audit log's `by`).
+    #[serde(default)]
+    pub tokens: Vec<AdminToken>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+
+/// An admin token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminToken {
+    /// Who holds it (in the audit log).
+    pub name: String,
+    /// The token (16+ characters, not a tenant's).
+    pub token: Secret,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -984,6 +1023,22 @@ impl Config {
                 return Err(format!(
                     "tenant `{}`: retention_days must be at least 1",
                     tenant.name
+                ));
+            }
+        }
+        let mut admins = BTreeSet::new();
+        for admin in &self.admin.tokens {
+            // Never echo a token: it is a secret.
+            if admin.name.is_empty() || !admins.insert(admin.name.as_str()) {
+                return Err(format!(
+                    "admin.tokens: name `{}` is empty or used twice",
+                    admin.name
+                ));
+            }
+            if admin.token.expose().len() < 16 || !tokens.insert(admin.token.expose()) {
+                return Err(format!(
+                    "admin.tokens: `{}`: the token is shorter than 16 characters or shared with a tenant or another admin",
+                    admin.name
                 ));
             }
         }

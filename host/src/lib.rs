@@ -8,6 +8,7 @@
 //! runner moves records from the transport through the stages into the `store`; `query`
 //! reads the store. `service` wires them from a `config`.
 
+pub mod admin;
 pub mod aggregate;
 pub mod api;
 pub mod config;

@@ -1,5 +1,6 @@
 //! Operations endpoints: `GET /health` and `GET /metrics` (Prometheus text). Neither needs a
-//! token; neither shows tenant data (plugin names and versions are the operator's).
+//! token; neither shows tenant data (plugin names and versions are the operator's; series
+//! that name a tenant are only on the admin API's `GET /admin/v1/metrics`).
 
 use std::sync::Arc;
 
@@ -83,6 +84,6 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render_public(),
     )
 }

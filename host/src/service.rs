@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 
+use crate::admin::{self, AdminState, AdminTokens};
 use crate::api::request_span;
 use crate::config::{Config, StoreConfig, TransportConfig};
 use crate::ingest::{self, FieldTypes, IngestState};
@@ -32,6 +33,15 @@ use crate::telemetry::Metrics;
 use crate::transport::kafka::{self, KafkaConsumer, KafkaProducer, KafkaStates, Topics};
 use crate::transport::{EmbeddedLog, GroupConsumer, Outbox, Producer, StateLog};
 
+/// Where the service listens, once it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// The API: ingest, queries, health.
+    pub api: SocketAddr,
+    /// The admin API.
+    pub admin: SocketAddr,
+}
+
 /// Longest wait at startup for the pipeline to replay the log's unprocessed tail.
 const REPLAY_WAIT: Duration = Duration::from_secs(60);
 
@@ -45,7 +55,7 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 /// When a part can't start (data directory, plugins named by stages, listener).
 pub async fn run(
     config: Config,
-    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    ready: Option<tokio::sync::oneshot::Sender<Bound>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data = config.data_dir.clone();
@@ -268,15 +278,60 @@ pub async fn run(
                 .timeout(Duration::from_millis(config.ingest.request_timeout_ms)),
         );
 
+    let admin_app = admin::routes(Arc::new(AdminState {
+        registry: tenants.clone(),
+        tokens: AdminTokens::new(
+            config
+                .admin
+                .tokens
+                .iter()
+                .map(|t| (t.name.as_str(), &t.token)),
+        ),
+        metrics: metrics.clone(),
+    }))
+    .layer(
+        ServiceBuilder::new()
+            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(axum::middleware::from_fn_with_state(
+                BodyBudget::new(server_limits),
+                server::buffer_body,
+            ))
+            .layer(HandleErrorLayer::new(layer_error))
+            .timeout(Duration::from_millis(config.ingest.request_timeout_ms)),
+    );
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %data.display(), "Sluice is serving.");
-    if let Some(ready) = ready {
-        let _ = ready.send(addr);
+    let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("listening on {} (admin.listen)", config.admin.listen))?;
+    let bound = Bound {
+        api: listener.local_addr()?,
+        admin: admin_listener.local_addr()?,
+    };
+    tracing::info!(addr = %bound.api, admin = %bound.admin, data_dir = %data.display(), "Sluice is serving.");
+    if config.admin.tokens.is_empty() {
+        tracing::warn!(
+            "No admin tokens are configured ([[admin.tokens]]): the admin API refuses every call."
+        );
     }
+    if let Some(ready) = ready {
+        let _ = ready.send(bound);
+    }
+    // One shutdown for both listeners.
+    let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
+    let admin_server = tokio::spawn(server::serve(
+        admin_listener,
+        admin_app,
+        server_limits,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     server::serve(listener, app, server_limits, metrics, shutdown).await?;
+    if let Err(error) = admin_server.await? {
+        tracing::error!(%error, "The admin listener failed.");
+    }
 
     tracing::info!("Shutting down: draining the pipeline.");
     retention_task.abort();

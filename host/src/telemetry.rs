@@ -341,6 +341,19 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// [`Metrics::render`] without the series that name a tenant: what anyone who reaches
+    /// the API may see (the admin API serves them all).
+    pub fn render_public(&self) -> String {
+        let mut out = String::new();
+        for line in self.render().lines() {
+            if line.starts_with('#') || !line.contains("tenant=\"") {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
 }
 
 /// Installs the global tracing subscriber: `RUST_LOG`-style filter (default `info`), text or

@@ -37,12 +37,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config.data_dir = dir;
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (ready, bound) = tokio::sync::oneshot::channel();
+    let (ready, bound) = tokio::sync::oneshot::channel::<sluice::service::Bound>();
     // The bound address on stdout: with `--listen 127.0.0.1:0` the kernel picks a free
     // port, and whoever started the process (a test, a supervisor) learns it here.
     runtime.spawn(async move {
-        if let Ok(addr) = bound.await {
-            println!("listening on {addr}");
+        if let Ok(bound) = bound.await {
+            println!("listening on {}", bound.api);
+            println!("admin listening on {}", bound.admin);
         }
     });
     runtime.block_on(sluice::service::run(config, Some(ready), shutdown_signal()))?;

@@ -10,8 +10,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use crate::service_util::{
-    ACME, GLOBEX, Service, TENANTS, eventually, get_json, points, query, request, token,
-    try_request, write_v2,
+    ACME, GLOBEX, Service, TENANTS, admin_metrics, eventually, get_json, points, query, request,
+    token, try_request, write_v2,
 };
 
 #[test]
@@ -276,7 +276,7 @@ fn a_slow_pipeline_pushes_back_with_503_and_retry_after() {
     let mut metrics = String::new();
     assert!(
         eventually(Duration::from_secs(10), || {
-            metrics = request("GET", &svc.url("/metrics"), &[], Vec::new()).1;
+            metrics = admin_metrics(&svc);
             stage(&metrics, "sluice_stage_seconds_count").is_some()
         }),
         "no stage latency for globex/slow in {metrics}"

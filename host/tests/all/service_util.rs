@@ -18,6 +18,8 @@ pub struct Service {
     child: Child,
     /// Its address.
     pub addr: SocketAddr,
+    /// Its admin API's address.
+    pub admin: SocketAddr,
     dir: tempfile::TempDir,
     config: PathBuf,
     /// Environment variables of the process (`SLUICE_ARGS` holds extra arguments).
@@ -70,7 +72,7 @@ impl Service {
         let config = dir.path().join("sluice.toml");
         // Port 0: the service binds a free port and reports it (no race for ports).
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{body}\n[plugins]\ndir = \"{}\"\ntimeout_ms = 300\nquarantine_after = 3\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{body}\n[plugins]\ndir = \"{}\"\ntimeout_ms = 300\nquarantine_after = 3\n[admin]\nlisten = \"127.0.0.1:0\"\n[[admin.tokens]]\nname = \"ops\"\ntoken = \"{ADMIN}\"\n",
             dir.path().join("data").display(),
             plugin_dir.display()
         );
@@ -79,10 +81,11 @@ impl Service {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let (child, addr) = spawn(&config, &env);
+        let (child, (addr, admin)) = spawn(&config, &env);
         let mut service = Self {
             child,
             addr,
+            admin,
             dir,
             config,
             env,
@@ -124,6 +127,11 @@ impl Service {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The URL of `path` on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill_9(&mut self) {
         self.child.kill().expect("kill");
@@ -147,7 +155,7 @@ impl Service {
 
     /// Starts the same service again on the same data.
     pub fn restart(&mut self) {
-        (self.child, self.addr) = spawn(&self.config, &self.env);
+        (self.child, (self.addr, self.admin)) = spawn(&self.config, &self.env);
         self.wait_ready();
     }
 }
@@ -160,7 +168,7 @@ impl Drop for Service {
 }
 
 /// Starts `sluice run` and waits for the address it reports on stdout.
-fn spawn(config: &Path, env: &[(String, String)]) -> (Child, SocketAddr) {
+fn spawn(config: &Path, env: &[(String, String)]) -> (Child, (SocketAddr, SocketAddr)) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -181,15 +189,19 @@ fn spawn(config: &Path, env: &[(String, String)]) -> (Child, SocketAddr) {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut api = None;
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
             if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.parse::<SocketAddr>());
+                api = addr.parse::<SocketAddr>().ok();
+            }
+            if let (Some(api), Some(admin)) = (api, line.strip_prefix("admin listening on ")) {
+                let _ = tx.send(admin.parse::<SocketAddr>().map(|admin| (api, admin)));
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(addr)) => (child, addr),
+        Ok(Ok(addrs)) => (child, addrs),
         other => {
             let _ = child.kill();
             panic!(
@@ -286,6 +298,21 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Every metric of `svc`, tenants named (from the admin API).
+pub fn admin_metrics(svc: &Service) -> String {
+    let auth = format!("Bearer {ADMIN}");
+    request(
+        "GET",
+        &svc.admin_url("/admin/v1/metrics"),
+        &[("Authorization", &auth)],
+        Vec::new(),
+    )
+    .1
+}
+
+/// The admin token of every test service (admin `ops`).
+pub const ADMIN: &str = "admin-token-0123456789";
 
 /// acme's token.
 pub const ACME: &str = "acme-token-1";

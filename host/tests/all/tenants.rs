@@ -1,7 +1,11 @@
 //! Tenants against the running binary: each tenant's quotas refuse its own writes only,
-//! with answers that name the quota and say when to retry.
+//! with answers that name the quota and say when to retry; the admin API changes tenants,
+//! tokens and pipelines while the service runs, and audits every change.
 
-use crate::service_util::{ACME, GLOBEX, Service, eventually, query, token, try_request_full};
+use crate::service_util::{
+    ACME, ADMIN, GLOBEX, Service, TENANTS, admin_metrics, eventually, query, request, token,
+    try_request_full,
+};
 use std::time::Duration;
 
 /// A write of line protocol: status, `Retry-After`, body.
@@ -92,4 +96,203 @@ limits = { bytes_per_sec = 2000 }
         );
         answer["series"].as_array().map_or(0, Vec::len) == 3
     }));
+}
+
+/// An admin request with `token`: status and JSON answer.
+fn admin(
+    svc: &Service,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let (status, text) = request(method, &svc.admin_url(path), &headers, body);
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+#[test]
+fn the_admin_api_changes_tenants_tokens_and_pipelines_at_runtime_and_audits_every_change() {
+    let svc = Service::start(TENANTS, &["chaos", "threshold-alert"]);
+    // Tenant tokens are not admin tokens; nor is nothing.
+    for token in [ACME, "", "admin-token-012345678"] {
+        let (status, answer) = admin(&svc, token, "GET", "/admin/v1/tenants", None);
+        assert_eq!(status, 401, "{token:?}: {answer}");
+    }
+    let (status, tenants) = admin(&svc, ADMIN, "GET", "/admin/v1/tenants", None);
+    assert_eq!(status, 200);
+    let names: Vec<&str> = tenants
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["acme", "globex"], "seeded from the config file");
+    assert!(!tenants.to_string().contains("acme-token-1"), "{tenants}");
+
+    // A new tenant writes at once with the token it was given (shown once).
+    let (status, created) = admin(
+        &svc,
+        ADMIN,
+        "POST",
+        "/admin/v1/tenants",
+        Some(serde_json::json!({ "name": "initech", "retention_days": 36500 })),
+    );
+    assert_eq!(status, 201, "{created}");
+    let initech = created["token"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let first_id = created["token"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(write(&svc, &initech, "m,s=1 v=1 1\n").0, 204);
+    let (status, again) = admin(
+        &svc,
+        ADMIN,
+        "POST",
+        "/admin/v1/tenants",
+        Some(serde_json::json!({ "name": "initech" })),
+    );
+    assert_eq!(status, 409, "{again}");
+
+    // Pipelines are refused whole, naming the stage and field: nothing is applied.
+    let pipeline = |stage: serde_json::Value| serde_json::json!({ "stages": [stage] });
+    for (stage, wanted) in [
+        (
+            serde_json::json!({ "name": "gate", "plugin": "nowhere" }),
+            "stage `gate`: `plugin`: no plugin `nowhere`",
+        ),
+        (
+            serde_json::json!({ "name": "gate", "plugin": "threshold-alert" }),
+            "stage `gate`: `plugin`:",
+        ),
+        (
+            serde_json::json!({ "name": "gate", "plugin": "chaos", "params": { "mode": "bogus" } }),
+            "stage `gate`: `params`:",
+        ),
+        (
+            serde_json::json!({ "name": "gate", "plugn": "chaos" }),
+            "unknown field `plugn`",
+        ),
+    ] {
+        let (status, answer) = admin(
+            &svc,
+            ADMIN,
+            "PUT",
+            "/admin/v1/tenants/initech/pipeline",
+            Some(pipeline(stage)),
+        );
+        assert_eq!(status, 400, "{answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(wanted), "{wanted:?} not in {message:?}");
+    }
+    let (_, now) = admin(
+        &svc,
+        ADMIN,
+        "GET",
+        "/admin/v1/tenants/initech/pipeline",
+        None,
+    );
+    assert_eq!(now["stages"], serde_json::json!([]), "nothing was applied");
+
+    // A good pipeline takes effect for the next writes: odd batch positions dropped.
+    let (status, answer) = admin(
+        &svc,
+        ADMIN,
+        "PUT",
+        "/admin/v1/tenants/initech/pipeline",
+        Some(pipeline(
+            serde_json::json!({ "name": "gate", "plugin": "chaos", "params": { "mode": "drop-odd" } }),
+        )),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        write(&svc, &initech, "d v=0 10\nd v=1 11\nd v=2 12\nd v=3 13\n").0,
+        204
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        let answer = query(
+            &svc,
+            &initech,
+            "measurement=d&field=v&start=0&end=100000000000",
+        );
+        answer["series"][0]["points"].as_array().map(Vec::len) == Some(2)
+    }));
+
+    // Tokens: a second one, then the first revoked: it stops at once.
+    let (status, second) = admin(
+        &svc,
+        ADMIN,
+        "POST",
+        "/admin/v1/tenants/initech/tokens",
+        Some(serde_json::json!({ "description": "ci" })),
+    );
+    assert_eq!(status, 201, "{second}");
+    let second = second["token"].as_str().expect("token").to_owned();
+    let (status, _) = admin(
+        &svc,
+        ADMIN,
+        "DELETE",
+        &format!("/admin/v1/tenants/initech/tokens/{first_id}"),
+        None,
+    );
+    assert_eq!(status, 204);
+    assert_eq!(write(&svc, &initech, "m v=2 2\n").0, 401);
+    assert_eq!(write(&svc, &second, "m,s=1 v=2 2\n").0, 204);
+
+    // Metrics: the public ones name no tenant, the admin's do.
+    let public = request("GET", &svc.url("/metrics"), &[], Vec::new()).1;
+    assert!(!public.contains("tenant=\""), "{public}");
+    assert!(
+        admin_metrics(&svc).contains("sluice_points_ingested_total{tenant=\"initech\"}"),
+        "the admin's metrics name tenants"
+    );
+
+    // Deleted: its token stops at once.
+    let (status, _) = admin(&svc, ADMIN, "DELETE", "/admin/v1/tenants/initech", None);
+    assert_eq!(status, 204);
+    assert_eq!(write(&svc, &second, "m v=3 3\n").0, 401);
+
+    // Every change is in the audit log: who, what, when; refusals are not.
+    let (status, audit) = admin(&svc, ADMIN, "GET", "/admin/v1/audit?limit=100", None);
+    assert_eq!(status, 200);
+    let entries: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            assert!(e["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+            (
+                e["by"].as_str().unwrap_or_default().to_owned(),
+                e["action"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let wanted: Vec<(String, String)> = [
+        ("config", "seed"),
+        ("ops", "create-tenant"),
+        ("ops", "replace-pipeline"),
+        ("ops", "create-token"),
+        ("ops", "revoke-token"),
+        ("ops", "delete-tenant"),
+    ]
+    .iter()
+    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+    .collect();
+    assert_eq!(entries, wanted);
+    assert!(
+        !audit.to_string().contains(&second),
+        "no token in the audit log"
+    );
+    // The document is served, and is the one in the repository.
+    let (status, doc) = admin(&svc, "", "GET", "/admin/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    assert_eq!(doc["info"]["title"], "Sluice admin API");
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::service_util::{Service, eventually, get_json, request, token};
+use crate::service_util::{Service, admin_metrics, eventually, get_json, request, token};
 
 const ACME: &str = "acme-token-1";
 const NS: i64 = 1_000_000_000;
@@ -175,7 +175,7 @@ fn windows_are_stored_as_a_tier_corrected_within_grace_and_late_data_is_kept() {
     // It is a stored raw point all the same.
     let raw = query(&svc, t0, t0 + 10, "&tag=host:a");
     assert_eq!(points_of(&raw, "a").as_array().map(Vec::len), Some(4));
-    let (_, metrics) = request("GET", &svc.url("/metrics"), &[], Vec::new());
+    let metrics = admin_metrics(&svc);
     assert!(
         metrics.contains("sluice_window_late_points_total{tenant=\"acme\",rule=\"cpu-10s\"} 1"),
         "{metrics}"
