@@ -642,6 +642,14 @@ pub struct PluginsConfig {
     /// Per-plugin overrides of `timeout_ms` and `memory_mib`, by plugin name.
     #[serde(default)]
     pub limits: BTreeMap<String, PluginLimitsConfig>,
+    /// The largest component a tenant may deploy (at most `ingest.max_body_bytes`, which
+    /// every request body is held to).
+    #[serde(default = "default_max_plugin_bytes")]
+    pub max_upload_bytes: usize,
+}
+
+const fn default_max_plugin_bytes() -> usize {
+    16 << 20
 }
 
 fn default_plugin_dir() -> PathBuf {
@@ -665,6 +673,7 @@ impl Default for PluginsConfig {
             memory_mib: default_memory_mib(),
             quarantine_after: default_quarantine_after(),
             limits: BTreeMap::new(),
+            max_upload_bytes: default_max_plugin_bytes(),
         }
     }
 }

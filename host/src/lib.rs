@@ -12,6 +12,7 @@ pub mod admin;
 pub mod aggregate;
 pub mod api;
 pub mod config;
+pub mod deploy;
 pub mod format;
 #[cfg(test)]
 mod fuzz;

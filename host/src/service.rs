@@ -15,6 +15,7 @@ use tower::ServiceBuilder;
 use crate::admin::{self, AdminState, AdminTokens};
 use crate::api::request_span;
 use crate::config::{Config, StoreConfig, TransportConfig};
+use crate::deploy::{self, DeployState};
 use crate::ingest::{self, FieldTypes, IngestState};
 use crate::lookup::LookupTables;
 use crate::ops::{self, OpsState};
@@ -191,6 +192,7 @@ pub async fn run(
                 disorder: secs(config.windows.allowed_disorder_secs),
                 max_future: secs(config.windows.max_future_secs),
                 runtime: tokio::runtime::Handle::current(),
+                owned_plugins: data.join("tenant-plugins"),
             },
             pipelines.clone(),
             quotas.clone(),
@@ -255,6 +257,10 @@ pub async fn run(
             store: store.clone(),
             watermarks,
         })))
+        .merge(deploy::routes(Arc::new(DeployState {
+            registry: tenants.clone(),
+            max_plugin_bytes: config.plugins.max_upload_bytes,
+        })))
         .merge(ops::routes(Arc::new(OpsState {
             producer: producer.clone(),
             store: store.clone(),
@@ -288,6 +294,7 @@ pub async fn run(
                 .map(|t| (t.name.as_str(), &t.token)),
         ),
         metrics: metrics.clone(),
+        max_plugin_bytes: config.plugins.max_upload_bytes,
     }))
     .layer(
         ServiceBuilder::new()

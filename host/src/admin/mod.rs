@@ -16,8 +16,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PipelineSpec;
+use crate::deploy;
 use crate::quota::Limits;
-use crate::registry::{AuditEntry, NewToken, Registry, RegistryError, TenantSpec};
+use crate::registry::{AuditEntry, NewToken, PluginsView, Registry, RegistryError, TenantSpec};
 use crate::telemetry::Metrics;
 use crate::tenant::{Secret, digest};
 
@@ -35,6 +36,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/admin/v1/tenants/{name}/tokens/{id}"),
     ("get", "/admin/v1/tenants/{name}/pipeline"),
     ("put", "/admin/v1/tenants/{name}/pipeline"),
+    ("get", "/admin/v1/tenants/{name}/plugins"),
+    ("put", "/admin/v1/tenants/{name}/plugins/{plugin}"),
+    (
+        "get",
+        "/admin/v1/tenants/{name}/plugins/{plugin}/versions/{version}",
+    ),
+    ("post", "/admin/v1/tenants/{name}/plugins/{plugin}/rollback"),
     ("get", "/admin/v1/audit"),
     ("get", "/admin/v1/metrics"),
     ("get", "/admin/v1/openapi.json"),
@@ -83,6 +91,8 @@ pub struct AdminState {
     pub tokens: AdminTokens,
     /// Every metric, tenants named.
     pub metrics: Arc<Metrics>,
+    /// The largest plugin component taken.
+    pub max_plugin_bytes: usize,
 }
 
 /// An admin request that failed.
@@ -154,6 +164,19 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         .route(
             "/admin/v1/tenants/{name}/pipeline",
             get(pipeline).put(replace_pipeline),
+        )
+        .route("/admin/v1/tenants/{name}/plugins", get(plugins))
+        .route(
+            "/admin/v1/tenants/{name}/plugins/{plugin}",
+            axum::routing::put(deploy_plugin),
+        )
+        .route(
+            "/admin/v1/tenants/{name}/plugins/{plugin}/versions/{version}",
+            get(plugin_version),
+        )
+        .route(
+            "/admin/v1/tenants/{name}/plugins/{plugin}/rollback",
+            post(rollback_plugin),
         )
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/metrics", get(metrics))
@@ -350,6 +373,57 @@ async fn replace_pipeline(
     let registry = state.registry.clone();
     let spec = blocking(move || registry.replace_pipeline(&by, &name, pipeline)).await?;
     Ok(Json(spec.pipeline))
+}
+
+async fn plugins(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<PluginsView>, AdminError> {
+    state.tokens.who(&headers)?;
+    Ok(Json(state.registry.plugins(&name)?))
+}
+
+async fn deploy_plugin(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path((name, plugin)): Path<(String, String)>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let by = match state.tokens.who(&headers) {
+        Ok(by) => by,
+        Err(error) => return error.into_response(),
+    };
+    let registry = state.registry.clone();
+    deploy::start(registry, by, name, plugin, bytes, state.max_plugin_bytes)
+        .await
+        .into_response()
+}
+
+async fn plugin_version(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path((name, plugin, version)): Path<(String, String, String)>,
+) -> Response {
+    if let Err(error) = state.tokens.who(&headers) {
+        return error.into_response();
+    }
+    deploy::deployment(&state.registry, &name, &plugin, &version).into_response()
+}
+
+async fn rollback_plugin(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path((name, plugin)): Path<(String, String)>,
+    json: Result<Json<deploy::Rollback>, JsonRejection>,
+) -> Response {
+    let by = match state.tokens.who(&headers) {
+        Ok(by) => by,
+        Err(error) => return error.into_response(),
+    };
+    deploy::roll_back(state.registry.clone(), by, name, plugin, json)
+        .await
+        .into_response()
 }
 
 /// Where an audit page starts, and how long it is.

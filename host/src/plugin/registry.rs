@@ -277,11 +277,14 @@ pub enum Reloaded {
     Unchanged,
 }
 
-/// The plugins of one directory.
+/// The plugins of one directory (the library every tenant may use), and each tenant's
+/// own plugins (deployed over the API; no other tenant sees them).
 pub struct PluginRegistry {
     runtime: Arc<Runtime>,
     config: RegistryConfig,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    /// Each tenant's own plugins, by tenant and name.
+    owned: RwLock<BTreeMap<(TenantId, String), Arc<PluginSlot>>>,
     load_errors: Mutex<BTreeMap<String, String>>,
     metrics: Arc<Metrics>,
     /// Serializes reloads, so two events for one file can't race to swap.
@@ -304,6 +307,7 @@ impl PluginRegistry {
             runtime,
             config,
             slots: RwLock::default(),
+            owned: RwLock::default(),
             load_errors: Mutex::default(),
             metrics,
             reloading: Mutex::new(()),
@@ -356,6 +360,76 @@ impl PluginRegistry {
                 .load_error = Some(error.clone());
         }
         out.into_values().collect()
+    }
+
+    /// `tenant`'s own plugin `name`.
+    pub fn owned(&self, tenant: &TenantId, name: &str) -> Option<Arc<PluginSlot>> {
+        self.owned
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(tenant.clone(), name.to_owned()))
+            .cloned()
+    }
+
+    /// The plugin `name` as `tenant` sees it: its own, else the library's.
+    pub fn for_tenant(&self, tenant: &TenantId, name: &str) -> Option<Arc<PluginSlot>> {
+        self.owned(tenant, name).or_else(|| self.get(name))
+    }
+
+    /// Compiles and links the plugin file at `path` as plugin `name` (with `name`'s
+    /// limits), checking it implements the world `tenant`'s serving version of `name`
+    /// does, if there is one. Nothing is swapped in.
+    ///
+    /// # Errors
+    /// The [`LoadError`] of the file, or of a world other than the serving version's.
+    pub fn compile_owned(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        path: &Path,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let limits = self
+            .config
+            .limits
+            .get(name)
+            .copied()
+            .unwrap_or(self.config.default_limits);
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let plugin = self.runtime.load_bytes(name, &bytes, path, limits)?;
+        check_world(&self.owned(tenant, name), plugin, path)
+    }
+
+    /// Makes `plugin` (from [`PluginRegistry::compile_owned`]) the serving version of
+    /// `tenant`'s own plugin of its name: at once, for the next batch.
+    pub fn activate_owned(&self, tenant: &TenantId, plugin: LoadedPlugin) {
+        let name = plugin.id().name.to_string();
+        if let Some(slot) = self.owned(tenant, &name) {
+            if slot.current().id() != plugin.id() {
+                slot.swap(plugin);
+            }
+            return;
+        }
+        let slot = Arc::new(PluginSlot {
+            name: name.clone(),
+            current: RwLock::new((Arc::new(plugin), TenantCounters::default())),
+            quarantine_after: self.config.quarantine_after.max(1),
+            metrics: self.metrics.clone(),
+        });
+        self.owned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((tenant.clone(), name), slot);
+    }
+
+    /// Forgets `tenant`'s own plugins (the tenant is deleted).
+    pub fn forget_owned(&self, tenant: &TenantId) {
+        self.owned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(t, _), _| t != tenant);
     }
 
     /// Loads the plugin file at `path` and, if it is new content that compiles, links and

@@ -4,6 +4,7 @@
 //! stage or rule and the field.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,8 +56,11 @@ pub struct Builder {
     pub disorder: crate::point::Nanos,
     /// How far ahead of the clock a point may be and still be windowed, in nanoseconds.
     pub max_future: crate::point::Nanos,
-    /// Where webhooks run.
+    /// Where webhooks run, and plugins deployed by tenants compile.
     pub runtime: tokio::runtime::Handle,
+    /// Where tenants' own plugins are kept: a directory per tenant and plugin, a file per
+    /// version.
+    pub owned_plugins: PathBuf,
 }
 
 /// One tenant, built.
@@ -71,6 +75,19 @@ fn wrong(what: &str, field: &str, why: impl std::fmt::Display) -> String {
 }
 
 impl Builder {
+    /// The directory of `tenant`'s own plugins (the name hex-encoded: any name is a safe
+    /// path).
+    pub fn owned_dir(&self, tenant: &TenantId) -> PathBuf {
+        self.owned_plugins.join(hex::encode(tenant.as_str()))
+    }
+
+    /// The file of version `version` of `tenant`'s own plugin `name`.
+    pub fn owned_file(&self, tenant: &TenantId, name: &str, version: &str) -> PathBuf {
+        self.owned_dir(tenant)
+            .join(name)
+            .join(format!("{version}.wasm"))
+    }
+
     /// Everything `specs` describe.
     ///
     /// # Errors
@@ -104,9 +121,10 @@ impl Builder {
         Ok(tenancy)
     }
 
-    /// The plugin `name` for `what`, or why there is none.
-    fn plugin(&self, what: &str, name: &str) -> Result<Arc<PluginSlot>, String> {
-        self.plugins.get(name).ok_or_else(|| {
+    /// The plugin `name` for `what` of `tenant` (its own, else the library's), or why
+    /// there is none.
+    fn plugin(&self, tenant: &TenantId, what: &str, name: &str) -> Result<Arc<PluginSlot>, String> {
+        self.plugins.for_tenant(tenant, name).ok_or_else(|| {
             let why = self
                 .plugins
                 .statuses()
@@ -144,7 +162,7 @@ impl Builder {
         let mut retyping = false;
         for stage in &p.stages {
             let what = format!("stage `{}`", stage.name);
-            let slot = self.plugin(&what, &stage.plugin)?;
+            let slot = self.plugin(id, &what, &stage.plugin)?;
             retyping |= slot.current().world() == World::Transform;
             let built = Stage::new(
                 id,
@@ -180,7 +198,7 @@ impl Builder {
         }
         for rule in &p.alerts {
             let what = format!("alert `{}`", rule.name);
-            let slot = self.plugin(&what, &rule.plugin)?;
+            let slot = self.plugin(id, &what, &rule.plugin)?;
             let aggregates = if rule.aggregates.is_empty() {
                 Function::BASIC.to_vec()
             } else {

@@ -42,6 +42,33 @@ pub struct TenantSpec {
     /// Its API tokens, as digests.
     #[serde(default)]
     pub tokens: Vec<TokenRecord>,
+    /// Its own plugins, by name: stages use them before the library's of the same name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, OwnedPlugin>,
+}
+
+/// A tenant's own plugin: every version deployed, and the one serving.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnedPlugin {
+    /// The serving version.
+    pub active: String,
+    /// Every version deployed, oldest first.
+    pub versions: Vec<PluginVersion>,
+}
+
+/// A version of a tenant's own plugin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginVersion {
+    /// The first 12 hex digits of the component's SHA-256.
+    pub version: String,
+    /// When it was deployed (RFC 3339).
+    pub deployed: String,
+    /// The component's size.
+    pub bytes: u64,
+    /// Its world: `filter`, `transform` or `alert`.
+    pub world: String,
 }
 
 /// A tenant's API token as kept: its digest only. The token itself is shown once, when it
@@ -162,6 +189,42 @@ fn check_name(name: &str) -> Result<(), RegistryError> {
     })
 }
 
+/// What a tenant's own plugin may be named: it is a file name and appears in paths.
+fn check_plugin_name(tenant: &str, name: &str) -> Result<(), RegistryError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        return Ok(());
+    }
+    Err(RegistryError::Invalid {
+        tenant: tenant.to_owned(),
+        message: format!(
+            "plugin {name:?}: `name`: 1 to 64 letters, digits, `-`, `_` or `.`, not starting with `.`"
+        ),
+    })
+}
+
+/// Writes `bytes` to `path` whole or not at all (a temporary file, synced, renamed).
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temporary = path.with_extension("wasm.part");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The specs, and the audit log's next number: held while a change is made.
 struct State {
     specs: BTreeMap<TenantId, TenantSpec>,
@@ -178,6 +241,56 @@ pub struct Registry {
     quotas: Arc<Quotas>,
     /// Every tenant's quotas where its own don't say.
     default_limits: Limits,
+    /// Deployments of tenants' own plugins, by tenant, plugin and version.
+    deployments: Mutex<BTreeMap<(TenantId, String, String), Deployment>>,
+}
+
+/// Where a deployment of a tenant's plugin stands.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Deployment {
+    /// Being compiled, in the background; the serving version serves meanwhile.
+    Compiling,
+    /// Serving (or served: a later version or a rollback replaced it).
+    Deployed,
+    /// Refused: it doesn't compile, link, or implement the serving version's world.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// A deployment as asked for: the version, and where it stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployTicket {
+    /// The plugin.
+    pub plugin: String,
+    /// Its version (content hash).
+    pub version: String,
+    /// Where the deployment stands.
+    #[serde(flatten)]
+    pub state: Deployment,
+}
+
+/// A tenant's plugins as it sees them: its own (versions, serving one, deployments under
+/// way or failed), and the library's names.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginsView {
+    /// Its own plugins.
+    pub own: BTreeMap<String, OwnedView>,
+    /// The library every tenant may use.
+    pub library: Vec<String>,
+}
+
+/// One of a tenant's own plugins.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnedView {
+    /// The serving version, once one is.
+    pub active: Option<String>,
+    /// Versions deployed, oldest first.
+    pub versions: Vec<PluginVersion>,
+    /// Deployments not deployed (compiling, or failed), by version.
+    pub pending: BTreeMap<String, Deployment>,
 }
 
 /// A change to make: the tenants it touches, and what the audit log says of it.
@@ -213,6 +326,7 @@ impl Registry {
             pipelines,
             quotas,
             default_limits,
+            deployments: Mutex::default(),
         };
         let specs: BTreeMap<TenantId, TenantSpec> = if loaded.seeded {
             if !seed.is_empty() {
@@ -229,6 +343,21 @@ impl Registry {
         } else {
             registry.seed(seed)?
         };
+        for spec in specs.values() {
+            for (name, owned) in &spec.plugins {
+                let path = registry.builder.owned_file(&spec.name, name, &owned.active);
+                match registry
+                    .builder
+                    .plugins
+                    .compile_owned(&spec.name, name, &path)
+                {
+                    Ok(plugin) => registry.builder.plugins.activate_owned(&spec.name, plugin),
+                    Err(error) => {
+                        tracing::error!(tenant = %spec.name, plugin = %name, %error, "A tenant's plugin does not load.");
+                    }
+                }
+            }
+        }
         let tenancy = registry
             .builder
             .build(specs.values())
@@ -262,6 +391,7 @@ impl Registry {
                     limits: tenant.limits,
                     pipeline,
                     tokens,
+                    plugins: BTreeMap::new(),
                 },
             );
         }
@@ -282,7 +412,7 @@ impl Registry {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// What is built from the specs now.
@@ -336,6 +466,19 @@ impl Registry {
         probe: bool,
         edit: impl FnOnce(&mut BTreeMap<TenantId, TenantSpec>) -> Result<(), RegistryError>,
     ) -> Result<(), RegistryError> {
+        self.change_then(by, change, probe, edit, None)
+    }
+
+    /// [`Registry::change`], running `activate` once the change is kept (a plugin version
+    /// swapped in): what is built then sees it.
+    fn change_then(
+        &self,
+        by: &str,
+        change: Change,
+        probe: bool,
+        edit: impl FnOnce(&mut BTreeMap<TenantId, TenantSpec>) -> Result<(), RegistryError>,
+        activate: Option<Box<dyn FnOnce() + '_>>,
+    ) -> Result<(), RegistryError> {
         let mut state = self.lock();
         let mut specs = state.specs.clone();
         edit(&mut specs)?;
@@ -364,6 +507,16 @@ impl Registry {
         )?;
         tracing::info!(by, action = change.action, tenant = %change.tenant, "Tenant registry changed.");
         state.next_seq += 1;
+        let tenancy = match activate {
+            Some(activate) => {
+                activate();
+                // What built before builds still; its stages now resolve to the new version.
+                self.builder
+                    .build(specs.values())
+                    .map_err(|(_, message)| invalid(message))?
+            }
+            None => tenancy,
+        };
         self.install(&specs, tenancy);
         state.specs = specs;
         Ok(())
@@ -391,6 +544,7 @@ impl Registry {
             limits,
             pipeline,
             tokens: vec![record.clone()],
+            plugins: BTreeMap::new(),
         };
         let change = Change {
             action: "create-tenant",
@@ -466,7 +620,15 @@ impl Registry {
                 .remove(&tenant)
                 .map(drop)
                 .ok_or_else(|| RegistryError::NoTenant(name.to_owned()))
-        })
+        })?;
+        self.builder.plugins.forget_owned(&tenant);
+        let dir = self.builder.owned_dir(&tenant);
+        if let Err(error) = std::fs::remove_dir_all(&dir)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%tenant, %error, dir = %dir.display(), "Could not remove a deleted tenant's plugins.");
+        }
+        Ok(())
     }
 
     /// Creates a token of tenant `name` (shown once).
@@ -557,6 +719,199 @@ impl Registry {
         self.tenant(name)
     }
 
+    /// Starts deploying `bytes` as `tenant`'s own plugin `name`: kept by content (its
+    /// version), compiled in the background, and made serving (between two batches) once
+    /// it compiles, links and implements the world the serving version does. Until then,
+    /// and if it fails, the serving version serves. Deploying the serving version again
+    /// changes nothing.
+    ///
+    /// # Errors
+    /// No such tenant, a malformed name, storage.
+    pub fn deploy_plugin(
+        self: &Arc<Self>,
+        by: &str,
+        tenant: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<DeployTicket, RegistryError> {
+        let spec = self.tenant(tenant)?;
+        check_plugin_name(tenant, name)?;
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let version = digest[..12].to_owned();
+        let ticket = |state| DeployTicket {
+            plugin: name.to_owned(),
+            version: version.clone(),
+            state,
+        };
+        if spec.plugins.get(name).is_some_and(|p| p.active == version) {
+            return Ok(ticket(Deployment::Deployed));
+        }
+        let key = (spec.name.clone(), name.to_owned(), version.clone());
+        {
+            let mut deployments = lock(&self.deployments);
+            if deployments.get(&key) == Some(&Deployment::Compiling) {
+                return Ok(ticket(Deployment::Compiling));
+            }
+            let path = self.builder.owned_file(&spec.name, name, &version);
+            write_atomically(&path, bytes).map_err(|e| {
+                RegistryError::Storage(format!("keeping plugin `{name}`@{version}: {e}"))
+            })?;
+            deployments.insert(key.clone(), Deployment::Compiling);
+        }
+        let registry = self.clone();
+        let (by, plugin, size) = (by.to_owned(), name.to_owned(), bytes.len() as u64);
+        self.builder.runtime.spawn_blocking(move || {
+            let (tenant, _, version) = &key;
+            let state = match registry.activate(&by, tenant, &plugin, version, Some(size)) {
+                Ok(()) => Deployment::Deployed,
+                Err(error) => {
+                    tracing::warn!(%tenant, %plugin, %version, %error, "A tenant's plugin was not deployed.");
+                    Deployment::Failed {
+                        error: error.to_string(),
+                    }
+                }
+            };
+            lock(&registry.deployments).insert(key, state);
+        });
+        Ok(ticket(Deployment::Compiling))
+    }
+
+    /// Makes an earlier version of `tenant`'s own plugin `name` the serving one again.
+    ///
+    /// # Errors
+    /// No such tenant, plugin or version; a version that no longer loads; storage.
+    pub fn rollback_plugin(
+        &self,
+        by: &str,
+        tenant: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<(), RegistryError> {
+        let spec = self.tenant(tenant)?;
+        let known = spec
+            .plugins
+            .get(name)
+            .is_some_and(|p| p.versions.iter().any(|v| v.version == version));
+        if !known {
+            return Err(RegistryError::Invalid {
+                tenant: tenant.to_owned(),
+                message: format!("plugin `{name}`: `version`: no version `{version}` was deployed"),
+            });
+        }
+        self.activate(by, &spec.name, name, version, None)
+    }
+
+    /// Compiles `tenant`'s kept `name`@`version` and makes it serving, recording it (as a
+    /// deployment of `size` bytes, or a rollback).
+    fn activate(
+        &self,
+        by: &str,
+        tenant: &TenantId,
+        name: &str,
+        version: &str,
+        size: Option<u64>,
+    ) -> Result<(), RegistryError> {
+        let path = self.builder.owned_file(tenant, name, version);
+        let plugin = self
+            .builder
+            .plugins
+            .compile_owned(tenant, name, &path)
+            .map_err(|e| RegistryError::Invalid {
+                tenant: tenant.to_string(),
+                message: format!("plugin `{name}`: {e}"),
+            })?;
+        let record = PluginVersion {
+            version: version.to_owned(),
+            deployed: now(),
+            bytes: size.unwrap_or_default(),
+            world: plugin.world().name().to_owned(),
+        };
+        let change = Change {
+            action: if size.is_some() {
+                "deploy-plugin"
+            } else {
+                "rollback-plugin"
+            },
+            tenant: tenant.clone(),
+            detail: format!("{name}@{version}"),
+        };
+        let plugins = self.builder.plugins.clone();
+        let owner = tenant.clone();
+        self.change_then(
+            by,
+            change,
+            false,
+            |specs| {
+                let spec = specs
+                    .get_mut(tenant)
+                    .ok_or_else(|| RegistryError::NoTenant(tenant.to_string()))?;
+                let owned = spec
+                    .plugins
+                    .entry(name.to_owned())
+                    .or_insert_with(|| OwnedPlugin {
+                        active: version.to_owned(),
+                        versions: Vec::new(),
+                    });
+                owned.active = version.to_owned();
+                if !owned.versions.iter().any(|v| v.version == version) {
+                    owned.versions.push(record);
+                }
+                Ok(())
+            },
+            Some(Box::new(move || plugins.activate_owned(&owner, plugin))),
+        )
+    }
+
+    /// `tenant`'s plugins: its own, with their versions and deployments, and the
+    /// library's names.
+    ///
+    /// # Errors
+    /// No such tenant.
+    pub fn plugins(&self, tenant: &str) -> Result<PluginsView, RegistryError> {
+        let spec = self.tenant(tenant)?;
+        let mut own: BTreeMap<String, OwnedView> = spec
+            .plugins
+            .into_iter()
+            .map(|(name, p)| {
+                let view = OwnedView {
+                    active: Some(p.active),
+                    versions: p.versions,
+                    pending: BTreeMap::new(),
+                };
+                (name, view)
+            })
+            .collect();
+        for ((t, name, version), state) in lock(&self.deployments).iter() {
+            if *t != spec.name || *state == Deployment::Deployed {
+                continue;
+            }
+            own.entry(name.clone())
+                .or_insert_with(|| OwnedView {
+                    active: None,
+                    versions: Vec::new(),
+                    pending: BTreeMap::new(),
+                })
+                .pending
+                .insert(version.clone(), state.clone());
+        }
+        let library = self
+            .builder
+            .plugins
+            .statuses()
+            .into_iter()
+            .filter(|s| s.version.is_some())
+            .map(|s| s.name)
+            .collect();
+        Ok(PluginsView { own, library })
+    }
+
+    /// Where deployment `version` of `tenant`'s plugin `name` stands.
+    pub fn deployment(&self, tenant: &str, name: &str, version: &str) -> Option<Deployment> {
+        lock(&self.deployments)
+            .get(&(TenantId::new(tenant), name.to_owned(), version.to_owned()))
+            .cloned()
+    }
+
     /// Up to `limit` audit entries after `after`, oldest first.
     ///
     /// # Errors
@@ -628,6 +983,7 @@ mod tests {
             disorder: 0,
             max_future: i64::MAX,
             runtime: runtime.handle().clone(),
+            owned_plugins: dir.join("tenant-plugins"),
         };
         let seed: Vec<TenantConfig> = toml::from_str::<crate::config::Config>(
             "[[tenants]]\nname = \"acme\"\ntokens = [\"acme-token-1\"]\n",

@@ -2,9 +2,10 @@
 //! with answers that name the quota and say when to retry; the admin API changes tenants,
 //! tokens and pipelines while the service runs, and audits every change.
 
+use crate::common::plugin_file;
 use crate::service_util::{
-    ACME, ADMIN, GLOBEX, Service, TENANTS, admin_metrics, eventually, query, request, token,
-    try_request_full,
+    ACME, ADMIN, GLOBEX, Service, TENANTS, admin_metrics, eventually, get_json, query, request,
+    token, try_request_full,
 };
 use std::time::Duration;
 
@@ -295,4 +296,239 @@ fn the_admin_api_changes_tenants_tokens_and_pipelines_at_runtime_and_audits_ever
     let (status, doc) = admin(&svc, "", "GET", "/admin/v1/openapi.json", None);
     assert_eq!(status, 200);
     assert_eq!(doc["info"]["title"], "Sluice admin API");
+}
+
+/// Deploys `file`'s bytes as `tok`'s tenant's own plugin `name`: its version, once it
+/// serves.
+fn deploy(svc: &Service, tok: &str, name: &str, file: &str) -> String {
+    let auth = token(tok);
+    let bytes = std::fs::read(plugin_file(file)).expect("plugin file");
+    let (status, body) = request(
+        "PUT",
+        &svc.url(&format!("/api/v1/plugins/{name}")),
+        &[(auth.0, &auth.1), ("Content-Type", "application/wasm")],
+        bytes,
+    );
+    assert!(status == 202 || status == 200, "{status}: {body}");
+    let ticket: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let version = ticket["version"].as_str().expect("version").to_owned();
+    let url = svc.url(&format!("/api/v1/plugins/{name}/versions/{version}"));
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            get_json(&url, tok).1["state"] == "deployed"
+        }),
+        "{name}@{version} never served: {}",
+        get_json(&url, tok).1
+    );
+    version
+}
+
+#[test]
+fn a_tenants_plugin_deploys_and_rolls_back_under_load_and_every_point_is_stored_once() {
+    let svc = Service::start(TENANTS, &[]);
+    let v1 = deploy(&svc, ACME, "gate", "drop-filter");
+    let (status, answer) = admin(
+        &svc,
+        ADMIN,
+        "PUT",
+        "/admin/v1/tenants/acme/pipeline",
+        Some(serde_json::json!({ "stages": [
+            { "name": "gate", "plugin": "gate", "params": { "prefix": "debug", "mode": "pass" } }
+        ] })),
+    );
+    assert_eq!(status, 200, "{answer}");
+    // Globex can neither use acme's plugin nor replace it: its own `gate` is its own.
+    let (status, answer) = admin(
+        &svc,
+        ADMIN,
+        "PUT",
+        "/admin/v1/tenants/globex/pipeline",
+        Some(serde_json::json!({ "stages": [{ "name": "gate", "plugin": "gate" }] })),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let v_globex = deploy(&svc, GLOBEX, "gate", "chaos");
+
+    // A steady writer: every acknowledged point is counted.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked = std::sync::atomic::AtomicUsize::new(0);
+    let mut versions = Vec::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut t = 1usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body: String = (t..t + 10).map(|i| format!("m,w=1 v={i} {i}\n")).collect();
+                if write(&svc, ACME, &body).0 == 204 {
+                    acked.fetch_add(10, std::sync::atomic::Ordering::Relaxed);
+                    t += 10;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        versions.push(deploy(&svc, ACME, "gate", "chaos"));
+        std::thread::sleep(Duration::from_millis(300));
+        let auth = token(ACME);
+        let (status, body) = request(
+            "POST",
+            &svc.url("/api/v1/plugins/gate/rollback"),
+            &[(auth.0, &auth.1), ("Content-Type", "application/json")],
+            serde_json::json!({ "version": v1 }).to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+        std::thread::sleep(Duration::from_millis(300));
+        versions.push(deploy(&svc, ACME, "gate", "chaos"));
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let acked = acked.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(acked >= 100, "the writer wrote {acked}");
+    assert_eq!(versions[0], versions[1], "one version by content");
+    assert_ne!(versions[0], v1);
+    let (_, plugins) = get_json(&svc.url("/api/v1/plugins"), ACME);
+    assert_eq!(plugins["own"]["gate"]["active"], versions[0].as_str());
+    assert_eq!(
+        plugins["own"]["gate"]["versions"].as_array().map(Vec::len),
+        Some(2),
+        "{plugins}"
+    );
+    let (_, theirs) = get_json(&svc.url("/api/v1/plugins"), GLOBEX);
+    assert_eq!(
+        theirs["own"]["gate"]["active"],
+        v_globex.as_str(),
+        "{theirs}"
+    );
+    // Every acknowledged point, once: through every version that served meanwhile.
+    let mut got = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let answer = query(
+                &svc,
+                ACME,
+                "measurement=m&field=v&start=0&end=100000000000000",
+            );
+            got = crate::service_util::points(&answer);
+            got.len() >= acked
+        }),
+        "{} of {acked}",
+        got.len()
+    );
+    assert_eq!(got.len(), acked);
+    let wanted: Vec<(i64, f64)> = (1..=acked)
+        .map(|i| (i as i64 * 1_000_000_000, i as f64))
+        .collect();
+    assert_eq!(got, wanted);
+    let (_, audit) = admin(&svc, ADMIN, "GET", "/admin/v1/audit", None);
+    let by_acme: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["by"] == "tenant acme")
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        by_acme,
+        [
+            "deploy-plugin",
+            "deploy-plugin",
+            "rollback-plugin",
+            "deploy-plugin"
+        ]
+    );
+}
+
+#[test]
+fn a_tenants_token_reaches_nothing_of_another_tenant_on_any_route() {
+    let svc = Service::start(TENANTS, &["chaos"]);
+    // Globex's data, rules and plugin.
+    assert_eq!(write(&svc, GLOBEX, "secret,host=g v=42 1\n").0, 204);
+    let v = deploy(&svc, GLOBEX, "private", "chaos");
+    assert!(eventually(Duration::from_secs(10), || {
+        let answer = query(
+            &svc,
+            GLOBEX,
+            "measurement=secret&field=v&start=0&end=10000000000",
+        );
+        answer["series"].as_array().map(Vec::len) == Some(1)
+    }));
+    let auth = token(ACME);
+    let headers = [(auth.0, auth.1.as_str())];
+    // Reads with globex's names answer nothing of globex's.
+    for path in [
+        "/api/v1/query?measurement=secret&field=v&start=0&end=10000000000",
+        "/api/v1/series",
+        "/api/v1/series?measurement=secret",
+        "/api/v1/alerts?start=0&end=10000000000",
+        "/api/v1/late?start=0&end=10000000000",
+        "/api/v1/dead-letters",
+        "/api/v1/plugins",
+    ] {
+        let (status, body) = request("GET", &svc.url(path), &headers, Vec::new());
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            !body.contains("secret") && !body.contains("private"),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = request(
+        "GET",
+        &svc.url(&format!("/api/v1/plugins/private/versions/{v}")),
+        &headers,
+        Vec::new(),
+    );
+    assert_eq!(status, 400, "not acme's deployment: {body}");
+    let (status, body) = request(
+        "POST",
+        &svc.url("/api/v1/plugins/private/rollback"),
+        &[(auth.0, &auth.1), ("Content-Type", "application/json")],
+        serde_json::json!({ "version": v }).to_string(),
+    );
+    assert_eq!(status, 400, "not acme's plugin: {body}");
+    let (status, body) = request(
+        "POST",
+        &svc.url("/api/v1/dead-letters/replay"),
+        &headers,
+        Vec::new(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"points\":0"), "{body}");
+    // Writes land in acme's own data, whatever they are named.
+    assert_eq!(write(&svc, ACME, "secret,host=g v=7 2\n").0, 204);
+    assert!(eventually(Duration::from_secs(10), || {
+        let answer = query(
+            &svc,
+            ACME,
+            "measurement=secret&field=v&start=0&end=10000000000",
+        );
+        crate::service_util::points(&answer) == [(2_000_000_000, 7.0)]
+    }));
+    let answer = query(
+        &svc,
+        GLOBEX,
+        "measurement=secret&field=v&start=0&end=10000000000",
+    );
+    assert_eq!(
+        crate::service_util::points(&answer),
+        [(1_000_000_000, 42.0)]
+    );
+    // No admin route takes a tenant's token.
+    for (method, path) in sluice::admin::ROUTES {
+        let path = path
+            .replace("{name}", "globex")
+            .replace("{plugin}", "private")
+            .replace("{id}", "x")
+            .replace("{version}", &v);
+        if path.ends_with("openapi.json") {
+            continue;
+        }
+        let (status, body) = request(
+            &method.to_uppercase(),
+            &svc.admin_url(&path),
+            &[(auth.0, &auth.1), ("Content-Type", "application/json")],
+            "{}",
+        );
+        assert_eq!(status, 401, "{method} {path}: {body}");
+    }
+    // Globex's plugin still serves globex, untouched.
+    let (_, theirs) = get_json(&svc.url("/api/v1/plugins"), GLOBEX);
+    assert_eq!(theirs["own"]["private"]["active"], v.as_str());
 }
