@@ -1,5 +1,6 @@
 //! Subcommands.
 
+mod admin;
 mod plugin;
 mod run;
 
@@ -13,6 +14,8 @@ pub enum Command {
     /// Inspect and try plugins without the service.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Manage a running service: tenants, tokens, pipelines, plugins, dead letters.
+    Admin(admin::AdminArgs),
 }
 
 /// Runs `command`.
@@ -20,5 +23,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Plugin(c) => plugin::run(c),
         Command::Run(args) => run::run(args),
+        Command::Admin(args) => admin::run(args),
     }
 }

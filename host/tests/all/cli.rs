@@ -118,3 +118,190 @@ fn run_reports_bad_input_with_its_line() {
     assert!(!ok);
     assert!(stderr.contains("line 2:"), "{stderr}");
 }
+
+#[test]
+fn admin_commands_manage_a_running_service_with_tables_and_clear_errors() {
+    use crate::service_util::{ADMIN, Service, TENANTS};
+    let svc = Service::start(TENANTS, &["chaos"]);
+    let url = format!("http://{}", svc.admin);
+    let api = format!("http://{}", svc.addr);
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--url", url.as_str(), "--token", ADMIN];
+        all.extend_from_slice(args);
+        sluice(&all)
+    };
+    let (ok, stdout, stderr) = admin(&["tenants", "list"]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "RETENTION_DAYS",
+            "TOKENS",
+            "STAGES",
+            "ALERTS",
+            "ROLLUPS",
+            "LIMITS"
+        ],
+        "{stdout}"
+    );
+    assert_eq!(
+        rows[1],
+        ["acme", "36500", "1", "0", "0", "0", "{}"],
+        "{stdout}"
+    );
+    // Columns line up: each starts where its header does.
+    let at = |line: &str, cell: &str| line.find(cell);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(at(lines[0], "TOKENS"), at(lines[2], "1"), "{stdout}");
+
+    let (ok, stdout, stderr) =
+        admin(&["tenants", "create", "initech", "--retention-days", "36500"]);
+    assert!(ok, "{stderr}");
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("token (shown once, keep it now): "))
+        .expect("the token, once")
+        .to_owned();
+
+    // A pipeline file (TOML, as in the config file) naming a plugin there isn't: refused
+    // with the service's message, and a non-zero exit.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[stages]]\nname = \"gate\"\nplugin = \"nowhere\"\n").expect("write");
+    let (ok, _, stderr) = admin(&["pipeline", "set", "initech", bad.to_str().expect("path")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "400 Bad Request: tenant `initech`: stage `gate`: `plugin`: no plugin `nowhere`"
+        ),
+        "{stderr}"
+    );
+
+    // A plugin of its own, deployed and waited for, then used by its pipeline.
+    let deploy = |file: &str| {
+        let path = plugin_file(file);
+        let (ok, stdout, stderr) = admin(&[
+            "plugins",
+            "deploy",
+            "initech",
+            "gate",
+            path.to_str().expect("path"),
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("serves `initech`"), "{stdout}");
+        stdout
+            .split_once('@')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .expect("version")
+            .to_owned()
+    };
+    let first = deploy("drop-filter");
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"stages":[{"name":"gate","plugin":"gate","params":{"prefix":"debug","mode":"trap"}}]}"#,
+    )
+    .expect("write");
+    let (ok, _, stderr) = admin(&["pipeline", "set", "initech", good.to_str().expect("path")]);
+    assert!(ok, "{stderr}");
+    // A failing version (chaos, told to trap): its batches fail, and are dead letters,
+    // listed with the tenant's own token.
+    deploy("chaos");
+    let (ok, stdout, _) = admin(&["plugins", "list", "initech"]);
+    assert!(
+        ok && stdout.contains(&first) && stdout.contains("serving"),
+        "{stdout}"
+    );
+    let auth = format!("Token {token}");
+    let write = || {
+        crate::service_util::request(
+            "POST",
+            &svc.url("/api/v2/write?precision=s"),
+            &[("Authorization", &auth)],
+            "m v=1 1\n",
+        )
+        .0
+    };
+    assert_eq!(write(), 204);
+    let dead_letters = || {
+        sluice(&[
+            "admin",
+            "--api",
+            &api,
+            "--token",
+            &token,
+            "dead-letters",
+            "list",
+        ])
+    };
+    assert!(
+        crate::service_util::eventually(std::time::Duration::from_secs(10), || {
+            dead_letters().1.contains("initech/gate")
+        }),
+        "{:?}\n{}",
+        dead_letters(),
+        svc.log()
+    );
+    let (ok, stdout, _) = dead_letters();
+    assert!(
+        ok && stdout.contains("initech/gate") && stdout.contains("gate@"),
+        "{stdout}"
+    );
+    // Rolled back, the first version serves again; the letter re-runs through it.
+    let (ok, stdout, stderr) = admin(&["plugins", "rollback", "initech", "gate", &first]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!("gate@{first} serves `initech` again")),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = sluice(&[
+        "admin",
+        "--api",
+        &api,
+        "--token",
+        &token,
+        "dead-letters",
+        "replay",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.starts_with("re-ran 1 letters (1 points)"),
+        "{stdout}"
+    );
+
+    let (ok, stdout, _) = admin(&["audit"]);
+    assert!(ok, "{stdout}");
+    for action in [
+        "seed",
+        "create-tenant",
+        "deploy-plugin",
+        "replace-pipeline",
+        "rollback-plugin",
+    ] {
+        assert!(stdout.contains(action), "{action}: {stdout}");
+    }
+    // A wrong admin token, or nobody there: clear errors.
+    let (ok, _, stderr) = sluice(&["admin", "--url", &url, "--token", "nope", "tenants", "list"]);
+    assert!(
+        !ok && stderr.contains("401 Unauthorized: unauthorized"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = sluice(&[
+        "admin",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token",
+        ADMIN,
+        "tenants",
+        "list",
+    ]);
+    assert!(
+        !ok && stderr.contains("cannot reach http://127.0.0.1:9"),
+        "{stderr}"
+    );
+}
