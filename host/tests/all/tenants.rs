@@ -532,3 +532,113 @@ fn a_tenants_token_reaches_nothing_of_another_tenant_on_any_route() {
     let (_, theirs) = get_json(&svc.url("/api/v1/plugins"), GLOBEX);
     assert_eq!(theirs["own"]["private"]["active"], v.as_str());
 }
+
+#[test]
+fn a_noisy_tenant_flooding_a_slow_stage_and_deploying_a_failing_plugin_holds_back_no_other() {
+    // Globex: the library's chaos plugin, passing everything. Acme: the same plugin as a
+    // slow stage (20 ms of CPU a batch), then a gate of its own: first drop-filter (which
+    // ignores `mode`), later chaos, which reads `mode = error` and fails every batch.
+    let body = r#"
+[[tenants]]
+name = "acme"
+tokens = ["acme-token-1"]
+retention_days = 36500
+
+[[tenants]]
+name = "globex"
+tokens = ["globex-token-1"]
+retention_days = 36500
+[[tenants.stages]]
+name = "gate"
+plugin = "chaos"
+params = { mode = "pass" }
+"#;
+    let svc = Service::start(body, &["chaos"]);
+    deploy(&svc, ACME, "gate", "drop-filter");
+    let (status, answer) = admin(
+        &svc,
+        ADMIN,
+        "PUT",
+        "/admin/v1/tenants/acme/pipeline",
+        Some(serde_json::json!({ "stages": [
+            { "name": "slow", "plugin": "chaos", "params": { "mode": "slow", "ms": "20" } },
+            { "name": "gate", "plugin": "gate", "params": { "mode": "error", "prefix": "debug" } }
+        ] })),
+    );
+    assert_eq!(status, 200, "{answer}");
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acme_acked = std::sync::atomic::AtomicUsize::new(0);
+    let mut globex_statuses = Vec::new();
+    std::thread::scope(|scope| {
+        // Acme floods: 500-point writes as fast as they are taken, from two writers.
+        for w in 0..2 {
+            let (stop, acked, svc) = (&stop, &acme_acked, &svc);
+            scope.spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body: String = (0..500)
+                        .map(|i| format!("flood,w={w},i={i} v={n} {}\n", n + 1))
+                        .collect();
+                    if write(svc, ACME, &body).0 == 204 {
+                        acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    n += 1;
+                }
+            });
+        }
+        // Globex writes steadily throughout; a third of the way, acme deploys its failing
+        // version.
+        for i in 0..150 {
+            let line = format!("steady,host=g v={i} {}\n", i + 1);
+            globex_statuses.push(write(&svc, GLOBEX, &line).0);
+            if i == 50 {
+                deploy(&svc, ACME, "gate", "chaos");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    // Globex: every write acknowledged, every point stored promptly.
+    assert!(
+        globex_statuses.iter().all(|s| *s == 204),
+        "{globex_statuses:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let answer = query(
+                &svc,
+                GLOBEX,
+                "measurement=steady&field=v&start=0&end=1000000000000",
+            );
+            crate::service_util::points(&answer).len() == 150
+        }),
+        "globex's points were held back"
+    );
+    assert!(acme_acked.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    // Acme's failing version is quarantined for acme; the library's chaos serves globex
+    // unquarantined, and its batches went on.
+    let (_, plugins) = get_json(&svc.url("/api/v1/plugins"), ACME);
+    assert_eq!(
+        plugins["own"]["gate"]["versions"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let (_, health) = get_json(&svc.url("/health"), "");
+    let chaos = health["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "chaos")
+        .cloned()
+        .unwrap_or_default();
+    assert_ne!(chaos["health"]["state"], "quarantined", "{health}");
+    let (_, letters) = get_json(&svc.url("/api/v1/dead-letters"), ACME);
+    assert!(
+        letters["dead_letters"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty() && l.iter().all(|l| l["stage"] == "acme/gate")),
+        "{letters}"
+    );
+    let (_, theirs) = get_json(&svc.url("/api/v1/dead-letters"), GLOBEX);
+    assert_eq!(theirs["dead_letters"], serde_json::json!([]));
+}
