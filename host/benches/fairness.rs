@@ -1,19 +1,25 @@
 //! Tenant fairness benchmark (issue 11, item 8): tenant B's writes while tenant A floods
 //! through a slow stage, against B alone, in one run on the real binary.
 //!
-//! - B alone: a fresh service; B writes one point a request, one request every 20 ms,
-//!   300 requests.
+//! - B alone: a fresh service; B writes one point a request, one request every 10 ms,
+//!   1000 requests.
 //! - B beside A: a fresh service with the same config; A's two writers send 500-point
 //!   requests as fast as they are taken (waiting out a refusal's `Retry-After`, as the
 //!   official clients do), through A's `chaos` stage in `slow` mode (it spins 20 ms of
 //!   CPU a batch, on each of A's lanes); after 2 s, B writes as above. Once with A
 //!   unlimited, once with quotas a platform team would set ([`A_LIMITS`]).
-//! - [`ROUNDS`] rounds of the three, alternated; the ratio is of the median p99s.
+//! - [`ROUNDS`] rounds of the three, alternated; the ratio is of the p99s of all rounds'
+//!   writes together (3,000 a run), which one noisy round moves less than a median of
+//!   per-round p99s.
 //!
 //! Reported for B: the p50 and p99 of acknowledged writes' latency, how many were refused
 //! (503 for the pipeline's lag), and how long after its last write all its acknowledged
 //! points were queryable (each tenant has its own lanes: A's slow batches don't hold B's
 //! up). Target (issue 11): p99 beside A at most 2x alone, and none refused.
+//!
+//! Each service's data directory is under `TMPDIR`: on a disk, B's acknowledgement waits
+//! for an fsync that A's data slows (one filesystem journal for both); with `TMPDIR` on a
+//! tmpfs, what is left is CPU and the pipeline.
 //!
 //! Needs the example plugins (`scripts/build-plugins.sh`). Run: `cargo bench --bench
 //! fairness`.
@@ -49,8 +55,8 @@ tokens = ["globex-token-1"]
 retention_days = 36500
 "#;
 
-const B_WRITES: usize = 300;
-const B_EVERY: Duration = Duration::from_millis(20);
+const B_WRITES: usize = 1000;
+const B_EVERY: Duration = Duration::from_millis(10);
 const A_WRITERS: usize = 2;
 const A_LINES: usize = 500;
 /// Longest wait for B's points to be queryable.
@@ -150,8 +156,9 @@ fn report(name: &str, o: &Outcome) {
     );
 }
 
-/// A's quotas in the run with them: half a core for its plugins, 50,000 points a second.
-const A_LIMITS: &str = "limits = { plugin_cpu_ms_per_sec = 500, points_per_sec = 50000 }";
+/// A's quotas in the run with them, for a 2-core machine: a quarter of a core for its
+/// plugins, 20,000 points a second.
+const A_LIMITS: &str = "limits = { plugin_cpu_ms_per_sec = 250, points_per_sec = 20000 }";
 
 /// Rounds of (B alone, B beside A unlimited, B beside A with quotas), alternated so a
 /// noisy neighbour on the machine weighs on all three alike.
@@ -165,7 +172,8 @@ fn main() {
         ("B beside A (A unlimited)", Some("")),
         ("B beside A (A's quotas)", Some(A_LIMITS)),
     ];
-    let mut p99s = vec![Vec::new(); runs.len()];
+    // Every acknowledged write's latency, by run, over all rounds.
+    let mut pooled: Vec<Vec<Duration>> = vec![Vec::new(); runs.len()];
     for round in 1..=ROUNDS {
         println!(" round {round}");
         for (i, (name, limits)) in runs.iter().enumerate() {
@@ -182,18 +190,23 @@ fn main() {
             };
             report(name, &b);
             assert_eq!(b.refused, 0, "{name}: B was refused");
-            p99s[i].push(b.quantile(0.99).as_secs_f64());
+            pooled[i].extend(&b.acked);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let p99 = |acked: &[Duration]| {
+        let all = Outcome {
+            acked: acked.to_vec(),
+            refused: 0,
+            visible_after: None,
+        };
+        all.quantile(0.99).as_secs_f64()
     };
-    let alone = median(&mut p99s[0]);
+    let alone = p99(&pooled[0]);
     for (i, (name, _)) in runs.iter().enumerate().skip(1) {
-        let beside = median(&mut p99s[i]);
+        let beside = p99(&pooled[i]);
         println!(
-            "  median p99: {name} {:.1} ms / B alone {:.1} ms = {:.2} (target <= 2)",
+            "  p99 of all {} rounds: {name} {:.1} ms / B alone {:.1} ms = {:.2} (target <= 2)",
+            ROUNDS,
             beside * 1e3,
             alone * 1e3,
             beside / alone

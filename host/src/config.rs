@@ -743,7 +743,9 @@ impl TenantConfig {
 }
 
 /// A tenant's pipeline: its stages, alert and rollup rules, tiers, and its own lookup
-/// tables. The config file's tenants and the admin API's pipelines share it.
+/// tables. The config file's tenants and the admin API's pipelines share it. (The
+/// config file's `[[tenants]]` repeat its fields rather than flatten it: serde can't
+/// refuse unknown fields of a flattened struct, and a misspelt field must fail.)
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {

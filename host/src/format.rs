@@ -560,6 +560,34 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_keep_each_tenants_offset_and_those_before_lanes_still_read() {
+        let part = |tenant: &str, next| TenantCheckpoint {
+            tenant: tenant.into(),
+            windows: vec![1, 2],
+            alerts: vec![3],
+            stages: vec![("s".into(), vec![4])],
+            next,
+        };
+        let checkpoint = Checkpoint {
+            tenants: vec![part("a", 7), part("b", 90)],
+        };
+        let bytes = encode_checkpoint(&checkpoint);
+        assert_eq!(bytes[..2], [b'S', 2]);
+        assert_eq!(decode_checkpoint(&bytes, 0), Ok(checkpoint));
+        // Version 1: the same parts without offsets; each takes the partition state's.
+        /// A tenant's part as version 1 wrote it: tenant, windows, alerts, stages.
+        type PartV1<'a> = (&'a str, Vec<u8>, Vec<u8>, Vec<(&'a str, Vec<u8>)>);
+        let v1: Vec<PartV1<'_>> = vec![("a", vec![1, 2], vec![3], vec![("s", vec![4])])];
+        let bytes = postcard::to_extend(&v1, header(1)).expect("v1");
+        assert_eq!(
+            decode_checkpoint(&bytes, 42),
+            Ok(Checkpoint {
+                tenants: vec![part("a", 42)]
+            })
+        );
+    }
+
+    #[test]
     fn alerts_round_trip_and_alerts_of_the_release_before_read() {
         let alert = Alert {
             rule: "hot".into(),

@@ -156,6 +156,39 @@ impl Bucket {
     }
 }
 
+/// How many of a tenant's lanes may run its plugins at once: as many cores as its CPU
+/// quota spends in a second, else half the machine's. A quota spent in bursts on every lane
+/// at once would take every core for the burst, and whoever else waits meanwhile.
+fn plugin_concurrency(limits: &Limits) -> usize {
+    match limits.plugin_cpu_ms_per_sec {
+        Some(ms) => usize::try_from(ms.div_ceil(1000))
+            .unwrap_or(usize::MAX)
+            .max(1),
+        None => std::thread::available_parallelism()
+            .map_or(1, |n| n.get() / 2)
+            .max(1),
+    }
+}
+
+/// Plugin runs of one tenant under way.
+#[derive(Debug, Default)]
+struct Running {
+    count: Mutex<usize>,
+    done: std::sync::Condvar,
+}
+
+/// Leave to run a tenant's plugins; the run ends when it drops.
+pub struct PluginPermit(std::sync::Arc<Running>);
+
+impl Drop for PluginPermit {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_sub(1);
+        drop(count);
+        self.0.done.notify_one();
+    }
+}
+
 /// One tenant's limits and where it stands against them.
 #[derive(Debug)]
 struct Standing {
@@ -167,6 +200,8 @@ struct Standing {
     series: Option<u64>,
     /// Bytes it stores, as last measured.
     stored: Option<u64>,
+    /// Its plugin runs under way.
+    running: std::sync::Arc<Running>,
 }
 
 impl Standing {
@@ -178,6 +213,7 @@ impl Standing {
             cpu_ms: None,
             series: None,
             stored: None,
+            running: std::sync::Arc::default(),
         }
     }
 }
@@ -366,6 +402,38 @@ impl Quotas {
     }
 }
 
+impl Quotas {
+    /// Waits until `tenant` may run its plugins on one more lane ([`plugin_concurrency`]),
+    /// or `stop` is set (then none).
+    pub fn plugin_permit(
+        &self,
+        tenant: &TenantId,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Option<PluginPermit> {
+        let (running, most) = {
+            let mut tenants = self.lock();
+            let s = tenants
+                .entry(tenant.clone())
+                .or_insert_with(|| Standing::new(Limits::default()));
+            (s.running.clone(), plugin_concurrency(&s.limits))
+        };
+        let mut count = running.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count >= most {
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                return None;
+            }
+            count = running
+                .done
+                .wait_timeout(count, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *count += 1;
+        drop(count);
+        Some(PluginPermit(running))
+    }
+}
+
 /// CPU time this thread has used: what a plugin call costs its tenant (the call runs on
 /// the calling thread; waiting, for I/O or a lock, costs nothing).
 pub fn thread_cpu_time() -> Duration {
@@ -506,5 +574,46 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(thread_cpu_time() > before, "this thread's CPU time grows");
+    }
+
+    #[test]
+    fn a_tenants_plugins_run_on_as_many_lanes_at_once_as_its_cpu_quota_has_cores() {
+        let quotas = std::sync::Arc::new(Quotas::default());
+        let (a, b) = (tenant(), TenantId::new("b"));
+        quotas.set(
+            &a,
+            Limits {
+                plugin_cpu_ms_per_sec: Some(250),
+                ..Limits::default()
+            },
+        );
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let first = quotas.plugin_permit(&a, &stop).expect("first");
+        // Another tenant is not held up by a's run.
+        let theirs = quotas.plugin_permit(&b, &stop).expect("b's own");
+        let waited = std::thread::scope(|scope| {
+            let second = scope.spawn(|| {
+                let started = std::time::Instant::now();
+                let permit = quotas.plugin_permit(&a, &stop);
+                (permit.is_some(), started.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(200));
+            drop(first);
+            second.join().expect("second")
+        });
+        assert!(waited.0);
+        assert!(waited.1 >= Duration::from_millis(150), "{:?}", waited.1);
+        drop(theirs);
+        // A stop ends a wait.
+        let _held = quotas.plugin_permit(&a, &stop).expect("held");
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        assert!(quotas.plugin_permit(&a, &stop).is_none());
+        let cores = |ms| {
+            plugin_concurrency(&Limits {
+                plugin_cpu_ms_per_sec: Some(ms),
+                ..Limits::default()
+            })
+        };
+        assert_eq!((cores(0), cores(1000), cores(2500)), (1, 1, 3));
     }
 }

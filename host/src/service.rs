@@ -267,22 +267,13 @@ pub async fn run(
             registry: plugins.clone(),
             partitions,
             metrics: metrics.clone(),
-        })))
-        // Outermost first: the request span; bodies read into memory (within their own
-        // deadline, outside the slots); layer errors turned into responses; refuse at once
-        // (503) rather than queue when all processing slots are busy; bound processing time.
-        .layer(
-            ServiceBuilder::new()
-                .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
-                .layer(axum::middleware::from_fn_with_state(
-                    BodyBudget::new(server_limits),
-                    server::buffer_body,
-                ))
-                .layer(HandleErrorLayer::new(layer_error))
-                .load_shed()
-                .concurrency_limit(config.ingest.max_concurrent_requests)
-                .timeout(Duration::from_millis(config.ingest.request_timeout_ms)),
-        );
+        })));
+    let app = bounded(
+        app,
+        server_limits,
+        config.ingest.max_concurrent_requests,
+        config.ingest.request_timeout_ms,
+    );
 
     let admin_app = admin::routes(Arc::new(AdminState {
         registry: tenants.clone(),
@@ -295,16 +286,13 @@ pub async fn run(
         ),
         metrics: metrics.clone(),
         max_plugin_bytes: config.plugins.max_upload_bytes,
-    }))
-    .layer(
-        ServiceBuilder::new()
-            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
-            .layer(axum::middleware::from_fn_with_state(
-                BodyBudget::new(server_limits),
-                server::buffer_body,
-            ))
-            .layer(HandleErrorLayer::new(layer_error))
-            .timeout(Duration::from_millis(config.ingest.request_timeout_ms)),
+    }));
+    // Its own processing slots: a flood of the API can't keep an operator out.
+    let admin_app = bounded(
+        admin_app,
+        server_limits,
+        ADMIN_CONCURRENT_REQUESTS,
+        config.ingest.request_timeout_ms,
     );
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -352,6 +340,28 @@ pub async fn run(
     })
     .await?;
     Ok(())
+}
+
+/// Requests the admin API processes at once.
+const ADMIN_CONCURRENT_REQUESTS: usize = 16;
+
+/// `routes` behind the layers every listener has. Outermost first: the request span;
+/// bodies read into memory (within their own deadline, outside the slots); layer errors
+/// turned into responses; refuse at once (503) rather than queue when all `slots` are
+/// busy; bound processing time.
+fn bounded(routes: Router, limits: server::ServerLimits, slots: usize, timeout_ms: u64) -> Router {
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(axum::middleware::from_fn_with_state(
+                BodyBudget::new(limits),
+                server::buffer_body,
+            ))
+            .layer(HandleErrorLayer::new(layer_error))
+            .load_shed()
+            .concurrency_limit(slots)
+            .timeout(Duration::from_millis(timeout_ms)),
+    )
 }
 
 async fn layer_error(error: tower::BoxError) -> impl IntoResponse {

@@ -517,11 +517,13 @@ fn run_stages(
                 }
                 std::thread::sleep(pause.min(READ_WAIT));
             }
+            let permit = parts.quotas.plugin_permit(&tenant, stop);
             let started = thread_cpu_time();
             let points = pipelines.run(&tenant, record.points, states, &parts.metrics)?;
             parts
                 .quotas
                 .charge_cpu(&tenant, thread_cpu_time().saturating_sub(started));
+            drop(permit);
             Ok((tenant, points))
         })
         .collect()

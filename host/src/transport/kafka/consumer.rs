@@ -283,25 +283,8 @@ impl PartitionReader for KafkaReader {
     }
 
     fn read(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>, TransportError> {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + wait;
-        while out.len() < max {
-            // The first record is waited for; the rest are what is already fetched.
-            let left = if out.is_empty() {
-                deadline.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
-            match self.queue.poll(left) {
-                None => break,
-                Some(Ok(message)) => out.push(delivered(self.partition, &message)),
-                Some(Err(error)) if out.is_empty() => {
-                    return Err(broker("reading the partition", &error));
-                }
-                Some(Err(_)) => break,
-            }
-        }
-        Ok(out)
+        let queue = &self.queue;
+        read_polled(self.partition, max, wait, |left| queue.poll(left))
     }
 
     fn seek(&mut self, offset: Offset) -> Result<(), TransportError> {
@@ -325,6 +308,34 @@ impl KafkaReader {
     fn p(&self) -> i32 {
         i32::try_from(self.partition).unwrap_or(i32::MAX)
     }
+}
+
+/// Up to `max` records of `partition` from `poll`, waiting up to `wait` for the first (the
+/// rest are what is fetched already).
+fn read_polled<M: Message>(
+    partition: Partition,
+    max: usize,
+    wait: Duration,
+    mut poll: impl FnMut(Duration) -> Option<rdkafka::error::KafkaResult<M>>,
+) -> Result<Vec<Delivered>, TransportError> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + wait;
+    while out.len() < max {
+        let left = if out.is_empty() {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
+        };
+        match poll(left) {
+            None => break,
+            Some(Ok(message)) => out.push(delivered(partition, &message)),
+            Some(Err(error)) if out.is_empty() => {
+                return Err(broker("reading the partition", &error));
+            }
+            Some(Err(_)) => break,
+        }
+    }
+    Ok(out)
 }
 
 /// `message` of `partition` as read: a record, or why it is not one.
@@ -370,24 +381,8 @@ impl PartitionReader for ForkReader {
     }
 
     fn read(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>, TransportError> {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + wait;
-        while out.len() < max {
-            let left = if out.is_empty() {
-                deadline.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
-            match self.consumer.poll(left) {
-                None => break,
-                Some(Ok(message)) => out.push(delivered(self.partition, &message)),
-                Some(Err(error)) if out.is_empty() => {
-                    return Err(broker("reading the partition again", &error));
-                }
-                Some(Err(_)) => break,
-            }
-        }
-        Ok(out)
+        let consumer = &self.consumer;
+        read_polled(self.partition, max, wait, |left| consumer.poll(left))
     }
 
     fn seek(&mut self, offset: Offset) -> Result<(), TransportError> {
