@@ -177,8 +177,10 @@ pub(super) struct Lane {
     /// Where the tenant's records are stored up to, per the store when the partition was
     /// assigned: a replay stores nothing before it again.
     pub(super) stored_at_start: Offset,
-    /// The partition's stop.
+    /// Set when the lane ends: its partition is revoked, the runner stops, or it retires.
     pub(super) stop: Arc<AtomicBool>,
+    /// Since when the lane has had nothing to do and held no state: then it may retire.
+    quiet_since: Mutex<Option<Instant>>,
 }
 
 /// A lane's saved state: its tenant's part of a partition checkpoint, as of the tenant's
@@ -211,8 +213,24 @@ impl Lane {
             staged: AtomicBool::new(false),
             inbox: Arc::default(),
             stored_at_start: stored,
-            stop: slot.stop.clone(),
+            stop: Arc::default(),
+            quiet_since: Mutex::new(None),
         }
+    }
+
+    /// Notes whether the lane has nothing to do and holds no state.
+    pub(super) fn quiet(&self, quiet: bool) {
+        let mut since = lock(&self.quiet_since);
+        match (quiet, *since) {
+            (true, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => *since = None,
+            _ => {}
+        }
+    }
+
+    /// How long the lane has had nothing to do and held no state.
+    pub(super) fn quiet_for(&self) -> Duration {
+        lock(&self.quiet_since).map_or(Duration::ZERO, |since| since.elapsed())
     }
 
     /// Saves `state`: a rewind goes back to it at once; the next checkpoint makes it
@@ -280,6 +298,15 @@ impl Owned {
             owned.insert(slot.partition, slot.clone());
         }
         self.assigned.store(true, Ordering::Release);
+    }
+
+    /// Lanes of the owned partitions (running, or quiet and not yet retired).
+    #[cfg(test)]
+    pub(super) fn lanes(&self) -> usize {
+        lock(&self.slots)
+            .values()
+            .map(|s| lock(&s.lanes).len())
+            .sum()
     }
 
     /// Every partition this member owns.

@@ -59,6 +59,12 @@ impl Inbox {
     pub(super) fn wake(&self) {
         self.arrived.notify_all();
     }
+
+    /// Whether it holds no records and no gap.
+    pub(super) fn is_empty(&self) -> bool {
+        let queue = lock(&self.queue);
+        queue.records.is_empty() && queue.gap_from.is_none()
+    }
 }
 
 /// What the partition's reader shares with its lanes.
@@ -97,6 +103,7 @@ impl LaneReader {
         inbox: Arc<Inbox>,
         source: Arc<Mutex<Box<dyn PartitionReader>>>,
         from: Offset,
+        stop: Arc<AtomicBool>,
     ) -> Self {
         Self {
             tenant,
@@ -107,7 +114,7 @@ impl LaneReader {
             cursor: from,
             floor: from,
             committed: slot.committed_at_start,
-            stop: slot.stop.clone(),
+            stop,
         }
     }
 

@@ -14,6 +14,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::RETRY_PAUSE;
 use super::checkpoint::{Lane, LaneState, Slot, lane_states, lock};
@@ -26,6 +27,14 @@ use crate::transport::{Delivered, Offset, PartitionReader};
 
 /// Records read at once: handing one over is cheap, so a group of a few reads' worth.
 const READ_RECORDS: usize = 256;
+
+/// How long a lane has nothing to do and no state before its thread ends (a record of its
+/// tenant starts it again): threads follow the tenants writing, not every tenant ever seen.
+const LANE_IDLE: Duration = if cfg!(test) {
+    Duration::from_secs(1)
+} else {
+    Duration::from_secs(60)
+};
 
 /// Where the store and the saved state left the partition when it was assigned.
 struct Start {
@@ -44,6 +53,8 @@ struct Lanes<'a> {
     source: Arc<Mutex<Box<dyn PartitionReader>>>,
     start: Start,
     threads: HashMap<TenantId, JoinHandle<()>>,
+    /// When quiet lanes were last looked for.
+    looked: Instant,
 }
 
 /// Reads `slot`'s partition with `reader` until the partition is revoked or the runner
@@ -67,13 +78,17 @@ pub(super) fn run(parts: &Arc<RunnerParts>, slot: &Arc<Slot>, reader: Box<dyn Pa
         source: Arc::new(Mutex::new(reader)),
         start,
         threads: HashMap::new(),
+        looked: Instant::now(),
     };
     let saved: Vec<TenantId> = lanes.start.states.keys().cloned().collect();
     for tenant in saved {
         lanes.lane(&tenant, committed);
     }
     while !slot.stop.load(Ordering::Acquire) {
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| lanes.hand_out()));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            lanes.hand_out();
+            lanes.retire_quiet();
+        }));
         if let Err(payload) = outcome {
             let message = caught(parts, partition, payload.as_ref());
             tracing::error!(%message, "Handing records to lanes panicked; reading on from where it was.");
@@ -85,6 +100,7 @@ pub(super) fn run(parts: &Arc<RunnerParts>, slot: &Arc<Slot>, reader: Box<dyn Pa
         }
     }
     for lane in slot.lanes() {
+        lane.stop.store(true, Ordering::Release);
         lane.inbox.wake();
     }
     for (tenant, thread) in lanes.threads {
@@ -184,6 +200,12 @@ impl Lanes<'_> {
         // Counted before the reader's head passes `from`: the partition's progress waits
         // for the lane from its first record on.
         lock(&self.slot.lanes).insert(tenant.clone(), lane.clone());
+        self.spawn(&lane).then_some(lane)
+    }
+
+    /// Starts `lane`'s thread; false when stopped before it could.
+    fn spawn(&mut self, lane: &Arc<Lane>) -> bool {
+        let tenant = &lane.tenant;
         loop {
             let mut reader = LaneReader::new(
                 tenant.clone(),
@@ -191,6 +213,7 @@ impl Lanes<'_> {
                 lane.inbox.clone(),
                 self.source.clone(),
                 self.slot.committed_at_start,
+                lane.stop.clone(),
             );
             let (parts, worker_lane) = (self.parts.clone(), lane.clone());
             let spawned = std::thread::Builder::new()
@@ -199,15 +222,47 @@ impl Lanes<'_> {
             match spawned {
                 Ok(thread) => {
                     self.threads.insert(tenant.clone(), thread);
-                    return Some(lane);
+                    return true;
                 }
                 Err(error) => {
                     tracing::error!(%error, %tenant, "Could not start a lane's thread; retrying.");
                     if self.slot.stop.load(Ordering::Acquire) {
-                        return None;
+                        return false;
                     }
                     std::thread::sleep(RETRY_PAUSE);
                 }
+            }
+        }
+    }
+
+    /// Ends the threads of lanes quiet for [`LANE_IDLE`]: nothing to do, no state. This
+    /// thread alone hands records out, so none can reach a lane while it retires; one
+    /// that finds work after all is started again.
+    fn retire_quiet(&mut self) {
+        if self.looked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.looked = Instant::now();
+        let quiet: Vec<Arc<Lane>> = self
+            .slot
+            .lanes()
+            .into_iter()
+            .filter(|l| l.quiet_for() >= LANE_IDLE)
+            .collect();
+        for lane in quiet {
+            lane.stop.store(true, Ordering::Release);
+            lane.inbox.wake();
+            if let Some(thread) = self.threads.remove(&lane.tenant)
+                && thread.join().is_err()
+            {
+                tracing::error!(tenant = %lane.tenant, "A lane's thread ended in a panic.");
+            }
+            if lane.inbox.is_empty() && lane.quiet_for() >= LANE_IDLE {
+                lock(&self.slot.lanes).remove(&lane.tenant);
+                tracing::debug!(tenant = %lane.tenant, "A quiet lane retired.");
+            } else {
+                lane.stop.store(false, Ordering::Release);
+                self.spawn(&lane);
             }
         }
     }

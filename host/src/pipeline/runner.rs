@@ -197,6 +197,12 @@ impl Runner {
         self.members.owned.caught_up()
     }
 
+    /// Lanes of this member's partitions.
+    #[cfg(test)]
+    fn lanes(&self) -> usize {
+        self.members.owned.lanes()
+    }
+
     /// Stops: every partition is given up (its worker ends, saves its state, and a last
     /// checkpoint commits it), then the member leaves the group.
     pub fn stop(self) {
@@ -456,6 +462,35 @@ mod tests {
                 .len()
         })
         .collect()
+    }
+
+    #[test]
+    fn a_quiet_lane_retires_and_its_tenant_s_next_record_starts_it_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(&dir.path().join("log"), 1).expect("log");
+        let store = Panicky::open(&dir.path().join("store"));
+        log.append(vec![
+            (0, tenant_record("a", "m,i=1 v=1 1")),
+            (0, tenant_record("b", "m,i=2 v=2 2")),
+        ])
+        .expect("append");
+        let (runner, ..) = start(dir.path(), &log, store.clone());
+        wait_for("both stored", || {
+            copies(&store, "a", 1..2) == [1] && copies(&store, "b", 2..3) == [1]
+        });
+        assert_eq!(runner.lanes(), 2);
+        wait_for("the quiet lanes to retire", || runner.lanes() == 0);
+        log.append(vec![(0, tenant_record("a", "m,i=3 v=3 3"))])
+            .expect("append");
+        wait_for("a's next record", || copies(&store, "a", 3..4) == [1]);
+        assert_eq!(runner.lanes(), 1, "a's lane only");
+        runner.stop();
+        assert_eq!(
+            store.checkpointed().expect("checkpointed"),
+            [Through::partition(0, 3)],
+            "every record processed once, retired lanes included"
+        );
+        assert_eq!(copies(&store, "a", 1..4), [1, 0, 1]);
     }
 
     #[test]

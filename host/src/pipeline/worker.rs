@@ -85,9 +85,11 @@ fn consume(parts: &RunnerParts, slot: &Lane, reader: &mut LaneReader) {
         let max = if isolating { 1 } else { READ_RECORDS };
         let records = match worker.reader.read(max, READ_WAIT) {
             Ok(records) if records.is_empty() => {
-                if let Some(at) = worker.reader.idle_through() {
+                let idle_through = worker.reader.idle_through();
+                if let Some(at) = idle_through {
                     worker.idle_at(at);
                 }
+                slot.quiet(idle_through.is_some() && !worker.stateful());
                 // The heartbeat: a lane idle long enough closes windows by the clock.
                 let idle = last_records.elapsed() >= parts.idle_after;
                 worker.advance(idle);
@@ -95,6 +97,7 @@ fn consume(parts: &RunnerParts, slot: &Lane, reader: &mut LaneReader) {
                 continue;
             }
             Ok(records) => {
+                slot.quiet(false);
                 last_records = Instant::now();
                 records
             }
