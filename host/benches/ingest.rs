@@ -94,6 +94,8 @@ const REFUSED_PAUSE: Duration = Duration::from_millis(100);
 const DB: &str = "bench";
 const TENANT: &str = "bench";
 const TOKEN: &str = "bench-token-0001";
+/// The admin token of the in-process Sluice: its metrics name tenants only there.
+const ADMIN_TOKEN: &str = "bench-admin-token-0001";
 const MARKER: &str = "latency-marker";
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -152,6 +154,8 @@ enum Server {
 struct Endpoint {
     server: Server,
     addr: SocketAddr,
+    /// Sluice's admin API (its metrics name tenants), when this is Sluice.
+    admin: Option<SocketAddr>,
     /// The server's process when it isn't this one, for CPU accounting.
     pid: Option<u32>,
 }
@@ -200,6 +204,7 @@ fn on_sluice<T>(
     let result = measure(Endpoint {
         server: Server::Sluice,
         addr: server.addr,
+        admin: Some(server.admin),
         pid: None,
     });
     server.shutdown()?;
@@ -215,6 +220,7 @@ fn on_influxdb<T>(
     let ep = Endpoint {
         server: Server::InfluxDb,
         addr: server.http,
+        admin: None,
         pid: Some(server.child.id()),
     };
     rt.block_on(server.ready(ep))?;
@@ -225,6 +231,7 @@ fn on_influxdb<T>(
 /// directory.
 struct SluiceServer {
     addr: SocketAddr,
+    admin: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -240,6 +247,9 @@ data_dir = {data}
 
 [admin]
 listen = "127.0.0.1:0"
+[[admin.tokens]]
+name = "bench"
+token = "{ADMIN_TOKEN}"
 
 [plugins]
 dir = {plugins}
@@ -266,8 +276,8 @@ params = {{ measurement = "debug*" }}
             }))
         });
         // `run` either reports its address or returns an error, which drops `ready_tx`.
-        let addr = match rt.block_on(async { tokio::time::timeout(START_LIMIT, ready_rx).await }) {
-            Ok(Ok(bound)) => bound.api,
+        let bound = match rt.block_on(async { tokio::time::timeout(START_LIMIT, ready_rx).await }) {
+            Ok(Ok(bound)) => bound,
             Ok(Err(_)) => {
                 let error = match thread.join() {
                     Ok(Err(error)) => error,
@@ -278,7 +288,8 @@ params = {{ measurement = "debug*" }}
             Err(_) => bail!("Sluice not serving after {START_LIMIT:?}"),
         };
         Ok(Self {
-            addr,
+            addr: bound.api,
+            admin: bound.admin,
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,
@@ -519,16 +530,17 @@ impl Endpoint {
             .collect())
     }
 
-    /// Points Sluice's pipeline has stored so far (from `/metrics`); `None` for InfluxDB,
-    /// whose 204 already means queryable.
+    /// Points Sluice's pipeline has stored so far (from the admin API's metrics, which
+    /// name tenants); `None` for InfluxDB, whose 204 already means queryable.
     async fn stored_points(self, client: &HttpClient) -> anyhow::Result<Option<u64>> {
-        let Server::Sluice = self.server else {
+        let (Server::Sluice, Some(admin)) = (self.server, self.admin) else {
             return Ok(None);
         };
-        let uri = format!("http://{}/metrics", self.addr);
-        let (status, body) = send(client, Method::GET, &uri, None, Bytes::new()).await?;
+        let uri = format!("http://{admin}/admin/v1/metrics");
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let (status, body) = send(client, Method::GET, &uri, Some(&auth), Bytes::new()).await?;
         if status != StatusCode::OK {
-            bail!("Sluice /metrics: {status}");
+            bail!("Sluice /admin/v1/metrics: {status}");
         }
         let text = String::from_utf8_lossy(&body);
         let label = format!("tenant=\"{TENANT}\"");

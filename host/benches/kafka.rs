@@ -50,6 +50,8 @@ const PARTITIONS: u32 = 4;
 const WRITERS: u64 = 8;
 const TENANT: &str = "bench";
 const TOKEN: &str = "bench-token-0001";
+/// The admin token of the in-process Sluice: its metrics name tenants only there.
+const ADMIN_TOKEN: &str = "bench-admin-token-0001";
 const LIMIT: Duration = Duration::from_secs(300);
 const ROUNDS: usize = 5;
 
@@ -266,6 +268,9 @@ data_dir = {data}
 
 [admin]
 listen = "127.0.0.1:0"
+[[admin.tokens]]
+name = "bench"
+token = "{ADMIN_TOKEN}"
 
 [ingest]
 max_lag_records = 100000
@@ -298,11 +303,11 @@ retention_days = 36500
             let _ = stop_rx.await;
         }))
     });
-    let addr = rt
+    let bound = rt
         .block_on(async { tokio::time::timeout(LIMIT, ready_rx).await })
         .context("the service did not start")?
-        .context("the service stopped before serving")?
-        .api;
+        .context("the service stopped before serving")?;
+    let (addr, admin) = (bound.api, bound.admin);
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let points = BATCHES * BATCH_LINES;
     let elapsed = rt.block_on(async {
@@ -321,7 +326,7 @@ retention_days = 36500
                         let uri = format!("http://{addr}/api/v2/write?bucket=b&precision=ns");
                         loop {
                             let (status, answer) =
-                                request(&client, "POST", &uri, body.clone()).await?;
+                                request(&client, "POST", &uri, TOKEN, body.clone()).await?;
                             match status {
                                 204 => break,
                                 503 => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -335,10 +340,10 @@ retention_days = 36500
         for writer in writers {
             writer.await??;
         }
-        let uri = format!("http://{addr}/metrics");
+        let uri = format!("http://{admin}/admin/v1/metrics");
         let label = format!("sluice_points_stored_total{{tenant=\"{TENANT}\"}} ");
         loop {
-            let (_, metrics) = request(&client, "GET", &uri, String::new()).await?;
+            let (_, metrics) = request(&client, "GET", &uri, ADMIN_TOKEN, String::new()).await?;
             let stored: u64 = metrics
                 .lines()
                 .find_map(|l| l.strip_prefix(&label)?.parse().ok())
@@ -363,12 +368,13 @@ async fn request(
     client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     method: &str,
     uri: &str,
+    token: &str,
     body: String,
 ) -> anyhow::Result<(u16, String)> {
     let request = hyper::Request::builder()
         .method(method)
         .uri(uri)
-        .header("Authorization", format!("Token {TOKEN}"))
+        .header("Authorization", format!("Bearer {token}"))
         .body(Full::new(Bytes::from(body)))?;
     let response = client.request(request).await?;
     let status = response.status().as_u16();

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 const TOKEN: &str = "bench-token-1";
+/// The admin token of the service: its metrics name tenants only on the admin API.
+const ADMIN_TOKEN: &str = "bench-admin-token-1";
 const SERIES: usize = 300_000;
 const POINTS: usize = 2_000_000;
 const CLIENTS: usize = 4;
@@ -30,10 +32,20 @@ fn main() -> ExitCode {
 
 /// One request over a fresh connection; (status, body).
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    http_as(addr, TOKEN, method, path, body)
+}
+
+fn http_as(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut conn = TcpStream::connect(addr)?;
     write!(
         conn,
-        "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Token {TOKEN}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )?;
     conn.write_all(body)?;
@@ -134,12 +146,13 @@ fn concurrently(
     Ok((peak.load(Ordering::Acquire), seconds))
 }
 
-fn start(dir: &std::path::Path) -> anyhow::Result<(Child, SocketAddr)> {
+/// A service in `dir`: its process, API and admin API.
+fn start(dir: &std::path::Path) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
     let config = dir.join("sluice.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[plugins]\ndir = \"{}\"\n[[tenants]]\nname = \"bench\"\ntokens = [\"{TOKEN}\"]\nretention_days = 36500\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[admin.tokens]]\nname = \"bench\"\ntoken = \"{ADMIN_TOKEN}\"\n[plugins]\ndir = \"{}\"\n[[tenants]]\nname = \"bench\"\ntokens = [\"{TOKEN}\"]\nretention_days = 36500\n",
             dir.join("data").display(),
             dir.join("plugins").display()
         ),
@@ -153,14 +166,19 @@ fn start(dir: &std::path::Path) -> anyhow::Result<(Child, SocketAddr)> {
         .spawn()
         .context("starting sluice")?;
     let stdout = child.stdout.take().context("stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .context("no address")?
-        .parse()?;
-    Ok((child, addr))
+    let mut stdout = BufReader::new(stdout);
+    let mut address = |prefix: &str| -> anyhow::Result<SocketAddr> {
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        Ok(line
+            .trim()
+            .strip_prefix(prefix)
+            .with_context(|| format!("no `{prefix}` line"))?
+            .parse()?)
+    };
+    let addr = address("listening on ")?;
+    let admin = address("admin listening on ")?;
+    Ok((child, addr, admin))
 }
 
 fn write_lines(addr: SocketAddr, lines: impl Iterator<Item = String>) -> anyhow::Result<usize> {
@@ -191,8 +209,9 @@ fn write_lines(addr: SocketAddr, lines: impl Iterator<Item = String>) -> anyhow:
     Ok(n)
 }
 
-fn stored(addr: SocketAddr) -> anyhow::Result<u64> {
-    let (_, body) = http(addr, "GET", "/metrics", b"")?;
+/// Points stored so far, from the admin API's metrics (which name tenants).
+fn stored(admin: SocketAddr) -> anyhow::Result<u64> {
+    let (_, body) = http_as(admin, ADMIN_TOKEN, "GET", "/admin/v1/metrics", b"")?;
     Ok(String::from_utf8_lossy(&body)
         .lines()
         .find_map(|l| l.strip_prefix("sluice_points_stored_total{tenant=\"bench\"} "))
@@ -202,7 +221,7 @@ fn stored(addr: SocketAddr) -> anyhow::Result<u64> {
 
 fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (mut child, addr) = start(dir.path())?;
+    let (mut child, addr, admin) = start(dir.path())?;
     let pid = child.id();
     let result = (|| -> anyhow::Result<()> {
         eprintln!("writing {SERIES} series and a series of {POINTS} points...");
@@ -212,7 +231,7 @@ fn run() -> anyhow::Result<()> {
         )?;
         let m = write_lines(addr, (0..POINTS).map(|i| format!("long v={i} {}\n", 1 + i)))?;
         let deadline = Instant::now() + Duration::from_secs(300);
-        while stored(addr)? < (n + m) as u64 {
+        while stored(admin)? < (n + m) as u64 {
             if Instant::now() > deadline {
                 bail!("points not stored in time");
             }
