@@ -906,8 +906,9 @@ pub struct AlertConfig {
     /// Aggregates each window reports (mean, min, max, sum, count, last); default all.
     #[serde(default)]
     pub aggregates: Vec<String>,
-    /// Parameters handed to the plugin.
-    #[serde(default)]
+    /// Parameters handed to the plugin (strings; numbers and booleans are taken as their
+    /// text).
+    #[serde(default, deserialize_with = "params")]
     pub params: BTreeMap<String, String>,
     /// Where alerts are also POSTed as JSON (`http://` only); they are always logged and
     /// stored (`GET /api/v1/alerts`).
@@ -926,9 +927,38 @@ pub struct StageConfig {
     pub name: String,
     /// The plugin (file stem in the plugin directory).
     pub plugin: String,
-    /// Parameters handed to the plugin.
-    #[serde(default)]
+    /// Parameters handed to the plugin (strings; numbers and booleans are taken as their
+    /// text).
+    #[serde(default, deserialize_with = "params")]
     pub params: BTreeMap<String, String>,
+}
+
+/// A plugin parameter as written: plugins read every parameter as text, so `max = 50`
+/// means what `max = "50"` does.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Param {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// Plugin parameters, each scalar taken as its text.
+fn params<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, Param>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Param::Text(s) => s,
+                Param::Integer(i) => i.to_string(),
+                Param::Float(f) => f.to_string(),
+                Param::Bool(b) => b.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
 }
 
 /// The configuration is unusable.
@@ -1139,6 +1169,29 @@ mod tests {
             kinds["production.toml"],
             TransportConfig::Kafka(_)
         ));
+    }
+
+    #[test]
+    fn plugin_parameters_may_be_numbers_or_booleans_and_are_taken_as_text() {
+        let text = "[[tenants]]\nname = \"a\"\ntokens = [\"token-123\"]\n[[tenants.stages]]\nname = \"s\"\nplugin = \"p\"\nparams = { max = 50, ratio = 0.5, on = true, name = \"x\" }\n";
+        let config = Config::parse(text, Path::new("x.toml")).expect("parses");
+        let params = &config.tenants[0].stages[0].params;
+        let got: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("max", "50"),
+                ("name", "x"),
+                ("on", "true"),
+                ("ratio", "0.5")
+            ]
+        );
+        let bad = text.replace("on = true", "on = [1]");
+        let err = Config::parse(&bad, Path::new("x.toml")).expect_err("a list is no parameter");
+        assert!(err.to_string().contains("params"), "{err}");
     }
 
     #[test]
