@@ -9,6 +9,17 @@ use crate::service_util::{
 };
 use std::time::Duration;
 
+/// The config of the two test tenants, each with `acme` / `globex` appended to its table
+/// (limits, stages).
+fn two_tenants(acme: &str, globex: &str) -> String {
+    let tenant = |name: &str, extra: &str| {
+        format!(
+            "[[tenants]]\nname = \"{name}\"\ntokens = [\"{name}-token-1\"]\nretention_days = 36500\n{extra}\n"
+        )
+    };
+    tenant("acme", acme) + &tenant("globex", globex)
+}
+
 /// A write of line protocol: status, `Retry-After`, body.
 fn write(svc: &Service, tok: &str, body: &str) -> (u16, Option<String>, String) {
     let auth = token(tok);
@@ -36,20 +47,11 @@ fn lines(series: &[usize], n: usize, t: usize) -> String {
 
 #[test]
 fn quotas_refuse_their_own_tenants_writes_naming_the_quota_and_no_other() {
-    let body = r#"
-[[tenants]]
-name = "acme"
-tokens = ["acme-token-1"]
-retention_days = 36500
-limits = { points_per_sec = 100, max_series = 3 }
-
-[[tenants]]
-name = "globex"
-tokens = ["globex-token-1"]
-retention_days = 36500
-limits = { bytes_per_sec = 2000 }
-"#;
-    let svc = Service::start(body, &[]);
+    let body = two_tenants(
+        "limits = { points_per_sec = 100, max_series = 3 }",
+        "limits = { bytes_per_sec = 2000 }",
+    );
+    let svc = Service::start(&body, &[]);
     // Points a second: a second's worth, then one write into debt, then 429.
     assert_eq!(write(&svc, ACME, &lines(&[1], 60, 1_000)).0, 204);
     assert_eq!(write(&svc, ACME, &lines(&[1, 2], 100, 2_000)).0, 204);
@@ -538,22 +540,11 @@ fn a_noisy_tenant_flooding_a_slow_stage_and_deploying_a_failing_plugin_holds_bac
     // Globex: the library's chaos plugin, passing everything. Acme: the same plugin as a
     // slow stage (20 ms of CPU a batch), then a gate of its own: first drop-filter (which
     // ignores `mode`), later chaos, which reads `mode = error` and fails every batch.
-    let body = r#"
-[[tenants]]
-name = "acme"
-tokens = ["acme-token-1"]
-retention_days = 36500
-
-[[tenants]]
-name = "globex"
-tokens = ["globex-token-1"]
-retention_days = 36500
-[[tenants.stages]]
-name = "gate"
-plugin = "chaos"
-params = { mode = "pass" }
-"#;
-    let svc = Service::start(body, &["chaos"]);
+    let body = two_tenants(
+        "",
+        "[[tenants.stages]]\nname = \"gate\"\nplugin = \"chaos\"\nparams = { mode = \"pass\" }",
+    );
+    let svc = Service::start(&body, &["chaos"]);
     deploy(&svc, ACME, "gate", "drop-filter");
     let (status, answer) = admin(
         &svc,
@@ -647,22 +638,11 @@ params = { mode = "pass" }
 fn kill_9_with_one_tenants_lane_behind_the_others_loses_and_repeats_nothing() {
     // Acme's lane runs a slow stage, so at the kill it is behind globex's on every
     // partition: the store holds globex's lane offsets ahead of the partitions'.
-    let body = r#"
-[[tenants]]
-name = "acme"
-tokens = ["acme-token-1"]
-retention_days = 36500
-[[tenants.stages]]
-name = "slow"
-plugin = "chaos"
-params = { mode = "slow", ms = "5" }
-
-[[tenants]]
-name = "globex"
-tokens = ["globex-token-1"]
-retention_days = 36500
-"#;
-    let mut svc = Service::start(body, &["chaos"]);
+    let body = two_tenants(
+        "[[tenants.stages]]\nname = \"slow\"\nplugin = \"chaos\"\nparams = { mode = \"slow\", ms = 5 }",
+        "",
+    );
+    let mut svc = Service::start(&body, &["chaos"]);
     let base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
