@@ -122,19 +122,11 @@ pub fn deployment(
     name: &str,
     version: &str,
 ) -> Result<Json<DeployTicket>, ApiError> {
-    let served = registry.tenant(tenant).ok().is_some_and(|spec| {
-        spec.plugins
-            .get(name)
-            .is_some_and(|p| p.versions.iter().any(|v| v.version == version))
-    });
-    let state = registry
-        .deployment(tenant, name, version)
-        .or(served.then_some(Deployment::Deployed))
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "plugin `{name}`: no deployment of version `{version}`"
-            ))
-        })?;
+    let state = registry.deployment(tenant, name, version).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "plugin `{name}`: no deployment of version `{version}`"
+        ))
+    })?;
     Ok(Json(DeployTicket {
         plugin: name.to_owned(),
         version: version.to_owned(),

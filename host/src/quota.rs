@@ -261,14 +261,6 @@ impl Quotas {
         self.lock().remove(tenant);
     }
 
-    /// `tenant`'s limits.
-    pub fn limits(&self, tenant: &TenantId) -> Limits {
-        self.lock()
-            .get(tenant)
-            .map(|s| s.limits)
-            .unwrap_or_default()
-    }
-
     /// Admits a request body of `bytes`, or says which quota it is over.
     ///
     /// # Errors

@@ -31,6 +31,7 @@ use crate::registry::{Builder, Registry, TenantStore};
 use crate::server::{self, BodyBudget};
 use crate::store::{EmbeddedStore, ScyllaStore, Store};
 use crate::telemetry::Metrics;
+use crate::time::secs;
 use crate::transport::kafka::{self, KafkaConsumer, KafkaProducer, KafkaStates, Topics};
 use crate::transport::{EmbeddedLog, GroupConsumer, Outbox, Producer, StateLog};
 
@@ -426,9 +427,4 @@ async fn usage_loop(store: Arc<dyn Store>, quotas: Arc<Quotas>) {
             }
         }
     }
-}
-
-/// `s` seconds in nanoseconds, saturating.
-fn secs(s: u64) -> crate::point::Nanos {
-    i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
 }

@@ -22,6 +22,11 @@ pub fn human(ts: Nanos) -> String {
     }
 }
 
+/// `s` seconds in nanoseconds, saturating.
+pub fn secs(s: u64) -> Nanos {
+    Nanos::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(Nanos::MAX)
+}
+
 /// `d` before `ts`, saturating at `i64::MIN`.
 pub fn minus(ts: Nanos, d: Duration) -> Nanos {
     ts.saturating_sub(Nanos::try_from(d.as_nanos()).unwrap_or(Nanos::MAX))

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::checkpoint::{Slot, lock};
+use super::checkpoint::{Lane, Slot, lock};
 use crate::tenant::TenantId;
 use crate::transport::{Delivered, Offset, PartitionReader, Record, TransportError};
 
@@ -94,27 +94,24 @@ pub(super) struct LaneReader {
 }
 
 impl LaneReader {
-    /// The lane of `tenant` on `slot`'s partition, reading `inbox`, forking `source` to
-    /// read again; its inbox delivers from `from` on (where the partition's reader
-    /// started).
+    /// `lane`'s reader on `slot`'s partition, forking `source` to read again; its inbox
+    /// delivers from where the partition's reader started (the group's commit) on.
     pub(super) fn new(
-        tenant: TenantId,
+        lane: &Lane,
         slot: &Slot,
-        inbox: Arc<Inbox>,
         source: Arc<Mutex<Box<dyn PartitionReader>>>,
-        from: Offset,
-        stop: Arc<AtomicBool>,
     ) -> Self {
+        let from = slot.committed_at_start;
         Self {
-            tenant,
-            inbox,
+            tenant: lane.tenant.clone(),
+            inbox: lane.inbox.clone(),
             head: slot.head.clone(),
             source,
             fork: None,
             cursor: from,
             floor: from,
-            committed: slot.committed_at_start,
-            stop,
+            committed: from,
+            stop: lane.stop.clone(),
         }
     }
 

@@ -207,14 +207,7 @@ impl Lanes<'_> {
     fn spawn(&mut self, lane: &Arc<Lane>) -> bool {
         let tenant = &lane.tenant;
         loop {
-            let mut reader = LaneReader::new(
-                tenant.clone(),
-                self.slot,
-                lane.inbox.clone(),
-                self.source.clone(),
-                self.slot.committed_at_start,
-                lane.stop.clone(),
-            );
+            let mut reader = LaneReader::new(lane, self.slot, self.source.clone());
             let (parts, worker_lane) = (self.parts.clone(), lane.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("sluice-lane-{}", self.slot.partition))

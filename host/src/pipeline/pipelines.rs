@@ -58,11 +58,6 @@ pub struct TenantPipeline {
 pub struct PipelinesCell(RwLock<Arc<Pipelines>>);
 
 impl PipelinesCell {
-    /// A cell holding `pipelines`.
-    pub fn new(pipelines: Pipelines) -> Self {
-        Self(RwLock::new(Arc::new(pipelines)))
-    }
-
     /// The pipelines as of now.
     pub fn current(&self) -> Arc<Pipelines> {
         self.0

@@ -513,6 +513,11 @@ fn run_stages(
         .into_iter()
         .map(|(_, record)| {
             let tenant = record.tenant;
+            let staged = pipelines.get(&tenant).is_some_and(|p| !p.stages.is_empty());
+            if !staged {
+                // No plugin runs: no quota to wait for or charge.
+                return Ok((tenant, record.points));
+            }
             loop {
                 let pause = parts.quotas.cpu_pause(&tenant);
                 if pause.is_zero() || stop.load(Ordering::Acquire) {

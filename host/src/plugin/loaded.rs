@@ -95,6 +95,14 @@ pub struct LoadedPlugin {
     runtime: Arc<Runtime>,
 }
 
+/// Hex digits of a component's SHA-256 that name its version.
+const VERSION_DIGITS: usize = 12;
+
+/// The version of the component whose SHA-256, hex, is `digest`.
+pub fn version_of(digest: &str) -> &str {
+    &digest[..VERSION_DIGITS.min(digest.len())]
+}
+
 impl LoadedPlugin {
     pub(super) fn link(
         runtime: &Arc<Runtime>,
@@ -139,7 +147,7 @@ impl LoadedPlugin {
         Ok(Self {
             id: PluginId {
                 name: name.into(),
-                version: digest[..12].into(),
+                version: version_of(digest).into(),
             },
             world,
             size_bytes,

@@ -21,7 +21,7 @@ mod watch;
 
 pub use ctx::{CallEnv, Params};
 pub use error::{CallError, CallErrorKind, LoadError};
-pub use loaded::{LoadedPlugin, PluginId, World};
+pub use loaded::{LoadedPlugin, PluginId, World, version_of};
 pub use registry::{
     Health, Outcome, PluginRegistry, PluginSlot, PluginStatus, RegistryConfig, Reloaded,
     plugin_name,

@@ -703,8 +703,6 @@ async fn alerts(
     Ok(Json(serde_json::json!({ "alerts": list })))
 }
 
-/// Late data: values that came after their window's grace, in time order, with the rule
-/// that found them late; `next` continues after `limit` records.
 /// The tenant's dead letters, oldest first, paged: batches its stages failed on, and
 /// points the store or the pipeline refused, each with the reason.
 async fn dead_letters(
@@ -750,6 +748,8 @@ async fn dead_letters(
     Ok(paged("dead_letters", letters, next))
 }
 
+/// Late data: values that came after their window's grace, in time order, with the rule
+/// that found them late; `next` continues after `limit` records.
 async fn late(
     State(state): State<Arc<QueryState>>,
     headers: HeaderMap,

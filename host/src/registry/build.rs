@@ -19,6 +19,7 @@ use crate::plugin::{CallEnv, Params, PluginRegistry, PluginSlot, StageState, Wor
 use crate::query::TierInfo;
 use crate::store::Retention;
 use crate::tenant::{TenantId, Tokens};
+use crate::time::secs;
 use crate::window::{RollupRule, WindowSettings};
 
 /// What ingest and queries know of one tenant.
@@ -251,41 +252,30 @@ impl Builder {
             },
         })
     }
+}
 
-    /// Runs each plugin of `spec`'s pipeline once on nothing, with its parameters: a
-    /// plugin that refuses its parameters says so here, not on the first batch. Nothing
-    /// is counted against the plugin's health.
-    ///
-    /// # Errors
-    /// The first stage or rule whose plugin refuses, and why.
-    pub fn probe(&self, spec: &TenantSpec) -> Result<(), String> {
-        let built = self.tenant(spec)?;
-        for stage in &built.pipeline.stages {
-            stage
-                .probe()
-                .map_err(|e| wrong(&format!("stage `{}`", short(stage.name())), "params", e))?;
-        }
-        for sink in &built.pipeline.sinks {
-            if let RuleSink::Alert(alert) = sink {
-                alert.stage.probe().map_err(|e| {
-                    wrong(
-                        &format!("alert `{}`", short(alert.stage.name())),
-                        "params",
-                        e,
-                    )
-                })?;
-            }
-        }
-        Ok(())
+/// Runs each plugin of `pipeline` (as built) once on nothing, with its parameters: a plugin
+/// that refuses its parameters says so here, not on the first batch. Nothing is counted
+/// against the plugin's health.
+///
+/// # Errors
+/// The first stage or rule whose plugin refuses, and why.
+pub fn probe(pipeline: &TenantPipeline) -> Result<(), String> {
+    for stage in &pipeline.stages {
+        stage
+            .probe()
+            .map_err(|e| wrong(&format!("stage `{}`", short(stage.name())), "params", e))?;
     }
+    for sink in &pipeline.sinks {
+        if let RuleSink::Alert(alert) = sink {
+            let what = format!("alert `{}`", short(alert.stage.name()));
+            alert.stage.probe().map_err(|e| wrong(&what, "params", e))?;
+        }
+    }
+    Ok(())
 }
 
 /// A stage's own name, without its tenant's (`tenant/stage`).
 fn short(name: &str) -> &str {
     name.split_once('/').map_or(name, |(_, n)| n)
-}
-
-/// `s` seconds in nanoseconds, saturating.
-fn secs(s: u64) -> crate::point::Nanos {
-    i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
 }

@@ -421,8 +421,8 @@ impl Registry {
             .builder
             .build(specs.values())
             .map_err(|(_, message)| invalid(message))?;
-        if probe && let Some(spec) = specs.get(&change.tenant) {
-            self.builder.probe(spec).map_err(invalid)?;
+        if probe && let Some(pipeline) = tenancy.pipelines.get(&change.tenant) {
+            build::probe(pipeline).map_err(invalid)?;
         }
         let entry = AuditEntry {
             seq: state.next_seq,

@@ -78,7 +78,7 @@ impl Registry {
         let spec = self.tenant(tenant)?;
         check_plugin_name(tenant, name)?;
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
-        let version = digest[..12].to_owned();
+        let version = crate::plugin::version_of(&digest).to_owned();
         let ticket = |state| DeployTicket {
             plugin: name.to_owned(),
             version: version.clone(),
@@ -246,11 +246,20 @@ impl Registry {
         Ok(PluginsView { own, library })
     }
 
-    /// Where deployment `version` of `tenant`'s plugin `name` stands.
+    /// Where deployment `version` of `tenant`'s plugin `name` stands: as this process
+    /// saw it, else deployed when the tenant's record has the version (it was deployed
+    /// before a restart); none when it was never deployed.
     pub fn deployment(&self, tenant: &str, name: &str, version: &str) -> Option<Deployment> {
-        lock(&self.deployments)
-            .get(&(TenantId::new(tenant), name.to_owned(), version.to_owned()))
-            .cloned()
+        let key = (TenantId::new(tenant), name.to_owned(), version.to_owned());
+        if let Some(state) = lock(&self.deployments).get(&key) {
+            return Some(state.clone());
+        }
+        let kept = self.tenant(tenant).ok().is_some_and(|spec| {
+            spec.plugins
+                .get(name)
+                .is_some_and(|p| p.versions.iter().any(|v| v.version == version))
+        });
+        kept.then_some(Deployment::Deployed)
     }
 }
 
