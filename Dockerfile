@@ -5,7 +5,8 @@ RUN rustup target add wasm32-wasip2
 WORKDIR /src
 COPY . .
 # librdkafka builds from source with the system's OpenSSL and zlib (both in this image).
-RUN cargo build --release --locked -p sluice && scripts/build-plugins.sh
+# The Rust example plugins only: the image has no Python or Node.js toolchain.
+RUN cargo build --release --locked -p sluice && scripts/build-plugins.sh rust
 
 FROM debian:bookworm-slim
 RUN apt-get update \

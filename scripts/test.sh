@@ -22,5 +22,7 @@ cargo test --workspace
 SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-60}" cargo test -p sluice --lib fuzz::
 # The plugins' pure logic, natively (host imports are not called by these tests).
 (cd plugins && cargo test --quiet)
-# The guest SDK's own logic (batch views, parameters, state encoding, logging), natively.
+# The guest SDKs' own logic (batch views, parameters, state encoding, logging), natively.
 (cd guest-sdk && cargo test --quiet)
+python3 -m unittest discover -s guest-sdk/python/tests -t guest-sdk/python
+node --test guest-sdk/js/test/

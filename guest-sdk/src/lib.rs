@@ -1,7 +1,7 @@
 //! `sluice-guest`: write Sluice plugins in plain Rust.
 //!
 //! A plugin is a WebAssembly component implementing one world of the WIT package
-//! `sluice:plugin@0.1.0`: `filter`, `transform` or `alert`. Implement [`Filter`],
+//! `sluice:plugin@0.2.0`: `filter`, `transform` or `alert`. Implement [`Filter`],
 //! [`Transform`] or [`Alert`] for a type, then export it with [`export_filter!`],
 //! [`export_transform!`] or [`export_alert!`]. The host calls the plugin once per batch;
 //! `new` runs once per batch (read parameters there), then the per-point (or per-window)
@@ -39,27 +39,30 @@ pub mod bindings {
     pub mod filter {
         wit_bindgen::generate!({
             path: "../wit",
-            world: "sluice:plugin/filter@0.1.0",
+            world: "sluice:plugin/filter@0.2.0",
             pub_export_macro: true,
             export_macro_name: "__export_filter_world",
             default_bindings_module: "sluice_guest::bindings::filter",
             additional_derives: [PartialEq],
+            // `point` and its parts cross no function (batches carry points as columns),
+            // but they are the SDK's owned point types.
+            generate_unused_types: true,
         });
     }
 
     pub mod transform {
         wit_bindgen::generate!({
             path: "../wit",
-            world: "sluice:plugin/transform@0.1.0",
+            world: "sluice:plugin/transform@0.2.0",
             pub_export_macro: true,
             export_macro_name: "__export_transform_world",
             default_bindings_module: "sluice_guest::bindings::transform",
             with: {
-                "sluice:plugin/types@0.1.0": super::filter::sluice::plugin::types,
-                "sluice:plugin/log@0.1.0": super::filter::sluice::plugin::log,
-                "sluice:plugin/params@0.1.0": super::filter::sluice::plugin::params,
-                "sluice:plugin/lookup@0.1.0": super::filter::sluice::plugin::lookup,
-                "sluice:plugin/state@0.1.0": super::filter::sluice::plugin::state,
+                "sluice:plugin/types@0.2.0": super::filter::sluice::plugin::types,
+                "sluice:plugin/log@0.2.0": super::filter::sluice::plugin::log,
+                "sluice:plugin/params@0.2.0": super::filter::sluice::plugin::params,
+                "sluice:plugin/lookup@0.2.0": super::filter::sluice::plugin::lookup,
+                "sluice:plugin/state@0.2.0": super::filter::sluice::plugin::state,
             },
         });
     }
@@ -67,16 +70,16 @@ pub mod bindings {
     pub mod alert {
         wit_bindgen::generate!({
             path: "../wit",
-            world: "sluice:plugin/alert@0.1.0",
+            world: "sluice:plugin/alert@0.2.0",
             pub_export_macro: true,
             export_macro_name: "__export_alert_world",
             default_bindings_module: "sluice_guest::bindings::alert",
             with: {
-                "sluice:plugin/types@0.1.0": super::filter::sluice::plugin::types,
-                "sluice:plugin/log@0.1.0": super::filter::sluice::plugin::log,
-                "sluice:plugin/params@0.1.0": super::filter::sluice::plugin::params,
-                "sluice:plugin/lookup@0.1.0": super::filter::sluice::plugin::lookup,
-                "sluice:plugin/state@0.1.0": super::filter::sluice::plugin::state,
+                "sluice:plugin/types@0.2.0": super::filter::sluice::plugin::types,
+                "sluice:plugin/log@0.2.0": super::filter::sluice::plugin::log,
+                "sluice:plugin/params@0.2.0": super::filter::sluice::plugin::params,
+                "sluice:plugin/lookup@0.2.0": super::filter::sluice::plugin::lookup,
+                "sluice:plugin/state@0.2.0": super::filter::sluice::plugin::state,
             },
         });
     }
@@ -150,15 +153,25 @@ pub trait Alert: Sized {
     /// A [`PluginError`] (bad parameters, say): the whole batch fails.
     fn new() -> Result<Self, PluginError>;
 
-    /// The alert `window` raises, if its state changes.
+    /// The alert `window` raises, if its state changes ([`AlertEvent::new`]: the SDK
+    /// fills in which window it is).
     fn evaluate(&mut self, window: &WindowResult) -> Option<AlertEvent>;
 
-    /// The alerts of the batch; override to look at windows together.
+    /// The alerts of the batch, each naming its window by index; override to look at
+    /// windows together.
     ///
     /// # Errors
     /// A [`PluginError`] fails the whole batch.
     fn evaluate_batch(&mut self, windows: &[WindowResult]) -> Result<Vec<AlertEvent>, PluginError> {
-        Ok(windows.iter().filter_map(|w| self.evaluate(w)).collect())
+        Ok(windows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                let mut alert = self.evaluate(w)?;
+                alert.window = u32::try_from(i).unwrap_or(u32::MAX);
+                Some(alert)
+            })
+            .collect())
     }
 }
 
@@ -189,8 +202,9 @@ macro_rules! export_transform {
             impl $crate::bindings::transform::Guest for Exported {
                 fn transform(
                     batch: $crate::Batch,
-                ) -> ::std::result::Result<::std::vec::Vec<$crate::Point>, $crate::PluginError> {
-                    <$plugin as $crate::Transform>::new()?.transform_batch(&batch)
+                ) -> ::std::result::Result<$crate::Batch, $crate::PluginError> {
+                    let points = <$plugin as $crate::Transform>::new()?.transform_batch(&batch)?;
+                    ::std::result::Result::Ok($crate::Batch::from_points(&points))
                 }
             }
             $crate::bindings::transform::__export_transform_world!(Exported with_types_in $crate::bindings::transform);
@@ -277,15 +291,12 @@ mod tests {
 
         fn evaluate(&mut self, w: &WindowResult) -> Option<AlertEvent> {
             let max = w.aggregates.iter().find(|a| a.name == "max")?.value;
-            (max > 90.0 && w.state != AlertState::Critical).then(|| AlertEvent {
-                rule: w.rule.clone(),
-                series: w.series.clone(),
-                field: w.field.clone(),
-                state: AlertState::Critical,
-                window_start: w.window_start,
-                window_end: w.window_end,
-                value: max,
-                message: format!("{} max {max}", w.series.key()),
+            (max > 90.0 && w.state != AlertState::Critical).then(|| {
+                AlertEvent::new(
+                    AlertState::Critical,
+                    max,
+                    format!("{} max {max}", w.series.key()),
+                )
             })
         }
     }
@@ -390,11 +401,8 @@ mod tests {
             window("d", 91.5, AlertState::Warning),
         ];
         let alerts = Above90.evaluate_batch(&windows).expect("no error");
-        let hosts: Vec<Option<&str>> = alerts
-            .iter()
-            .map(|a| a.series.tags.first().map(|t| t.value.as_str()))
-            .collect();
-        assert_eq!(hosts, [Some("a"), Some("d")]);
+        let raised_by: Vec<u32> = alerts.iter().map(|a| a.window).collect();
+        assert_eq!(raised_by, [0, 3], "windows a and d, by index");
         assert_eq!(alerts[1].value, 91.5);
         assert_eq!(alerts[1].message, "cpu,host=d max 91.5");
         assert_eq!(Above90.evaluate_batch(&[]), Ok(vec![]));

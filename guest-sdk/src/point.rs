@@ -1,6 +1,6 @@
 //! Helpers on the WIT data types.
 
-use crate::{Field, FieldValue, Nanos, PluginError, Point, Series, Tag};
+use crate::{AlertEvent, AlertState, Field, FieldValue, Nanos, PluginError, Point, Series, Tag};
 
 impl Point {
     /// A point without tags or fields; add them with [`Point::with_tag`] and
@@ -179,6 +179,20 @@ impl From<String> for FieldValue {
 impl From<&str> for FieldValue {
     fn from(v: &str) -> Self {
         FieldValue::String(v.to_owned())
+    }
+}
+
+impl AlertEvent {
+    /// An alert changing the state of its window's rule and series to `state`, because of
+    /// `value`. [`Alert::evaluate_batch`](crate::Alert::evaluate_batch) sets which window
+    /// raised it; a plugin overriding that method sets `window` itself.
+    pub fn new(state: AlertState, value: f64, message: impl Into<String>) -> Self {
+        Self {
+            window: 0,
+            state,
+            value,
+            message: message.into(),
+        }
     }
 }
 

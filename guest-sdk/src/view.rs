@@ -54,26 +54,65 @@ const STRING: u8 = 4;
 pub struct PointView<'a> {
     batch: &'a Batch,
     /// This point's six numbers in `batch.points`.
-    row: &'a [u32],
+    row: [u32; 6],
     index: usize,
+}
+
+/// Number `i` of a column of little-endian u32; 0 past its end.
+fn u32_at(column: &[u8], i: usize) -> u32 {
+    column
+        .get(i * 4..i * 4 + 4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+/// The six numbers of point `i`; zeros past the end of the column.
+fn row_at(points: &[u8], i: usize) -> [u32; 6] {
+    // One bounds check for the row, then fixed-size reads the compiler unrolls.
+    let Some(bytes) = points.get(i * 24..i * 24 + 24) else {
+        return [0; 6];
+    };
+    std::array::from_fn(|j| {
+        u32::from_le_bytes([
+            bytes[4 * j],
+            bytes[4 * j + 1],
+            bytes[4 * j + 2],
+            bytes[4 * j + 3],
+        ])
+    })
+}
+
+/// Number `i` of a column of little-endian 64-bit values; 0 past its end.
+fn u64_at(column: &[u8], i: usize) -> u64 {
+    column
+        .get(i * 8..i * 8 + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Rows `first..first + count` of a column with `rows` rows, cut to the rows there are:
+/// a bad count reads as fewer rows, never as a loop over billions.
+fn rows(first: u32, count: u32, rows: usize) -> std::ops::Range<usize> {
+    let end = (first as usize).saturating_add(count as usize).min(rows);
+    (first as usize).min(end)..end
 }
 
 impl Batch {
     /// Number of points.
     pub fn len(&self) -> usize {
-        self.timestamps.len()
+        self.timestamps.len() / 8
     }
 
     /// True without points.
     pub fn is_empty(&self) -> bool {
-        self.timestamps.is_empty()
+        self.len() == 0
     }
 
     /// The points, in order.
     pub fn points(&self) -> impl ExactSizeIterator<Item = PointView<'_>> {
         (0..self.len()).map(move |index| PointView {
             batch: self,
-            row: self.points.get(index * 6..index * 6 + 6).unwrap_or(&[0; 6]),
+            row: row_at(&self.points, index),
             index,
         })
     }
@@ -81,7 +120,7 @@ impl Batch {
     /// A batch of `points`, as the host would send it: for plugin tests.
     pub fn from_points(points: &[Point]) -> Batch {
         let mut b = Batch {
-            text: String::new(),
+            text: Vec::new(),
             points: Vec::new(),
             timestamps: Vec::new(),
             tags: Vec::new(),
@@ -89,20 +128,25 @@ impl Batch {
             field_kinds: Vec::new(),
             field_values: Vec::new(),
         };
+        let put = |column: &mut Vec<u8>, numbers: &[u32]| {
+            for n in numbers {
+                column.extend_from_slice(&n.to_le_bytes());
+            }
+        };
+        let (mut tags, mut fields) = (0u32, 0u32);
         for p in points {
             let (ms, ml) = b.push_text(&p.measurement);
-            let (first_tag, first_field) = (b.tags.len() / 4, b.field_kinds.len());
-            b.points
-                .extend([ms, ml, first_tag as u32, p.tags.len() as u32]);
-            b.points.extend([first_field as u32, p.fields.len() as u32]);
-            b.timestamps.push(p.timestamp);
+            let (n_tags, n_fields) = (p.tags.len() as u32, p.fields.len() as u32);
+            put(&mut b.points, &[ms, ml, tags, n_tags, fields, n_fields]);
+            (tags, fields) = (tags + n_tags, fields + n_fields);
+            b.timestamps.extend_from_slice(&p.timestamp.to_le_bytes());
             for t in &p.tags {
                 let (k, v) = (b.push_text(&t.key), b.push_text(&t.value));
-                b.tags.extend([k.0, k.1, v.0, v.1]);
+                put(&mut b.tags, &[k.0, k.1, v.0, v.1]);
             }
             for f in &p.fields {
                 let key = b.push_text(&f.key);
-                b.field_keys.extend([key.0, key.1]);
+                put(&mut b.field_keys, &[key.0, key.1]);
                 let (kind, bits) = match &f.value {
                     FieldValue::Float(v) => (FLOAT, v.to_bits()),
                     FieldValue::Integer(v) => (INTEGER, *v as u64),
@@ -114,7 +158,7 @@ impl Batch {
                     }
                 };
                 b.field_kinds.push(kind);
-                b.field_values.push(bits);
+                b.field_values.extend_from_slice(&bits.to_le_bytes());
             }
         }
         b
@@ -122,19 +166,33 @@ impl Batch {
 
     fn push_text(&mut self, s: &str) -> (u32, u32) {
         let start = self.text.len() as u32;
-        self.text.push_str(s);
+        self.text.extend_from_slice(s.as_bytes());
         (start, s.len() as u32)
     }
 
-    fn str(&self, start: u32, len: u32) -> &str {
-        // The host only sends spans inside the text; a bad one reads as empty, not a trap.
+    /// The bytes of a span; empty when it is not inside the text.
+    fn bytes(&self, start: u32, len: u32) -> &[u8] {
         self.text
             .get(start as usize..(start as usize).saturating_add(len as usize))
             .unwrap_or_default()
     }
 
+    fn str(&self, start: u32, len: u32) -> &str {
+        // The host only sends spans of UTF-8 inside the text; a bad one reads as empty, not
+        // a trap.
+        std::str::from_utf8(self.bytes(start, len)).unwrap_or_default()
+    }
+
+    /// The key span of field `i`.
+    fn field_key(&self, i: usize) -> (u32, u32) {
+        (
+            u32_at(&self.field_keys, 2 * i),
+            u32_at(&self.field_keys, 2 * i + 1),
+        )
+    }
+
     fn field_value(&self, i: usize) -> FieldRef<'_> {
-        let bits = self.field_values.get(i).copied().unwrap_or_default();
+        let bits = u64_at(&self.field_values, i);
         match self.field_kinds.get(i).copied().unwrap_or(FLOAT) {
             INTEGER => FieldRef::Integer(bits as i64),
             UNSIGNED => FieldRef::Unsigned(bits),
@@ -153,23 +211,16 @@ impl<'a> PointView<'a> {
 
     /// Event time.
     pub fn timestamp(&self) -> Nanos {
-        self.batch
-            .timestamps
-            .get(self.index)
-            .copied()
-            .unwrap_or_default()
+        u64_at(&self.batch.timestamps, self.index) as Nanos
     }
 
     /// Tags as (key, value), sorted by key.
     pub fn tags(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
         let batch = self.batch;
-        let (first, count) = (self.row[2] as usize, self.row[3] as usize);
-        batch
-            .tags
-            .get(first * 4..(first + count) * 4)
-            .unwrap_or_default()
-            .chunks_exact(4)
-            .map(move |t| (batch.str(t[0], t[1]), batch.str(t[2], t[3])))
+        rows(self.row[2], self.row[3], batch.tags.len() / 16).map(move |t| {
+            let n = |j| u32_at(&batch.tags, 4 * t + j);
+            (batch.str(n(0), n(1)), batch.str(n(2), n(3)))
+        })
     }
 
     /// The value of tag `key`.
@@ -180,19 +231,26 @@ impl<'a> PointView<'a> {
     /// Fields as (key, value).
     pub fn fields(&self) -> impl Iterator<Item = (&'a str, FieldRef<'a>)> + use<'a> {
         let batch = self.batch;
-        let (first, count) = (self.row[4] as usize, self.row[5] as usize);
-        (first..first + count).map(move |i| {
-            let key = batch
-                .field_keys
-                .get(2 * i..2 * i + 2)
-                .map_or("", |k| batch.str(k[0], k[1]));
-            (key, batch.field_value(i))
+        self.field_rows().map(move |i| {
+            let (start, len) = batch.field_key(i);
+            (batch.str(start, len), batch.field_value(i))
         })
     }
 
     /// The value of field `key`.
     pub fn field(&self, key: &str) -> Option<FieldRef<'a>> {
-        self.fields().find(|(k, _)| *k == key).map(|(_, v)| v)
+        // Compares key bytes: no UTF-8 check of the keys it passes over.
+        let batch = self.batch;
+        self.field_rows()
+            .find(|&i| {
+                let (start, len) = batch.field_key(i);
+                batch.bytes(start, len) == key.as_bytes()
+            })
+            .map(|i| batch.field_value(i))
+    }
+
+    fn field_rows(&self) -> std::ops::Range<usize> {
+        rows(self.row[4], self.row[5], self.batch.field_kinds.len())
     }
 
     /// An owned copy of the point.
@@ -218,6 +276,16 @@ mod tests {
 
     fn empty_batch() -> Batch {
         Batch::from_points(&[])
+    }
+
+    /// A column of little-endian u32.
+    fn le32(numbers: &[u32]) -> Vec<u8> {
+        numbers.iter().flat_map(|n| n.to_le_bytes()).collect()
+    }
+
+    /// A column of little-endian 64-bit values.
+    fn le64(numbers: &[u64]) -> Vec<u8> {
+        numbers.iter().flat_map(|n| n.to_le_bytes()).collect()
     }
 
     /// Points covering every field type, the integer extremes, non-ASCII strings and a
@@ -359,13 +427,13 @@ mod tests {
                 .with_field("n", -2i64),
             Point::new("m", 8).with_field("b", true),
         ]);
-        assert_eq!(b.text, "éhasünmb");
-        assert_eq!(b.points, [0, 2, 0, 1, 0, 2, 8, 1, 1, 0, 2, 1]);
-        assert_eq!(b.timestamps, [7, 8]);
-        assert_eq!(b.tags, [2, 1, 3, 1]);
-        assert_eq!(b.field_keys, [4, 1, 7, 1, 9, 1]);
+        assert_eq!(b.text, "éhasünmb".as_bytes());
+        assert_eq!(b.points, le32(&[0, 2, 0, 1, 0, 2, 8, 1, 1, 0, 2, 1]));
+        assert_eq!(b.timestamps, le64(&[7, 8]));
+        assert_eq!(b.tags, le32(&[2, 1, 3, 1]));
+        assert_eq!(b.field_keys, le32(&[4, 1, 7, 1, 9, 1]));
         assert_eq!(b.field_kinds, [STRING, INTEGER, BOOLEAN]);
-        assert_eq!(b.field_values, [(5 << 32) | 2, u64::MAX - 1, 1]);
+        assert_eq!(b.field_values, le64(&[(5 << 32) | 2, u64::MAX - 1, 1]));
     }
 
     #[test]
@@ -373,13 +441,13 @@ mod tests {
         // The format only promises spans into `text`: a host may reuse one string for
         // repeated keys and values, and list fields of a point in any order of the text.
         let b = Batch {
-            text: "cpuhostvalue".to_owned(),
-            points: vec![0, 3, 0, 1, 0, 2, 0, 3, 1, 1, 2, 1],
-            timestamps: vec![10, 20],
-            tags: vec![3, 4, 3, 4, 3, 4, 0, 3],
-            field_keys: vec![7, 5, 3, 4, 7, 5],
+            text: b"cpuhostvalue".to_vec(),
+            points: le32(&[0, 3, 0, 1, 0, 2, 0, 3, 1, 1, 2, 1]),
+            timestamps: le64(&[10, 20]),
+            tags: le32(&[3, 4, 3, 4, 3, 4, 0, 3]),
+            field_keys: le32(&[7, 5, 3, 4, 7, 5]),
             field_kinds: vec![FLOAT, STRING, INTEGER],
-            field_values: vec![2.5f64.to_bits(), 7 << 32 | 5, (-3i64) as u64],
+            field_values: le64(&[2.5f64.to_bits(), 7 << 32 | 5, (-3i64) as u64]),
         };
         let points: Vec<Point> = b.points().map(|p| p.to_point()).collect();
         assert_eq!(
@@ -399,15 +467,15 @@ mod tests {
     #[test]
     fn malformed_batch_reads_as_empty_values_instead_of_trapping() {
         let b = Batch {
-            text: "aé".to_owned(), // 'é' is bytes 1..3
-            // Point 0: measurement past the text, tags past the tag list, fields past
-            // the field lists. Point 1 has no row at all.
-            points: vec![2, 5, 9, 1, 4, 2],
-            timestamps: vec![1, 2],
+            text: "aé".as_bytes().to_vec(), // 'é' is bytes 1..3
+            // Point 0: measurement past the text, tags past the tag list, two fields where
+            // the field lists hold one. Point 1 has no row at all.
+            points: le32(&[2, 5, 9, 1, 0, 2]),
+            timestamps: le64(&[1, 2]),
             tags: vec![],
-            field_keys: vec![0, 2], // cuts 'é' in half
-            field_kinds: vec![],
-            field_values: vec![],
+            field_keys: le32(&[0, 2]), // cuts 'é' in half
+            field_kinds: vec![FLOAT],
+            field_values: vec![1, 2, 3], // not even one whole value
         };
         let views: Vec<PointView<'_>> = b.points().collect();
         assert_eq!(views.len(), 2);
@@ -415,10 +483,11 @@ mod tests {
         assert_eq!(p.measurement(), "");
         assert_eq!(p.timestamp(), 1);
         assert_eq!(p.tags().count(), 0);
-        // Fields without a kind or value read as float 0; keys past the list as "".
+        // Only field 0 has a kind: the count of 2 reads as the one row there is. Its key
+        // cuts a character in half and its value is short: "" and float 0.
         assert_eq!(
             p.fields().collect::<Vec<_>>(),
-            [("", FieldRef::Float(0.0)), ("", FieldRef::Float(0.0))]
+            [("", FieldRef::Float(0.0))]
         );
         let q = views[1];
         assert_eq!((q.measurement(), q.timestamp()), ("", 2));
@@ -428,13 +497,13 @@ mod tests {
     #[test]
     fn unknown_field_kind_reads_as_float_and_bad_string_span_as_empty() {
         let b = Batch {
-            text: "mkx".to_owned(),
-            points: vec![0, 1, 0, 0, 0, 2],
-            timestamps: vec![0],
+            text: b"mkx".to_vec(),
+            points: le32(&[0, 1, 0, 0, 0, 2]),
+            timestamps: le64(&[0]),
             tags: vec![],
-            field_keys: vec![1, 1, 1, 1],
+            field_keys: le32(&[1, 1, 1, 1]),
             field_kinds: vec![9, STRING],
-            field_values: vec![1.5f64.to_bits(), 2 << 32 | 100],
+            field_values: le64(&[1.5f64.to_bits(), 2 << 32 | 100]),
         };
         let p = b.points().next().expect("one point");
         let fields: Vec<_> = p.fields().collect();

@@ -1,19 +1,34 @@
-//! Plugin benchmark: points per second through a trivial filter plugin at batch sizes 1,
-//! 100, 1,000 and 10,000, against the same logic compiled natively, in one run; then the
-//! time from a new `.wasm` landing in the plugin directory to the new version serving.
+//! Plugin benchmark, in one run, for the same filter logic (keep a point iff its field
+//! `value` is a number >= 0) as Rust, Python and JavaScript components and compiled natively:
+//!
+//! 1. points per second at batch sizes 100, 1,000 and 10,000;
+//! 2. per language, the time to instantiate a component and the resident memory of an
+//!    instance that has run a batch;
+//! 3. per language, the time from a new version's file landing in the plugin directory to
+//!    that version serving: with no caches (everything compiled), as a new version with the
+//!    caches warm from the previous one (the per-function cache hits what didn't change), and
+//!    as a version seen before (the artifact cache hits).
 //!
 //! Run: `scripts/build-plugins.sh && cargo bench --bench plugin_throughput`
 
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::plugin::{
-    CallEnv, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig, Settle, watch,
+    CallEnv, LoadedPlugin, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig,
+    Settle, watch,
 };
 use sluice::point::{Field, FieldValue, Point, Tag};
 use sluice::telemetry::Metrics;
+
+/// The languages and their builds of the bench filter.
+const LANGUAGES: [(&str, &str); 3] = [
+    ("Rust", "bench-filter"),
+    ("Python", "bench-filter-py"),
+    ("JavaScript", "bench-filter-js"),
+];
 
 fn plugin_file(name: &str) -> PathBuf {
     let path =
@@ -56,8 +71,7 @@ fn points(n: usize) -> Vec<Point> {
         .collect()
 }
 
-/// The native twin of `plugins/bench-filter`: keep a point iff it has a field `value`
-/// whose numeric value is >= 0.
+/// The native twin of the bench filter.
 fn native_filter(points: &[Point]) -> Vec<bool> {
     points
         .iter()
@@ -90,74 +104,131 @@ fn rate(
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-fn throughput() {
-    let runtime = Runtime::new(&RuntimeConfig::default()).expect("runtime");
-    let plugin = runtime
-        .load_file(&plugin_file("bench-filter"), PluginLimits::default())
-        .expect("load bench-filter");
+fn runtime(cache_dir: Option<PathBuf>) -> Arc<Runtime> {
+    Runtime::new(&RuntimeConfig {
+        cache_dir,
+        // Room to run and hold many instances at once, to measure what each costs.
+        max_concurrent_calls: 64,
+        max_warm_instances: 1000,
+        max_idle_per_plugin: 1000,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+}
+
+fn throughput(plugins: &[(&str, LoadedPlugin)]) {
     let env = CallEnv::default();
     // Same verdicts, or the comparison means nothing.
     let sample = points(1000);
-    assert_eq!(
-        plugin.filter(&sample, &env).expect("filter"),
-        native_filter(&sample)
-    );
-
-    println!(
-        "plugin throughput: bench-filter ({} bytes) vs native, points/s per core",
-        plugin.size_bytes()
-    );
-    println!(
-        "{:>7} {:>14} {:>14} {:>8}",
-        "batch", "wasm", "native", "native/wasm"
-    );
-    for batch in [1usize, 100, 1_000, 10_000] {
-        let data = points(if batch == 1 { 20_000 } else { 100_000 });
+    for (language, plugin) in plugins {
+        assert_eq!(
+            plugin.filter(&sample, &env).expect("filter"),
+            native_filter(&sample),
+            "{language}"
+        );
+    }
+    println!("plugin throughput: points/s per core, the same filter in each language");
+    print!("{:>7} {:>12}", "batch", "native");
+    for (language, _) in plugins {
+        print!(" {language:>12}");
+    }
+    println!(" {:>12}", "native/Rust");
+    for batch in [100usize, 1_000, 10_000] {
+        let data = points(100_000);
         let min = Duration::from_secs(2);
-        let wasm = rate(&data, batch, min, |c| {
-            plugin.filter(c, &env).expect("filter")
-        });
         let native = rate(&data, batch, min, native_filter);
+        print!("{batch:>7} {native:>12.0}");
+        let mut rust = 0.0;
+        for (language, plugin) in plugins {
+            let wasm = rate(&data, batch, min, |c| {
+                plugin.filter(c, &env).expect("filter")
+            });
+            if *language == "Rust" {
+                rust = wasm;
+            }
+            print!(" {wasm:>12.0}");
+        }
+        println!(" {:>11.1}x", native / rust);
+    }
+}
+
+/// Resident memory of this process.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
+    pages * 4096
+}
+
+fn instances(plugins: &[(&str, LoadedPlugin)]) {
+    println!(
+        "instances: time to instantiate; resident memory per instance after a 1,000-point batch"
+    );
+    let env = CallEnv::default();
+    let batch = points(1000);
+    for (language, plugin) in plugins {
+        // N batches at once need N instances: the idle ones (which ran batches already),
+        // then new ones. Each runs a batch, so it holds what a working instance holds, and
+        // all stay idle after.
+        let before = rss_bytes();
+        let idle_before = plugin.idle_instances();
+        let calls = idle_before + 16;
+        let barrier = std::sync::Barrier::new(calls);
+        std::thread::scope(|s| {
+            for _ in 0..calls {
+                s.spawn(|| {
+                    barrier.wait();
+                    plugin.filter(&batch, &env).expect("filter");
+                });
+            }
+        });
+        let added = plugin.idle_instances().saturating_sub(idle_before).max(1);
+        let memory = rss_bytes().saturating_sub(before) / added as u64;
+        let n = 20u32;
+        let started = Instant::now();
+        for _ in 0..n {
+            plugin.warm_up().expect("instantiate");
+        }
+        let each = started.elapsed() / n;
         println!(
-            "{batch:>7} {wasm:>14.0} {native:>14.0} {:>8.1}x",
-            native / wasm
+            "  {language:<10} {:>8.2} ms  {:>7.2} MiB  ({added} instances added by {calls} concurrent batches)",
+            each.as_secs_f64() * 1e3,
+            memory as f64 / f64::from(1 << 20),
         );
     }
 }
 
-fn swap_latency() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let plugin_dir = dir.path().join("plugins");
-    let registry = PluginRegistry::open(
-        Runtime::new(&RuntimeConfig::default()).expect("runtime"),
-        RegistryConfig {
-            dir: plugin_dir.clone(),
-            default_limits: PluginLimits::default(),
-            limits: Default::default(),
-            quarantine_after: 5,
-        },
-        Arc::new(Metrics::default()),
-    )
-    .expect("registry");
-    let versions = [
-        std::fs::read(plugin_file("bench-filter")).expect("read"),
-        std::fs::read(plugin_file("drop-filter")).expect("read"),
-    ];
-    let target = plugin_dir.join("p.wasm");
-    std::fs::write(&target, &versions[1]).expect("write");
-    registry.reload(&target).expect("initial load");
-    let _watcher = watch(registry.clone(), Settle::default()).expect("watch");
+/// `bytes` with a custom section appended: the same code as a new version (new digest).
+fn new_version(bytes: &[u8], n: u32) -> Vec<u8> {
+    let name = b"sluice-bench";
+    let payload = n.to_le_bytes();
+    let size = 1 + name.len() + payload.len();
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push(u8::try_from(size).expect("small section"));
+    out.push(u8::try_from(name.len()).expect("short name"));
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Median time from renaming each of `versions` into `dir` as `p.wasm` to that version
+/// serving.
+fn swaps(registry: &Arc<PluginRegistry>, dir: &Path, versions: &[Vec<u8>]) -> Duration {
+    let target = dir.join("p.wasm");
     let mut samples = Vec::new();
-    for i in 0..10 {
-        let bytes = &versions[i % 2];
+    for bytes in versions {
         let old = registry.get("p").expect("slot").current().id().clone();
-        let tmp = plugin_dir.join(".p.wasm.tmp");
+        let tmp = dir.join(".p.wasm.tmp");
         std::fs::write(&tmp, bytes).expect("write");
         let landed = Instant::now();
         std::fs::rename(&tmp, &target).expect("rename");
         while registry.get("p").expect("slot").current().id() == &old {
             assert!(
-                landed.elapsed() < Duration::from_secs(30),
+                landed.elapsed() < Duration::from_secs(60),
                 "swap never happened"
             );
             std::thread::sleep(Duration::from_micros(200));
@@ -165,15 +236,61 @@ fn swap_latency() {
         samples.push(landed.elapsed());
     }
     samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn swap_latency() {
     println!(
-        "hot swap (rename into plugin dir -> new version serving, {} and {} bytes, no artifact cache): \
-         median {:.0} ms, max {:.0} ms over {} swaps",
-        versions[0].len(),
-        versions[1].len(),
-        samples[samples.len() / 2].as_secs_f64() * 1e3,
-        samples[samples.len() - 1].as_secs_f64() * 1e3,
-        samples.len()
+        "hot swap: new file renamed into the plugin directory -> that version serving (median)"
     );
+    println!(
+        "  {:<10} {:>10} {:>14} {:>14} {:>14}",
+        "language", "size", "no caches", "new version", "seen version"
+    );
+    for (language, name) in LANGUAGES {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugin_dir = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
+        let bytes = std::fs::read(plugin_file(name)).expect("read");
+        let versions: Vec<Vec<u8>> = (0..7).map(|n| new_version(&bytes, n)).collect();
+        let target = plugin_dir.join("p.wasm");
+        let open = |cache: Option<PathBuf>| {
+            let registry = PluginRegistry::open(
+                runtime(cache),
+                RegistryConfig {
+                    dir: plugin_dir.clone(),
+                    default_limits: PluginLimits::default(),
+                    limits: Default::default(),
+                    quarantine_after: 5,
+                },
+                Arc::new(Metrics::default()),
+            )
+            .expect("registry");
+            let watcher = watch(registry.clone(), Settle::default()).expect("watch");
+            (registry, watcher)
+        };
+        // No caches: every version compiles from scratch.
+        std::fs::write(&target, &versions[0]).expect("write");
+        let (registry, watcher) = open(None);
+        registry.reload(&target).expect("initial load");
+        let cold = swaps(&registry, &plugin_dir, &versions[1..3]);
+        drop((watcher, registry));
+        // Caches: the first version fills the function cache, new versions then hit it;
+        // returning to a version hits the artifact cache.
+        std::fs::write(&target, &versions[0]).expect("write");
+        let (registry, _watcher) = open(Some(dir.path().join("cache")));
+        registry.reload(&target).expect("initial load");
+        let fresh = swaps(&registry, &plugin_dir, &versions[1..4]);
+        let seen = swaps(&registry, &plugin_dir, &versions[1..4]);
+        let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+        println!(
+            "  {language:<10} {:>8} KB {:>14} {:>14} {:>14}",
+            bytes.len() / 1000,
+            ms(cold),
+            ms(fresh),
+            ms(seen)
+        );
+    }
 }
 
 fn main() {
@@ -181,6 +298,18 @@ fn main() {
     if std::env::args().any(|a| a == "--test") {
         return;
     }
-    throughput();
+    let runtime = runtime(None);
+    let plugins: Vec<(&str, LoadedPlugin)> = LANGUAGES
+        .iter()
+        .map(|(language, name)| {
+            let plugin = runtime
+                .load_file(&plugin_file(name), PluginLimits::default())
+                .expect("load");
+            (*language, plugin)
+        })
+        .collect();
+    throughput(&plugins);
+    instances(&plugins);
+    drop(plugins);
     swap_latency();
 }

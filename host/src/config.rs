@@ -646,10 +646,20 @@ pub struct PluginsConfig {
     /// every request body is held to).
     #[serde(default = "default_max_plugin_bytes")]
     pub max_upload_bytes: usize,
+    /// Size the cache of compiled plugins (`DATA_DIR/plugin-cache`) is held to.
+    #[serde(default = "default_cache_max_mib")]
+    pub cache_max_mib: u64,
 }
 
+// A Python component is ~18 MB (the interpreter is inside it); the default request body
+// limit, 32 MiB, is the most a deploy can be anyway.
 const fn default_max_plugin_bytes() -> usize {
-    16 << 20
+    32 << 20
+}
+
+// ~30 versions of a Python plugin (~35 MB compiled), thousands of Rust ones.
+const fn default_cache_max_mib() -> u64 {
+    1024
 }
 
 fn default_plugin_dir() -> PathBuf {
@@ -674,6 +684,7 @@ impl Default for PluginsConfig {
             quarantine_after: default_quarantine_after(),
             limits: BTreeMap::new(),
             max_upload_bytes: default_max_plugin_bytes(),
+            cache_max_mib: default_cache_max_mib(),
         }
     }
 }

@@ -50,6 +50,38 @@ const REPLAY_WAIT: Duration = Duration::from_secs(60);
 /// Longest wait at shutdown for appends in flight to be confirmed.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 
+/// The plugin runtime and registry settings of `config`: the service and `sluice plugin`
+/// run plugins under the same limits and share the artifact cache.
+pub fn plugin_settings(config: &Config) -> (RuntimeConfig, RegistryConfig) {
+    let limits = |timeout_ms: u64, memory_mib: usize| PluginLimits {
+        timeout: Duration::from_millis(timeout_ms),
+        memory_bytes: memory_mib << 20,
+    };
+    let p = &config.plugins;
+    let runtime = RuntimeConfig {
+        cache_dir: Some(config.data_dir.join("plugin-cache")),
+        cache_max_bytes: p.cache_max_mib << 20,
+        ..RuntimeConfig::default()
+    };
+    let registry = RegistryConfig {
+        dir: p.dir.clone(),
+        default_limits: limits(p.timeout_ms, p.memory_mib),
+        limits: p
+            .limits
+            .iter()
+            .map(|(name, l)| {
+                let limits = limits(
+                    l.timeout_ms.unwrap_or(p.timeout_ms),
+                    l.memory_mib.unwrap_or(p.memory_mib),
+                );
+                (name.clone(), limits)
+            })
+            .collect(),
+        quarantine_after: p.quarantine_after,
+    };
+    (runtime, registry)
+}
+
 /// Runs the service until `shutdown` resolves; `ready` receives the bound address once the
 /// API accepts requests.
 ///
@@ -127,38 +159,10 @@ pub async fn run(
         }
     };
 
-    let runtime = Runtime::new(&RuntimeConfig {
-        cache_dir: Some(data.join("plugin-cache")),
-        ..RuntimeConfig::default()
-    })?;
-    let limits = |timeout_ms: u64, memory_mib: usize| PluginLimits {
-        timeout: Duration::from_millis(timeout_ms),
-        memory_bytes: memory_mib << 20,
-    };
-    let p = &config.plugins;
-    let plugins = PluginRegistry::open(
-        runtime,
-        RegistryConfig {
-            dir: p.dir.clone(),
-            default_limits: limits(p.timeout_ms, p.memory_mib),
-            limits: p
-                .limits
-                .iter()
-                .map(|(name, l)| {
-                    (
-                        name.clone(),
-                        limits(
-                            l.timeout_ms.unwrap_or(p.timeout_ms),
-                            l.memory_mib.unwrap_or(p.memory_mib),
-                        ),
-                    )
-                })
-                .collect(),
-            quarantine_after: p.quarantine_after,
-        },
-        metrics.clone(),
-    )
-    .with_context(|| format!("plugin directory {}", p.dir.display()))?;
+    let (runtime_config, registry_config) = plugin_settings(&config);
+    let runtime = Runtime::new(&runtime_config)?;
+    let plugins = PluginRegistry::open(runtime, registry_config, metrics.clone())
+        .with_context(|| format!("plugin directory {}", config.plugins.dir.display()))?;
     let _watcher =
         watch(plugins.clone(), Settle::default()).context("watching the plugin directory")?;
 

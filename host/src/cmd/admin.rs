@@ -151,15 +151,27 @@ enum DeadLettersCommand {
 }
 
 /// A client of one service.
-struct Api {
+pub(super) struct Api {
     runtime: tokio::runtime::Runtime,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     token: String,
 }
 
 impl Api {
+    /// A client sending `token` (empty for public routes).
+    pub(super) fn new(token: String) -> anyhow::Result<Self> {
+        Ok(Self {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            token,
+        })
+    }
+
     /// `method` `url` with `body` (content type, bytes): the JSON answered.
-    fn call(
+    pub(super) fn call(
         &self,
         method: &str,
         url: &str,
@@ -310,14 +322,7 @@ fn token_lines(token: &Value) -> String {
 
 /// Runs `sluice admin`.
 pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
-    let api = Api {
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        token: args.token,
-    };
+    let api = Api::new(args.token)?;
     let admin = |path: &str| format!("{}/admin/v1{path}", args.url.trim_end_matches('/'));
     let json = |v: Value| Some(("application/json", v.to_string().into_bytes()));
     let out = match args.command {

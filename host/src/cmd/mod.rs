@@ -1,10 +1,27 @@
 //! Subcommands.
 
 mod admin;
+mod deploy;
 mod plugin;
 mod run;
+mod scaffold;
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use sluice::config::Config;
+
+/// Default configuration file, relative to the working directory.
+const DEFAULT_CONFIG: &str = "config/sluice.toml";
+
+/// The configuration in `path`, or in [`DEFAULT_CONFIG`] when it exists, or the built-in
+/// default.
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(path) => Config::load(path, false)?,
+        None => Config::load(Path::new(DEFAULT_CONFIG), true)?,
+    })
+}
 
 /// What to do.
 #[derive(Debug, clap::Subcommand)]

@@ -9,19 +9,33 @@ use anyhow::{Context, bail};
 use sluice::lineproto::{self, Precision, format_point};
 use sluice::lookup::LookupTables;
 use sluice::pipeline::AlertStates;
-use sluice::plugin::{CallEnv, LoadedPlugin, Params, PluginLimits, Runtime, RuntimeConfig, World};
+use sluice::plugin::{
+    CallEnv, LoadedPlugin, Params, PluginLimits, Runtime, WIT_PACKAGE, World, plugin_name,
+};
 use sluice::point::{Aggregate, AlertState, Point, WindowResult};
 
 /// Plugin subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
-    /// Print a plugin's world, exports, imports and size; fail if it is not a valid plugin.
+    /// Print a plugin's world, exports, imports and size after instantiating it once under
+    /// the service's limits; fail if it is not a valid plugin.
     Check {
         /// The component file.
         file: PathBuf,
+        /// Configuration whose plugin limits and artifact cache apply (default:
+        /// config/sluice.toml; without one, the built-in limits and a cache in
+        /// ~/.cache/sluice).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run line-protocol points through a plugin and print what comes out.
     Run(RunArgs),
+    /// Create a ready-to-build plugin project: its code, a test, the SDK and a build script
+    /// that works without the rustup wasm target.
+    New(super::scaffold::NewArgs),
+    /// Install a component into a service's plugin directory by atomic rename, and wait
+    /// until that version serves (or print why the service refused it).
+    Deploy(super::deploy::DeployArgs),
 }
 
 /// Arguments of `plugin run`.
@@ -29,6 +43,10 @@ pub enum PluginCommand {
 pub struct RunArgs {
     /// The component file.
     file: PathBuf,
+    /// Configuration whose plugin limits and artifact cache apply (default:
+    /// config/sluice.toml; without one, the built-in limits and a cache in ~/.cache/sluice).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Line-protocol input file (`-` for stdin).
     #[arg(long)]
     input: PathBuf,
@@ -54,12 +72,12 @@ pub struct RunArgs {
     /// Alert plugins: the field the aggregates are over.
     #[arg(long, default_value = "value")]
     field: String,
-    /// Call deadline.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    /// Memory cap in MiB.
-    #[arg(long, default_value_t = 64)]
-    memory_mib: usize,
+    /// Call deadline, overriding the configuration's.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Memory cap in MiB, overriding the configuration's.
+    #[arg(long)]
+    memory_mib: Option<usize>,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -71,24 +89,49 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 /// Runs a plugin subcommand.
 pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PluginCommand::Check { file } => check(&file),
+        PluginCommand::Check { file, config } => check(&file, config.as_deref()),
         PluginCommand::Run(args) => run_batches(&args),
+        PluginCommand::Deploy(args) => super::deploy::run(&args),
+        PluginCommand::New(args) => super::scaffold::run(&args),
     }
 }
 
-fn load(file: &Path, limits: PluginLimits) -> anyhow::Result<LoadedPlugin> {
-    let runtime = Runtime::new(&RuntimeConfig {
-        cache_dir: None,
-        max_concurrent_calls: 1,
-    })?;
+/// Loads `file` as the service configured by `config` would: same limits, same artifact
+/// cache; `tune` may override the limits.
+fn load(
+    file: &Path,
+    config: Option<&Path>,
+    tune: impl FnOnce(&mut PluginLimits),
+) -> anyhow::Result<LoadedPlugin> {
+    let found = config.is_some() || Path::new(super::DEFAULT_CONFIG).exists();
+    let mut config = super::load_config(config)?;
+    if !found {
+        // No service configuration here (a plugin project, say): cache compiled plugins
+        // per user instead of in a `data/` beside the project.
+        config.data_dir = user_cache_dir();
+    }
+    let (runtime, registry) = sluice::service::plugin_settings(&config);
+    let name = plugin_name(file).unwrap_or_default();
+    let mut limits = registry.limits_of(&name);
+    tune(&mut limits);
+    let runtime = Runtime::new(&runtime)?;
     Ok(runtime.load_file(file, limits)?)
 }
 
-fn check(file: &Path) -> anyhow::Result<ExitCode> {
-    let plugin = load(file, PluginLimits::default())?;
+/// `$XDG_CACHE_HOME/sluice`, else `~/.cache/sluice`, else one in the temporary directory.
+fn user_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("sluice")
+}
+
+fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let plugin = load(file, config, |_| ())?;
     println!("plugin:  {}", plugin.id().name);
     println!("version: {}", plugin.id().version);
-    println!("world:   {} (sluice:plugin@0.1.0)", plugin.world());
+    println!("world:   {} ({WIT_PACKAGE})", plugin.world());
     println!("size:    {} bytes", plugin.size_bytes());
     println!("exports: {}", plugin.exports().join(", "));
     println!("imports:");
@@ -99,11 +142,14 @@ fn check(file: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn run_batches(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let limits = PluginLimits {
-        timeout: args.timeout,
-        memory_bytes: args.memory_mib << 20,
-    };
-    let plugin = load(&args.file, limits)?;
+    let plugin = load(&args.file, args.config.as_deref(), |limits| {
+        if let Some(timeout) = args.timeout {
+            limits.timeout = timeout;
+        }
+        if let Some(mib) = args.memory_mib {
+            limits.memory_bytes = mib << 20;
+        }
+    })?;
     let mut lookups = LookupTables::default();
     for (name, path) in &args.lookups {
         lookups.load_csv(name, Path::new(path))?;

@@ -5,10 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sluice::config::Config;
-
-/// Default configuration file, relative to the working directory.
-const DEFAULT_CONFIG: &str = "config/sluice.toml";
 
 /// Arguments of `sluice run`.
 #[derive(Debug, clap::Args)]
@@ -26,10 +22,7 @@ pub struct RunArgs {
 
 /// Runs the service until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path, false)?,
-        None => Config::load(std::path::Path::new(DEFAULT_CONFIG), true)?,
-    };
+    let mut config = super::load_config(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

@@ -1,8 +1,9 @@
 //! The per-call store data of a plugin instance, and the host side of the WIT imports
 //! (`log`, `params`, `lookup`, `state`).
 //!
-//! A fresh [`PluginCtx`] is built for every batch: no guest-visible state survives a call
-//! except through the committed [`StateOverlay`].
+//! A [`PluginCtx`] lives as long as its instance, which may run many batches; each call
+//! starts with [`PluginCtx::begin`], which gives it the stage's environment, a fresh state
+//! overlay and fresh log and output budgets.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,9 +21,14 @@ use crate::lookup::LookupTables;
 /// chatty plugin can't flood the host's log.
 const LOG_RECORDS_PER_CALL: u32 = 100;
 
-/// Bytes of stdout (and of stderr) kept per call. A plugin writing more fails its batch
-/// (the guest's write errors), which bounds memory per call.
-const STDIO_BYTES_PER_CALL: usize = 64 * 1024;
+/// Bytes of stdout (and of stderr) an instance may write in its life. A plugin writing more
+/// fails its batch (the guest's write errors), which bounds memory per instance. An
+/// instance that wrote more than [`STDIO_BYTES_PER_CALL`] is not reused, so every call has
+/// at least that much.
+const STDIO_BYTES_PER_INSTANCE: usize = 128 * 1024;
+
+/// Bytes of stdout (and of stderr) every call may write.
+const STDIO_BYTES_PER_CALL: usize = STDIO_BYTES_PER_INSTANCE / 2;
 
 /// A stage's parameters, as the pipeline configuration gives them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,13 +58,15 @@ pub struct CallEnv {
     pub state: Arc<StageState>,
 }
 
-/// Store data of one call.
+/// Store data of one instance.
 pub struct PluginCtx {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) memory: MemoryCap,
     pub(super) stdout: MemoryOutputPipe,
     pub(super) stderr: MemoryOutputPipe,
+    /// How much of stdout and stderr earlier calls wrote.
+    stdio_mark: (usize, usize),
     plugin: PluginId,
     env: CallEnv,
     pub(super) state: StateOverlay,
@@ -69,8 +77,8 @@ impl PluginCtx {
     /// A fresh context: no filesystem, network, environment or arguments; stdout and stderr
     /// captured for the host's log.
     pub(super) fn new(plugin: PluginId, env: CallEnv, memory_limit_bytes: usize) -> Self {
-        let stdout = MemoryOutputPipe::new(STDIO_BYTES_PER_CALL);
-        let stderr = MemoryOutputPipe::new(STDIO_BYTES_PER_CALL);
+        let stdout = MemoryOutputPipe::new(STDIO_BYTES_PER_INSTANCE);
+        let stderr = MemoryOutputPipe::new(STDIO_BYTES_PER_INSTANCE);
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -87,6 +95,7 @@ impl PluginCtx {
             },
             stdout,
             stderr,
+            stdio_mark: (0, 0),
             state: StateOverlay::new(env.state.clone()),
             plugin,
             env,
@@ -94,11 +103,46 @@ impl PluginCtx {
         }
     }
 
-    /// Sends what the guest printed to the host's log, a line a record.
+    /// Readies a reused instance for its next call with `env`.
+    pub(super) fn begin(&mut self, env: &CallEnv) {
+        self.state = StateOverlay::new(env.state.clone());
+        self.env = env.clone();
+        self.logs_left = LOG_RECORDS_PER_CALL;
+        self.memory.exceeded = false;
+        self.stdio_mark = (self.stdout.contents().len(), self.stderr.contents().len());
+    }
+
+    /// Makes this call's state writes the stage's state.
+    pub(super) fn commit_state(&mut self) {
+        let fresh = StateOverlay::new(self.env.state.clone());
+        std::mem::replace(&mut self.state, fresh).commit();
+    }
+
+    /// Whether the instance may run another call: its output budgets have room for one.
+    pub(super) fn reusable(&self) -> bool {
+        self.stdout
+            .contents()
+            .len()
+            .max(self.stderr.contents().len())
+            <= STDIO_BYTES_PER_INSTANCE - STDIO_BYTES_PER_CALL
+    }
+
+    /// What the guest wrote to stderr in this call.
+    pub(super) fn call_stderr(&self) -> Vec<u8> {
+        let all = self.stderr.contents();
+        all.get(self.stdio_mark.1..).unwrap_or_default().to_vec()
+    }
+
+    /// Sends what the guest printed in this call to the host's log, a line a record.
     pub(super) fn flush_stdio(&self) {
-        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let bytes = pipe.contents();
-            for line in String::from_utf8_lossy(&bytes).lines() {
+        let streams = [
+            ("stdout", &self.stdout, self.stdio_mark.0),
+            ("stderr", &self.stderr, self.stdio_mark.1),
+        ];
+        for (stream, pipe, mark) in streams {
+            let all = pipe.contents();
+            let bytes = all.get(mark..).unwrap_or_default();
+            for line in String::from_utf8_lossy(bytes).lines() {
                 if !line.trim().is_empty() {
                     tracing::info!(plugin = %self.plugin, stream, "{line}");
                 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::PluginId;
+use super::loaded::WIT_PACKAGE;
 
 /// A plugin file could not become a runnable plugin.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +46,7 @@ pub enum LoadError {
     /// The component exports none of the world entry points.
     #[error(
         "{path}: implements no Sluice world: expected an export `filter`, `transform` or \
-         `evaluate` from sluice:plugin@0.1.0, found exports [{}]",
+         `evaluate` from {WIT_PACKAGE}, found exports [{}]",
         found.join(", ")
     )]
     UnknownWorld {
@@ -53,6 +54,18 @@ pub enum LoadError {
         path: PathBuf,
         /// What it does export.
         found: Vec<String>,
+    },
+    /// The component was built against another version of the WIT package.
+    #[error(
+        "{path}: built against sluice:plugin@{found}, but this host runs {WIT_PACKAGE} \
+         plugins only (0.2.0 passes the batch's text as bytes, so spans index the same in \
+         every language); rebuild it against the wit/ of this release"
+    )]
+    OtherContract {
+        /// The plugin file.
+        path: PathBuf,
+        /// The package version it imports.
+        found: String,
     },
     /// The component needs an import the host doesn't provide, or an export has the wrong
     /// type.
@@ -63,6 +76,15 @@ pub enum LoadError {
         /// The world it claims.
         world: &'static str,
         /// wasmtime's description.
+        message: String,
+    },
+    /// The component links but can't be instantiated within its limits (its start code
+    /// traps or times out, or its initial memory exceeds the cap).
+    #[error("{path}: cannot be instantiated: {message}")]
+    Instantiate {
+        /// The plugin file.
+        path: PathBuf,
+        /// Why.
         message: String,
     },
     /// A new version implements another world than the one it replaces.

@@ -1,8 +1,9 @@
 //! A compiled, linked plugin version, ready to run batches.
 //!
-//! Linking happens once per version ([`InstancePre`](wasmtime::component::InstancePre));
-//! every call gets a fresh [`Store`] with a memory cap and an epoch deadline, so a call
-//! can't see another's data and a bad call can't outlive its batch.
+//! Linking happens once per version ([`InstancePre`](wasmtime::component::InstancePre)).
+//! A call runs on an idle instance of the version's [`Pool`] or a new one, in its own
+//! [`Store`] with a memory cap and an epoch deadline, so a bad call can't outlive its batch;
+//! only an instance whose call succeeded is reused.
 
 use std::fmt;
 use std::path::Path;
@@ -13,13 +14,15 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Store, Trap};
 
-use super::batch::encode;
+use super::batch::{decode, encode};
 use super::bindings::alert::AlertPre;
 use super::bindings::filter::FilterPre;
 use super::bindings::transform::TransformPre;
 use super::bindings::types::PluginError;
+use super::convert::alert;
 use super::ctx::{CallEnv, PluginCtx};
 use super::error::{CallError, CallErrorKind, LoadError};
+use super::pool::{Pool, Warm, WorldPre};
 use super::runtime::{EPOCH_TICK, PluginLimits, Runtime};
 use crate::point::{Alert, Point, WindowResult};
 
@@ -78,9 +81,9 @@ impl fmt::Display for PluginId {
 }
 
 enum Entry {
-    Filter(FilterPre<PluginCtx>),
-    Transform(TransformPre<PluginCtx>),
-    Alert(AlertPre<PluginCtx>),
+    Filter(Pool<FilterPre<PluginCtx>>),
+    Transform(Pool<TransformPre<PluginCtx>>),
+    Alert(Pool<AlertPre<PluginCtx>>),
 }
 
 /// A loaded plugin version.
@@ -94,6 +97,12 @@ pub struct LoadedPlugin {
     entry: Entry,
     runtime: Arc<Runtime>,
 }
+
+/// The WIT package (and version) of the plugin contract this host speaks.
+pub const WIT_PACKAGE: &str = "sluice:plugin@0.2.0";
+
+/// The version part of [`WIT_PACKAGE`].
+const WIT_VERSION: &str = "0.2.0";
 
 /// Hex digits of a component's SHA-256 that name its version.
 const VERSION_DIGITS: usize = 12;
@@ -123,6 +132,18 @@ impl LoadedPlugin {
                 _ => format!("{n} (not an interface)"),
             })
             .collect();
+        // Another version of the package would fail linking with a type mismatch deep in
+        // `batch`; say what it is instead.
+        if let Some(found) = imports.iter().find_map(|i| {
+            let version = i.strip_prefix("sluice:plugin/")?.split_once('@')?.1;
+            let version = version.split_whitespace().next().unwrap_or(version);
+            (version != WIT_VERSION).then(|| version.to_owned())
+        }) {
+            return Err(LoadError::OtherContract {
+                path: path.to_owned(),
+                found,
+            });
+        }
         let world = World::ALL
             .into_iter()
             .find(|w| exports.iter().any(|e| e == w.export()))
@@ -140,9 +161,11 @@ impl LoadedPlugin {
             .instantiate_pre(&component)
             .map_err(link_err)?;
         let entry = match world {
-            World::Filter => Entry::Filter(FilterPre::new(pre).map_err(link_err)?),
-            World::Transform => Entry::Transform(TransformPre::new(pre).map_err(link_err)?),
-            World::Alert => Entry::Alert(AlertPre::new(pre).map_err(link_err)?),
+            World::Filter => Entry::Filter(runtime.pool(FilterPre::new(pre).map_err(link_err)?)),
+            World::Transform => {
+                Entry::Transform(runtime.pool(TransformPre::new(pre).map_err(link_err)?))
+            }
+            World::Alert => Entry::Alert(runtime.pool(AlertPre::new(pre).map_err(link_err)?)),
         };
         Ok(Self {
             id: PluginId {
@@ -190,21 +213,26 @@ impl LoadedPlugin {
     /// A [`CallError`] when the plugin traps, times out, overruns memory, rejects the batch
     /// or returns the wrong number of verdicts.
     pub fn filter(&self, points: &[Point], env: &CallEnv) -> Result<Vec<bool>, CallError> {
-        let Entry::Filter(pre) = &self.entry else {
+        let Entry::Filter(pool) = &self.entry else {
             return Err(self.wrong_world(World::Filter));
         };
         let batch = encode(points);
-        let verdicts = self.call(env, |store| {
-            pre.instantiate(&mut *store)?.call_filter(store, &batch)
-        })?;
-        if verdicts.len() != points.len() {
-            return Err(self.error(CallErrorKind::BadOutput(format!(
-                "returned {} verdicts for {} points",
-                verdicts.len(),
-                points.len()
-            ))));
-        }
-        Ok(verdicts)
+        self.call(
+            pool,
+            env,
+            |store, plugin| plugin.call_filter(store, &batch),
+            |verdicts| {
+                if verdicts.len() == points.len() {
+                    Ok(verdicts)
+                } else {
+                    Err(format!(
+                        "returned {} verdicts for {} points",
+                        verdicts.len(),
+                        points.len()
+                    ))
+                }
+            },
+        )
     }
 
     /// Runs a transform over `points`: the points that replace them, tags sorted.
@@ -212,23 +240,26 @@ impl LoadedPlugin {
     /// # Errors
     /// A [`CallError`] when the plugin fails, or returns a point without fields.
     pub fn transform(&self, points: &[Point], env: &CallEnv) -> Result<Vec<Point>, CallError> {
-        let Entry::Transform(pre) = &self.entry else {
+        let Entry::Transform(pool) = &self.entry else {
             return Err(self.wrong_world(World::Transform));
         };
         let batch = encode(points);
-        let out = self.call(env, |store| {
-            pre.instantiate(&mut *store)?.call_transform(store, &batch)
-        })?;
-        let mut out: Vec<Point> = out.into_iter().map(Point::from).collect();
-        for (i, point) in out.iter_mut().enumerate() {
-            if point.fields.is_empty() || point.measurement.is_empty() {
-                return Err(self.error(CallErrorKind::BadOutput(format!(
-                    "output point {i} has no measurement or no field"
-                ))));
-            }
-            point.sort_tags();
-        }
-        Ok(out)
+        self.call(
+            pool,
+            env,
+            |store, plugin| plugin.call_transform(store, &batch),
+            |out| {
+                let mut out = decode(&out)
+                    .map_err(|e| format!("returned a batch that breaks its layout: {e}"))?;
+                for (i, point) in out.iter_mut().enumerate() {
+                    if point.fields.is_empty() || point.measurement.is_empty() {
+                        return Err(format!("output point {i} has no measurement or no field"));
+                    }
+                    point.sort_tags();
+                }
+                Ok(out)
+            },
+        )
     }
 
     /// Runs an alert plugin over closed windows: the alerts they raise.
@@ -240,26 +271,82 @@ impl LoadedPlugin {
         windows: &[WindowResult],
         env: &CallEnv,
     ) -> Result<Vec<Alert>, CallError> {
-        let Entry::Alert(pre) = &self.entry else {
+        let Entry::Alert(pool) = &self.entry else {
             return Err(self.wrong_world(World::Alert));
         };
-        let windows: Vec<_> = windows.iter().cloned().map(Into::into).collect();
-        let alerts = self.call(env, |store| {
-            pre.instantiate(&mut *store)?.call_evaluate(store, &windows)
-        })?;
-        Ok(alerts.into_iter().map(Alert::from).collect())
+        let lowered: Vec<_> = windows.iter().cloned().map(Into::into).collect();
+        self.call(
+            pool,
+            env,
+            |store, plugin| plugin.call_evaluate(store, &lowered),
+            |alerts| {
+                alerts
+                    .into_iter()
+                    .map(|a| match windows.get(a.window as usize) {
+                        Some(window) => Ok(alert(a, window)),
+                        None => Err(format!(
+                            "an alert names window {} of {}",
+                            a.window,
+                            windows.len()
+                        )),
+                    })
+                    .collect()
+            },
+        )
     }
 
-    /// One bounded call: fresh store, memory cap, deadline; state committed on success.
-    fn call<R>(
-        &self,
-        env: &CallEnv,
-        run: impl FnOnce(&mut Store<PluginCtx>) -> wasmtime::Result<Result<R, PluginError>>,
-    ) -> Result<R, CallError> {
+    /// Instantiates the component once, outside any batch, to show problems that only
+    /// instantiation finds (a start function that traps, memory the cap can't hold) before
+    /// the plugin serves. The instance then waits in the pool for the first batch.
+    ///
+    /// # Errors
+    /// A [`CallError`] saying why the component can't be instantiated.
+    pub fn warm_up(&self) -> Result<(), CallError> {
+        let env = CallEnv::default();
+        match &self.entry {
+            Entry::Filter(pool) => self.warm_up_in(pool, &env),
+            Entry::Transform(pool) => self.warm_up_in(pool, &env),
+            Entry::Alert(pool) => self.warm_up_in(pool, &env),
+        }
+    }
+
+    fn warm_up_in<P: WorldPre>(&self, pool: &Pool<P>, env: &CallEnv) -> Result<(), CallError> {
         let _permit = self.runtime.permits.acquire();
+        let warm = self.instantiate(pool, env, Instant::now())?;
+        pool.give_back(warm);
+        Ok(())
+    }
+
+    /// Idle instances kept for the next batches.
+    pub fn idle_instances(&self) -> usize {
+        match &self.entry {
+            Entry::Filter(pool) => pool.idle(),
+            Entry::Transform(pool) => pool.idle(),
+            Entry::Alert(pool) => pool.idle(),
+        }
+    }
+
+    /// A new instance in a new store with the memory cap and a deadline of one call.
+    fn instantiate<P: WorldPre>(
+        &self,
+        pool: &Pool<P>,
+        env: &CallEnv,
+        started: Instant,
+    ) -> Result<Warm<P::Instance>, CallError> {
         let ctx = PluginCtx::new(self.id.clone(), env.clone(), self.limits.memory_bytes);
         let mut store = Store::new(&self.runtime.engine, ctx);
         store.limiter(|ctx| &mut ctx.memory);
+        self.set_deadline(&mut store);
+        match pool.pre.instantiate(&mut store) {
+            Ok(instance) => Ok(Warm { store, instance }),
+            Err(error) => {
+                store.data().flush_stdio();
+                Err(self.error(self.classify(&error, store.data(), started)))
+            }
+        }
+    }
+
+    fn set_deadline(&self, store: &mut Store<PluginCtx>) {
         let ticks = self
             .limits
             .timeout
@@ -268,19 +355,48 @@ impl LoadedPlugin {
         // One extra tick: the next tick may come at once, so N ticks guarantee only N-1 full
         // periods.
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+    }
+
+    /// One bounded call on a pooled or new instance: memory cap, deadline (instantiation
+    /// included); `check` turns what the guest returned into the answer or says how it
+    /// breaks the contract. State is committed and the instance kept only when the call and
+    /// the check succeed.
+    fn call<P: WorldPre, R, T>(
+        &self,
+        pool: &Pool<P>,
+        env: &CallEnv,
+        run: impl FnOnce(
+            &mut Store<PluginCtx>,
+            &P::Instance,
+        ) -> wasmtime::Result<Result<R, PluginError>>,
+        check: impl FnOnce(R) -> Result<T, String>,
+    ) -> Result<T, CallError> {
+        let _permit = self.runtime.permits.acquire();
         let started = Instant::now();
-        let result = run(&mut store);
-        store.data().flush_stdio();
-        match result {
-            Ok(Ok(value)) => {
-                store.into_data().state.commit();
+        let mut warm = match pool.take() {
+            Some(mut warm) => {
+                warm.store.data_mut().begin(env);
+                self.set_deadline(&mut warm.store);
+                warm
+            }
+            None => self.instantiate(pool, env, started)?,
+        };
+        let result = run(&mut warm.store, &warm.instance);
+        warm.store.data().flush_stdio();
+        match result.map(|r| r.map(check)) {
+            Ok(Ok(Ok(value))) => {
+                warm.store.data_mut().commit_state();
+                if warm.store.data().reusable() {
+                    pool.give_back(warm);
+                }
                 Ok(value)
             }
+            Ok(Ok(Err(broken))) => Err(self.error(CallErrorKind::BadOutput(broken))),
             Ok(Err(rejected)) => Err(self.error(CallErrorKind::Rejected {
                 message: rejected.message,
                 index: rejected.index,
             })),
-            Err(error) => Err(self.error(self.classify(&error, store.data(), started))),
+            Err(error) => Err(self.error(self.classify(&error, warm.store.data(), started))),
         }
     }
 
@@ -304,7 +420,7 @@ impl LoadedPlugin {
         };
         // A Rust guest prints "panicked at FILE:LINE:COL:" and its message to stderr before
         // trapping: the most useful part of the report.
-        let stderr = ctx.stderr.contents();
+        let stderr = ctx.call_stderr();
         let stderr = String::from_utf8_lossy(&stderr);
         let lines: Vec<&str> = stderr
             .lines()

@@ -14,6 +14,7 @@ mod convert;
 mod ctx;
 mod error;
 mod loaded;
+mod pool;
 mod registry;
 mod runtime;
 mod state;
@@ -21,7 +22,7 @@ mod watch;
 
 pub use ctx::{CallEnv, Params};
 pub use error::{CallError, CallErrorKind, LoadError};
-pub use loaded::{LoadedPlugin, PluginId, World, version_of};
+pub use loaded::{LoadedPlugin, PluginId, WIT_PACKAGE, World, version_of};
 pub use registry::{
     Health, Outcome, PluginRegistry, PluginSlot, PluginStatus, RegistryConfig, Reloaded,
     plugin_name,

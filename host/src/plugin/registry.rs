@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use super::error::{CallError, CallErrorKind, LoadError};
-use super::loaded::{LoadedPlugin, PluginId, World};
-use super::runtime::{PluginLimits, Runtime};
+use super::loaded::{LoadedPlugin, PluginId, World, version_of};
+use super::runtime::{PluginLimits, Runtime, digest_of};
 use crate::telemetry::{CallOutcome, Metrics, PluginCallLabels, PluginLabels, PluginVersionLabels};
 use crate::tenant::TenantId;
 
@@ -31,6 +31,16 @@ pub struct RegistryConfig {
     pub limits: BTreeMap<String, PluginLimits>,
     /// Consecutive failed batches after which a plugin version is quarantined.
     pub quarantine_after: u32,
+}
+
+impl RegistryConfig {
+    /// The limits of plugin `name`.
+    pub fn limits_of(&self, name: &str) -> PluginLimits {
+        self.limits
+            .get(name)
+            .copied()
+            .unwrap_or(self.default_limits)
+    }
 }
 
 /// Whether a plugin serves.
@@ -68,6 +78,17 @@ pub struct PluginStatus {
     pub batches_failed: u64,
     /// The last load error of this plugin's file, if its latest content failed to load.
     pub load_error: Option<String>,
+    /// The version (content hash prefix) of the content that failed to load.
+    pub failed_version: Option<String>,
+}
+
+/// The latest content of a plugin file failed to load.
+#[derive(Debug)]
+struct FailedLoad {
+    /// Its version, when the file could be read.
+    version: Option<String>,
+    /// Why.
+    error: String,
 }
 
 /// One tenant's record of one version: its batches, and the last error of a run of
@@ -241,6 +262,7 @@ impl PluginSlot {
             batches_ok: all.values().map(|c| c.batches_ok).sum(),
             batches_failed: all.values().map(|c| c.batches_failed).sum(),
             load_error: None,
+            failed_version: None,
         }
     }
 
@@ -285,7 +307,7 @@ pub struct PluginRegistry {
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     /// Each tenant's own plugins, by tenant and name.
     owned: RwLock<BTreeMap<(TenantId, String), Arc<PluginSlot>>>,
-    load_errors: Mutex<BTreeMap<String, String>>,
+    load_errors: Mutex<BTreeMap<String, FailedLoad>>,
     metrics: Arc<Metrics>,
     /// Serializes reloads, so two events for one file can't race to swap.
     reloading: Mutex<()>,
@@ -347,17 +369,18 @@ impl PluginRegistry {
             .map(|(name, slot)| (name.clone(), slot.status()))
             .collect();
         for (name, error) in errors.iter() {
-            out.entry(name.clone())
-                .or_insert_with(|| PluginStatus {
-                    name: name.clone(),
-                    version: None,
-                    world: None,
-                    health: None,
-                    batches_ok: 0,
-                    batches_failed: 0,
-                    load_error: None,
-                })
-                .load_error = Some(error.clone());
+            let status = out.entry(name.clone()).or_insert_with(|| PluginStatus {
+                name: name.clone(),
+                version: None,
+                world: None,
+                health: None,
+                batches_ok: 0,
+                batches_failed: 0,
+                load_error: None,
+                failed_version: None,
+            });
+            status.load_error = Some(error.error.clone());
+            status.failed_version.clone_from(&error.version);
         }
         out.into_values().collect()
     }
@@ -388,12 +411,7 @@ impl PluginRegistry {
         name: &str,
         path: &Path,
     ) -> Result<LoadedPlugin, LoadError> {
-        let limits = self
-            .config
-            .limits
-            .get(name)
-            .copied()
-            .unwrap_or(self.config.default_limits);
+        let limits = self.config.limits_of(name);
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
@@ -444,16 +462,21 @@ impl PluginRegistry {
         };
         let _one_at_a_time = lock(&self.reloading);
         let existing = self.get(&name);
-        let limits = self
-            .config
-            .limits
-            .get(&name)
-            .copied()
-            .unwrap_or(self.config.default_limits);
-        let result = self
-            .runtime
-            .load_file(path, limits)
-            .and_then(|plugin| check_world(&existing, plugin, path));
+        let limits = self.config.limits_of(&name);
+        let (result, version) = match std::fs::read(path) {
+            Ok(bytes) => {
+                let digest = digest_of(&bytes);
+                let result = self
+                    .runtime
+                    .load_digested(&name, &bytes, &digest, path, limits)
+                    .and_then(|plugin| check_world(&existing, plugin, path));
+                (result, Some(version_of(&digest).to_owned()))
+            }
+            Err(source) => {
+                let path = path.to_owned();
+                (Err(LoadError::Read { path, source }), None)
+            }
+        };
         let plugin = match result {
             Ok(plugin) => plugin,
             Err(error) => {
@@ -464,7 +487,11 @@ impl PluginRegistry {
                     })
                     .inc();
                 tracing::error!(plugin = %name, %error, "Plugin file failed to load; the serving version, if any, stays.");
-                lock(&self.load_errors).insert(name, error.to_string());
+                let failed = FailedLoad {
+                    version,
+                    error: error.to_string(),
+                };
+                lock(&self.load_errors).insert(name, failed);
                 return Err(error);
             }
         };

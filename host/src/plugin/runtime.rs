@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine};
 
 use super::bindings::{log, lookup, params, state};
-use super::cache::ArtifactCache;
+use super::cache::{ArtifactCache, FunctionCache};
+
+/// The file of the per-function compilation cache in the cache directory.
+const FUNCTION_CACHE_FILE: &str = "functions.log";
 use super::ctx::PluginCtx;
 use super::error::LoadError;
 use super::loaded::LoadedPlugin;
+use super::pool::{Pool, WarmBudget, WorldPre};
 
 /// How often the epoch advances. Deadlines are whole ticks, so this is their resolution.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -43,8 +47,15 @@ impl Default for PluginLimits {
 pub struct RuntimeConfig {
     /// Where precompiled artifacts are cached; none compiles every time.
     pub cache_dir: Option<PathBuf>,
-    /// Most plugin calls running at once; more wait. Sizes the pooling allocator.
+    /// Most plugin calls running at once; more wait for a slot.
     pub max_concurrent_calls: u32,
+    /// Most idle instances kept for reuse, over all plugins (each holds its linear memory).
+    pub max_warm_instances: u32,
+    /// Most idle instances one plugin version keeps; more than the cores never run at once.
+    pub max_idle_per_plugin: u32,
+    /// Size the artifact cache is held to (least recently used artifacts go first); the
+    /// per-function compilation cache beside it gets a quarter of this on top.
+    pub cache_max_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -52,6 +63,10 @@ impl Default for RuntimeConfig {
         Self {
             cache_dir: None,
             max_concurrent_calls: 32,
+            max_warm_instances: 64,
+            max_idle_per_plugin: std::thread::available_parallelism()
+                .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+            cache_max_bytes: 1 << 30,
         }
     }
 }
@@ -78,32 +93,44 @@ pub struct Runtime {
     linker: Linker<PluginCtx>,
     cache: Option<ArtifactCache>,
     pub(super) permits: CallPermits,
+    warm: Arc<WarmBudget>,
+    idle_per_plugin: usize,
 }
 
 impl Runtime {
-    /// Builds the engine (component model, epoch interruption, pooling allocator), links
-    /// the host imports and starts the epoch ticker.
+    /// Builds the engine (component model, epoch interruption), links the host imports and
+    /// starts the epoch ticker.
     ///
     /// # Errors
     /// When wasmtime rejects the configuration or the cache directory can't be made.
     pub fn new(config: &RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
         let engine_err = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
         let slots = config.max_concurrent_calls.max(1);
-        let mut pool = PoolingAllocationConfig::default();
-        // A Rust wasip2 component instantiates a handful of core modules (the program plus
-        // wit-component shims), each with at most one memory and a few tables.
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * 8)
-            .total_memories(slots * 2)
-            .total_tables(slots * 8);
+        // Instances are allocated on demand, not from a fixed pool: a Python component holds
+        // ~40 core instances and tables, a Rust one a handful, and no fixed split of a pool
+        // fits every language. Concurrency is bounded by the call permits, memory by each
+        // store's cap, and instantiation is rare because instances are reused.
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .max_wasm_stack(1 << 20)
             // Plugins ship stripped; a backtrace of unnamed functions costs time on every trap
             // and tells an operator nothing. The guest's own stderr carries the panic message.
-            .wasm_backtrace_max_frames(None)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            .wasm_backtrace_max_frames(None);
+        if let Some(dir) = &config.cache_dir {
+            let cache_err = |source| RuntimeError::Cache {
+                path: dir.clone(),
+                source,
+            };
+            std::fs::create_dir_all(dir).map_err(cache_err)?;
+            // A quarter of the budget: functions are reused across versions, artifacts are
+            // whole versions.
+            let functions =
+                FunctionCache::open(&dir.join(FUNCTION_CACHE_FILE), config.cache_max_bytes / 4)
+                    .map_err(cache_err)?;
+            wasm.enable_incremental_compilation(Arc::new(functions))
+                .map_err(engine_err)?;
+        }
         let engine = Engine::new(&wasm).map_err(engine_err)?;
 
         let mut linker = Linker::new(&engine);
@@ -113,22 +140,25 @@ impl Runtime {
         lookup::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c).map_err(engine_err)?;
         state::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c).map_err(engine_err)?;
 
-        let cache =
-            match &config.cache_dir {
-                Some(dir) => Some(ArtifactCache::new(dir, &engine).map_err(|source| {
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(
+                ArtifactCache::new(dir, &engine, config.cache_max_bytes).map_err(|source| {
                     RuntimeError::Cache {
                         path: dir.clone(),
                         source,
                     }
-                })?),
-                None => None,
-            };
+                })?,
+            ),
+            None => None,
+        };
         start_epoch_ticker(&engine);
         Ok(Arc::new(Self {
             engine,
             linker,
             cache,
             permits: CallPermits::new(slots as usize),
+            warm: WarmBudget::new(config.max_warm_instances as usize),
+            idle_per_plugin: config.max_idle_per_plugin as usize,
         }))
     }
 
@@ -153,7 +183,8 @@ impl Runtime {
         self.load_bytes(&name, &bytes, path, limits)
     }
 
-    /// Compiles and links `bytes` as plugin `name`; `path` is for messages.
+    /// Compiles and links `bytes` as plugin `name`, and instantiates it once (the instance
+    /// serves the first batch); `path` is for messages.
     ///
     /// # Errors
     /// A [`LoadError`] naming `path` and what is wrong.
@@ -164,22 +195,48 @@ impl Runtime {
         path: &Path,
         limits: PluginLimits,
     ) -> Result<LoadedPlugin, LoadError> {
+        self.load_digested(name, bytes, &digest_of(bytes), path, limits)
+    }
+
+    /// [`Runtime::load_bytes`] of `bytes` whose SHA-256, hex, is `digest`.
+    pub(super) fn load_digested(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: &[u8],
+        digest: &str,
+        path: &Path,
+        limits: PluginLimits,
+    ) -> Result<LoadedPlugin, LoadError> {
         check_header(bytes, path)?;
-        let digest = hex::encode(Sha256::digest(bytes));
         let compiled = match &self.cache {
-            Some(cache) => cache.get_or_compile(&self.engine, bytes, &digest),
+            Some(cache) => cache.get_or_compile(&self.engine, bytes, digest),
             None => Component::new(&self.engine, bytes),
         };
         let component = compiled.map_err(|e| LoadError::Compile {
             path: path.to_owned(),
             message: format!("{e:#}"),
         })?;
-        LoadedPlugin::link(self, name, &digest, bytes.len(), component, path, limits)
+        let plugin = LoadedPlugin::link(self, name, digest, bytes.len(), component, path, limits)?;
+        plugin.warm_up().map_err(|e| LoadError::Instantiate {
+            path: path.to_owned(),
+            message: e.kind.to_string(),
+        })?;
+        Ok(plugin)
     }
 
     pub(super) fn linker(&self) -> &Linker<PluginCtx> {
         &self.linker
     }
+
+    /// An empty instance pool for a newly linked version.
+    pub(super) fn pool<P: WorldPre>(&self, pre: P) -> Pool<P> {
+        Pool::new(pre, self.idle_per_plugin, self.warm.clone())
+    }
+}
+
+/// The SHA-256 of a component, hex: its identity in the caches and, shortened, its version.
+pub(super) fn digest_of(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Tells a component from a core module or a stranger before Cranelift sees it, so the

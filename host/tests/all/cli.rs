@@ -1,8 +1,10 @@
 //! The `sluice plugin` commands, run as a plugin author runs them.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::common::plugin_file;
+use crate::service_util::{Service, TENANTS};
 
 fn sluice(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -23,16 +25,22 @@ fn check_prints_world_exports_imports_and_size() {
         ("enrich", "transform", "transform"),
         ("rate", "transform", "transform"),
         ("threshold-alert", "alert", "evaluate"),
+        ("drop-filter-py", "filter", "filter"),
+        ("threshold-alert-js", "alert", "evaluate"),
     ] {
         let file = plugin_file(name);
         let (ok, stdout, stderr) = sluice(&["plugin", "check", file.to_str().expect("utf-8 path")]);
         assert!(ok, "{name}: {stderr}");
         assert!(
-            stdout.contains(&format!("world:   {world} (sluice:plugin@0.1.0)")),
+            stdout.contains(&format!("world:   {world} (sluice:plugin@0.2.0)")),
             "{stdout}"
         );
-        assert!(stdout.contains(&format!("exports: {export}")), "{stdout}");
-        assert!(stdout.contains("sluice:plugin/params@0.1.0"), "{stdout}");
+        let exports = stdout
+            .lines()
+            .find(|l| l.starts_with("exports:"))
+            .unwrap_or("");
+        assert!(exports.contains(export), "{stdout}");
+        assert!(stdout.contains("sluice:plugin/types@0.2.0"), "{stdout}");
         let size = std::fs::metadata(&file).expect("metadata").len();
         assert!(
             stdout.contains(&format!("size:    {size} bytes")),
@@ -304,4 +312,177 @@ fn admin_commands_manage_a_running_service_with_tables_and_clear_errors() {
         !ok && stderr.contains("cannot reach http://127.0.0.1:9"),
         "{stderr}"
     );
+}
+
+#[test]
+fn check_instantiates_under_the_limits_of_the_configuration() {
+    // A Python component starts with more than 1 MiB of linear memory: under a service
+    // configured with that cap it could never run a batch, and check says so before deploy.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sluice.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\ntenants = []\n[plugins]\nmemory_mib = 1\n",
+            data.display()
+        ),
+    )
+    .expect("write");
+    let file = plugin_file("drop-filter-py");
+    let (ok, _, stderr) = sluice(&[
+        "plugin",
+        "check",
+        file.to_str().expect("utf-8 path"),
+        "--config",
+        config.to_str().expect("utf-8 path"),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot be instantiated") && stderr.contains("memory limit"),
+        "{stderr}"
+    );
+    // The service's artifact cache is the one used.
+    assert!(
+        std::fs::read_dir(data.join("plugin-cache"))
+            .expect("cache dir")
+            .any(|e| e
+                .expect("entry")
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")),
+        "compiled into the configuration's cache"
+    );
+}
+
+#[test]
+fn deploy_installs_by_rename_and_waits_until_the_version_serves_or_says_why_not() {
+    let svc = Service::start(TENANTS, &[]);
+    let url = svc.url("");
+    let dir = svc.plugin_dir();
+    let file = plugin_file("drop-filter");
+    let (ok, stdout, stderr) = sluice(&[
+        "plugin",
+        "deploy",
+        file.to_str().expect("utf-8 path"),
+        "--dir",
+        dir.to_str().expect("utf-8 path"),
+        "--url",
+        &url,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("drop-filter@") && stdout.contains("serving after"),
+        "{stdout}"
+    );
+    let junk = dir.parent().expect("parent").join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").expect("write");
+    let (ok, _, stderr) = sluice(&[
+        "plugin",
+        "deploy",
+        junk.to_str().expect("utf-8 path"),
+        "--name",
+        "drop-filter",
+        "--dir",
+        dir.to_str().expect("utf-8 path"),
+        "--url",
+        &url,
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("refused:") && stderr.contains("not a WebAssembly component"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("still serves"), "{stderr}");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(leftovers, ["drop-filter.wasm"], "no temporary file left");
+}
+
+/// Runs `program args` in `dir`; panics with its output when it fails.
+fn run_in(dir: &Path, program: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
+    let mut command = Command::new(program);
+    command.args(args).current_dir(dir);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{program} {args:?} in {}: {text}",
+        dir.display()
+    );
+    text
+}
+
+#[test]
+fn new_projects_test_build_check_and_run_in_every_language() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The Rust projects share the example plugins' target directory: std for the wasm
+    // target is built once.
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target");
+    let env: &[(&str, &Path)] = &[("CARGO_TARGET_DIR", &target)];
+    let langs = [
+        ("rust", "cargo", &["test", "--quiet"][..]),
+        ("python", "python3", &["-m", "unittest"][..]),
+        ("js", "node", &["--test"][..]),
+    ];
+    let input = dir.path().join("in.lp");
+    std::fs::write(
+        &input,
+        "weather,ville=Zürich temp_f=212,value=20 60000000000\ncpu,host=a value=80,max=95 120000000000\n",
+    )
+    .expect("write");
+    for (i, (lang, program, test)) in langs.into_iter().enumerate() {
+        for (j, world) in ["filter", "transform", "alert"].into_iter().enumerate() {
+            let name = format!("my-{lang}-{world}");
+            let (ok, stdout, stderr) = sluice(&[
+                "plugin",
+                "new",
+                &name,
+                "--lang",
+                lang,
+                "--world",
+                world,
+                "--dir",
+                dir.path().to_str().expect("utf-8 path"),
+            ]);
+            assert!(ok, "{lang} {world}: {stderr}");
+            assert!(stdout.contains("created"), "{stdout}");
+            let project = dir.path().join(&name);
+            run_in(&project, program, test, env);
+            // One world per language goes all the way to a component in the host.
+            if i != j {
+                continue;
+            }
+            run_in(&project, "./build.sh", &[], env);
+            let wasm = project.join(format!("dist/{name}.wasm"));
+            let wasm = wasm.to_str().expect("utf-8 path");
+            let (ok, stdout, stderr) = sluice(&["plugin", "check", wasm]);
+            assert!(ok, "{name}: {stderr}");
+            assert!(stdout.contains(&format!("world:   {world}")), "{stdout}");
+            // The templates' parameters: what each needs, the others ignore.
+            let (ok, _, stderr) = sluice(&[
+                "plugin",
+                "run",
+                wasm,
+                "--input",
+                input.to_str().expect("utf-8 path"),
+                "--param",
+                "above=90",
+                "--param",
+                "max=50",
+            ]);
+            assert!(ok, "{name} run: {stderr}");
+        }
+    }
 }

@@ -303,8 +303,18 @@ fn compiled_artifacts_are_cached_and_a_corrupt_cache_entry_is_recompiled() {
     let entries: Vec<_> = std::fs::read_dir(&cache)
         .expect("cache dir")
         .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
         .collect();
     assert_eq!(entries.len(), 1, "one artifact: {entries:?}");
+    assert!(
+        cache
+            .join("functions.log")
+            .metadata()
+            .expect("function cache")
+            .len()
+            > 1000,
+        "Cranelift's per-function cache is kept beside the artifacts"
+    );
     let name = entries[0]
         .file_name()
         .and_then(|n| n.to_str())

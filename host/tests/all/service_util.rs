@@ -122,6 +122,11 @@ impl Service {
         self.dir.path().join("data")
     }
 
+    /// The plugin directory it watches.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
     /// `http://ADDR/path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

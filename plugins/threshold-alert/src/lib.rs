@@ -78,16 +78,7 @@ impl Alert for Threshold {
         for t in &window.series.tags {
             message.push_str(&format!(" {}={}", t.key, t.value));
         }
-        Some(AlertEvent {
-            rule: window.rule.clone(),
-            series: window.series.clone(),
-            field: window.field.clone(),
-            state: next,
-            window_start: window.window_start,
-            window_end: window.window_end,
-            value,
-            message,
-        })
+        Some(AlertEvent::new(next, value, message))
     }
 }
 
