@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use sluice::plugin::{plugin_name, version_of};
+use sluice::plugin::{digest_of, plugin_name, version_of};
 
 use super::admin::Api;
 
@@ -49,7 +48,7 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     if plugin_name(&target).as_deref() != Some(name.as_str()) || name.contains('/') {
         bail!("--name {name:?}: a plugin name is a file name without `/` or a leading `.`");
     }
-    let version = version_of(&hex::encode(Sha256::digest(&bytes))).to_owned();
+    let version = version_of(&digest_of(&bytes)).to_owned();
     install(&bytes, &args.dir, &name, &target)?;
     println!("installed {} as {name}@{version}", target.display());
     wait_serving(args, &name, &version)

@@ -101,9 +101,6 @@ pub struct LoadedPlugin {
 /// The WIT package (and version) of the plugin contract this host speaks.
 pub const WIT_PACKAGE: &str = "sluice:plugin@0.2.0";
 
-/// The version part of [`WIT_PACKAGE`].
-const WIT_VERSION: &str = "0.2.0";
-
 /// Hex digits of a component's SHA-256 that name its version.
 const VERSION_DIGITS: usize = 12;
 
@@ -134,10 +131,11 @@ impl LoadedPlugin {
             .collect();
         // Another version of the package would fail linking with a type mismatch deep in
         // `batch`; say what it is instead.
+        let (_, wanted) = WIT_PACKAGE.split_once('@').unwrap_or_default();
         if let Some(found) = imports.iter().find_map(|i| {
             let version = i.strip_prefix("sluice:plugin/")?.split_once('@')?.1;
             let version = version.split_whitespace().next().unwrap_or(version);
-            (version != WIT_VERSION).then(|| version.to_owned())
+            (version != wanted).then(|| version.to_owned())
         }) {
             return Err(LoadError::OtherContract {
                 path: path.to_owned(),

@@ -27,6 +27,6 @@ pub use registry::{
     Health, Outcome, PluginRegistry, PluginSlot, PluginStatus, RegistryConfig, Reloaded,
     plugin_name,
 };
-pub use runtime::{PluginLimits, Runtime, RuntimeConfig, RuntimeError};
+pub use runtime::{PluginLimits, Runtime, RuntimeConfig, RuntimeError, digest_of};
 pub use state::{StageState, StateLimits};
 pub use watch::{PluginWatcher, Settle, watch};

@@ -235,7 +235,7 @@ impl Runtime {
 }
 
 /// The SHA-256 of a component, hex: its identity in the caches and, shortened, its version.
-pub(super) fn digest_of(bytes: &[u8]) -> String {
+pub fn digest_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 

@@ -77,7 +77,7 @@ impl Registry {
     ) -> Result<DeployTicket, RegistryError> {
         let spec = self.tenant(tenant)?;
         check_plugin_name(tenant, name)?;
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let digest = crate::plugin::digest_of(bytes);
         let version = crate::plugin::version_of(&digest).to_owned();
         let ticket = |state| DeployTicket {
             plugin: name.to_owned(),
