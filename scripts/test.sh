@@ -17,9 +17,9 @@ scripts/kafka-dev.sh install
 # The end-to-end tests drive the service with the official InfluxDB Python client.
 python3 -c 'import influxdb_client' 2>/dev/null || python3 -m pip install --quiet influxdb-client
 cargo test --workspace
-# The fuzz targets again, a minute each (the run above gives them a second): decoders of
+# The fuzz targets again, 30 s each (the run above gives them a second): decoders of
 # untrusted bytes must never panic (host/fuzz/README.md).
-SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-60}" cargo test -p sluice --lib fuzz::
+SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-30}" cargo test -p sluice --lib fuzz::
 # The plugins' pure logic, natively (host imports are not called by these tests).
 (cd plugins && cargo test --quiet)
 # The guest SDKs' own logic (batch views, parameters, state encoding, logging), natively.

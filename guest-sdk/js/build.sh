@@ -11,7 +11,7 @@
 # imports at it, then wires the host imports (`sluice:plugin/log`, `params`, `lookup`,
 # `state`) into the SDK.
 #
-# jco is installed with npm when missing, pinned, into ${SLUICE_CACHE:-$HOME/.cache/sluice}/
+# jco is installed with npm when missing, pinned, into ${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/
 # (kept between runs; delete it to reinstall). Needs Node >= 18 and npm. Runs from any cwd.
 set -euo pipefail
 
@@ -55,7 +55,7 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 18 ] || die "Node $node_major is too old: Node >= 18 is needed"
 
 # --- jco, installed once into the cache -------------------------------------------------
-cache=${SLUICE_CACHE:-$HOME/.cache/sluice}
+cache=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}
 jco_dir="$cache/jco-$JCO_VERSION"
 jco="$jco_dir/node_modules/.bin/jco"
 if [ ! -x "$jco" ] || [ ! -d "$jco_dir/node_modules/componentize-qjs" ]; then

@@ -1,5 +1,5 @@
-//! Fuzz targets for the decoders of untrusted bytes: line protocol, Telegraf JSON, stored
-//! chunks and log records. Each mutates its seeds (`host/fuzz/`) for `SLUICE_FUZZ_SECS`
+//! Fuzz targets for the decoders of untrusted bytes: line protocol, Telegraf JSON,
+//! Prometheus remote write, stored chunks and log records. Each mutates its seeds (`host/fuzz/`) for `SLUICE_FUZZ_SECS`
 //! seconds (default 1) and checks that nothing panics and that what decodes re-encodes to
 //! the same thing. Mutation without coverage guidance: see `host/fuzz/README.md` for why.
 
@@ -185,6 +185,41 @@ fn fuzz_telegraf_json() {
         for precision in [Precision::Seconds, Precision::Nanoseconds] {
             if let Ok(points) = crate::ingest::decode_telegraf(text, precision) {
                 assert!(points.iter().all(|p| !p.fields.is_empty()));
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_remote_write() {
+    use crate::ingest::remote_write::prompb::{TimeSeries, WriteRequest};
+    use prost::Message;
+    let request = WriteRequest {
+        timeseries: vec![
+            TimeSeries::new(
+                &[("__name__", "up"), ("job", "é"), ("z", "")],
+                &[(f64::NAN, i64::MIN), (-0.0, 1_700_000_000_000)],
+            ),
+            TimeSeries::new(&[("__name__", "x")], &[(1.5, 9_223_372_036_854)]),
+        ],
+    }
+    .encode_to_vec();
+    let packed = snap::raw::Encoder::new()
+        .compress_vec(&request)
+        .expect("compress");
+    fuzz("remote-write", vec![request, packed], |bytes| {
+        for points in crate::ingest::remote_write::fuzz_points(bytes)
+            .into_iter()
+            .flatten()
+        {
+            for p in points {
+                assert!(!p.measurement.is_empty() && p.fields.len() == 1, "{p:?}");
+                assert!(
+                    p.tags
+                        .iter()
+                        .all(|t| !t.key.is_empty() && !t.value.is_empty())
+                );
+                assert!(p.tags.windows(2).all(|w| w[0].key <= w[1].key), "{p:?}");
             }
         }
     });

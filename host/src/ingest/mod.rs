@@ -1,5 +1,5 @@
-//! HTTP ingest: InfluxDB line protocol (v1 `/write`, v2 `/api/v2/write`) and Telegraf JSON
-//! (`POST /metrics`). A request is authenticated, decoded and validated, split into
+//! HTTP ingest: InfluxDB line protocol (v1 `/write`, v2 `/api/v2/write`), Telegraf JSON
+//! (`POST /metrics`) and Prometheus remote write (`POST /api/v1/write`). A request is authenticated, decoded and validated, split into
 //! transport records by tenant and series, and acknowledged with 204 only once the
 //! transport holds it durably.
 //!
@@ -9,6 +9,7 @@
 
 mod body;
 mod influx;
+pub mod remote_write;
 mod replay;
 mod telegraf;
 mod validate;
@@ -77,6 +78,7 @@ pub fn routes(state: Arc<IngestState>) -> Router {
         .route("/api/v2/write", post(influx::write_v2))
         .route("/write", post(influx::write_v1))
         .route("/metrics", post(telegraf::write))
+        .route("/api/v1/write", post(remote_write::write))
         .route("/api/v1/dead-letters/replay", post(replay::replay))
         .with_state(state)
 }
@@ -96,6 +98,8 @@ enum Origin {
     Lines(Vec<usize>),
     /// Telegraf JSON: points are metrics by index.
     Metrics,
+    /// Remote write: the series and sample index of each point.
+    Samples(Vec<(usize, usize)>),
 }
 
 /// Points decoded from a body, and where each came from.
@@ -122,6 +126,14 @@ impl Decoded {
         }
     }
 
+    /// Points of remote-write samples, with their series and sample indexes.
+    fn samples(points: Vec<Point>, at: Vec<(usize, usize)>) -> Self {
+        Self {
+            points,
+            origin: Origin::Samples(at),
+        }
+    }
+
     /// The 400 for point `i`, refused because `why`; `bad` counts the refused points when
     /// all were checked.
     fn refuse(&self, i: usize, why: &Invalid, bad: Option<usize>) -> ApiError {
@@ -140,6 +152,14 @@ impl Decoded {
                     bad.map_or(String::new(), |n| format!("{n} of {total} metrics bad; "));
                 ApiError::invalid(format!(
                     "metrics[{i}]: {why} ({counted}nothing was written)"
+                ))
+            }
+            Origin::Samples(at) => {
+                let (series, sample) = at.get(i).copied().unwrap_or_default();
+                let counted =
+                    bad.map_or(String::new(), |n| format!("{n} of {total} samples bad; "));
+                ApiError::invalid(format!(
+                    "timeseries[{series}] samples[{sample}]: {why} ({counted}nothing was written)"
                 ))
             }
         }

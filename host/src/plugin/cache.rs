@@ -16,6 +16,9 @@ use std::time::SystemTime;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// Age past which a temporary artifact file is a crashed writer's leftover.
+const STALE_WRITE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Precompiled artifacts in one directory.
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
@@ -83,9 +86,20 @@ impl ArtifactCache {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let mut artifacts: Vec<(SystemTime, u64, PathBuf)> = entries
+        let (artifacts, temporaries): (Vec<_>, Vec<_>) = entries
             .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .partition(|e| e.path().extension().is_some_and(|x| x == "cwasm"));
+        // A writer that crashed left its temporary file; none is an hour in the writing.
+        for stale in temporaries.iter().filter(|e| {
+            e.path().extension().is_some_and(|x| x == "tmp")
+                && e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_WRITE))
+        }) {
+            let _ = std::fs::remove_file(stale.path());
+        }
+        let mut artifacts: Vec<(SystemTime, u64, PathBuf)> = artifacts
+            .into_iter()
             .filter_map(|e| {
                 let meta = e.metadata().ok()?;
                 Some((meta.modified().ok()?, meta.len(), e.path()))
@@ -138,10 +152,17 @@ fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> 
     unsafe { Component::deserialize(engine, artifact) }
 }
 
+/// Writes `bytes` to `path` through a temporary file of this writer's own, so that
+/// processes sharing the cache (the service and `sluice plugin check`, say) compiling the
+/// same component at once never interleave their bytes: each renames a whole file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Cranelift's per-function compilation cache, kept in one append-only file.
@@ -165,7 +186,6 @@ struct FunctionLog {
     file: std::fs::File,
     /// Key → (value offset, value length, check).
     index: std::collections::HashMap<Vec<u8>, (u64, u32, [u8; 8])>,
-    end: u64,
     max_bytes: u64,
 }
 
@@ -213,13 +233,11 @@ impl FunctionCache {
                 index.clear();
             }
         }
-        let end = file.metadata()?.len();
         Ok(Self {
             inner: std::sync::Mutex::new(FunctionLog {
                 path: path.to_owned(),
                 file,
                 index,
-                end,
                 max_bytes,
             }),
         })
@@ -262,36 +280,58 @@ impl wasmtime::CacheStore for FunctionCache {
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let mut log = self.lock();
+        // Other processes may append to the same file (the service and `sluice plugin
+        // check` share a cache directory): the file lock makes each append whole and at the
+        // true end. Their records are seen at the next open.
+        if let Err(error) = log.file.lock() {
+            tracing::warn!(path = %log.path.display(), %error, "Could not lock the function cache.");
+            return false;
+        }
+        let appended = log.append(key, &value);
+        let _ = log.file.unlock();
+        appended
+    }
+}
+
+impl FunctionLog {
+    /// Appends one record at the file's end (the caller holds the file lock) and indexes it.
+    fn append(&mut self, key: &[u8], value: &[u8]) -> bool {
         use std::os::unix::fs::FileExt;
         let (Ok(key_len), Ok(value_len)) = (u32::try_from(key.len()), u32::try_from(value.len()))
         else {
             return false;
         };
-        let mut log = self.lock();
         let mut record = Vec::with_capacity(key.len() + value.len() + 8 + CHECK);
         record.extend_from_slice(&key_len.to_le_bytes());
         record.extend_from_slice(key);
         record.extend_from_slice(&value_len.to_le_bytes());
-        record.extend_from_slice(&value);
-        let check = check_of(&value);
+        record.extend_from_slice(value);
+        let check = check_of(value);
         record.extend_from_slice(&check);
-        if log.end + record.len() as u64 > log.max_bytes {
-            // Full: start over, keeping what is compiled from now on.
-            if let Err(error) = log.file.set_len(0) {
-                tracing::warn!(path = %log.path.display(), %error, "Could not empty the full function cache.");
+        let mut at = match self.file.metadata() {
+            Ok(meta) => meta.len(),
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "Could not read the function cache's size.");
                 return false;
             }
-            log.index.clear();
-            log.end = 0;
+        };
+        if at + record.len() as u64 > self.max_bytes {
+            // Full: start over, keeping what is compiled from now on.
+            if let Err(error) = self.file.set_len(0) {
+                tracing::warn!(path = %self.path.display(), %error, "Could not empty the full function cache.");
+                return false;
+            }
+            self.index.clear();
+            at = 0;
         }
-        let at = log.end;
-        if let Err(error) = log.file.write_all_at(&record, at) {
-            tracing::warn!(path = %log.path.display(), %error, "Could not append to the function cache.");
+        if let Err(error) = self.file.write_all_at(&record, at) {
+            tracing::warn!(path = %self.path.display(), %error, "Could not append to the function cache.");
             return false;
         }
         let value_at = at + 4 + u64::from(key_len) + 4;
-        log.index.insert(key.to_vec(), (value_at, value_len, check));
-        log.end = at + record.len() as u64;
+        self.index
+            .insert(key.to_vec(), (value_at, value_len, check));
         true
     }
 }
@@ -330,6 +370,38 @@ mod tests {
         let cache = FunctionCache::open(&path, 1 << 20).expect("reopen");
         assert_eq!(cache.get(b"k1"), None);
         assert!(cache.get(b"k2").is_some());
+    }
+
+    #[test]
+    fn two_processes_appending_to_one_function_cache_keep_every_record_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("functions.log");
+        // Two opens of one file, as the service and `sluice plugin check` have.
+        let (a, b) = (
+            FunctionCache::open(&path, 1 << 20).expect("open"),
+            FunctionCache::open(&path, 1 << 20).expect("open"),
+        );
+        let value = |who: u8, i: usize| vec![who ^ (i as u8); 50 + i];
+        for i in 0..40 {
+            assert!(a.insert(format!("a{i}").as_bytes(), value(1, i)));
+            assert!(b.insert(format!("b{i}").as_bytes(), value(2, i)));
+        }
+        assert_eq!(a.get(b"a7").as_deref(), Some(&value(1, 7)[..]));
+        assert_eq!(b.get(b"b39").as_deref(), Some(&value(2, 39)[..]));
+        let reopened = FunctionCache::open(&path, 1 << 20).expect("reopen");
+        for i in 0..40 {
+            let (ka, kb) = (format!("a{i}"), format!("b{i}"));
+            assert_eq!(
+                reopened.get(ka.as_bytes()).as_deref(),
+                Some(&value(1, i)[..]),
+                "{ka}"
+            );
+            assert_eq!(
+                reopened.get(kb.as_bytes()).as_deref(),
+                Some(&value(2, i)[..]),
+                "{kb}"
+            );
+        }
     }
 
     #[test]

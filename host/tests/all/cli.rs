@@ -9,6 +9,9 @@ use crate::service_util::{Service, TENANTS};
 fn sluice(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
+        // Without a configuration the CLI caches compiled plugins in the user's cache
+        // directory: the tests keep theirs in the target directory, shared among them.
+        .env("XDG_CACHE_HOME", crate::common::xdg_cache_home())
         .output()
         .expect("run sluice");
     (
@@ -316,8 +319,9 @@ fn admin_commands_manage_a_running_service_with_tables_and_clear_errors() {
 
 #[test]
 fn check_instantiates_under_the_limits_of_the_configuration() {
-    // A Python component starts with more than 1 MiB of linear memory: under a service
-    // configured with that cap it could never run a batch, and check says so before deploy.
+    // Even the Rust drop-filter starts with more than 1 MiB of linear memory (stack and
+    // heap): under a service configured with that cap it could never run a batch, and
+    // check says so before deploy. (`instances` tests the same of a Python component.)
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("sluice.toml");
     let data = dir.path().join("data");
@@ -329,7 +333,7 @@ fn check_instantiates_under_the_limits_of_the_configuration() {
         ),
     )
     .expect("write");
-    let file = plugin_file("drop-filter-py");
+    let file = plugin_file("drop-filter");
     let (ok, _, stderr) = sluice(&[
         "plugin",
         "check",

@@ -22,9 +22,26 @@ pub fn plugin_file(name: &str) -> PathBuf {
     path
 }
 
-/// A runtime without artifact cache.
+/// The tests' `XDG_CACHE_HOME`, under the target directory: the CLI run without a
+/// configuration keeps its cache there instead of in the user's.
+pub fn xdg_cache_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cache")
+}
+
+/// The compilation cache the tests share, the CLI's included (a Python component takes
+/// ~13 s of CPU to compile, and a dozen tests load one). Tests of the cache itself make
+/// their own.
+pub fn shared_cache_dir() -> PathBuf {
+    xdg_cache_home().join("sluice/plugin-cache")
+}
+
+/// A runtime with the default settings and the tests' shared cache.
 pub fn runtime() -> Arc<Runtime> {
-    Runtime::new(&RuntimeConfig::default()).expect("runtime")
+    Runtime::new(&RuntimeConfig {
+        cache_dir: Some(shared_cache_dir()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
 }
 
 /// Loads example plugin `name` with `limits`.

@@ -112,6 +112,7 @@ fn calls_beyond_the_concurrency_limit_wait_and_never_count_as_failures() {
     }
     let runtime = Runtime::new(&RuntimeConfig {
         max_concurrent_calls: 2,
+        cache_dir: Some(crate::common::shared_cache_dir()),
         ..RuntimeConfig::default()
     })
     .expect("runtime");

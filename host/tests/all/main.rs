@@ -13,6 +13,7 @@ mod instances;
 mod kafka;
 mod kassandra;
 mod languages;
+mod prometheus;
 mod reload;
 mod scylla;
 mod service;

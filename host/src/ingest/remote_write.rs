@@ -1,0 +1,335 @@
+//! Prometheus remote write 1.0 (`POST /api/v1/write`): a snappy block-compressed protobuf
+//! `WriteRequest`, as Prometheus, vmagent and the Grafana Agent send it.
+//!
+//! How Prometheus' data model maps onto Sluice's (the README's "Prometheus" section; the
+//! Prometheus query API reverses it):
+//! - the metric name (label `__name__`) is the measurement;
+//! - every other label is a tag; a label with an empty value is no label, as in Prometheus;
+//! - each sample is one point with the float field `value`, at its millisecond timestamp.
+//!
+//! So `http_requests_total{job="api"} 7 @1700000000000` is the line
+//! `http_requests_total,job=api value=7 1700000000000000000`. NaN and ±Inf are kept, bit
+//! for bit (Prometheus' staleness marker is a NaN). A request with metadata only (Prometheus
+//! sends one first) is accepted and writes nothing; exemplars are dropped. Native histograms
+//! are refused by name: remote write 1.0 carries classic ones as `_bucket` series.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+
+use super::{Decoded, IngestState};
+use crate::api::{ApiError, authenticate};
+use crate::point::{Field, FieldValue, Point, Tag};
+
+/// The label that holds the metric name.
+pub const NAME_LABEL: &str = "__name__";
+
+/// The field a sample's value is stored in.
+pub const VALUE_FIELD: &str = "value";
+
+/// The messages of `prometheus/prompb/{remote,types}.proto` that remote write 1.0 sends,
+/// as far as Sluice reads them; prost skips the rest (exemplars, metadata). Public for
+/// the tests and benchmarks that play the sender.
+pub mod prompb {
+    /// `prometheus.WriteRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WriteRequest {
+        /// Series with their samples.
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+
+    /// `prometheus.TimeSeries`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TimeSeries {
+        /// Labels, the name among them.
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        /// Float samples.
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+        /// Native histogram samples: only counted, to refuse them by name.
+        #[prost(message, repeated, tag = "4")]
+        pub histograms: Vec<Histogram>,
+    }
+
+    /// `prometheus.Label`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        /// Label name.
+        #[prost(string, tag = "1")]
+        pub name: String,
+        /// Label value.
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    /// `prometheus.Sample`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        /// The value.
+        #[prost(double, tag = "1")]
+        pub value: f64,
+        /// Milliseconds since the Unix epoch.
+        #[prost(int64, tag = "2")]
+        pub timestamp: i64,
+    }
+
+    /// `prometheus.Histogram`, none of whose fields Sluice reads.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Histogram {}
+
+    impl TimeSeries {
+        /// A series of `(name, value)` labels and `(value, milliseconds)` samples.
+        pub fn new(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Self {
+            Self {
+                labels: labels
+                    .iter()
+                    .map(|(name, value)| Label {
+                        name: (*name).into(),
+                        value: (*value).into(),
+                    })
+                    .collect(),
+                samples: samples
+                    .iter()
+                    .map(|&(value, timestamp)| Sample { value, timestamp })
+                    .collect(),
+                histograms: Vec::new(),
+            }
+        }
+    }
+}
+
+/// `POST /api/v1/write`.
+pub async fn write(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let tenant =
+        authenticate(state.tenants.as_ref(), &headers, None).map_err(|e| state.reject(e))?;
+    let limit = state.max_body_bytes;
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| state.reject(ApiError::TooLarge { limit }))?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    if !encoding.is_some_and(|e| e.eq_ignore_ascii_case("snappy")) {
+        return Err(state.reject(ApiError::invalid(format!(
+            "Content-Encoding is {}: remote write 1.0 bodies are snappy-compressed protobuf (`Content-Encoding: snappy`)",
+            encoding.map_or_else(|| "missing".to_owned(), |e| format!("`{e}`"))
+        ))));
+    }
+    let bytes = decompress(&raw, limit).map_err(|e| state.reject(e))?;
+    state
+        .accept(tenant, bytes.len(), move || decode(&bytes))
+        .await
+}
+
+/// The snappy block of `raw`, refused before any allocation when it says it is over
+/// `limit` bytes.
+fn decompress(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let not_snappy = |e: snap::Error| {
+        ApiError::invalid(format!(
+            "body is not snappy block-compressed (remote write 1.0 uses the block format, not the framed one): {e}"
+        ))
+    };
+    let len = snap::raw::decompress_len(raw).map_err(not_snappy)?;
+    if len > limit {
+        return Err(ApiError::TooLarge { limit });
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(raw)
+        .map_err(not_snappy)
+}
+
+/// The points of a serialized `WriteRequest`, all or none.
+fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
+    let request: prompb::WriteRequest = prost::Message::decode(bytes)
+        .map_err(|e| ApiError::invalid(format!("body is not a remote-write WriteRequest: {e}")))?;
+    let samples = request.timeseries.iter().map(|s| s.samples.len()).sum();
+    let mut points = Vec::with_capacity(samples);
+    let mut origin = Vec::with_capacity(samples);
+    for (i, series) in request.timeseries.into_iter().enumerate() {
+        let refuse = |why: String| ApiError::invalid(format!("timeseries[{i}]: {why}"));
+        if !series.histograms.is_empty() {
+            return Err(refuse(format!(
+                "{} native histogram samples: Sluice stores classic histograms only (their `_bucket`, `_sum` and `_count` series)",
+                series.histograms.len()
+            )));
+        }
+        let (measurement, tags) = name_and_tags(series.labels).map_err(refuse)?;
+        for (j, sample) in series.samples.iter().enumerate() {
+            let timestamp = sample.timestamp.checked_mul(1_000_000).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "timeseries[{i}] `{measurement}` samples[{j}]: timestamp {} ms is outside what nanoseconds since 1970 can hold (years 1678 to 2262)",
+                    sample.timestamp
+                ))
+            })?;
+            points.push(Point {
+                measurement: measurement.clone(),
+                tags: tags.clone(),
+                fields: vec![Field {
+                    key: VALUE_FIELD.to_owned(),
+                    value: FieldValue::Float(sample.value),
+                }],
+                timestamp,
+            });
+            origin.push((i, j));
+        }
+    }
+    Ok(Decoded::samples(points, origin))
+}
+
+/// The points of `bytes` read as a serialized `WriteRequest`, and as a snappy-compressed
+/// one: the fuzz target's view of both decoders.
+#[cfg(test)]
+pub(crate) fn fuzz_points(bytes: &[u8]) -> [Option<Vec<Point>>; 2] {
+    let plain = decode(bytes).ok().map(|d| d.points);
+    let packed = decompress(bytes, 1 << 20)
+        .and_then(|raw| decode(&raw))
+        .ok()
+        .map(|d| d.points);
+    [plain, packed]
+}
+
+/// The metric name and the other labels as tags, sorted; labels with empty values dropped.
+fn name_and_tags(labels: Vec<prompb::Label>) -> Result<(String, Vec<Tag>), String> {
+    let mut name = None;
+    let mut tags = Vec::with_capacity(labels.len().saturating_sub(1));
+    for label in labels {
+        if label.name.is_empty() {
+            return Err("a label has an empty name".to_owned());
+        }
+        if label.value.is_empty() {
+            continue;
+        }
+        if label.name == NAME_LABEL {
+            if name.replace(label.value).is_some() {
+                return Err(format!("label `{NAME_LABEL}` appears twice"));
+            }
+        } else {
+            tags.push(Tag {
+                key: label.name,
+                value: label.value,
+            });
+        }
+    }
+    let name = name.ok_or_else(|| format!("no metric name (label `{NAME_LABEL}`)"))?;
+    tags.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok((name, tags))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::prompb::{Histogram, TimeSeries, WriteRequest};
+    use super::*;
+
+    fn encoded(timeseries: Vec<TimeSeries>) -> Vec<u8> {
+        WriteRequest { timeseries }.encode_to_vec()
+    }
+
+    fn error_of(bytes: &[u8]) -> String {
+        decode(bytes).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn samples_become_points_named_by_the_metric_with_labels_as_tags() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let bytes = encoded(vec![
+            TimeSeries::new(
+                &[("__name__", "up"), ("job", "api"), ("instance", "a:9090")],
+                &[(1.0, 1_700_000_000_000), (stale, 1_700_000_015_000)],
+            ),
+            TimeSeries::new(&[("zone", ""), ("__name__", "temp")], &[(f64::INFINITY, 5)]),
+        ]);
+        let decoded = decode(&bytes).expect("decoded");
+        let points = &decoded.points;
+        assert_eq!(points.len(), 3);
+        assert_eq!(points[0].measurement, "up");
+        let tags: Vec<_> = points[0]
+            .tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect();
+        assert_eq!(tags, [("instance", "a:9090"), ("job", "api")]);
+        assert_eq!(points[0].timestamp, 1_700_000_000_000_000_000);
+        assert_eq!(points[0].fields[0].key, "value");
+        match points[1].fields[0].value {
+            FieldValue::Float(v) => assert_eq!(v.to_bits(), stale.to_bits()),
+            ref other => panic!("{other:?}"),
+        }
+        // An empty label value is no label.
+        assert!(points[2].tags.is_empty());
+        assert_eq!(points[2].fields[0].value, FieldValue::Float(f64::INFINITY));
+    }
+
+    #[test]
+    fn metadata_only_requests_write_nothing() {
+        // Field 3 (metadata): type GAUGE, family name "up".
+        let metadata = [0x1a, 0x06, 0x08, 0x02, 0x12, 0x02, b'u', b'p'];
+        assert!(decode(&metadata).expect("decoded").points.is_empty());
+    }
+
+    #[test]
+    fn bad_series_are_refused_naming_the_series_and_sample() {
+        let err = error_of(&encoded(vec![
+            TimeSeries::new(&[("__name__", "up")], &[(1.0, 1)]),
+            TimeSeries::new(&[("job", "api")], &[(1.0, 1)]),
+        ]));
+        assert!(err.contains("timeseries[1]: no metric name"), "{err}");
+        let err = error_of(&encoded(vec![TimeSeries::new(
+            &[("__name__", "up"), ("__name__", "down")],
+            &[(1.0, 1)],
+        )]));
+        assert!(err.contains("`__name__` appears twice"), "{err}");
+        let err = error_of(&encoded(vec![TimeSeries::new(
+            &[("__name__", "up"), ("", "x")],
+            &[(1.0, 1)],
+        )]));
+        assert!(err.contains("empty name"), "{err}");
+        let err = error_of(&encoded(vec![TimeSeries::new(
+            &[("__name__", "up")],
+            &[(1.0, 1), (1.0, i64::MIN)],
+        )]));
+        assert!(
+            err.contains("timeseries[0] `up` samples[1]: timestamp -9223372036854775808 ms"),
+            "{err}"
+        );
+        let mut native = TimeSeries::new(&[("__name__", "lat")], &[]);
+        native.histograms.push(Histogram {});
+        let err = error_of(&encoded(vec![native]));
+        assert!(err.contains("timeseries[0]: 1 native histogram"), "{err}");
+        let err = error_of(b"\xff\xff\xff");
+        assert!(err.contains("not a remote-write WriteRequest"), "{err}");
+    }
+
+    #[test]
+    fn snappy_bodies_are_sized_before_they_are_inflated() {
+        let body = encoded(vec![TimeSeries::new(&[("__name__", "up")], &[(1.0, 1)])]);
+        let packed = snap::raw::Encoder::new()
+            .compress_vec(&body)
+            .expect("compress");
+        assert_eq!(decompress(&packed, body.len()).expect("inflated"), body);
+        assert!(matches!(
+            decompress(&packed, body.len() - 1),
+            Err(ApiError::TooLarge { .. })
+        ));
+        // A header claiming 2 GiB is refused without allocating it.
+        let bomb = [0x80, 0x80, 0x80, 0x80, 0x08, 0x00];
+        assert!(matches!(
+            decompress(&bomb, 1 << 20),
+            Err(ApiError::TooLarge { .. })
+        ));
+        let framed = [0xff, 0x06, 0x00, 0x00, b's', b'N', b'a', b'P', b'p', b'Y'];
+        let err = decompress(&framed, 1 << 20)
+            .expect_err("framed")
+            .to_string();
+        assert!(err.contains("not snappy block-compressed"), "{err}");
+    }
+}
