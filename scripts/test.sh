@@ -14,8 +14,11 @@ fi
 # The Kafka tests start their own tansu brokers (a Kafka-protocol broker): built once per
 # machine into ~/.cache/sluice (about 20 min cold), then reused.
 scripts/kafka-dev.sh install
-# The end-to-end tests drive the service with the official InfluxDB Python client.
+# The end-to-end tests drive the service with the official InfluxDB Python client and the
+# OpenTelemetry Python SDK's OTLP/HTTP exporter.
 python3 -c 'import influxdb_client' 2>/dev/null || python3 -m pip install --quiet influxdb-client
+python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http' 2>/dev/null ||
+  python3 -m pip install --quiet opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
 cargo test --workspace
 # The fuzz targets again, 30 s each (the run above gives them a second): decoders of
 # untrusted bytes must never panic (host/fuzz/README.md).

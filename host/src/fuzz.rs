@@ -1,5 +1,5 @@
 //! Fuzz targets for the decoders of untrusted bytes: line protocol, Telegraf JSON,
-//! Prometheus remote write, stored chunks and log records. Each mutates its seeds (`host/fuzz/`) for `SLUICE_FUZZ_SECS`
+//! Prometheus remote write, OTLP metrics, stored chunks and log records. Each mutates its seeds (`host/fuzz/`) for `SLUICE_FUZZ_SECS`
 //! seconds (default 1) and checks that nothing panics and that what decodes re-encodes to
 //! the same thing. Mutation without coverage guidance: see `host/fuzz/README.md` for why.
 
@@ -220,6 +220,35 @@ fn fuzz_remote_write() {
                         .all(|t| !t.key.is_empty() && !t.value.is_empty())
                 );
                 assert!(p.tags.windows(2).all(|w| w[0].key <= w[1].key), "{p:?}");
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_otlp() {
+    let json = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},
+      "scopeMetrics":[{"scope":{"name":"m","version":"1"},"metrics":[
+        {"name":"up","gauge":{"dataPoints":[{"timeUnixNano":"9223372036854775807","asInt":"-9223372036854775808","flags":1}]}},
+        {"name":"lat","histogram":{"dataPoints":[{"timeUnixNano":"1","count":"3","sum":1.5,"bucketCounts":["1","2"],"explicitBounds":[0.5],
+          "attributes":[{"key":"a.b","value":{"arrayValue":{"values":[{"intValue":"1"},{"bytesValue":"AAE="}]}}}]}]}},
+        {"name":"q","summary":{"dataPoints":[{"timeUnixNano":"2","count":"1","sum":2,"quantileValues":[{"quantile":0.5,"value":2}]}]}}]}]}]}"#;
+    let request: opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest =
+        serde_json::from_slice(json).expect("seed");
+    let protobuf = prost::Message::encode_to_vec(&request);
+    fuzz("otlp", vec![json.to_vec(), protobuf], |bytes| {
+        for points in crate::ingest::otlp::fuzz_points(bytes)
+            .into_iter()
+            .flatten()
+        {
+            for p in points {
+                assert!(!p.measurement.is_empty() && p.fields.len() == 1, "{p:?}");
+                assert!(
+                    p.tags
+                        .iter()
+                        .all(|t| !t.key.is_empty() && !t.value.is_empty())
+                );
+                assert!(p.tags.windows(2).all(|w| w[0].key < w[1].key), "{p:?}");
             }
         }
     });

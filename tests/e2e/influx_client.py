@@ -6,21 +6,13 @@ Run by the host's end-to-end tests against a running service:
 Exits non-zero, with the reason, if anything differs.
 """
 
-import json
 import sys
 import time
-import urllib.parse
-import urllib.request
 
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 
-
-def query(url, token, **params):
-    q = urllib.parse.urlencode(params)
-    req = urllib.request.Request(f"{url}/api/v1/query?{q}", headers={"Authorization": f"Token {token}"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.load(resp)
+from sluice_api import query
 
 
 def main():

@@ -1,5 +1,6 @@
 //! HTTP ingest: InfluxDB line protocol (v1 `/write`, v2 `/api/v2/write`), Telegraf JSON
-//! (`POST /metrics`) and Prometheus remote write (`POST /api/v1/write`). A request is authenticated, decoded and validated, split into
+//! (`POST /metrics`), Prometheus remote write (`POST /api/v1/write`) and OTLP/HTTP
+//! metrics (`POST /v1/metrics`). A request is authenticated, decoded and validated, split into
 //! transport records by tenant and series, and acknowledged with 204 only once the
 //! transport holds it durably.
 //!
@@ -9,6 +10,7 @@
 
 mod body;
 mod influx;
+pub(crate) mod otlp;
 pub mod remote_write;
 mod replay;
 mod telegraf;
@@ -79,6 +81,7 @@ pub fn routes(state: Arc<IngestState>) -> Router {
         .route("/write", post(influx::write_v1))
         .route("/metrics", post(telegraf::write))
         .route("/api/v1/write", post(remote_write::write))
+        .route("/v1/metrics", post(otlp::write))
         .route("/api/v1/dead-letters/replay", post(replay::replay))
         .with_state(state)
 }
@@ -98,8 +101,16 @@ enum Origin {
     Lines(Vec<usize>),
     /// Telegraf JSON: points are metrics by index.
     Metrics,
-    /// Remote write: the series and sample index of each point.
-    Samples(Vec<(usize, usize)>),
+    /// Remote write and OTLP: per point, which series (named in `series`) and which of its
+    /// `item`s (samples, data points) it came from.
+    Series {
+        /// Where each series is in the request (`timeseries[3]`).
+        series: Vec<String>,
+        /// What a series holds (`samples`).
+        item: &'static str,
+        /// Per point: (index into `series`, index of the item).
+        at: Vec<(usize, usize)>,
+    },
 }
 
 /// Points decoded from a body, and where each came from.
@@ -126,11 +137,16 @@ impl Decoded {
         }
     }
 
-    /// Points of remote-write samples, with their series and sample indexes.
-    fn samples(points: Vec<Point>, at: Vec<(usize, usize)>) -> Self {
+    /// Points of series' items: see [`Origin::Series`].
+    fn series(
+        points: Vec<Point>,
+        series: Vec<String>,
+        item: &'static str,
+        at: Vec<(usize, usize)>,
+    ) -> Self {
         Self {
             points,
-            origin: Origin::Samples(at),
+            origin: Origin::Series { series, item, at },
         }
     }
 
@@ -154,12 +170,12 @@ impl Decoded {
                     "metrics[{i}]: {why} ({counted}nothing was written)"
                 ))
             }
-            Origin::Samples(at) => {
-                let (series, sample) = at.get(i).copied().unwrap_or_default();
-                let counted =
-                    bad.map_or(String::new(), |n| format!("{n} of {total} samples bad; "));
+            Origin::Series { series, item, at } => {
+                let (s, j) = at.get(i).copied().unwrap_or_default();
+                let name = series.get(s).map_or("", String::as_str);
+                let counted = bad.map_or(String::new(), |n| format!("{n} of {total} {item} bad; "));
                 ApiError::invalid(format!(
-                    "timeseries[{series}] samples[{sample}]: {why} ({counted}nothing was written)"
+                    "{name} {item}[{j}]: {why} ({counted}nothing was written)"
                 ))
             }
         }

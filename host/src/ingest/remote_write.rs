@@ -153,6 +153,9 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
     let samples = request.timeseries.iter().map(|s| s.samples.len()).sum();
     let mut points = Vec::with_capacity(samples);
     let mut origin = Vec::with_capacity(samples);
+    let names = (0..request.timeseries.len())
+        .map(|i| format!("timeseries[{i}]"))
+        .collect();
     for (i, series) in request.timeseries.into_iter().enumerate() {
         let refuse = |why: String| ApiError::invalid(format!("timeseries[{i}]: {why}"));
         if !series.histograms.is_empty() {
@@ -181,7 +184,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
             origin.push((i, j));
         }
     }
-    Ok(Decoded::samples(points, origin))
+    Ok(Decoded::series(points, names, "samples", origin))
 }
 
 /// The points of `bytes` read as a serialized `WriteRequest`, and as a snappy-compressed

@@ -414,22 +414,37 @@ fn kill_9_during_a_write_stream_loses_no_acknowledged_point_and_stores_none_twic
 /// Concurrent writers of the kill -9 test.
 const WRITERS: usize = 4;
 
-#[test]
-fn the_official_influxdb_python_client_writes_and_reads_back() {
+/// Runs the client script `tests/e2e/NAME` against a fresh service; it needs the Python
+/// packages `needs`, which scripts/test.sh installs.
+fn run_client_script(name: &str, needs: &str) {
     let svc = Service::start(TENANTS, &[]);
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/influx_client.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/e2e")
+        .join(name);
     let out = std::process::Command::new("python3")
         .arg(&script)
         .arg(svc.url(""))
         .arg(ACME)
         .output()
-        .expect("python3 (scripts/test.sh installs influxdb-client)");
+        .expect("python3");
     assert!(
         out.status.success(),
-        "{}\n{}\n(needs `python3 -m pip install influxdb-client`; scripts/test.sh does it)",
+        "{}\n{}\n(needs `python3 -m pip install {needs}`; scripts/test.sh does it)",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_official_influxdb_python_client_writes_and_reads_back() {
+    run_client_script("influx_client.py", "influxdb-client");
+}
+
+#[test]
+fn the_opentelemetry_python_sdk_exports_over_otlp_http_and_reads_back() {
+    run_client_script(
+        "otlp_client.py",
+        "opentelemetry-sdk opentelemetry-exporter-otlp-proto-http",
     );
 }
 
