@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use sluice::config::Config;
 use sluice::lineproto::{self, Precision, format_point};
 use sluice::lookup::LookupTables;
 use sluice::pipeline::AlertStates;
@@ -97,12 +98,12 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads `file` as the service configured by `config` would: same limits, same artifact
-/// cache; `tune` may override the limits.
+/// cache; `tune` may override the limits. Also gives the configuration.
 fn load(
     file: &Path,
     config: Option<&Path>,
     tune: impl FnOnce(&mut PluginLimits),
-) -> anyhow::Result<LoadedPlugin> {
+) -> anyhow::Result<(LoadedPlugin, Config)> {
     let found = config.is_some() || Path::new(super::DEFAULT_CONFIG).exists();
     let mut config = super::load_config(config)?;
     if !found {
@@ -115,7 +116,7 @@ fn load(
     let mut limits = registry.limits_of(&name);
     tune(&mut limits);
     let runtime = Runtime::new(&runtime)?;
-    Ok(runtime.load_file(file, limits)?)
+    Ok((runtime.load_file(file, limits)?, config))
 }
 
 /// `$XDG_CACHE_HOME/sluice`, else `~/.cache/sluice`, else one in the temporary directory.
@@ -128,7 +129,7 @@ fn user_cache_dir() -> PathBuf {
 }
 
 fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let plugin = load(file, config, |_| ())?;
+    let (plugin, _) = load(file, config, |_| ())?;
     println!("plugin:  {}", plugin.id().name);
     println!("version: {}", plugin.id().version);
     println!("world:   {} ({WIT_PACKAGE})", plugin.world());
@@ -142,7 +143,7 @@ fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
 }
 
 fn run_batches(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let plugin = load(&args.file, args.config.as_deref(), |limits| {
+    let (plugin, config) = load(&args.file, args.config.as_deref(), |limits| {
         if let Some(timeout) = args.timeout {
             limits.timeout = timeout;
         }
@@ -166,12 +167,25 @@ fn run_batches(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading {}", args.input.display()))?
     };
     let precision: Precision = args.precision.parse().map_err(anyhow::Error::msg)?;
-    let (points, errors) = lineproto::parse(&input, precision, sluice::time::now_ns());
+    let (points, lines, errors) = lineproto::parse_lines(&input, precision, sluice::time::now_ns());
     if let Some(first) = errors.first() {
         bail!(
             "{}: {first} ({} bad lines in all)",
             args.input.display(),
             errors.len()
+        );
+    }
+    // What the service would refuse at ingest (duplicate tags, names, sizes) never reaches
+    // its plugins: nor does it here, so a plugin is tried on what it can really get.
+    let limits = config.ingest.limits();
+    let refused = points
+        .iter()
+        .zip(&lines)
+        .find_map(|(p, line)| limits.check(p).err().map(|why| (line, why)));
+    if let Some((line, why)) = refused {
+        bail!(
+            "{}: line {line}: {why} (the service refuses this point at ingest)",
+            args.input.display()
         );
     }
     let batch_size = if args.batch_size == 0 {

@@ -117,17 +117,26 @@ fn run_shows_kept_and_dropped_points_and_alerts() {
 fn run_reports_bad_input_with_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.lp");
-    std::fs::write(&input, "cpu value=1 1\ncpu value=x 2\n").expect("write");
     let filter = plugin_file("drop-filter");
-    let (ok, _, stderr) = sluice(&[
-        "plugin",
-        "run",
-        filter.to_str().expect("utf-8 path"),
-        "--input",
-        input.to_str().expect("utf-8 path"),
-    ]);
-    assert!(!ok);
-    assert!(stderr.contains("line 2:"), "{stderr}");
+    // Unparsable, and parsable but refused by the service's ingest (a tag given twice).
+    for (body, why) in [
+        ("cpu value=1 1\ncpu value=x 2\n", "line 2:"),
+        (
+            "cpu,h=a value=1 1\ncpu,h=a,h=b value=1 2\n",
+            "line 2: tag `h` appears twice (the service refuses this point at ingest)",
+        ),
+    ] {
+        std::fs::write(&input, body).expect("write");
+        let (ok, stdout, stderr) = sluice(&[
+            "plugin",
+            "run",
+            filter.to_str().expect("utf-8 path"),
+            "--input",
+            input.to_str().expect("utf-8 path"),
+        ]);
+        assert!(!ok && stdout.is_empty(), "{stdout}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
 }
 
 #[test]
