@@ -21,6 +21,23 @@ fn sluice(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `sluice plugin run PLUGIN --input INPUT ARGS...`.
+fn run_plugin(
+    plugin: &std::path::Path,
+    input: &std::path::Path,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut all = vec![
+        "plugin",
+        "run",
+        plugin.to_str().expect("utf-8 path"),
+        "--input",
+        input.to_str().expect("utf-8 path"),
+    ];
+    all.extend_from_slice(args);
+    sluice(&all)
+}
+
 #[test]
 fn check_prints_world_exports_imports_and_size() {
     for (name, world, export) in [
@@ -71,15 +88,7 @@ fn run_shows_kept_and_dropped_points_and_alerts() {
     let input = dir.path().join("in.lp");
     std::fs::write(&input, "cpu,host=a value=1 1\nswap,host=a value=2 2\n").expect("write");
     let filter = plugin_file("drop-filter");
-    let (ok, stdout, stderr) = sluice(&[
-        "plugin",
-        "run",
-        filter.to_str().expect("utf-8 path"),
-        "--input",
-        input.to_str().expect("utf-8 path"),
-        "--param",
-        "measurement=swap",
-    ]);
+    let (ok, stdout, stderr) = run_plugin(&filter, &input, &["--param", "measurement=swap"]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout, "+ cpu,host=a value=1 1\n- swap,host=a value=2 2\n");
     assert!(stderr.contains("2 points in, 1 kept"), "{stderr}");
@@ -90,19 +99,18 @@ fn run_shows_kept_and_dropped_points_and_alerts() {
     )
     .expect("write");
     let alert = plugin_file("threshold-alert");
-    let (ok, stdout, stderr) = sluice(&[
-        "plugin",
-        "run",
-        alert.to_str().expect("utf-8 path"),
-        "--input",
-        input.to_str().expect("utf-8 path"),
-        "--param",
-        "crit_above=90",
-        "--field",
-        "usage",
-        "--batch-size",
-        "1",
-    ]);
+    let (ok, stdout, stderr) = run_plugin(
+        &alert,
+        &input,
+        &[
+            "--param",
+            "crit_above=90",
+            "--field",
+            "usage",
+            "--batch-size",
+            "1",
+        ],
+    );
     assert!(ok, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
@@ -127,13 +135,7 @@ fn run_reports_bad_input_with_its_line() {
         ),
     ] {
         std::fs::write(&input, body).expect("write");
-        let (ok, stdout, stderr) = sluice(&[
-            "plugin",
-            "run",
-            filter.to_str().expect("utf-8 path"),
-            "--input",
-            input.to_str().expect("utf-8 path"),
-        ]);
+        let (ok, stdout, stderr) = run_plugin(&filter, &input, &[]);
         assert!(!ok && stdout.is_empty(), "{stdout}");
         assert!(stderr.contains(why), "{stderr}");
     }
