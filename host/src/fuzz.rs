@@ -212,17 +212,23 @@ fn fuzz_remote_write() {
             .into_iter()
             .flatten()
         {
-            for p in points {
-                assert!(!p.measurement.is_empty() && p.fields.len() == 1, "{p:?}");
-                assert!(
-                    p.tags
-                        .iter()
-                        .all(|t| !t.key.is_empty() && !t.value.is_empty())
-                );
-                assert!(p.tags.windows(2).all(|w| w[0].key <= w[1].key), "{p:?}");
-            }
+            check_sample_points(&points);
         }
     });
+}
+
+/// What every point of a remote-write or OTLP request is: a named measurement, the one
+/// field `value`, tags named, valued and sorted.
+fn check_sample_points(points: &[Point]) {
+    for p in points {
+        assert!(!p.measurement.is_empty() && p.fields.len() == 1, "{p:?}");
+        assert!(
+            p.tags
+                .iter()
+                .all(|t| !t.key.is_empty() && !t.value.is_empty())
+        );
+        assert!(p.tags.windows(2).all(|w| w[0].key <= w[1].key), "{p:?}");
+    }
 }
 
 #[test]
@@ -241,15 +247,13 @@ fn fuzz_otlp() {
             .into_iter()
             .flatten()
         {
-            for p in points {
-                assert!(!p.measurement.is_empty() && p.fields.len() == 1, "{p:?}");
-                assert!(
-                    p.tags
-                        .iter()
-                        .all(|t| !t.key.is_empty() && !t.value.is_empty())
-                );
-                assert!(p.tags.windows(2).all(|w| w[0].key < w[1].key), "{p:?}");
-            }
+            check_sample_points(&points);
+            // Attributes are merged by key: no key twice.
+            assert!(
+                points
+                    .iter()
+                    .all(|p| p.tags.windows(2).all(|w| w[0].key < w[1].key))
+            );
         }
     });
 }

@@ -104,13 +104,32 @@ enum Origin {
     /// Remote write and OTLP: per point, which series (named in `series`) and which of its
     /// `item`s (samples, data points) it came from.
     Series {
-        /// Where each series is in the request (`timeseries[3]`).
-        series: Vec<String>,
+        /// Where each series is in the request.
+        series: SeriesNames,
         /// What a series holds (`samples`).
         item: &'static str,
         /// Per point: (index into `series`, index of the item).
         at: Vec<(usize, usize)>,
     },
+}
+
+/// How an error names the series of a request.
+#[derive(Debug)]
+enum SeriesNames {
+    /// By index in the request's list of this name (`timeseries[3]`): made only when an
+    /// error needs one, not for every series of every request.
+    Indexed(&'static str),
+    /// By the place and name of each (OTLP: `resourceMetrics[0]...metrics[2] "up"`).
+    Listed(Vec<String>),
+}
+
+impl SeriesNames {
+    fn name(&self, s: usize) -> String {
+        match self {
+            Self::Indexed(list) => format!("{list}[{s}]"),
+            Self::Listed(names) => names.get(s).cloned().unwrap_or_default(),
+        }
+    }
 }
 
 /// Points decoded from a body, and where each came from.
@@ -140,7 +159,7 @@ impl Decoded {
     /// Points of series' items: see [`Origin::Series`].
     fn series(
         points: Vec<Point>,
-        series: Vec<String>,
+        series: SeriesNames,
         item: &'static str,
         at: Vec<(usize, usize)>,
     ) -> Self {
@@ -172,7 +191,7 @@ impl Decoded {
             }
             Origin::Series { series, item, at } => {
                 let (s, j) = at.get(i).copied().unwrap_or_default();
-                let name = series.get(s).map_or("", String::as_str);
+                let name = series.name(s);
                 let counted = bad.map_or(String::new(), |n| format!("{n} of {total} {item} bad; "));
                 ApiError::invalid(format!(
                     "{name} {item}[{j}]: {why} ({counted}nothing was written)"

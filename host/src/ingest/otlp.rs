@@ -32,13 +32,10 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 
-use super::remote_write::VALUE_FIELD;
-use super::{Decoded, IngestState, body};
+use super::remote_write::{STALE_NAN, VALUE_FIELD};
+use super::{Decoded, IngestState, SeriesNames, body};
 use crate::api::{ApiError, authenticate};
 use crate::point::{Field, FieldValue, Point, Tag};
-
-/// Prometheus' staleness marker: the value of a series that stopped.
-const STALE: u64 = 0x7ff0_0000_0000_0002;
 
 /// `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
 const NO_RECORDED_VALUE: u32 = 1;
@@ -161,7 +158,7 @@ fn decode(bytes: &[u8], encoding: Encoding) -> Result<Decoded, ApiError> {
     }
     Ok(Decoded::series(
         out.points,
-        out.series,
+        SeriesNames::Listed(out.series),
         "dataPoints",
         out.at,
     ))
@@ -230,7 +227,7 @@ impl Points {
             fields: vec![Field {
                 key: VALUE_FIELD.to_owned(),
                 value: FieldValue::Float(if c.stale {
-                    f64::from_bits(STALE)
+                    f64::from_bits(STALE_NAN)
                 } else {
                     value
                 }),
@@ -452,7 +449,7 @@ mod tests {
         );
         // No recorded value: the staleness marker.
         match points[2].fields[0].value {
-            FieldValue::Float(v) => assert_eq!(v.to_bits(), STALE),
+            FieldValue::Float(v) => assert_eq!(v.to_bits(), STALE_NAN),
             ref other => panic!("{other:?}"),
         }
     }

@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 
-use super::{Decoded, IngestState};
+use super::{Decoded, IngestState, SeriesNames};
 use crate::api::{ApiError, authenticate};
 use crate::point::{Field, FieldValue, Point, Tag};
 
@@ -28,6 +28,9 @@ pub const NAME_LABEL: &str = "__name__";
 
 /// The field a sample's value is stored in.
 pub const VALUE_FIELD: &str = "value";
+
+/// The bits of Prometheus' staleness marker, the NaN a series that stopped gets.
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 /// The messages of `prometheus/prompb/{remote,types}.proto` that remote write 1.0 sends,
 /// as far as Sluice reads them; prost skips the rest (exemplars, metadata). Public for
@@ -153,9 +156,6 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
     let samples = request.timeseries.iter().map(|s| s.samples.len()).sum();
     let mut points = Vec::with_capacity(samples);
     let mut origin = Vec::with_capacity(samples);
-    let names = (0..request.timeseries.len())
-        .map(|i| format!("timeseries[{i}]"))
-        .collect();
     for (i, series) in request.timeseries.into_iter().enumerate() {
         let refuse = |why: String| ApiError::invalid(format!("timeseries[{i}]: {why}"));
         if !series.histograms.is_empty() {
@@ -184,7 +184,12 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
             origin.push((i, j));
         }
     }
-    Ok(Decoded::series(points, names, "samples", origin))
+    Ok(Decoded::series(
+        points,
+        SeriesNames::Indexed("timeseries"),
+        "samples",
+        origin,
+    ))
 }
 
 /// The points of `bytes` read as a serialized `WriteRequest`, and as a snappy-compressed
@@ -243,7 +248,7 @@ mod tests {
 
     #[test]
     fn samples_become_points_named_by_the_metric_with_labels_as_tags() {
-        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let stale = f64::from_bits(STALE_NAN);
         let bytes = encoded(vec![
             TimeSeries::new(
                 &[("__name__", "up"), ("job", "api"), ("instance", "a:9090")],

@@ -184,13 +184,15 @@ pub struct FunctionCache {
 struct FunctionLog {
     path: PathBuf,
     file: std::fs::File,
-    /// Key → (value offset, value length, check).
-    index: std::collections::HashMap<Vec<u8>, (u64, u32, [u8; 8])>,
+    index: Index,
     max_bytes: u64,
 }
 
 /// Bytes of a record's check.
 const CHECK: usize = 8;
+
+/// A function log's index: key → (value offset, value length, check).
+type Index = std::collections::HashMap<Vec<u8>, (u64, u32, [u8; CHECK])>;
 
 fn check_of(value: &[u8]) -> [u8; CHECK] {
     use sha2::Digest;
@@ -213,12 +215,34 @@ impl FunctionCache {
             .create(true)
             .truncate(false)
             .open(path)?;
+        // Under the file lock: what looks like a torn tail may be another process's append
+        // in progress, and cutting it there would tear it for real.
+        file.lock()?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let mut index = std::collections::HashMap::new();
+        let read = file.read_to_end(&mut bytes);
+        let cut = read.and_then(|_| Self::index_and_cut(&mut file, &bytes, max_bytes));
+        file.unlock()?;
+        Ok(Self {
+            inner: std::sync::Mutex::new(FunctionLog {
+                path: path.to_owned(),
+                file,
+                index: cut?,
+                max_bytes,
+            }),
+        })
+    }
+
+    /// The index of the whole records in `bytes` (the file's content), with the file cut
+    /// after the last of them, or emptied when over `max_bytes`.
+    fn index_and_cut(
+        file: &mut std::fs::File,
+        bytes: &[u8],
+        max_bytes: u64,
+    ) -> std::io::Result<Index> {
+        let mut index = Index::new();
         let mut at = 0usize;
         // Each step reads one whole record or stops: the file ends at the last whole one.
-        while let Some((key, value, check, next)) = record_at(&bytes, at) {
+        while let Some((key, value, check, next)) = record_at(bytes, at) {
             if let (Ok(offset), Ok(len)) = (u64::try_from(value.0), u32::try_from(value.1)) {
                 index.insert(key.to_vec(), (offset, len, check));
             }
@@ -233,14 +257,7 @@ impl FunctionCache {
                 index.clear();
             }
         }
-        Ok(Self {
-            inner: std::sync::Mutex::new(FunctionLog {
-                path: path.to_owned(),
-                file,
-                index,
-                max_bytes,
-            }),
-        })
+        Ok(index)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FunctionLog> {
