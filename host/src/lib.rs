@@ -23,6 +23,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod plugin;
 pub mod point;
+pub mod promql;
 pub mod query;
 pub mod quota;
 pub mod registry;

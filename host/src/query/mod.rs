@@ -7,8 +7,10 @@
 //! - `GET /api/v1/series[?measurement=M][&tier=T]`
 //! - `GET /api/v1/alerts?start=S&end=E` (alerts whose window ended in [S, E))
 //! - `GET /api/v1/late?start=S&end=E` (values that came after their window's grace)
+//! - the Prometheus HTTP API under `/prometheus` ([`prometheus`])
 
 mod aggregate;
+pub mod prometheus;
 mod tier;
 
 use std::sync::Arc;
@@ -75,7 +77,8 @@ pub fn routes(state: Arc<QueryState>) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/late", get(late))
         .route("/api/v1/dead-letters", get(dead_letters))
-        .with_state(state)
+        .with_state(state.clone())
+        .nest("/prometheus", prometheus::routes(state))
 }
 
 /// One series of a query answer.

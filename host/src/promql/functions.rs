@@ -1,0 +1,755 @@
+//! PromQL functions, with Prometheus 2.42's arithmetic: range functions slide a window
+//! over each series' samples; instant functions map values or labels step by step.
+
+use chrono::{Datelike, Timelike};
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{Call, Expr};
+
+use super::aggregation::quantile;
+use super::eval::{Evaluator, Series, Value, VectorBuilder, Windows};
+use super::{EvalError, Labels, METRIC_NAME, Millis};
+
+/// Evaluates a function call.
+pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, EvalError> {
+    let name = call.func.name;
+    let args: Vec<&Expr> = call.args.args.iter().map(AsRef::as_ref).collect();
+    let arg = |i: usize| {
+        args.get(i)
+            .copied()
+            .ok_or_else(|| EvalError::BadData(format!("{name}: missing argument {}", i + 1)))
+    };
+    if let Some(f) = range_function(name) {
+        let w = matrix(ev, arg(0)?, name)?;
+        return over_windows(ev.steps(), &w, name == "last_over_time", |win, _, end| {
+            f(win, end, w.range)
+        });
+    }
+    match name {
+        "quantile_over_time" => {
+            let q = ev.scalar(arg(0)?, name)?;
+            let w = matrix(ev, arg(1)?, name)?;
+            over_windows(ev.steps(), &w, false, |win, step, _| {
+                let mut values: Vec<f64> = win.iter().map(|s| s.1).collect();
+                (!values.is_empty()).then(|| quantile(q[step], &mut values))
+            })
+        }
+        "predict_linear" => {
+            let w = matrix(ev, arg(0)?, name)?;
+            let t = ev.scalar(arg(1)?, name)?;
+            over_windows(ev.steps(), &w, false, |win, step, end| {
+                if win.len() < 2 {
+                    return None;
+                }
+                let (slope, intercept) = linear_regression(win, end);
+                Some(intercept + slope * t[step])
+            })
+        }
+        "holt_winters" | "double_exponential_smoothing" => {
+            let w = matrix(ev, arg(0)?, name)?;
+            let sf = ev.scalar(arg(1)?, name)?;
+            let tf = ev.scalar(arg(2)?, name)?;
+            for (factor, values) in [("smoothing", &sf), ("trend", &tf)] {
+                if let Some(bad) = values.iter().find(|v| !(**v > 0.0 && **v < 1.0)) {
+                    return Err(EvalError::Execution(format!(
+                        "invalid {factor} factor. Expected: 0 < sf < 1, got: {bad}"
+                    )));
+                }
+            }
+            over_windows(ev.steps(), &w, false, |win, step, _| {
+                holt_winters(win, sf[step], tf[step])
+            })
+        }
+        "absent_over_time" => {
+            let w = matrix(ev, arg(0)?, name)?;
+            let mut present = vec![false; ev.steps()];
+            for s in &w.series {
+                w.slide(&s.samples, |step, win| present[step] |= !win.is_empty());
+            }
+            absent(&present, arg(0)?)
+        }
+        "absent" => {
+            let v = ev.vector(arg(0)?, name)?;
+            let present: Vec<bool> = (0..ev.steps())
+                .map(|step| v.iter().any(|s| s.values[step].is_some()))
+                .collect();
+            absent(&present, arg(0)?)
+        }
+        "time" => Ok(Value::Scalar(
+            (0..ev.steps())
+                .map(|i| ev.grid.at(i) as f64 / 1000.0)
+                .collect(),
+        )),
+        "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; ev.steps()])),
+        "vector" => {
+            let s = ev.scalar(arg(0)?, name)?;
+            Ok(Value::Vector(vec![Series {
+                labels: Labels::default(),
+                values: s.into_iter().map(Some).collect(),
+            }]))
+        }
+        "scalar" => {
+            let v = ev.vector(arg(0)?, name)?;
+            Ok(Value::Scalar(
+                (0..ev.steps())
+                    .map(|step| {
+                        let mut present = v.iter().filter_map(|s| s.values[step]);
+                        match (present.next(), present.next()) {
+                            (Some(x), None) => x,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        "sort" | "sort_desc" => {
+            let mut v = ev.vector(arg(0)?, name)?;
+            // Only an instant query's order shows; a range query's series have no order.
+            let key = |s: &Series| s.values.first().copied().flatten().unwrap_or(f64::NAN);
+            v.sort_by(|a, b| {
+                let (a, b) = (key(a), key(b));
+                match (a.is_nan(), b.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Greater,
+                    (false, true) => std::cmp::Ordering::Less,
+                    _ if name == "sort" => a.total_cmp(&b),
+                    _ => b.total_cmp(&a),
+                }
+            });
+            Ok(Value::Vector(v))
+        }
+        "round" => {
+            let v = ev.vector(arg(0)?, name)?;
+            let to = match args.get(1) {
+                Some(a) => ev.scalar(a, name)?,
+                None => vec![1.0; ev.steps()],
+            };
+            map_values(ev.steps(), v, |x, step| {
+                let inverse = 1.0 / to[step];
+                Some((x * inverse + 0.5).floor() / inverse)
+            })
+        }
+        "clamp" => {
+            let v = ev.vector(arg(0)?, name)?;
+            let min = ev.scalar(arg(1)?, name)?;
+            let max = ev.scalar(arg(2)?, name)?;
+            map_values(ev.steps(), v, |x, step| {
+                (max[step] >= min[step]).then(|| x.min(max[step]).max(min[step]))
+            })
+        }
+        "clamp_min" | "clamp_max" => {
+            let v = ev.vector(arg(0)?, name)?;
+            let bound = ev.scalar(arg(1)?, name)?;
+            map_values(ev.steps(), v, |x, step| {
+                Some(if name == "clamp_min" {
+                    x.max(bound[step])
+                } else {
+                    x.min(bound[step])
+                })
+            })
+        }
+        "histogram_quantile" => {
+            let q = ev.scalar(arg(0)?, name)?;
+            let v = ev.vector(arg(1)?, name)?;
+            histogram_quantile(ev.steps(), &q, v)
+        }
+        "label_replace" => {
+            let v = ev.vector(arg(0)?, name)?;
+            let [dst, replacement, src, regex] = [1, 2, 3, 4].map(|i| string_arg(arg(i), name, i));
+            let (dst, replacement, src, regex) = (dst?, replacement?, src?, regex?);
+            check_label_name(&dst, name)?;
+            let regex = regex::Regex::new(&format!("^(?:{regex})$")).map_err(|e| {
+                EvalError::BadData(format!(
+                    "invalid regular expression in label_replace(): {e}"
+                ))
+            })?;
+            relabel(ev.steps(), v, |labels| {
+                let Some(caps) = regex.captures(labels.value(&src)) else {
+                    return labels;
+                };
+                let mut value = String::new();
+                caps.expand(&replacement, &mut value);
+                let mut labels = labels;
+                labels.set(&dst, value);
+                labels
+            })
+        }
+        "label_join" => {
+            let v = ev.vector(arg(0)?, name)?;
+            let dst = string_arg(arg(1), name, 1)?;
+            let sep = string_arg(arg(2), name, 2)?;
+            check_label_name(&dst, name)?;
+            let sources = (3..args.len())
+                .map(|i| string_arg(arg(i), name, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            relabel(ev.steps(), v, |mut labels| {
+                let joined: Vec<&str> = sources.iter().map(|s| labels.value(s)).collect();
+                let joined = joined.join(&sep);
+                labels.set(&dst, joined);
+                labels
+            })
+        }
+        "timestamp" => {
+            // Of a selector, the time of each sample read; of anything else, the step's
+            // (what Prometheus gives, too).
+            let mut inner = arg(0)?;
+            while let Expr::Paren(p) = inner {
+                inner = &p.expr;
+            }
+            if let Expr::VectorSelector(vs) = inner {
+                let v = ev.vector_selector(vs, true)?;
+                return map_values(ev.steps(), v, |t, _| Some(t));
+            }
+            let v = ev.vector(inner, name)?;
+            let grid = ev.grid;
+            map_values(ev.steps(), v, |_, step| Some(grid.at(step) as f64 / 1000.0))
+        }
+        _ => {
+            if let Some(f) = math_function(name) {
+                let v = ev.vector(arg(0)?, name)?;
+                return map_values(ev.steps(), v, |x, _| Some(f(x)));
+            }
+            if let Some(part) = date_function(name) {
+                let v = match args.first() {
+                    Some(a) => ev.vector(a, name)?,
+                    None => vec![Series {
+                        labels: Labels::default(),
+                        values: (0..ev.steps())
+                            .map(|i| Some(ev.grid.at(i) as f64 / 1000.0))
+                            .collect(),
+                    }],
+                };
+                return map_values(ev.steps(), v, |x, _| date_part(x, part));
+            }
+            Err(EvalError::unsupported(format!("function {name}()")))
+        }
+    }
+}
+
+/// A function of a window's samples, its end and the range's length.
+type RangeFn = fn(&[(Millis, f64)], Millis, Millis) -> Option<f64>;
+
+fn range_function(name: &str) -> Option<RangeFn> {
+    Some(match name {
+        "rate" => |w, end, range| extrapolated_rate(w, end, range, true, true),
+        "increase" => |w, end, range| extrapolated_rate(w, end, range, true, false),
+        "delta" => |w, end, range| extrapolated_rate(w, end, range, false, false),
+        "irate" => |w, _, _| instant_value(w, true),
+        "idelta" => |w, _, _| instant_value(w, false),
+        "deriv" => |w, _, _| (w.len() >= 2).then(|| linear_regression(w, w[0].0).0),
+        "changes" => |w, _, _| {
+            let changed = w
+                .windows(2)
+                .filter(|p| p[0].1 != p[1].1 && !(p[0].1.is_nan() && p[1].1.is_nan()))
+                .count();
+            (!w.is_empty()).then_some(changed as f64)
+        },
+        "resets" => |w, _, _| {
+            let resets = w.windows(2).filter(|p| p[1].1 < p[0].1).count();
+            (!w.is_empty()).then_some(resets as f64)
+        },
+        "avg_over_time" => |w, _, _| {
+            let mut it = w.iter().map(|s| s.1);
+            let mut mean = it.next()?;
+            for (i, v) in it.enumerate() {
+                let count = (i + 2) as f64;
+                if mean.is_infinite()
+                    && ((v.is_infinite() && (mean > 0.0) == (v > 0.0)) || v.is_finite())
+                {
+                    continue;
+                }
+                mean += v / count - mean / count;
+            }
+            Some(mean)
+        },
+        "min_over_time" => |w, _, _| {
+            let mut it = w.iter().map(|s| s.1);
+            let first = it.next()?;
+            Some(it.fold(first, |m, v| if v < m || m.is_nan() { v } else { m }))
+        },
+        "max_over_time" => |w, _, _| {
+            let mut it = w.iter().map(|s| s.1);
+            let first = it.next()?;
+            Some(it.fold(first, |m, v| if v > m || m.is_nan() { v } else { m }))
+        },
+        "sum_over_time" => |w, _, _| (!w.is_empty()).then(|| w.iter().map(|s| s.1).sum()),
+        "count_over_time" => |w, _, _| (!w.is_empty()).then_some(w.len() as f64),
+        "last_over_time" => |w, _, _| w.last().map(|s| s.1),
+        "present_over_time" => |w, _, _| (!w.is_empty()).then_some(1.0),
+        "stddev_over_time" => |w, _, _| variance(w).map(f64::sqrt),
+        "stdvar_over_time" => |w, _, _| variance(w),
+        _ => return None,
+    })
+}
+
+fn math_function(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sqrt" => f64::sqrt,
+        "sgn" => |x: f64| {
+            if x == 0.0 || x.is_nan() {
+                x
+            } else {
+                x.signum()
+            }
+        },
+        "sin" => f64::sin,
+        "cos" => f64::cos,
+        "tan" => f64::tan,
+        "asin" => f64::asin,
+        "acos" => f64::acos,
+        "atan" => f64::atan,
+        "sinh" => f64::sinh,
+        "cosh" => f64::cosh,
+        "tanh" => f64::tanh,
+        "asinh" => f64::asinh,
+        "acosh" => f64::acosh,
+        "atanh" => f64::atanh,
+        "deg" => f64::to_degrees,
+        "rad" => f64::to_radians,
+        _ => return None,
+    })
+}
+
+/// Parts of a date the date functions read.
+#[derive(Debug, Clone, Copy)]
+enum DatePart {
+    DayOfMonth,
+    DayOfWeek,
+    DayOfYear,
+    DaysInMonth,
+    Hour,
+    Minute,
+    Month,
+    Year,
+}
+
+fn date_function(name: &str) -> Option<DatePart> {
+    Some(match name {
+        "day_of_month" => DatePart::DayOfMonth,
+        "day_of_week" => DatePart::DayOfWeek,
+        "day_of_year" => DatePart::DayOfYear,
+        "days_in_month" => DatePart::DaysInMonth,
+        "hour" => DatePart::Hour,
+        "minute" => DatePart::Minute,
+        "month" => DatePart::Month,
+        "year" => DatePart::Year,
+        _ => return None,
+    })
+}
+
+/// `part` of the UTC date `secs` seconds after the epoch; none past chrono's range.
+fn date_part(secs: f64, part: DatePart) -> Option<f64> {
+    if !secs.is_finite() {
+        return Some(f64::NAN);
+    }
+    let t = chrono::DateTime::from_timestamp(secs as i64, 0)?;
+    Some(f64::from(match part {
+        DatePart::DayOfMonth => t.day(),
+        DatePart::DayOfWeek => t.weekday().num_days_from_sunday(),
+        DatePart::DayOfYear => t.ordinal(),
+        DatePart::DaysInMonth => {
+            let first = t.date_naive().with_day(1)?;
+            let next = first.checked_add_months(chrono::Months::new(1))?;
+            u32::try_from((next - first).num_days()).ok()?
+        }
+        DatePart::Hour => t.hour(),
+        DatePart::Minute => t.minute(),
+        DatePart::Month => t.month(),
+        DatePart::Year => return Some(f64::from(t.year())),
+    }))
+}
+
+/// The range vector an argument must be.
+fn matrix(ev: &mut Evaluator<'_>, expr: &Expr, name: &str) -> Result<Windows, EvalError> {
+    match ev.eval(expr)? {
+        Value::Matrix(w) => Ok(w),
+        other => Err(EvalError::BadData(format!(
+            "{name}: expected a range vector, got {}",
+            other.kind()
+        ))),
+    }
+}
+
+/// The string literal argument `i`.
+fn string_arg(expr: Result<&Expr, EvalError>, name: &str, i: usize) -> Result<String, EvalError> {
+    match expr? {
+        Expr::StringLiteral(s) => Ok(s.val.clone()),
+        _ => Err(EvalError::BadData(format!(
+            "{name}: argument {} must be a string",
+            i + 1
+        ))),
+    }
+}
+
+fn check_label_name(label: &str, name: &str) -> Result<(), EvalError> {
+    let mut chars = label.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(EvalError::BadData(format!(
+            "invalid destination label name in {name}(): {label}"
+        )))
+    }
+}
+
+/// `f` of each window of each series; the metric name is dropped unless `keep_name`.
+fn over_windows(
+    steps: usize,
+    w: &Windows,
+    keep_name: bool,
+    f: impl Fn(&[(Millis, f64)], usize, Millis) -> Option<f64>,
+) -> Result<Value, EvalError> {
+    let mut out = VectorBuilder::new(steps);
+    for s in &w.series {
+        let mut values = vec![None; steps];
+        w.slide(&s.samples, |step, win| {
+            values[step] = f(win, step, w.ends[step]);
+        });
+        if values.iter().any(Option::is_some) {
+            let labels = if keep_name {
+                s.labels.clone()
+            } else {
+                s.labels.clone().without_name()
+            };
+            out.add(labels, values)?;
+        }
+    }
+    Ok(Value::Vector(out.finish()))
+}
+
+/// `f` of each value (with its step); drops the metric name.
+fn map_values(
+    steps: usize,
+    v: Vec<Series>,
+    f: impl Fn(f64, usize) -> Option<f64>,
+) -> Result<Value, EvalError> {
+    let mut out = VectorBuilder::new(steps);
+    for s in v {
+        let values = s
+            .values
+            .iter()
+            .enumerate()
+            .map(|(step, x)| f((*x)?, step))
+            .collect();
+        out.add(s.labels.without_name(), values)?;
+    }
+    Ok(Value::Vector(out.finish()))
+}
+
+/// New labels for each series, values kept.
+fn relabel(steps: usize, v: Vec<Series>, f: impl Fn(Labels) -> Labels) -> Result<Value, EvalError> {
+    let mut out = VectorBuilder::new(steps);
+    for s in v {
+        out.add(f(s.labels), s.values)?;
+    }
+    Ok(Value::Vector(out.finish()))
+}
+
+/// 1 where nothing is present, labelled with the selector's equality matchers.
+fn absent(present: &[bool], arg: &Expr) -> Result<Value, EvalError> {
+    let vs = match arg {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::MatrixSelector(ms) => Some(&ms.vs),
+        _ => None,
+    };
+    let mut labels = Labels::default();
+    if let Some(vs) = vs {
+        let mut ambiguous = Vec::new();
+        for m in &vs.matchers.matchers {
+            if m.name == METRIC_NAME {
+                continue;
+            }
+            if m.op == MatchOp::Equal && labels.get(&m.name).is_none() {
+                labels.set(&m.name, m.value.clone());
+            } else {
+                ambiguous.push(m.name.clone());
+            }
+        }
+        labels = labels.drop(&ambiguous);
+    }
+    let values: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
+    let mut out = VectorBuilder::new(present.len());
+    out.add(labels, values)?;
+    Ok(Value::Vector(out.finish()))
+}
+
+/// `rate`, `increase` and `delta`: the change over the window, counter resets added back
+/// for counters, extrapolated towards the window's edges (Prometheus' `extrapolatedRate`).
+fn extrapolated_rate(
+    w: &[(Millis, f64)],
+    end: Millis,
+    range: Millis,
+    counter: bool,
+    per_second: bool,
+) -> Option<f64> {
+    let (first, last) = (*w.first()?, *w.last()?);
+    if w.len() < 2 {
+        return None;
+    }
+    let mut result = last.1 - first.1;
+    if counter {
+        let mut previous = 0.0;
+        for &(_, v) in w {
+            if v < previous {
+                result += previous;
+            }
+            previous = v;
+        }
+    }
+    let start = end.saturating_sub(range);
+    let mut to_start = (first.0 - start) as f64 / 1000.0;
+    let to_end = (end - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let average = sampled / (w.len() - 1) as f64;
+    if counter && result > 0.0 && first.1 >= 0.0 {
+        // A counter can't have been below zero: extrapolate no further back than that.
+        to_start = to_start.min(sampled * (first.1 / result));
+    }
+    let threshold = average * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        average / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        average / 2.0
+    };
+    result *= interval / sampled;
+    if per_second {
+        result /= range as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// `irate` and `idelta`: from the last two samples.
+fn instant_value(w: &[(Millis, f64)], rate: bool) -> Option<f64> {
+    let [.., previous, last] = w else {
+        return None;
+    };
+    let change = if rate && last.1 < previous.1 {
+        last.1
+    } else {
+        last.1 - previous.1
+    };
+    let interval = last.0 - previous.0;
+    if interval == 0 {
+        return None;
+    }
+    Some(if rate {
+        change / (interval as f64 / 1000.0)
+    } else {
+        change
+    })
+}
+
+/// Least-squares slope and intercept (at `intercept_at`) of the samples, in seconds.
+fn linear_regression(w: &[(Millis, f64)], intercept_at: Millis) -> (f64, f64) {
+    let first = w[0].1;
+    if w.iter().all(|s| s.1 == first) {
+        return if first.is_infinite() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (0.0, first)
+        };
+    }
+    let (mut n, mut sum_x, mut sum_y, mut sum_xy, mut sum_x2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(t, v) in w {
+        let x = (t - intercept_at) as f64 / 1000.0;
+        n += 1.0;
+        sum_x += x;
+        sum_y += v;
+        sum_xy += x * v;
+        sum_x2 += x * x;
+    }
+    let cov = sum_xy - sum_x * sum_y / n;
+    let var = sum_x2 - sum_x * sum_x / n;
+    let slope = cov / var;
+    (slope, sum_y / n - slope * sum_x / n)
+}
+
+/// Population variance (Welford).
+fn variance(w: &[(Millis, f64)]) -> Option<f64> {
+    if w.is_empty() {
+        return None;
+    }
+    let (mut count, mut mean, mut aux) = (0.0, 0.0, 0.0);
+    for &(_, v) in w {
+        count += 1.0;
+        let delta = v - mean;
+        mean += delta / count;
+        aux += delta * (v - mean);
+    }
+    Some(aux / count)
+}
+
+/// Double exponential smoothing of the window.
+fn holt_winters(w: &[(Millis, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1, mut b) = (0.0, w[0].1, w[1].1 - w[0].1);
+    for (i, &(_, v)) in w.iter().enumerate().skip(1) {
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let next = sf * v + (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = next;
+    }
+    Some(s1)
+}
+
+/// `histogram_quantile` over classic buckets: series grouped by their labels but `le`.
+fn histogram_quantile(steps: usize, q: &[f64], v: Vec<Series>) -> Result<Value, EvalError> {
+    let le = ["le".to_owned()];
+    let mut out = VectorBuilder::new(steps);
+    let mut groups: Vec<(usize, Vec<(f64, usize)>)> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for (i, s) in v.iter().enumerate() {
+        // A series without a numeric `le` is no bucket.
+        let Some(bound) = s.labels.get("le").and_then(parse_bound) else {
+            continue;
+        };
+        let labels = s.labels.drop(&le).without_name();
+        let g = *index.entry(labels.clone()).or_insert_with(|| {
+            groups.push((out.slot(labels), Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push((bound, i));
+    }
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for (slot, members) in &groups {
+        for (step, &q) in q.iter().enumerate() {
+            buckets.clear();
+            buckets.extend(
+                members
+                    .iter()
+                    .filter_map(|&(bound, i)| Some((bound, v[i].values[step]?))),
+            );
+            if !buckets.is_empty() {
+                out.put(*slot, step, bucket_quantile(q, &mut buckets))?;
+            }
+        }
+    }
+    Ok(Value::Vector(out.finish()))
+}
+
+/// An `le` value as Go's `ParseFloat` reads it (`+Inf` among them).
+fn parse_bound(raw: &str) -> Option<f64> {
+    match raw {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => raw.parse().ok(),
+    }
+}
+
+/// The `q` quantile of cumulative buckets (upper bound, count): Prometheus'
+/// `bucketQuantile`.
+fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Buckets of one bound (several series) add up.
+    buckets.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
+    // Counts never fall as bounds rise.
+    let mut max = f64::NEG_INFINITY;
+    for b in buckets.iter_mut() {
+        if b.1 > max {
+            max = b.1;
+        } else if b.1 < max {
+            b.1 = max;
+        }
+    }
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = buckets[buckets.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let n = buckets.len() - 1;
+    let b = buckets[..n].partition_point(|b| b.1 < rank);
+    if b == n {
+        return buckets[n - 1].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, buckets[b].0, buckets[b].1);
+    if b > 0 {
+        start = buckets[b - 1].0;
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_extrapolates_to_the_window_edges_and_adds_back_resets() {
+        // Samples every 15 s over a 60 s window ending at 60 s: 0..45 s, a reset at 30 s.
+        let w = [(0, 0.0), (15_000, 10.0), (30_000, 2.0), (45_000, 12.0)];
+        // Increase 12 + 10 (the reset) over 45 s sampled; the start is on the edge, the end
+        // 15 s away (< 1.1 × 15 s), so 60 s in all.
+        let increase = extrapolated_rate(&w, 60_000, 60_000, true, false).expect("2 samples");
+        assert!((increase - 22.0 * 60.0 / 45.0).abs() < 1e-9, "{increase}");
+        let rate = extrapolated_rate(&w, 60_000, 60_000, true, true).expect("2 samples");
+        assert!((rate - increase / 60.0).abs() < 1e-12);
+        assert_eq!(extrapolated_rate(&w[..1], 60_000, 60_000, true, true), None);
+    }
+
+    #[test]
+    fn bucket_quantile_interpolates_within_the_bucket_of_the_rank() {
+        let mut b = vec![(0.1, 10.0), (0.5, 30.0), (1.0, 40.0), (f64::INFINITY, 40.0)];
+        // Rank 20 of 40 is halfway through the (0.1, 0.5] bucket.
+        assert!((bucket_quantile(0.5, &mut b) - 0.3).abs() < 1e-12);
+        let mut no_inf = vec![(0.1, 10.0), (0.5, 30.0)];
+        assert!(bucket_quantile(0.5, &mut no_inf).is_nan());
+        assert_eq!(bucket_quantile(2.0, &mut b), f64::INFINITY);
+    }
+
+    #[test]
+    fn date_parts_are_utc() {
+        // 2024-02-29T13:45:00Z, a Thursday in a leap year.
+        let t = 1_709_214_300.0;
+        assert_eq!(date_part(t, DatePart::DaysInMonth), Some(29.0));
+        assert_eq!(date_part(t, DatePart::DayOfWeek), Some(4.0));
+        assert_eq!(date_part(t, DatePart::Hour), Some(13.0));
+        assert_eq!(date_part(t, DatePart::Minute), Some(45.0));
+        assert_eq!(date_part(t, DatePart::Year), Some(2024.0));
+        assert_eq!(date_part(t, DatePart::DayOfYear), Some(60.0));
+    }
+}
