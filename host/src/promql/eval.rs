@@ -36,6 +36,16 @@ impl Windows {
         samples: &[(Millis, f64)],
         mut f: impl FnMut(usize, &[(Millis, f64)]),
     ) {
+        self.slide_indices(samples, |step, window| f(step, &samples[window]));
+    }
+
+    /// Calls `f(step, window)` for each step, with the indices into `samples` of those in
+    /// its window.
+    pub(crate) fn slide_indices(
+        &self,
+        samples: &[(Millis, f64)],
+        mut f: impl FnMut(usize, std::ops::Range<usize>),
+    ) {
         let (mut lo, mut hi) = (0, 0);
         for (step, &end) in self.ends.iter().enumerate() {
             let start = end.saturating_sub(self.range);
@@ -45,7 +55,7 @@ impl Windows {
             while lo < hi && samples[lo].0 < start {
                 lo += 1;
             }
-            f(step, &samples[lo.min(hi)..hi]);
+            f(step, lo.min(hi)..hi);
         }
     }
 }
