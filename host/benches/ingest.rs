@@ -1,5 +1,6 @@
-//! Ingest benchmark (issue 3, item 10): Sluice against a real InfluxDB 1.6.7 in one run, with
-//! the same generator, the same data and the same HTTP client, all on 127.0.0.1.
+//! Ingest benchmark (issue 3, item 10; issue 13, item 7): Sluice against a real InfluxDB 1.6.7
+//! and a real VictoriaMetrics 1.79.5 in one run, with the same generator, the same data and the
+//! same HTTP client, all on 127.0.0.1. All three take line protocol on `/write`.
 //!
 //! (a) Bulk: the highest rate each server acknowledges (HTTP 204) for line protocol of 1,000
 //!     series (`cpu,host=host-N`, two float fields) in 5,000-line batches from two
@@ -7,6 +8,8 @@
 //!     acknowledges once its log holds the points, before they are queryable, so for Sluice
 //!     the bench also reports how fast its pipeline stored them and how long the backlog
 //!     took to drain. InfluxDB's 204 means the points are in its WAL and cache: queryable.
+//!     VictoriaMetrics' 204 means they are in its in-memory buffers: queryable, and on disk,
+//!     about a second later (it has no WAL).
 //! (b) SAL mock (shared/seeds/001): 1,051 topics (274 at 1 Hz, 541 at 10 Hz, 236 at 100 Hz,
 //!     29,284 points/s) from three producers, points stamped with the current time; the
 //!     achieved rate, and ingest→queryable latency: a marker point every 50 ms, the query
@@ -14,31 +17,34 @@
 //!
 //! Every (server, workload) pair gets a fresh server with empty storage. Sluice runs
 //! in-process on its own runtime: one tenant, one `drop-filter` stage that keeps every
-//! benchmark point. InfluxDB runs as a child `influxd` with a generated config.
+//! benchmark point. InfluxDB runs as a child `influxd` with a generated config,
+//! VictoriaMetrics as a child `victoria-metrics` with default flags (but see
+//! `support::ChildServer::victoria_metrics`).
 //!
-//! Run: `scripts/bench-ingest.sh` (installs InfluxDB, builds the plugins, then runs
-//! `cargo bench --bench ingest`).
+//! Run: `scripts/bench-ingest.sh` (installs InfluxDB and VictoriaMetrics, builds the
+//! plugins, then runs `cargo bench --bench ingest`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::header::AUTHORIZATION;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use sluice::config::Config;
+use hyper::{Method, StatusCode};
+
+#[allow(dead_code, reason = "shared by the benches; this one uses most of it")]
+mod support;
+
+use support::{
+    CPU_LEGEND, ChildServer, Cpu, CpuShare, HttpClient, START_LIMIT, SluiceServer, TOKEN, cpu,
+    free_port, http_client, ratio, require, send, sluice_stored_points, thousands, toml_string,
+};
 
 /// The binary's allocator, so the in-process service runs as `sluice run` does.
 #[global_allocator]
@@ -83,22 +89,21 @@ const POLL_EVERY: Duration = Duration::from_millis(1);
 /// A marker not queryable by then is counted as lost.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Bounds on waiting: one request, a server start (Sluice compiles its plugin), and
-/// Sluice's pipeline draining its backlog after the bulk window.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const START_LIMIT: Duration = Duration::from_secs(60);
+/// Bound on Sluice's pipeline draining its backlog after the bulk window (the other bounds
+/// are `support`'s).
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
-/// Pause after a refused write: both servers refuse when overloaded; don't spin on them.
+/// Pause after a refused write: the servers refuse when overloaded; don't spin on them.
 const REFUSED_PAUSE: Duration = Duration::from_millis(100);
 
 const DB: &str = "bench";
-const TENANT: &str = "bench";
-const TOKEN: &str = "bench-token-0001";
-/// The admin token of the in-process Sluice: its metrics name tenants only there.
-const ADMIN_TOKEN: &str = "bench-admin-token-0001";
 const MARKER: &str = "latency-marker";
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// Sluice's pipeline in this bench: one stage that keeps every benchmark point.
+const STAGES: &str = r#"
+[[tenants.stages]]
+name = "drop-debug"
+plugin = "drop-filter"
+params = { measurement = "debug*" }
+"#;
 
 struct Producer {
     name: &'static str,
@@ -118,26 +123,44 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let plugins = plugin_dir()?;
-    require_influxd()?;
+    require(
+        "influxd",
+        &["version"],
+        "Install InfluxDB 1.6.7 and run the bench with scripts/bench-ingest.sh (it runs \
+         `apt-get install influxdb`).",
+    )?;
+    require(
+        "victoria-metrics",
+        &["-version"],
+        "Install VictoriaMetrics 1.79.5 and run the bench with scripts/bench-ingest.sh (it runs \
+         `apt-get install victoria-metrics`).",
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("client runtime")?;
     let generator = generator_rate();
-    println!("Ingest benchmark: Sluice vs InfluxDB 1.6.7, one run, 127.0.0.1 only.");
+    println!(
+        "Ingest benchmark: Sluice vs InfluxDB 1.6.7 vs VictoriaMetrics 1.79.5, one run, 127.0.0.1 \
+         only."
+    );
 
     // Alternate servers so a slow spell on the shared machine doesn't hit one side only.
     eprintln!("(a) bulk, Sluice...");
     let sluice_bulk = on_sluice(&rt, &plugins, |ep| rt.block_on(bulk(ep)))?;
     eprintln!("(a) bulk, InfluxDB...");
     let influx_bulk = on_influxdb(&rt, |ep| rt.block_on(bulk(ep)))?;
+    eprintln!("(a) bulk, VictoriaMetrics...");
+    let vm_bulk = on_victoria_metrics(&rt, |ep| rt.block_on(bulk(ep)))?;
     eprintln!("(b) SAL mock, Sluice...");
     let sluice_sal = on_sluice(&rt, &plugins, |ep| rt.block_on(sal(ep)))?;
     eprintln!("(b) SAL mock, InfluxDB...");
     let influx_sal = on_influxdb(&rt, |ep| rt.block_on(sal(ep)))?;
+    eprintln!("(b) SAL mock, VictoriaMetrics...");
+    let vm_sal = on_victoria_metrics(&rt, |ep| rt.block_on(sal(ep)))?;
 
-    print_bulk(generator, &sluice_bulk, &influx_bulk);
-    print_sal(&sluice_sal, &influx_sal);
+    print_bulk(generator, &sluice_bulk, &influx_bulk, &vm_bulk);
+    print_sal(&sluice_sal, &influx_sal, &vm_sal);
     Ok(())
 }
 
@@ -148,6 +171,7 @@ fn run() -> anyhow::Result<()> {
 enum Server {
     Sluice,
     InfluxDb,
+    VictoriaMetrics,
 }
 
 #[derive(Clone, Copy)]
@@ -171,36 +195,13 @@ fn plugin_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn require_influxd() -> anyhow::Result<()> {
-    match Command::new("influxd")
-        .arg("version")
-        .stdout(Stdio::null())
-        .status()
-    {
-        Ok(status) if status.success() => Ok(()),
-        _ => bail!(
-            "`influxd` (InfluxDB 1.6.7) is not installed. Install it and run the bench with \
-             scripts/bench-ingest.sh (it runs `apt-get install influxdb`)."
-        ),
-    }
-}
-
-/// A path as a quoted TOML string, escapes and all.
-fn toml_string(path: &Path) -> String {
-    toml::Value::String(path.display().to_string()).to_string()
-}
-
-fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 /// Runs `measure` against a fresh in-process Sluice, then shuts it down.
 fn on_sluice<T>(
     rt: &tokio::runtime::Runtime,
     plugins: &Path,
     measure: impl FnOnce(Endpoint) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut server = SluiceServer::start(rt, plugins)?;
+    let mut server = SluiceServer::start(rt, plugins, STAGES)?;
     let result = measure(Endpoint {
         server: Server::Sluice,
         addr: server.addr,
@@ -227,91 +228,19 @@ fn on_influxdb<T>(
     measure(ep)
 }
 
-/// Sluice on its own runtime and thread, as a separate process would be, with a temp data
-/// directory.
-struct SluiceServer {
-    addr: SocketAddr,
-    admin: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<anyhow::Result<()>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl SluiceServer {
-    fn start(rt: &tokio::runtime::Runtime, plugins: &Path) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let text = format!(
-            r#"
-listen = "127.0.0.1:0"
-data_dir = {data}
-
-[admin]
-listen = "127.0.0.1:0"
-[[admin.tokens]]
-name = "bench"
-token = "{ADMIN_TOKEN}"
-
-[plugins]
-dir = {plugins}
-
-[[tenants]]
-name = "{TENANT}"
-tokens = ["{TOKEN}"]
-
-[[tenants.stages]]
-name = "drop-debug"
-plugin = "drop-filter"
-params = {{ measurement = "debug*" }}
-"#,
-            data = toml_string(&dir.path().join("data")),
-            plugins = toml_string(plugins),
-        );
-        let config = Config::parse(&text, Path::new("ingest-bench.toml"))?;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(sluice::service::run(config, Some(ready_tx), async {
-                let _ = stop_rx.await;
-            }))
-        });
-        // `run` either reports its address or returns an error, which drops `ready_tx`.
-        let bound = match rt.block_on(async { tokio::time::timeout(START_LIMIT, ready_rx).await }) {
-            Ok(Ok(bound)) => bound,
-            Ok(Err(_)) => {
-                let error = match thread.join() {
-                    Ok(Err(error)) => error,
-                    _ => anyhow::anyhow!("the service stopped before serving"),
-                };
-                return Err(error.context("starting Sluice"));
-            }
-            Err(_) => bail!("Sluice not serving after {START_LIMIT:?}"),
-        };
-        Ok(Self {
-            addr: bound.api,
-            admin: bound.admin,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-            _dir: dir,
-        })
-    }
-
-    fn shutdown(&mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result.context("Sluice"),
-            Some(Err(_)) => bail!("Sluice panicked"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for SluiceServer {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
-    }
+/// Runs `measure` against a fresh `victoria-metrics`, then kills it.
+fn on_victoria_metrics<T>(
+    rt: &tokio::runtime::Runtime,
+    measure: impl FnOnce(Endpoint) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut server = ChildServer::victoria_metrics()?;
+    rt.block_on(server.ready("/health", StatusCode::OK))?;
+    measure(Endpoint {
+        server: Server::VictoriaMetrics,
+        addr: server.addr,
+        admin: None,
+        pid: Some(server.pid()),
+    })
 }
 
 /// A child `influxd` with its own config, storage and log in a temp directory; killed on
@@ -414,51 +343,24 @@ impl Drop for InfluxServer {
 
 // ---- HTTP ------------------------------------------------------------------------------
 
-fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// One request with the whole answer body, bounded in time.
-async fn send(
-    client: &HttpClient,
-    method: Method,
-    uri: &str,
-    auth: Option<&str>,
-    body: Bytes,
-) -> anyhow::Result<(StatusCode, Bytes)> {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(auth) = auth {
-        request = request.header(AUTHORIZATION, auth);
-    }
-    let request = request.body(Full::new(body))?;
-    let exchange = async {
-        let response = client.request(request).await?;
-        let status = response.status();
-        // Reading the body to its end returns the connection to the keep-alive pool.
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .context("request timed out")?
-}
-
 impl Endpoint {
     fn name(self) -> &'static str {
         match self.server {
             Server::Sluice => "Sluice",
             Server::InfluxDb => "InfluxDB 1.6.7",
+            Server::VictoriaMetrics => "VictoriaMetrics",
         }
     }
 
     fn auth(self) -> Option<String> {
         match self.server {
             Server::Sluice => Some(format!("Token {TOKEN}")),
-            Server::InfluxDb => None,
+            Server::InfluxDb | Server::VictoriaMetrics => None,
         }
     }
 
-    /// Writes line protocol through the v1 `/write` endpoint both servers serve; true on 204.
+    /// Writes line protocol through the v1 `/write` endpoint all three serve; true on 204.
+    /// (VictoriaMetrics adds the label `db="bench"` from `db`.)
     async fn write(self, client: &HttpClient, body: String) -> bool {
         let uri = format!("http://{}/write?db={DB}&precision=ns", self.addr);
         matches!(
@@ -496,10 +398,18 @@ impl Endpoint {
                     &format!("SELECT seq FROM \"{MARKER}\" WHERE time >= {from} AND time <= {to}"),
                 )
                 .finish(),
+            // Raw samples (its query API would evaluate PromQL at steps); times in seconds
+            // with milliseconds, its resolution (markers are stamped on whole milliseconds).
+            Server::VictoriaMetrics => form_urlencoded::Serializer::new(String::new())
+                .append_pair("match[]", &format!("{{__name__=\"{MARKER}_seq\"}}"))
+                .append_pair("start", &seconds(from))
+                .append_pair("end", &seconds(to + 1_000_000))
+                .finish(),
         };
         let path = match self.server {
             Server::Sluice => "/api/v1/query",
             Server::InfluxDb => "/query",
+            Server::VictoriaMetrics => "/api/v1/export",
         };
         let uri = format!("http://{}{path}?{query}", self.addr);
         let (status, body) = send(
@@ -513,12 +423,29 @@ impl Endpoint {
         if status != StatusCode::OK {
             bail!("{} query: {status} {body:?}", self.name());
         }
+        // VictoriaMetrics: JSON lines {"metric":{...},"values":[v...],"timestamps":[ms...]}.
+        if let Server::VictoriaMetrics = self.server {
+            let mut stamps = Vec::new();
+            for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let block: serde_json::Value = serde_json::from_slice(line)?;
+                stamps.extend(
+                    block["timestamps"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|ms| Some(ms.as_i64()? * 1_000_000)),
+                );
+            }
+            return Ok(stamps);
+        }
         let answer: serde_json::Value = serde_json::from_slice(&body)?;
         // Sluice: {"series":[{"points":[[t, v]...]}]};
         // InfluxDB: {"results":[{"series":[{"values":[[t, v]...]}]}]}.
         let (series, rows) = match self.server {
             Server::Sluice => (&answer["series"], "points"),
-            Server::InfluxDb => (&answer["results"][0]["series"], "values"),
+            Server::InfluxDb | Server::VictoriaMetrics => {
+                (&answer["results"][0]["series"], "values")
+            }
         };
         Ok(series
             .as_array()
@@ -531,26 +458,13 @@ impl Endpoint {
     }
 
     /// Points Sluice's pipeline has stored so far (from the admin API's metrics, which
-    /// name tenants); `None` for InfluxDB, whose 204 already means queryable.
+    /// name tenants); `None` for the peers, whose 204 already means queryable (about a
+    /// second later for VictoriaMetrics).
     async fn stored_points(self, client: &HttpClient) -> anyhow::Result<Option<u64>> {
         let (Server::Sluice, Some(admin)) = (self.server, self.admin) else {
             return Ok(None);
         };
-        let uri = format!("http://{admin}/admin/v1/metrics");
-        let auth = format!("Bearer {ADMIN_TOKEN}");
-        let (status, body) = send(client, Method::GET, &uri, Some(&auth), Bytes::new()).await?;
-        if status != StatusCode::OK {
-            bail!("Sluice /admin/v1/metrics: {status}");
-        }
-        let text = String::from_utf8_lossy(&body);
-        let label = format!("tenant=\"{TENANT}\"");
-        // Absent until the pipeline stores its first point.
-        Ok(Some(
-            text.lines()
-                .find(|l| l.starts_with("sluice_points_stored_total{") && l.contains(&label))
-                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-                .unwrap_or(0),
-        ))
+        Ok(Some(sluice_stored_points(client, admin).await?))
     }
 }
 
@@ -628,6 +542,21 @@ fn sal_batch(p: &Producer, n: u64, ts: i64) -> String {
     out
 }
 
+/// Nanoseconds as seconds with milliseconds, `1700000000.123`.
+fn seconds(ns: i64) -> String {
+    format!(
+        "{}.{:03}",
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) / 1_000_000
+    )
+}
+
+/// Now, on a whole millisecond: VictoriaMetrics keeps milliseconds, and a marker must read
+/// back with the timestamp it was sent with.
+fn now_ms_as_ns() -> i64 {
+    now_ns() / 1_000_000 * 1_000_000
+}
+
 fn marker_line(seq: u64, ts: i64) -> String {
     format!("{MARKER} seq={seq}i {ts}\n")
 }
@@ -674,75 +603,6 @@ impl Tally {
 
 fn sleep_until(t: Instant) -> tokio::time::Sleep {
     tokio::time::sleep_until(tokio::time::Instant::from_std(t))
-}
-
-/// CPU clock ticks from /proc: the machine's busy and total time, and this process's
-/// (client and in-process Sluice) plus the server child's. The machine is shared, so each
-/// result shows how much of it other processes took during the window.
-#[derive(Clone, Copy)]
-struct Cpu {
-    busy: u64,
-    total: u64,
-    ours: u64,
-}
-
-/// Shares of the whole machine (all cores) during a window.
-#[derive(Clone, Copy)]
-struct CpuShare {
-    ours: f64,
-    others: f64,
-}
-
-impl Cpu {
-    fn now(child: Option<u32>) -> Self {
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        // `cpu user nice system idle iowait irq softirq steal ...`; steal counts as busy:
-        // it is CPU someone else got.
-        let ticks: Vec<u64> = stat
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .skip(1)
-            .take(8)
-            .filter_map(|t| t.parse().ok())
-            .collect();
-        let total: u64 = ticks.iter().sum();
-        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-        Self {
-            busy: total.saturating_sub(idle),
-            total,
-            ours: process_ticks("self") + child.map_or(0, |pid| process_ticks(&pid.to_string())),
-        }
-    }
-
-    fn share_since(self, earlier: Cpu) -> CpuShare {
-        let total = self.total.saturating_sub(earlier.total).max(1) as f64;
-        let busy = self.busy.saturating_sub(earlier.busy);
-        let ours = self.ours.saturating_sub(earlier.ours);
-        CpuShare {
-            ours: ours as f64 / total,
-            others: busy.saturating_sub(ours) as f64 / total,
-        }
-    }
-}
-
-/// utime + stime of a process: fields 14 and 15 of its stat, counted after the
-/// parenthesised command name (which may contain spaces).
-fn process_ticks(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            Some(
-                rest.split_whitespace()
-                    .skip(11)
-                    .take(2)
-                    .filter_map(|t| t.parse::<u64>().ok())
-                    .sum(),
-            )
-        })
-        .unwrap_or(0)
 }
 
 // ---- (a) bulk --------------------------------------------------------------------------
@@ -904,7 +764,7 @@ async fn write_markers(
         if Instant::now() >= end {
             break;
         }
-        let ts = now_ns();
+        let ts = now_ms_as_ns();
         lock(pending).insert(ts, Instant::now());
         if ep.write(client, marker_line(seq, ts)).await {
             sent += 1;
@@ -977,40 +837,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 // ---- report ----------------------------------------------------------------------------
 
-/// `1234567.8` → `1,234,568`.
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn ms(d: Option<Duration>) -> String {
     d.map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
 }
 
-fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
-        format!("{:.2}", a / b)
-    } else {
-        "-".into()
-    }
-}
-
-/// `ours/others`, each in percent of the whole machine (all cores).
-fn cpu(share: CpuShare) -> String {
-    format!("{:.0}%/{:.0}%", share.ours * 100.0, share.others * 100.0)
-}
-
-const CPU_LEGEND: &str = "CPU = share of the whole machine (all cores) used during the \
-     window by this bench with its server / by other processes (the machine is shared)";
-
-fn print_bulk(generator: f64, sluice: &BulkResult, influx: &BulkResult) {
+fn print_bulk(generator: f64, sluice: &BulkResult, influx: &BulkResult, vm: &BulkResult) {
     println!();
     println!(
         "(a) Bulk line protocol: {SERIES} series (cpu,host=host-N, 2 float fields), \
@@ -1027,7 +858,11 @@ fn print_bulk(generator: f64, sluice: &BulkResult, influx: &BulkResult) {
         "    {:<16} {:>15} {:>16} {:>8} {:>15} {:>10}",
         "server", "acked points/s", "stored points/s", "refused", "backlog drained", "CPU"
     );
-    for (name, r) in [("Sluice", sluice), ("InfluxDB 1.6.7", influx)] {
+    for (name, r) in [
+        ("Sluice", sluice),
+        ("InfluxDB 1.6.7", influx),
+        ("VictoriaMetrics", vm),
+    ] {
         let (stored, drained) = match r.stored {
             Some((rate, drained)) => (
                 thousands(rate),
@@ -1051,13 +886,19 @@ fn print_bulk(generator: f64, sluice: &BulkResult, influx: &BulkResult) {
         ratio(sluice_stored, influx.acked_per_s)
     );
     println!(
+        "    Sluice/VictoriaMetrics: acked {}, stored {}",
+        ratio(sluice.acked_per_s, vm.acked_per_s),
+        ratio(sluice_stored, vm.acked_per_s)
+    );
+    println!(
         "    refused = write requests not answered 204 over the whole run. Sluice answers 204 once \
-         its log holds the points,\n    InfluxDB once they are queryable; stored = Sluice's \
+         its log holds the points,\n    InfluxDB once they are queryable, VictoriaMetrics once \
+         they are in its memory buffers (queryable about 1 s later);\n    stored = Sluice's \
          pipeline output during the window. {CPU_LEGEND}."
     );
 }
 
-fn print_sal(sluice: &SalResult, influx: &SalResult) {
+fn print_sal(sluice: &SalResult, influx: &SalResult, vm: &SalResult) {
     let offered: u64 = PRODUCERS.iter().map(|p| p.topics * p.hz).sum();
     let topics: u64 = PRODUCERS.iter().map(|p| p.topics).sum();
     let percentile = |r: &SalResult, q: f64| {
@@ -1093,7 +934,11 @@ fn print_sal(sluice: &SalResult, influx: &SalResult) {
         "    {:<16} {:>14} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10}",
         "server", "acked points/s", "behind", "refused", "markers", "p50", "p99", "max", "CPU"
     );
-    for (name, r) in [("Sluice", sluice), ("InfluxDB 1.6.7", influx)] {
+    for (name, r) in [
+        ("Sluice", sluice),
+        ("InfluxDB 1.6.7", influx),
+        ("VictoriaMetrics", vm),
+    ] {
         println!(
             "    {name:<16} {:>14} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10}",
             thousands(r.acked_per_s),
@@ -1114,10 +959,18 @@ fn print_sal(sluice: &SalResult, influx: &SalResult) {
         ratio(secs(sluice, 0.99), secs(influx, 0.99)),
     );
     println!(
+        "    Sluice/VictoriaMetrics: throughput {}, p50 latency {}, p99 latency {}.",
+        ratio(sluice.acked_per_s, vm.acked_per_s),
+        ratio(secs(sluice, 0.5), secs(vm, 0.5)),
+        ratio(secs(sluice, 0.99), secs(vm, 0.99)),
+    );
+    println!(
         "    behind = how far the slowest producer lagged its schedule at the end; markers = seen/\
-         acknowledged ({} and {} not seen within {}s).\n    {CPU_LEGEND}.",
+         acknowledged ({}, {} and {} not seen within {}s).\n    VictoriaMetrics is polled through \
+         /api/v1/export (raw samples). {CPU_LEGEND}.",
         sluice.markers_lost,
         influx.markers_lost,
+        vm.markers_lost,
         MARKER_TIMEOUT.as_secs()
     );
     println!(

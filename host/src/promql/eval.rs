@@ -329,10 +329,13 @@ impl Evaluator<'_> {
             vs.matchers.or_matchers.iter().map(Vec::as_slice).collect()
         };
         let mut found: Vec<RawSeries> = Vec::new();
+        let several = groups.len() > 1;
+        let mut seen = std::collections::HashSet::new();
         for group in groups {
             let matchers: Vec<Matcher> = name.iter().chain(group).cloned().collect();
             for series in self.source.select(&matchers, start, end)? {
-                if !found.iter().any(|s| s.labels == series.labels) {
+                // A series matching several `or` groups is selected once.
+                if !several || seen.insert(series.labels.clone()) {
                     found.push(series);
                 }
             }
