@@ -2,9 +2,11 @@
 //! types are what plugins see, and an edit of `wit/` must never change stored bytes. Data
 //! of a version this release doesn't know is refused with an error that says so.
 //!
-//! Log records and chunks start with a two-byte header, `S` and the format version, then
-//! postcard (a specified, varint-based serde format) over the shapes below, written out by
-//! hand: the order of fields and of value variants *is* the format. Rollup rows, late data
+//! Log records and chunks start with a two-byte header, `S` and the format version. Log
+//! records then hold postcard (a specified, varint-based serde format) over the shapes
+//! below, written out by hand: the order of fields and of value variants *is* the format.
+//! Chunks hold columns compressed by value type (format 2; `store/chunk.rs` describes it),
+//! or postcard over the shapes below (format 1, still read). Rollup rows, late data
 //! and partition checkpoints have headers of their own. Alerts are JSON (few, and read by
 //! operators) with the version in `v`.
 
@@ -23,8 +25,10 @@ const MAGIC: u8 = b'S';
 /// The version of the log-record format this release writes.
 pub const RECORD_VERSION: u8 = 1;
 
-/// The version of the chunk format this release writes.
-pub const CHUNK_VERSION: u8 = 1;
+/// The version of the chunk format this release writes: 2 compresses each value type's
+/// column (delta-of-delta times, pco of numbers, runs of booleans, dictionary strings); 1,
+/// postcard of tagged values, is still read.
+pub const CHUNK_VERSION: u8 = 2;
 
 /// Bytes that are not data this release can read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

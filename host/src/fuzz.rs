@@ -277,9 +277,33 @@ fn fuzz_chunk_decoder() {
         })
         .chain((0..50).map(|i| (i * 1_000, FieldValue::Float(f64::from(i as u32) / 3.0))))
         .collect();
-    let seeds: Vec<Vec<u8>> = chunk::cut(&samples)
+    // A chunk of each layout of format 2 (plain and pco times and numbers, runs of
+    // booleans, dictionary strings, generic), and the same in format 1.
+    let every_10s = |n: i64, value: &dyn Fn(i64) -> FieldValue| -> Vec<chunk::Sample> {
+        (0..n)
+            .map(|i| (1_767_225_600_000_000_000 + i * 10_000_000_000, value(i)))
+            .collect()
+    };
+    let typed = [
+        every_10s(400, &|i| {
+            FieldValue::Float((5_000 + (i * 37) % 201) as f64 / 100.0)
+        }),
+        every_10s(3, &|i| FieldValue::Float(i as f64 / 100.0)),
+        every_10s(40, &|i| FieldValue::Integer(i * i - 7)),
+        every_10s(4, &|i| FieldValue::Integer(-i)),
+        every_10s(20, &|i| FieldValue::Unsigned(u64::MAX - i as u64)),
+        every_10s(30, &|i| FieldValue::Boolean(i % 7 == 0)),
+        every_10s(30, &|i| {
+            FieldValue::String(["", "ok", "é"][i as usize % 3].into())
+        }),
+    ];
+    let chunks: Vec<Vec<&chunk::Sample>> = chunk::cut(&samples)
+        .into_iter()
+        .chain(typed.iter().map(|c| c.iter().collect()))
+        .collect();
+    let seeds: Vec<Vec<u8>> = chunks
         .iter()
-        .map(|c| chunk::encode(c))
+        .flat_map(|c| [chunk::encode(c), chunk::encode_v1(c)])
         .collect();
     fuzz("chunk", seeds, |bytes| {
         // Legacy chunks are read too: neither decoder may panic.

@@ -13,7 +13,7 @@
 //! of the API, never async tasks. The ScyllaDB store bridges to its async driver on a
 //! runtime of its own (see [`ScyllaStore`]).
 
-pub(crate) mod chunk;
+pub mod chunk;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod embedded;
