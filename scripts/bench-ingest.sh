@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/install-bench-peers.sh influxdb victoria-metrics
+scripts/install-peers.sh influxdb victoria-metrics
 scripts/build-plugins.sh
 cargo bench --bench ingest

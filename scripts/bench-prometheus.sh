@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/install-bench-peers.sh prometheus victoria-metrics
+scripts/install-peers.sh prometheus victoria-metrics
 cargo bench --bench prometheus

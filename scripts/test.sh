@@ -14,7 +14,7 @@ fi
 # The Kafka tests start their own tansu brokers (a Kafka-protocol broker): built once per
 # machine into ~/.cache/sluice (about 20 min cold), then reused.
 scripts/kafka-dev.sh install
-scripts/prometheus-dev.sh install   # Prometheus 2.42 + promtool: the PromQL reference
+scripts/install-peers.sh prometheus   # Prometheus 2.42 + promtool: the PromQL reference
 # The end-to-end tests drive the service with the official InfluxDB Python client and the
 # OpenTelemetry Python SDK's OTLP/HTTP exporter.
 python3 -c 'import influxdb_client' 2>/dev/null || python3 -m pip install --quiet influxdb-client

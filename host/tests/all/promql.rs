@@ -2,7 +2,7 @@
 //! to both answers the compliance tester's PromQL queries the same, and Prometheus itself
 //! (remote write) and `promtool` (queries) work with Sluice as they do with a Prometheus.
 //!
-//! `scripts/prometheus-dev.sh install` installs both binaries (scripts/test.sh does); these
+//! `scripts/install-peers.sh prometheus` installs both binaries (scripts/test.sh does); these
 //! tests fail, never skip, without them.
 
 use std::net::TcpListener;
@@ -32,7 +32,7 @@ fn installed(name: &str) -> PathBuf {
         .find(|path| path.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "`{name}` is not installed: run `scripts/prometheus-dev.sh install` \
+                "`{name}` is not installed: run `scripts/install-peers.sh prometheus` \
                  (scripts/test.sh and CI do); these tests compare Sluice with the real Prometheus"
             )
         })

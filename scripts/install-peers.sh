@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages of the servers the benchmarks compare Sluice with, each only
-# when its binary is missing (idempotent):
+# Installs the Debian packages of the servers the tests and benchmarks compare Sluice with,
+# each only when its binary is missing (idempotent):
 #
-#   scripts/install-bench-peers.sh influxdb victoria-metrics prometheus
+#   scripts/install-peers.sh influxdb victoria-metrics prometheus
 #
 # influxdb gives `influxd` (InfluxDB 1.6.7), victoria-metrics gives `victoria-metrics`
-# (1.79.5), prometheus gives `prometheus` and `promtool` (2.42). The benches start their own
-# servers on free loopback ports with temp data directories, so the packages' own services
-# must not run (they would take CPU from the measurements): they are kept from starting
-# during the install, and stopped and disabled if they run anyway.
+# (1.79.5), prometheus gives `prometheus` and `promtool` (2.42: the PromQL reference of the
+# tests, and real clients). Tests and benches start their own servers on free loopback
+# ports with temp data directories, so the packages' own services must not run (they would
+# hold ports and take CPU from the measurements): they are kept from starting during the
+# install, and stopped and disabled if they run anyway.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -18,7 +19,7 @@ binary_of() {
     influxdb) echo influxd ;;
     victoria-metrics) echo victoria-metrics ;;
     prometheus) echo prometheus ;;
-    *) echo "install-bench-peers: unknown package $1" >&2; exit 2 ;;
+    *) echo "install-peers: unknown package $1" >&2; exit 2 ;;
   esac
 }
 
@@ -42,7 +43,7 @@ for package in "$@"; do
 done
 [ "${#missing[@]}" = 0 ] && exit 0
 
-echo "install-bench-peers: installing ${missing[*]} (Debian packages)"
+echo "install-peers: installing ${missing[*]} (Debian packages)"
 # policy-rc.d exit code 101 = "action forbidden": the postinst scripts then start no
 # service (where a policy already exists it is left alone; stop_service catches the rest).
 policy=/usr/sbin/policy-rc.d
@@ -62,7 +63,7 @@ if [ -n "$ours" ]; then
   as_root rm -f "$policy"
 fi
 if [ "$status" != 0 ]; then
-  echo "install-bench-peers: apt-get install ${missing[*]} failed ($status)" >&2
+  echo "install-peers: apt-get install ${missing[*]} failed ($status)" >&2
   exit "$status"
 fi
 for package in "${missing[@]}"; do
