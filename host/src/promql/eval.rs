@@ -479,6 +479,6 @@ impl Evaluator<'_> {
 }
 
 /// A duration in milliseconds, saturating.
-pub(crate) fn millis(d: std::time::Duration) -> Millis {
+pub fn millis(d: std::time::Duration) -> Millis {
     Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }

@@ -17,7 +17,7 @@ mod labels;
 
 use std::time::Duration;
 
-pub use eval::{Evaluated, Series, evaluate};
+pub use eval::{Evaluated, Series, evaluate, millis};
 pub use labels::{Labels, METRIC_NAME};
 pub use promql_parser::label::Matcher;
 

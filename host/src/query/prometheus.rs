@@ -231,12 +231,8 @@ fn parse_duration(raw: &str, name: &str) -> Result<Millis, PromError> {
         };
     }
     promql_parser::util::parse_duration(raw)
-        .map(promql_millis)
+        .map(promql::millis)
         .map_err(|_| bad())
-}
-
-fn promql_millis(d: std::time::Duration) -> Millis {
-    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }
 
 fn now_ms() -> Millis {
@@ -281,13 +277,8 @@ async fn query(
     let text = p
         .get("query")
         .ok_or_else(|| PromError::bad_data("invalid parameter \"query\": query is empty"))?;
-    let expr = promql::parse(text)?;
     let at = p.time("time")?.unwrap_or_else(now_ms);
-    let limits = limits(&p)?;
-    let answer = with_source(&state, tenant, move |source| {
-        Ok(promql::evaluate(&expr, Grid::instant(at), source, limits)?)
-    })
-    .await?;
+    let answer = evaluate(&state, tenant, &p, text, Grid::instant(at)).await?;
     Ok(success(Instant { at, answer }))
 }
 
@@ -321,13 +312,8 @@ async fn query_range(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let expr = promql::parse(text)?;
     let grid = Grid { start, end, step };
-    let limits = limits(&p)?;
-    let answer = with_source(&state, tenant, move |source| {
-        Ok(promql::evaluate(&expr, grid, source, limits)?)
-    })
-    .await?;
+    let answer = evaluate(&state, tenant, &p, text, grid).await?;
     let series = match answer {
         Evaluated::Scalar(values) => vec![promql::Series {
             labels: Labels::default(),
@@ -349,6 +335,23 @@ async fn query_range(
         }
     };
     Ok(success(RangeAnswer { grid, series }))
+}
+
+/// Parses `text` and evaluates it on `grid` over the tenant's series, within the request's
+/// limits.
+async fn evaluate(
+    state: &QueryState,
+    tenant: TenantId,
+    p: &Params,
+    text: &str,
+    grid: Grid,
+) -> Result<Evaluated, PromError> {
+    let expr = promql::parse(text)?;
+    let limits = limits(p)?;
+    with_source(state, tenant, move |source| {
+        Ok(promql::evaluate(&expr, grid, source, limits)?)
+    })
+    .await
 }
 
 /// The `timeout` parameter, within the default.
@@ -655,11 +658,8 @@ fn name_candidates(name: &str) -> impl Iterator<Item = (String, String)> + '_ {
 /// A stored value as a sample; string fields are no sample.
 fn sample_value(v: &FieldValue) -> Option<f64> {
     match v {
-        FieldValue::Float(f) => Some(*f),
-        FieldValue::Integer(i) => Some(*i as f64),
-        FieldValue::Unsigned(u) => Some(*u as f64),
         FieldValue::Boolean(b) => Some(f64::from(u8::from(*b))),
-        FieldValue::String(_) => None,
+        other => other.as_f64(),
     }
 }
 
