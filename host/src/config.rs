@@ -48,6 +48,9 @@ pub struct Config {
     /// How often points past their tenant's `retention_days` are deleted.
     #[serde(default = "default_retention_interval_secs")]
     pub retention_interval_secs: u64,
+    /// Chunk bytes the embedded store's compaction may read and write a second (MiB).
+    #[serde(default = "default_compaction_mib_per_sec")]
+    pub compaction_mib_per_sec: u64,
     /// Every tenant's quotas, where its own `limits` don't set them.
     #[serde(default)]
     pub limits: Limits,
@@ -105,6 +108,12 @@ fn default_data_dir() -> PathBuf {
 // Retention is counted in days: a minute late is nothing, and a pass costs a scan.
 const fn default_retention_interval_secs() -> u64 {
     60
+}
+
+// A tenth of what a cheap SSD sustains: compaction trails the syncs by minutes at worst,
+// and ingest keeps the disk.
+const fn default_compaction_mib_per_sec() -> u64 {
+    8
 }
 
 /// HTTP ingest limits.
@@ -1108,6 +1117,9 @@ impl Config {
         }
         if self.retention_interval_secs == 0 {
             return Err("retention_interval_secs must be positive".into());
+        }
+        if self.compaction_mib_per_sec == 0 {
+            return Err("compaction_mib_per_sec must be positive".into());
         }
         let ingest = &self.ingest;
         if !(1..=MAX_SERIES_KEY_LIMIT).contains(&ingest.max_series_key_bytes) {

@@ -1,6 +1,7 @@
 //! Wiring: builds the transport, store, plugin registry, pipelines and HTTP API from a
 //! [`Config`], runs them, and shuts them down in order.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ use crate::registry::{Builder, Registry, TenantStore};
 use crate::server::{self, BodyBudget};
 use crate::store::{EmbeddedStore, ScyllaStore, Store};
 use crate::telemetry::Metrics;
+use crate::tenant::TenantId;
 use crate::time::secs;
 use crate::transport::kafka::{self, KafkaConsumer, KafkaProducer, KafkaStates, Topics};
 use crate::transport::{EmbeddedLog, GroupConsumer, Outbox, Producer, StateLog};
@@ -240,7 +242,17 @@ pub async fn run(
         store.clone(),
         Duration::from_secs(config.retention_interval_secs),
     ));
-    let usage_task = tokio::spawn(usage_loop(store.clone(), quotas.clone()));
+    let usage_task = tokio::spawn(usage_loop(
+        store.clone(),
+        quotas.clone(),
+        metrics.clone(),
+        config.data_dir.clone(),
+    ));
+    let compaction_task = tokio::spawn(compaction_loop(
+        store.clone(),
+        config.compaction_mib_per_sec.saturating_mul(1 << 20),
+        metrics.clone(),
+    ));
 
     let server_limits = config.ingest.server_limits();
     let app = Router::new()
@@ -336,6 +348,7 @@ pub async fn run(
     tracing::info!("Shutting down: draining the pipeline.");
     retention_task.abort();
     usage_task.abort();
+    compaction_task.abort();
     tokio::task::spawn_blocking(move || {
         runner.stop();
         if let Err(error) = producer.flush(SHUTDOWN_FLUSH) {
@@ -405,30 +418,96 @@ async fn expire_loop(store: Arc<dyn Store>, every: Duration) {
     }
 }
 
-/// How often each tenant's stored bytes are measured, for its storage quota.
-const USAGE_EVERY: Duration = Duration::from_secs(30);
+/// How often compaction looks for series whose chunks changed.
+const COMPACT_EVERY: Duration = Duration::from_secs(5);
 
-/// Measures the stored bytes of each tenant with a storage quota, for ingest to refuse
-/// writes past it.
-async fn usage_loop(store: Arc<dyn Store>, quotas: Arc<Quotas>) {
-    let mut tick = tokio::time::interval(USAGE_EVERY);
+/// Chunk bytes one compaction step reads and writes at most (about): the I/O budget's
+/// pauses come between steps.
+const COMPACT_STEP: u64 = 1 << 20;
+
+/// Merges small chunks into full ones and drops a replay's duplicates, where the store
+/// doesn't compact by itself, at about `bytes_per_sec` of chunk reads and writes: a
+/// background job that must not take the disk from ingest.
+async fn compaction_loop(store: Arc<dyn Store>, bytes_per_sec: u64, metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(COMPACT_EVERY);
     loop {
         tick.tick().await;
-        for tenant in quotas.tenants_with_storage_quota() {
-            let store = store.clone();
-            let measured = tokio::task::spawn_blocking({
-                let tenant = tenant.clone();
-                move || store.stored_bytes(&tenant)
+        loop {
+            let started = tokio::time::Instant::now();
+            let step = tokio::task::spawn_blocking({
+                let store = store.clone();
+                move || store.compact(COMPACT_STEP)
             })
             .await;
-            match measured {
-                Ok(Ok(Some(bytes))) => quotas.stored(&tenant, bytes),
-                Ok(Ok(None)) => {}
+            let done = match step {
+                Ok(Ok(done)) => done,
                 Ok(Err(error)) => {
-                    tracing::error!(%tenant, %error, "Could not measure the tenant's stored bytes.");
+                    tracing::error!(%error, "Compaction failed; it retries at its next pass.");
+                    break;
                 }
-                Err(error) => tracing::error!(%error, "Measuring stored bytes failed."),
+                Err(error) => {
+                    tracing::error!(%error, "Compaction task failed.");
+                    break;
+                }
+            };
+            metrics.compacted(&done);
+            let due = Duration::from_secs_f64(
+                (done.read + done.written) as f64 / bytes_per_sec.max(1) as f64,
+            );
+            tokio::time::sleep_until(started + due).await;
+            if !done.more {
+                break;
             }
         }
+    }
+}
+
+/// Shortest pause between two measurements of what each tenant stores.
+const USAGE_EVERY: Duration = Duration::from_secs(30);
+
+/// A measurement reads every chunk: the pause after one is at least this many times as long
+/// as it took, so measuring takes a small share of the disk however big the store grows.
+const USAGE_DUTY: u32 = 20;
+
+/// Measures what each tenant stores (raw points and each tier), for storage quotas and
+/// the admin metrics, and the bytes on disk under `data_dir`, for the public ones.
+async fn usage_loop(
+    store: Arc<dyn Store>,
+    quotas: Arc<Quotas>,
+    metrics: Arc<Metrics>,
+    data_dir: std::path::PathBuf,
+) {
+    loop {
+        let started = tokio::time::Instant::now();
+        let measured = tokio::task::spawn_blocking({
+            let (store, data_dir) = (store.clone(), data_dir.clone());
+            move || (store.usage(), crate::telemetry::disk_usage(&data_dir))
+        })
+        .await;
+        match measured {
+            Ok((usage, disk)) => {
+                match usage {
+                    Ok(Some(usage)) => {
+                        let mut totals: BTreeMap<&TenantId, u64> = BTreeMap::new();
+                        for u in &usage {
+                            *totals.entry(&u.tenant).or_default() += u.bytes;
+                        }
+                        // A tenant whose data all expired stores nothing, not what it did.
+                        for tenant in quotas.tenants_with_storage_quota() {
+                            quotas.stored(&tenant, totals.get(&tenant).copied().unwrap_or(0));
+                        }
+                        metrics.stored(&usage);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "Could not measure what each tenant stores.");
+                    }
+                }
+                metrics.disk(&disk);
+            }
+            Err(error) => tracing::error!(%error, "Measuring stored bytes failed."),
+        }
+        let took = started.elapsed();
+        tokio::time::sleep(USAGE_EVERY.max(took * USAGE_DUTY)).await;
     }
 }

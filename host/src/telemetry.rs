@@ -105,6 +105,24 @@ pub struct PluginLabels {
     pub plugin: String,
 }
 
+/// Labels of what a tenant stores in one place.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StoredLabels {
+    /// Tenant name.
+    pub tenant: String,
+    /// `raw` (points) or `rollup` (a tier's windows).
+    pub data: &'static str,
+    /// The rollup tier; empty for raw points.
+    pub tier: String,
+}
+
+/// Labels of a part of the data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DiskLabels {
+    /// The entry of the data directory (`store`, `log`, `dead-letters.jsonl`, ...).
+    pub path: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -166,6 +184,18 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// HTTP connections closed at once because the connection limit was reached.
     pub connections_refused: Counter,
+    /// Bytes each tenant stores, raw points and each tier apart.
+    pub stored_bytes: Family<StoredLabels, Gauge>,
+    /// Bytes on disk of each entry of the data directory.
+    pub disk_bytes: Family<DiskLabels, Gauge>,
+    /// Chunk bytes compaction read.
+    pub compaction_read_bytes: Counter,
+    /// Chunk bytes compaction wrote.
+    pub compaction_written_bytes: Counter,
+    /// Chunks compaction replaced (small ones merged, or holding duplicates).
+    pub compaction_replaced_chunks: Counter,
+    /// Points compaction dropped because a later sync held the same time (a replay's).
+    pub compaction_duplicate_points: Counter,
 }
 
 impl Default for Metrics {
@@ -197,6 +227,12 @@ impl Default for Metrics {
             partitions_owned: Gauge::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
+            stored_bytes: Family::default(),
+            disk_bytes: Family::default(),
+            compaction_read_bytes: Counter::default(),
+            compaction_written_bytes: Counter::default(),
+            compaction_replaced_chunks: Counter::default(),
+            compaction_duplicate_points: Counter::default(),
         };
         m.register()
     }
@@ -331,7 +367,70 @@ impl Metrics {
             "HTTP connections closed at once at the connection limit (ingest.max_connections)",
             self.connections_refused.clone(),
         );
+        r.register(
+            "stored_bytes",
+            "Bytes each tenant stores (keys and encoded values), raw points and each rollup tier apart",
+            self.stored_bytes.clone(),
+        );
+        r.register(
+            "disk_bytes",
+            "Bytes on disk (allocated) of each entry of the data directory",
+            self.disk_bytes.clone(),
+        );
+        r.register(
+            "compaction_read_bytes",
+            "Chunk bytes compaction read",
+            self.compaction_read_bytes.clone(),
+        );
+        r.register(
+            "compaction_written_bytes",
+            "Chunk bytes compaction wrote",
+            self.compaction_written_bytes.clone(),
+        );
+        r.register(
+            "compaction_replaced_chunks",
+            "Chunks compaction replaced (small ones merged, or holding a replay's duplicates)",
+            self.compaction_replaced_chunks.clone(),
+        );
+        r.register(
+            "compaction_duplicate_points",
+            "Points compaction dropped because a later sync held the same time",
+            self.compaction_duplicate_points.clone(),
+        );
         self
+    }
+
+    /// Sets what each tenant stores, as a store measured it (tenants gone are dropped).
+    pub fn stored(&self, usage: &[crate::store::Usage]) {
+        self.stored_bytes.clear();
+        for u in usage {
+            let labels = StoredLabels {
+                tenant: u.tenant.to_string(),
+                data: if u.tier.is_some() { "rollup" } else { "raw" },
+                tier: u.tier.clone().unwrap_or_default(),
+            };
+            self.stored_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(u.bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets the bytes on disk of each entry of the data directory.
+    pub fn disk(&self, entries: &[(String, u64)]) {
+        self.disk_bytes.clear();
+        for (path, bytes) in entries {
+            self.disk_bytes
+                .get_or_create(&DiskLabels { path: path.clone() })
+                .set(i64::try_from(*bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts what a compaction step did.
+    pub fn compacted(&self, done: &crate::store::Compacted) {
+        self.compaction_read_bytes.inc_by(done.read);
+        self.compaction_written_bytes.inc_by(done.written);
+        self.compaction_replaced_chunks.inc_by(done.replaced);
+        self.compaction_duplicate_points.inc_by(done.duplicates);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -354,6 +453,37 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Bytes on disk (allocated blocks, what `du` counts) of each entry of `dir`, by name;
+/// entries that vanish while walked count what was seen. Empty when `dir` can't be read.
+pub fn disk_usage(dir: &std::path::Path) -> Vec<(String, u64)> {
+    fn walk(path: &std::path::Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return 0;
+        };
+        let own = meta.blocks().saturating_mul(512);
+        if !meta.is_dir() {
+            return own;
+        }
+        let children = std::fs::read_dir(path).into_iter().flatten().flatten();
+        children.fold(own, |total, e| total.saturating_add(walk(&e.path())))
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, u64)> = entries
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                walk(&e.path()),
+            )
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Installs the global tracing subscriber: `RUST_LOG`-style filter (default `info`), text or

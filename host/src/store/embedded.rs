@@ -16,11 +16,12 @@ use std::time::Duration;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::chunk::{self, Sample};
+use super::compaction::{self, Stored};
 use super::head::Head;
 use super::{
-    Batch, LatePage, LateRecord, PointError, Reach, ReadPage, Refused, Retention, Rollup,
-    RollupPage, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, Tier, alert_id,
-    keys,
+    Batch, Compacted, LatePage, LateRecord, PointError, Reach, ReadPage, Refused, Retention,
+    Rollup, RollupPage, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, Tier,
+    Usage, alert_id, keys,
 };
 use crate::format;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
@@ -34,6 +35,12 @@ const KNOWN_SERIES_CAP: usize = 1_000_000;
 /// Most points that may wait for a sync by default: about 10 s of the bulk bench's rate,
 /// some 400 MB of head.
 const HEAD_LIMIT: usize = 10_000_000;
+
+/// Sealed journals kept at most before fjall flushes the keyspaces that hold them back.
+const JOURNALS_BYTES: u64 = 64 << 20;
+
+/// Chunks a compaction reads of a series at first; more when a group spans them all.
+const COMPACTION_WINDOW: usize = 64;
 
 /// Key of the next sync sequence in the `meta` keyspace.
 const NEXT_SEQ: &[u8] = b"next-sync-seq";
@@ -229,6 +236,12 @@ pub struct EmbeddedStore {
     /// How long each tenant keeps its raw points (tier none) and each tier its windows,
     /// as their latest writes said.
     retentions: Mutex<BTreeMap<(TenantId, Option<String>), Duration>>,
+    /// Series whose chunks compaction has not seen since they changed, each with the
+    /// earliest time written since (every series at open: a restart looks at all once).
+    dirty: Mutex<BTreeMap<u64, Nanos>>,
+    /// Held while a series' chunks are rewritten (compaction, expiry), so neither undoes
+    /// the other's.
+    rewriting: Mutex<()>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -245,7 +258,15 @@ impl EmbeddedStore {
     /// # Errors
     /// When the directory can't be opened.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder(dir).open().map_err(storage)?;
+        // Sealed journals are deleted once every keyspace holding data in them has flushed
+        // its memtable; a keyspace written little (meta, alerts) flushes late, so fjall's
+        // default lets them pile up to 512 MiB. At 64 MiB it flushes those stragglers
+        // sooner. (The active journal, up to 64 MB, fjall 3.1 keeps until it fills: it has
+        // no public call to cut it short.)
+        let db = Database::builder(dir)
+            .max_journaling_size(JOURNALS_BYTES)
+            .open()
+            .map_err(storage)?;
         let keyspace = |name: &str| {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(storage)
@@ -263,9 +284,12 @@ impl EmbeddedStore {
         );
         // Ids continue after the highest one in the index.
         let mut next_id = 1;
+        let mut dirty = BTreeMap::new();
         for kv in series.iter() {
             let value = kv.value().map_err(storage)?;
-            next_id = next_id.max(Indexed::decode(&value)?.id + 1);
+            let id = Indexed::decode(&value)?.id;
+            next_id = next_id.max(id + 1);
+            dirty.insert(id, Nanos::MIN);
         }
         let seq = match meta.get(NEXT_SEQ).map_err(storage)? {
             Some(v) => decode_u64(&v)?,
@@ -323,6 +347,8 @@ impl EmbeddedStore {
             chunk_format_from,
             failed: Mutex::default(),
             retentions: Mutex::new(retentions),
+            dirty: Mutex::new(dirty),
+            rewriting: Mutex::default(),
         })
     }
 
@@ -342,6 +368,7 @@ impl EmbeddedStore {
         let mut removed = 0;
         for series in self.series(tenant, &SeriesFilter::default())? {
             let key = keys::series(tenant, &series);
+            let _rewriting = lock(&self.rewriting);
             // Held throughout, so no write adds to the series while it may be dropped.
             let mut shared = lock(&self.shared);
             let Some(id) = self.id_of(&shared, &key)? else {
@@ -731,7 +758,163 @@ impl EmbeddedStore {
     }
 }
 
+/// Notes that series `id` changed from time `from` on.
+fn mark_dirty(dirty: &mut BTreeMap<u64, Nanos>, id: u64, from: Nanos) {
+    let earliest = dirty.entry(id).or_insert(from);
+    *earliest = (*earliest).min(from);
+}
+
+/// Compaction: see [`compaction`].
+impl EmbeddedStore {
+    /// Compacts series `id` where it changed from `from` on: rewrites the first clear
+    /// group of its chunks from the one holding its last points before `from` (the tail
+    /// the new points may fill). Returns what it did, and where to go on from when chunks
+    /// after the group wait still.
+    fn compact_series(
+        &self,
+        id: u64,
+        from: Nanos,
+    ) -> Result<(Compacted, Option<Nanos>), StoreError> {
+        let _rewriting = lock(&self.rewriting);
+        let series_start = keys::chunk(id, Nanos::MIN, 0).to_vec();
+        let series_end = keys::chunk(id, Nanos::MAX, u64::MAX).to_vec();
+        let before = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
+            match self
+                .chunks
+                .range(series_start.clone()..key.to_vec())
+                .next_back()
+            {
+                Some(kv) => Ok(Some(kv.key().map_err(storage)?.to_vec())),
+                None => Ok(None),
+            }
+        };
+        let from_key = keys::chunk(id, from, 0).to_vec();
+        let mut start = before(&from_key)?.unwrap_or(from_key);
+        let mut width = COMPACTION_WINDOW;
+        let mut done = Compacted::default();
+        loop {
+            let (window, complete) = self.chunk_window(&start, &series_end, width, &mut done)?;
+            // A group of one chunk left alone gains nothing and goes nowhere: read more.
+            let clear = compaction::clear_prefix(&window, complete).filter(|&k| complete || k > 1);
+            let Some(k) = clear else {
+                if complete {
+                    return Ok((done, None));
+                }
+                width = width.saturating_mul(4);
+                continue;
+            };
+            let group = &window[..k];
+            // No chunk before the group may end inside it; the one just before ends last.
+            let (first, end) = compaction::span(group);
+            if let Some(key) = before(&start)? {
+                let (last, _) = keys::chunk_time_seq(&key)
+                    .ok_or_else(|| StoreError::Corrupt(format!("chunk key {key:?}")))?;
+                if last >= first {
+                    start = key;
+                    continue;
+                }
+            }
+            if let Some(rewrite) = compaction::rewrite(group) {
+                done.add(self.commit_rewrite(id, group, &rewrite)?);
+            }
+            return Ok((done, (!complete).then(|| end.saturating_add(1))));
+        }
+    }
+
+    /// Up to `width` chunks from key `start` to `end`, decoded, counting the bytes read
+    /// into `done`; and whether they are all there are.
+    fn chunk_window(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        width: usize,
+        done: &mut Compacted,
+    ) -> Result<(Vec<Stored>, bool), StoreError> {
+        let mut window = Vec::new();
+        for kv in self.chunks.range(start.to_vec()..=end.to_vec()) {
+            if window.len() == width {
+                return Ok((window, false));
+            }
+            let (key, value) = kv.into_inner().map_err(storage)?;
+            done.read += value.len() as u64;
+            let (_, seq) = keys::chunk_time_seq(&key)
+                .ok_or_else(|| StoreError::Corrupt(format!("chunk key {key:?}")))?;
+            window.push(Stored {
+                samples: self.decode_chunk(&key, &value)?,
+                legacy: self.is_legacy(&key),
+                key: key.to_vec(),
+                seq,
+            });
+        }
+        Ok((window, true))
+    }
+
+    /// Replaces `group`'s chunks of series `id` by `rewrite`'s, in one batch, durable with
+    /// the next sync (a crash before leaves the group as it was).
+    fn commit_rewrite(
+        &self,
+        id: u64,
+        group: &[Stored],
+        rewrite: &compaction::Rewrite,
+    ) -> Result<Compacted, StoreError> {
+        // The merged chunks rank as the group's newest sync did.
+        let seq = group.iter().map(|c| c.seq).max().unwrap_or(0);
+        let new: Vec<([u8; 24], Vec<u8>)> = rewrite
+            .chunks
+            .iter()
+            .map(|r| {
+                let points: Vec<&Sample> = rewrite.samples[r.clone()].iter().collect();
+                let last = points.last().map_or(0, |s| s.0);
+                (keys::chunk(id, last, seq), chunk::encode(&points))
+            })
+            .collect();
+        let mut batch = self.db.batch();
+        for &i in &rewrite.replaced {
+            let key = &group[i].key;
+            if !new.iter().any(|(k, _)| k[..] == key[..]) {
+                batch.remove(&self.chunks, key.clone());
+            }
+        }
+        let mut written = 0;
+        for (key, bytes) in new {
+            written += bytes.len() as u64;
+            batch.insert(&self.chunks, key, bytes);
+        }
+        self.commit_for_sync(batch)?;
+        Ok(Compacted {
+            written,
+            replaced: rewrite.replaced.len() as u64,
+            chunks: rewrite.chunks.len() as u64,
+            duplicates: rewrite.duplicates as u64,
+            ..Compacted::default()
+        })
+    }
+}
+
 impl Store for EmbeddedStore {
+    fn compact(&self, budget: u64) -> Result<Compacted, StoreError> {
+        let mut done = Compacted::default();
+        while done.read + done.written < budget {
+            let Some((id, from)) = lock(&self.dirty).pop_first() else {
+                break;
+            };
+            match self.compact_series(id, from) {
+                Ok((did, next)) => {
+                    if let Some(next) = next {
+                        mark_dirty(&mut lock(&self.dirty), id, next);
+                    }
+                    done.add(did);
+                }
+                Err(error) => {
+                    mark_dirty(&mut lock(&self.dirty), id, from);
+                    return Err(error);
+                }
+            }
+        }
+        done.more = !lock(&self.dirty).is_empty();
+        Ok(done)
+    }
+
     fn write(&self, batches: &[Batch<'_>], through: Through) -> Result<Vec<Refused>, StoreError> {
         for batch in batches {
             self.note_retention(batch.tenant, None, batch.retention)?;
@@ -838,6 +1021,11 @@ impl Store for EmbeddedStore {
         shared.syncing = None;
         match result {
             Ok(()) => {
+                let mut dirty = lock(&self.dirty);
+                for (id, samples) in head.series() {
+                    let first = samples.iter().map(|s| s.0).min().unwrap_or(Nanos::MAX);
+                    mark_dirty(&mut dirty, id, first);
+                }
                 synced.seq = seq + 1;
                 synced.through = through;
                 Ok(synced.through())
@@ -869,23 +1057,55 @@ impl Store for EmbeddedStore {
         list_series(&self.series, tenant, filter, after, limit)
     }
 
-    /// Chunk bytes of each of the tenant's series (points not synced yet count when they
-    /// are).
-    fn stored_bytes(&self, tenant: &TenantId) -> Result<Option<u64>, StoreError> {
-        let mut bytes = 0u64;
-        for series in self.series(tenant, &SeriesFilter::default())? {
-            let id = {
-                let shared = lock(&self.shared);
-                self.id_of(&shared, &keys::series(tenant, &series))?
-            };
-            let Some(id) = id else { continue };
-            let all = keys::chunk(id, Nanos::MIN, 0)..=keys::chunk(id, Nanos::MAX, u64::MAX);
-            for kv in self.chunks.range(all) {
-                let (key, value) = kv.into_inner().map_err(storage)?;
-                bytes = bytes.saturating_add((key.len() + value.len()) as u64);
+    /// Chunk bytes by the tenant of their series, rollup rows by tenant and tier (points
+    /// not synced yet count once they are).
+    fn usage(&self) -> Result<Option<Vec<Usage>>, StoreError> {
+        let corrupt = |what: &str, key: &[u8]| StoreError::Corrupt(format!("{what} key {key:?}"));
+        // Chunks are keyed by series id: the index says whose each id is.
+        let mut tenants: Vec<String> = Vec::new();
+        let mut whose: foldhash::HashMap<u64, usize> = foldhash::HashMap::default();
+        for kv in self.series.iter() {
+            let (key, value) = kv.into_inner().map_err(storage)?;
+            let tenant = keys::tenant(&key).ok_or_else(|| corrupt("series", &key))?;
+            // The index is in key order: a tenant's series are together.
+            if tenants.last().is_none_or(|t| t != tenant) {
+                tenants.push(tenant.to_owned());
+            }
+            whose.insert(Indexed::decode(&value)?.id, tenants.len() - 1);
+        }
+        let mut bytes: BTreeMap<(String, Option<String>), u64> = BTreeMap::new();
+        let mut raw = vec![0u64; tenants.len()];
+        for kv in self.chunks.iter() {
+            let (key, value) = kv.into_inner().map_err(storage)?;
+            let id = decode_u64(key.get(..8).ok_or_else(|| corrupt("chunk", &key))?)?;
+            // A series expired meanwhile has no index entry: its chunks go with it.
+            if let Some(&i) = whose.get(&id) {
+                raw[i] = raw[i].saturating_add((key.len() + value.len()) as u64);
             }
         }
-        Ok(Some(bytes))
+        for (tenant, raw) in tenants.into_iter().zip(raw) {
+            *bytes.entry((tenant, None)).or_default() += raw;
+        }
+        for kv in self.rollups.iter() {
+            let (key, value) = kv.into_inner().map_err(storage)?;
+            let (tenant, tier) = keys::tenant(&key)
+                .and_then(|scope| scope.split_once('\0'))
+                .ok_or_else(|| corrupt("rollup", &key))?;
+            let total = bytes
+                .entry((tenant.to_owned(), Some(tier.to_owned())))
+                .or_default();
+            *total = total.saturating_add((key.len() + value.len()) as u64);
+        }
+        Ok(Some(
+            bytes
+                .into_iter()
+                .map(|((tenant, tier), bytes)| Usage {
+                    tenant: TenantId::new(&tenant),
+                    tier,
+                    bytes,
+                })
+                .collect(),
+        ))
     }
 
     fn read_page(
@@ -1259,6 +1479,245 @@ mod tests {
             .iter()
             .map(|(ts, v)| (*ts, FieldValue::Float(*v)))
             .collect()
+    }
+
+    /// Chunks of series `id` in the store, as (last time, sync sequence, points).
+    fn chunk_shapes(store: &EmbeddedStore, id: u64) -> Vec<(Nanos, u64, usize)> {
+        store
+            .chunks_in(id, &(Nanos::MIN..Nanos::MAX))
+            .map(|c| {
+                let (last, seq, samples) = c.expect("chunk");
+                (last, seq, samples.len())
+            })
+            .collect()
+    }
+
+    fn id_of(store: &EmbeddedStore, tenant: &TenantId, series: &SeriesKey) -> u64 {
+        let shared = lock(&store.shared);
+        store
+            .id_of(&shared, &keys::series(tenant, series))
+            .expect("index")
+            .expect("indexed")
+    }
+
+    /// Bytes of `tenant`'s raw points, as [`Store::usage`] tells.
+    fn raw_bytes(store: &EmbeddedStore, tenant: &TenantId) -> u64 {
+        let usage = store.usage().expect("usage").expect("measured");
+        usage
+            .iter()
+            .find(|u| u.tenant == *tenant && u.tier.is_none())
+            .map_or(0, |u| u.bytes)
+    }
+
+    /// Compacts until nothing waits.
+    fn compact_all(store: &EmbeddedStore) -> Compacted {
+        let mut all = Compacted::default();
+        loop {
+            let done = store.compact(u64::MAX).expect("compact");
+            all.add(done);
+            if !done.more {
+                return all;
+            }
+        }
+    }
+
+    #[test]
+    fn usage_counts_each_tenants_raw_points_and_tiers_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, ab) = (TenantId::new("a"), TenantId::new("ab"));
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let lines = |n: i64| {
+            (0..n)
+                .map(|t| format!("cpu,host=x usage={t} {t}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        store
+            .write(&[forever(&a, &pts(&lines(10)))], AT)
+            .expect("write");
+        store
+            .write(&[forever(&ab, &pts(&lines(1_000)))], AT)
+            .expect("write");
+        let row = Rollup {
+            series: only(&store, &a, "x"),
+            start: 0,
+            end: 60,
+            values: vec![(crate::aggregate::Function::Mean, 1.0)],
+        };
+        let tier = Tier {
+            name: "1m",
+            retention: Retention::Forever,
+        };
+        store.write_rollups(&a, tier, &[row], &[]).expect("rollups");
+        // Not synced: no chunk yet, and no raw bytes.
+        assert_eq!(raw_bytes(&store, &a), 0);
+        store.sync().expect("sync");
+        let usage = store.usage().expect("usage").expect("measured");
+        let of = |t: &TenantId, tier: Option<&str>| {
+            usage
+                .iter()
+                .find(|u| u.tenant == *t && u.tier.as_deref() == tier)
+                .map(|u| u.bytes)
+        };
+        let (a_raw, ab_raw) = (of(&a, None).expect("a"), of(&ab, None).expect("ab"));
+        assert!(a_raw > 0 && ab_raw > a_raw, "a {a_raw}, ab {ab_raw}");
+        assert!(of(&a, Some("1m")).expect("a's tier") > 0);
+        assert_eq!(of(&ab, Some("1m")), None);
+        assert_eq!(usage.len(), 3);
+    }
+
+    #[test]
+    fn compaction_merges_one_point_syncs_into_full_chunks_and_reads_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        // A slow series: one point a sync, 10 s apart, for 3 hours (a chunk spans 1 h).
+        let n: i64 = 3 * 360;
+        for i in 0..n {
+            let line = format!("cpu,host=x usage={}.25 {}", i % 97, i * 10_000_000_000);
+            store.write(&[forever(&a, &pts(&line))], AT).expect("write");
+            store.sync().expect("sync");
+        }
+        let x = only(&store, &a, "x");
+        let id = id_of(&store, &a, &x);
+        assert_eq!(chunk_shapes(&store, id).len(), n as usize);
+        let before = store.read(&a, &x, Nanos::MIN..Nanos::MAX).expect("read");
+        let bytes_before = raw_bytes(&store, &a);
+        let done = compact_all(&store);
+        // Every one-point chunk went (a group's last chunk may be merged again with the
+        // next window's).
+        assert!(done.replaced >= n as u64, "{done:?}");
+        assert_eq!(done.duplicates, 0);
+        let shapes = chunk_shapes(&store, id);
+        // Each chunk spans at most an hour: 361 points of 10 s steps; three hours take 3.
+        assert!(shapes.len() <= 4, "{shapes:?}");
+        assert_eq!(shapes.iter().map(|s| s.2).sum::<usize>(), n as usize);
+        assert_eq!(
+            store.read(&a, &x, Nanos::MIN..Nanos::MAX).expect("read"),
+            before
+        );
+        let bytes_after = raw_bytes(&store, &a);
+        assert!(
+            bytes_after * 5 < bytes_before,
+            "{bytes_before} bytes before, {bytes_after} after"
+        );
+        // Nothing more to gain: a second pass rewrites nothing.
+        store.sync().expect("sync");
+        assert_eq!(compact_all(&store).replaced, 0);
+        // Durable: a reopen reads the merged chunks (and its own pass finds nothing to do).
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.read(&a, &x, Nanos::MIN..Nanos::MAX).expect("read"),
+            before
+        );
+        assert_eq!(compact_all(&store).replaced, 0);
+        assert_eq!(chunk_shapes(&store, id), shapes);
+    }
+
+    #[test]
+    fn compaction_drops_a_replays_duplicates_and_keeps_the_latest_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let lines = |from: i64, to: i64, v: i64| {
+            (from..to)
+                .map(|t| format!("cpu,host=x usage={v} {t}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        store
+            .write(&[forever(&a, &pts(&lines(0, 100, 1)))], AT)
+            .expect("write");
+        store.sync().expect("sync");
+        // A replay of 50..100 (after a crash lost the commit), then a rewrite of 90..95.
+        store
+            .write(&[forever(&a, &pts(&lines(50, 120, 1)))], AT)
+            .expect("replay");
+        store.sync().expect("sync");
+        store
+            .write(&[forever(&a, &pts(&lines(90, 95, 2)))], AT)
+            .expect("rewrite");
+        store.sync().expect("sync");
+        let x = only(&store, &a, "x");
+        assert_eq!(
+            store.stored_samples(&a, &x).expect("samples").len(),
+            100 + 70 + 5
+        );
+        let want: Vec<Sample> = (0..120)
+            .map(|t| {
+                (
+                    t,
+                    FieldValue::Float(if (90..95).contains(&t) { 2.0 } else { 1.0 }),
+                )
+            })
+            .collect();
+        assert_eq!(store.read(&a, &x, 0..1_000).expect("read"), want);
+        let done = compact_all(&store);
+        assert_eq!(done.duplicates, 55);
+        assert_eq!(store.stored_samples(&a, &x).expect("samples"), want);
+        assert_eq!(store.read(&a, &x, 0..1_000).expect("read"), want);
+        // A point written after compaction still wins over the merged chunk.
+        store
+            .write(&[forever(&a, &pts("cpu,host=x usage=3 10"))], AT)
+            .expect("write");
+        store.sync().expect("sync");
+        compact_all(&store);
+        assert_eq!(
+            store.read(&a, &x, 10..11).expect("read"),
+            floats(&[(10, 3.0)])
+        );
+        assert_eq!(store.stored_samples(&a, &x).expect("samples").len(), 120);
+    }
+
+    #[test]
+    fn compaction_racing_syncs_and_expiry_loses_no_point_and_keeps_none_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let compactor = std::thread::spawn({
+            let (store, stop) = (store.clone(), stop.clone());
+            move || {
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    store.compact(4_096).expect("compact");
+                }
+            }
+        });
+        // Two series, points out of order and rewritten, a sync after every few writes.
+        let mut want: BTreeMap<(&str, Nanos), f64> = BTreeMap::new();
+        for round in 0..300i64 {
+            let t = (round * 7_919) % 1_000;
+            let host = if round % 3 == 0 { "x" } else { "y" };
+            let line = format!("cpu,host={host} usage={round} {t}");
+            store.write(&[forever(&a, &pts(&line))], AT).expect("write");
+            want.insert((host, t), round as f64);
+            if round % 4 == 0 {
+                store.sync().expect("sync");
+            }
+            if round == 200 {
+                // Expiry of everything before 100, racing compaction.
+                store.expire(&a, 100).expect("expire");
+                want.retain(|(_, t), _| *t >= 100);
+            }
+        }
+        store.sync().expect("sync");
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        compactor.join().expect("compactor");
+        compact_all(&store);
+        for host in ["x", "y"] {
+            let s = only(&store, &a, host);
+            let expected: Vec<Sample> = want
+                .iter()
+                .filter(|((h, _), _)| *h == host)
+                .map(|((_, t), v)| (*t, FieldValue::Float(*v)))
+                .collect();
+            assert_eq!(
+                store.read(&a, &s, Nanos::MIN..Nanos::MAX).expect("read"),
+                expected
+            );
+            assert_eq!(store.stored_samples(&a, &s).expect("samples"), expected);
+        }
     }
 
     #[test]

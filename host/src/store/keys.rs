@@ -118,6 +118,11 @@ pub fn decode_time(bytes: &[u8]) -> Option<Nanos> {
     Some((raw ^ (1 << 63)) as Nanos)
 }
 
+/// The tenant component of a series key (or of a rollup key: its tier scope).
+pub fn tenant(mut bytes: &[u8]) -> Option<&str> {
+    take(&mut bytes)
+}
+
 /// Decodes a series key (without tenant check).
 pub fn decode_series(mut bytes: &[u8]) -> Option<SeriesKey> {
     let b = &mut bytes;
@@ -156,6 +161,7 @@ mod tests {
         };
         let key = series(&t, &s);
         assert_eq!(decode_series(&key), Some(s));
+        assert_eq!(tenant(&key), Some("a"));
         assert!(key.starts_with(&prefix(&t, Some("cpu"), Some("usage"))));
         assert!(!key.starts_with(&prefix(&TenantId::new("ab"), None, None)));
     }

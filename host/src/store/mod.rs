@@ -14,6 +14,7 @@
 //! runtime of its own (see [`ScyllaStore`]).
 
 pub mod chunk;
+mod compaction;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod embedded;
@@ -405,6 +406,44 @@ impl StoreError {
     }
 }
 
+/// Bytes one tenant's data takes in one place: its raw points, or a rollup tier's windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// Whose data.
+    pub tenant: TenantId,
+    /// The rollup tier; none for raw points.
+    pub tier: Option<String>,
+    /// Bytes of keys and encoded values.
+    pub bytes: u64,
+}
+
+/// What a [`Store::compact`] pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    /// Chunk bytes read.
+    pub read: u64,
+    /// Chunk bytes written.
+    pub written: u64,
+    /// Chunks replaced by the rewrites.
+    pub replaced: u64,
+    /// Chunks the rewrites wrote.
+    pub chunks: u64,
+    /// Points dropped because a later sync held the same time.
+    pub duplicates: u64,
+    /// Whether series wait for compaction still: call again (after the I/O budget's pause).
+    pub more: bool,
+}
+
+impl Compacted {
+    fn add(&mut self, other: Compacted) {
+        self.read += other.read;
+        self.written += other.written;
+        self.replaced += other.replaced;
+        self.chunks += other.chunks;
+        self.duplicates += other.duplicates;
+    }
+}
+
 /// Durable storage of points.
 pub trait Store: Send + Sync + 'static {
     /// Writes the points of each tenant, processed from records of a partition up to
@@ -562,12 +601,26 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
-    /// Bytes `tenant`'s raw points take (for its storage quota), or none where the store
-    /// can't tell cheaply.
+    /// Merges small chunks of series into full ones and drops points a replay stored
+    /// twice, reading and writing about `budget` bytes at most before it returns (it
+    /// may exceed it by one series' group). Stores that compact by themselves (ScyllaDB)
+    /// do nothing.
+    ///
+    /// # Errors
+    /// On storage failure; what was committed before stays (each group is rewritten
+    /// atomically).
+    fn compact(&self, _budget: u64) -> Result<Compacted, StoreError> {
+        Ok(Compacted::default())
+    }
+
+    /// Bytes each tenant's data takes: its raw points and each rollup tier apart (keys and
+    /// encoded values, before the storage engine's compression of its own), for storage
+    /// quotas and metrics; none where the store can't tell cheaply. Reads every chunk
+    /// and row: a job for now and then.
     ///
     /// # Errors
     /// On storage failure.
-    fn stored_bytes(&self, _tenant: &TenantId) -> Result<Option<u64>, StoreError> {
+    fn usage(&self) -> Result<Option<Vec<Usage>>, StoreError> {
         Ok(None)
     }
 

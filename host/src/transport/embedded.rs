@@ -1,21 +1,21 @@
-//! The single-machine transport: a durable partitioned log on fjall (an LSM storage engine),
-//! with group commit.
+//! The single-machine transport: a durable partitioned log in segment files
+//! ([`super::segments`]), with group commit.
 //!
-//! One keyspace per partition maps big-endian offsets to postcard-encoded records; consumer
-//! offsets live in their own keyspace. Appends from all request handlers go to one writer
-//! thread, which writes everything pending as one batch and syncs the journal once, then
-//! acknowledges them all: one fsync per group, not per request. Committed records are
-//! deleted: the log has one consumer group, whose one member ([`EmbeddedConsumer`]) owns
-//! every partition.
+//! Appends from all request handlers go to one writer thread, which writes everything
+//! pending as one write to the active segment and syncs it once, then acknowledges them
+//! all: one fsync per group, not per request. Processed records give their disk back by
+//! whole segments once committed: the log has one consumer group, whose one member
+//! ([`EmbeddedConsumer`]) owns every partition. Logs of the releases that kept the log in
+//! fjall are moved into segments when first opened.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-
 use super::backlog::Unread;
+use super::segments::Segments;
 use super::{
     Backlog, Committer, Delivered, GroupConsumer, Offset, Partition, PartitionReader, Producer,
     Rebalance, Record, TransportError, Undecodable,
@@ -26,6 +26,10 @@ use crate::tenant::TenantId;
 /// Appends waiting for the writer at most; more block the caller (backpressure).
 const PENDING_APPENDS: usize = 1024;
 
+/// After this long without appends the writer deletes a fully processed active segment:
+/// an idle log takes no disk.
+const IDLE: Duration = Duration::from_secs(1);
+
 type Reply = SyncSender<Result<(), TransportError>>;
 
 /// An append request for the writer thread: encoded records (with their tenants, for the
@@ -33,33 +37,25 @@ type Reply = SyncSender<Result<(), TransportError>>;
 /// syncs.
 type Append = (Vec<(Partition, TenantId, Vec<u8>)>, Reply);
 
-struct PartitionLog {
-    keyspace: Keyspace,
-    /// The first offset written in the versioned record format ([`format::encode_record`]);
-    /// records before it are in the format of releases before it.
-    v1_from: Offset,
-    /// Next offset to assign, and a signal for fetchers waiting on new records.
+/// A partition's next offset, and a signal for fetchers waiting on new records.
+struct PartitionEnd {
     end: Mutex<Offset>,
     grown: Condvar,
 }
 
 /// A durable partitioned log in a directory.
 pub struct EmbeddedLog {
-    db: Database,
-    partitions: Vec<Arc<PartitionLog>>,
-    offsets: Keyspace,
+    segments: Arc<Segments>,
+    partitions: Vec<Arc<PartitionEnd>>,
     writer: Mutex<Option<SyncSender<Append>>>,
-    /// The first storage failure: fjall refuses every write after one (it poisons itself),
-    /// so the log is unusable until a restart reopens it.
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The first storage failure: the log refuses every append after one (what a failed
+    /// write or fsync left on disk is unknown until a reopen cuts the torn end off).
     failed: Arc<Mutex<Option<String>>>,
-    /// Journal syncs so far: what a test counts to prove appends are durable on return.
+    /// Segment syncs so far: what a test counts to prove appends are durable on return.
     syncs: Arc<AtomicU64>,
     /// What the pipeline has not read yet, for backpressure.
     unread: Arc<Unread>,
-}
-
-fn storage(e: impl std::fmt::Display) -> TransportError {
-    TransportError::Storage(e.to_string())
 }
 
 impl EmbeddedLog {
@@ -68,75 +64,45 @@ impl EmbeddedLog {
     /// # Errors
     /// When the directory can't be opened, or holds a log with another number of
     /// partitions ([`TransportError::PartitionCount`]).
-    pub fn open(dir: &std::path::Path, partitions: u32) -> Result<Arc<Self>, TransportError> {
-        let db = Database::builder(dir).open().map_err(storage)?;
-        let found = (0..)
-            .take_while(|p| db.keyspace_exists(&format!("p{p}")))
-            .count() as u32;
-        if found != 0 && found != partitions {
-            return Err(TransportError::PartitionCount {
-                place: dir.display().to_string(),
-                found,
-                configured: partitions,
-            });
-        }
-        let offsets = db
-            .keyspace("offsets", KeyspaceCreateOptions::default)
-            .map_err(storage)?;
-        let mut logs = Vec::new();
-        let mut positions = Vec::new();
-        for p in 0..partitions {
-            let keyspace = db
-                .keyspace(&format!("p{p}"), KeyspaceCreateOptions::default)
-                .map_err(storage)?;
-            let end = match keyspace.last_key_value() {
-                Some(kv) => decode_offset(&kv.key().map_err(storage)?)? + 1,
-                // An empty partition may have been consumed and truncated: continue after the
-                // highest committed offset so offsets never repeat.
-                None => max_committed(&offsets, p)?,
-            };
-            let v1_from = match offsets.get(format_key(p)).map_err(storage)? {
-                Some(v) => decode_offset(&v)?,
-                None => {
-                    offsets
-                        .insert(format_key(p), end.to_be_bytes())
-                        .map_err(storage)?;
-                    end
-                }
-            };
-            positions.push((committed(&offsets, GROUP, p)?, end));
-            logs.push(Arc::new(PartitionLog {
-                keyspace,
-                v1_from,
-                end: Mutex::new(end),
-                grown: Condvar::new(),
-            }));
-        }
+    pub fn open(dir: &Path, partitions: u32) -> Result<Arc<Self>, TransportError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TransportError::Storage(format!("creating {}: {e}", dir.display())))?;
+        super::fjall_log::migrate(dir, partitions)?;
+        let segments = Arc::new(Segments::open(dir, partitions)?);
+        let positions = segments.positions();
+        let ends: Vec<Arc<PartitionEnd>> = positions
+            .iter()
+            .map(|(_, end)| {
+                Arc::new(PartitionEnd {
+                    end: Mutex::new(*end),
+                    grown: Condvar::new(),
+                })
+            })
+            .collect();
         let (tx, rx) = sync_channel(PENDING_APPENDS);
         let failed = Arc::new(Mutex::new(None));
         let syncs = Arc::new(AtomicU64::new(0));
         let unread = Arc::new(Unread::new(positions));
-        let log = Arc::new(Self {
-            db: db.clone(),
-            partitions: logs.clone(),
-            offsets,
-            writer: Mutex::new(Some(tx)),
+        let written = Written {
+            segments: segments.clone(),
+            ends: ends.clone(),
             failed: failed.clone(),
             syncs: syncs.clone(),
             unread: unread.clone(),
-        });
-        let written = Written {
-            db,
-            logs,
+        };
+        let thread = std::thread::Builder::new()
+            .name("sluice-log-writer".into())
+            .spawn(move || written.write_loop(&rx))
+            .map_err(|e| TransportError::Storage(format!("starting the log writer: {e}")))?;
+        Ok(Arc::new(Self {
+            segments,
+            partitions: ends,
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(thread)),
             failed,
             syncs,
             unread,
-        };
-        std::thread::Builder::new()
-            .name("sluice-log-writer".into())
-            .spawn(move || written.write_loop(&rx))
-            .map_err(storage)?;
-        Ok(log)
+        }))
     }
 
     /// The log's one consumer-group member: it is assigned every partition at its first
@@ -151,7 +117,11 @@ impl EmbeddedLog {
     /// A reader of `partition` from the committed offset.
     fn reader(self: &Arc<Self>, partition: Partition) -> Result<EmbeddedReader, TransportError> {
         self.partition(partition)?;
-        let committed = committed(&self.offsets, GROUP, partition)?;
+        let committed = self
+            .segments
+            .positions()
+            .get(partition as usize)
+            .map_or(0, |(committed, _)| *committed);
         Ok(EmbeddedReader {
             log: self.clone(),
             partition,
@@ -161,15 +131,20 @@ impl EmbeddedLog {
         })
     }
 
-    fn partition(&self, p: Partition) -> Result<&Arc<PartitionLog>, TransportError> {
+    fn partition(&self, p: Partition) -> Result<&Arc<PartitionEnd>, TransportError> {
         self.partitions
             .get(p as usize)
             .ok_or_else(|| TransportError::Storage(format!("no partition {p}")))
     }
 
-    /// Journal syncs (fsyncs) the writer has made.
+    /// Segment syncs (fsyncs) the writer has made.
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Acquire)
+    }
+
+    /// Bytes the log's segments take on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.disk_bytes()
     }
 
     /// Up to `max` records of `partition` from offset `from`, waiting up to `wait` for the
@@ -196,29 +171,19 @@ impl EmbeddedLog {
                 .0;
         }
         let end = *end;
-        let mut out = Vec::new();
-        for kv in log
-            .keyspace
-            .range(from.to_be_bytes()..end.to_be_bytes())
-            .take(max)
-        {
-            let (key, value) = kv.into_inner().map_err(storage)?;
-            let offset = decode_offset(&key)?;
-            let record = if offset < log.v1_from {
-                // Written before records had a versioned format of their own.
-                postcard::from_bytes(&value).map_err(|e| e.to_string())
-            } else {
-                format::decode_record(&value).map_err(|e| e.to_string())
-            }
-            .map_err(|reason| Undecodable {
-                partition,
+        let payloads = self.segments.read(partition, from, end, max)?;
+        Ok(payloads
+            .into_iter()
+            .map(|(offset, bytes)| Delivered {
                 offset,
-                reason,
-                bytes: value.to_vec(),
-            });
-            out.push(Delivered { offset, record });
-        }
-        Ok(out)
+                record: format::decode_record(&bytes).map_err(|e| Undecodable {
+                    partition,
+                    offset,
+                    reason: e.to_string(),
+                    bytes,
+                }),
+            })
+            .collect())
     }
 
     /// The offset the next appended record of `partition` will get.
@@ -229,80 +194,18 @@ impl EmbeddedLog {
             .lock()
             .unwrap_or_else(PoisonError::into_inner))
     }
+}
 
-    /// Commits `next` for `partition` and deletes the records before it, which the one
-    /// consumer group has processed.
-    fn commit_one(&self, partition: Partition, next: Offset) -> Result<(), TransportError> {
-        let log = self.partition(partition)?;
-        let previous = committed(&self.offsets, GROUP, partition)?;
-        let mut batch = self.db.batch();
-        batch.insert(
-            &self.offsets,
-            offset_key(GROUP, partition),
-            next.to_be_bytes(),
-        );
-        for offset in previous..next {
-            batch.remove(&log.keyspace, offset.to_be_bytes());
-        }
-        // No fsync: a commit lost in a crash only replays records whose points the store
-        // already holds, and store writes are idempotent. The next append's sync makes it
-        // durable anyway.
-        let result = batch.commit().map_err(storage);
-        if let Err(error) = &result {
-            record_failure(&self.failed, error);
-        }
-        result
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        self.close();
     }
-}
-
-/// The consumer group's name in the offsets keyspace (the log has one group, the
-/// pipeline; this is its name in logs written before the seam had groups per member).
-const GROUP: &str = "pipeline";
-
-/// The key of partition `p`'s first offset in the versioned record format, in the offsets
-/// keyspace. (No group name ends in `/`, so it can't pass for a group's commit.)
-fn format_key(p: Partition) -> Vec<u8> {
-    let mut key = b"#record-format-1-from/".to_vec();
-    key.extend_from_slice(&p.to_be_bytes());
-    key
-}
-
-fn offset_key(group: &str, p: Partition) -> Vec<u8> {
-    let mut key = group.as_bytes().to_vec();
-    key.push(0);
-    key.extend_from_slice(&p.to_be_bytes());
-    key
-}
-
-fn decode_offset(bytes: &[u8]) -> Result<Offset, TransportError> {
-    let arr: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| TransportError::Storage("offset is not 8 bytes".into()))?;
-    Ok(Offset::from_be_bytes(arr))
-}
-
-fn committed(offsets: &Keyspace, group: &str, p: Partition) -> Result<Offset, TransportError> {
-    match offsets.get(offset_key(group, p)).map_err(storage)? {
-        Some(v) => decode_offset(&v),
-        None => Ok(0),
-    }
-}
-
-fn max_committed(offsets: &Keyspace, p: Partition) -> Result<Offset, TransportError> {
-    let mut max = 0;
-    for kv in offsets.iter() {
-        let (key, value) = kv.into_inner().map_err(storage)?;
-        if key.ends_with(&p.to_be_bytes()) && key.len() > 4 && key[key.len() - 5] == 0 {
-            max = max.max(decode_offset(&value)?);
-        }
-    }
-    Ok(max)
 }
 
 /// What the writer thread writes to, and where it reports.
 struct Written {
-    db: Database,
-    logs: Vec<Arc<PartitionLog>>,
+    segments: Arc<Segments>,
+    ends: Vec<Arc<PartitionEnd>>,
     failed: Arc<Mutex<Option<String>>>,
     syncs: Arc<AtomicU64>,
     unread: Arc<Unread>,
@@ -310,9 +213,22 @@ struct Written {
 
 impl Written {
     /// The writer: takes every pending append, writes them as one batch, syncs once,
-    /// answers.
+    /// answers; when idle, gives back the disk of a processed active segment.
     fn write_loop(&self, rx: &Receiver<Append>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = match rx.recv_timeout(IDLE) {
+                Ok(first) => first,
+                // Idle, or closing: a processed active segment goes.
+                Err(idle) => {
+                    if let Err(error) = self.segments.reclaim_idle() {
+                        record_failure(&self.failed, &error);
+                    }
+                    if idle == RecvTimeoutError::Disconnected {
+                        return;
+                    }
+                    continue;
+                }
+            };
             let mut group = vec![first];
             while let Ok(more) = rx.try_recv() {
                 group.push(more);
@@ -334,32 +250,42 @@ impl Written {
     }
 
     fn write_group(&self, group: &[Append]) -> Result<(), TransportError> {
-        let mut batch = self.db.batch();
-        // Offsets are reserved under the partition locks, published only after the sync.
+        if let Some(failure) = self
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Err(TransportError::Storage(format!(
+                "the log failed earlier ({failure}); it takes appends again after a restart"
+            )));
+        }
+        // Offsets are reserved here (the one writer), published only after the sync.
         let mut ends: Vec<Offset> = self
-            .logs
+            .ends
             .iter()
             .map(|l| *l.end.lock().unwrap_or_else(PoisonError::into_inner))
             .collect();
         let mut placed = Vec::new();
         for (records, _) in group {
             for (p, tenant, bytes) in records {
-                let Some(log) = self.logs.get(*p as usize) else {
+                let Some(offset) = ends.get_mut(*p as usize) else {
                     return Err(TransportError::Storage(format!("no partition {p}")));
                 };
-                let offset = &mut ends[*p as usize];
-                batch.insert(&log.keyspace, offset.to_be_bytes(), bytes.as_slice());
-                placed.push((*p, tenant, *offset));
+                placed.push((*p, tenant, *offset, bytes.as_slice()));
                 *offset += 1;
             }
         }
-        batch.commit().map_err(storage)?;
-        self.db.persist(PersistMode::SyncData).map_err(storage)?;
+        let frames: Vec<(Partition, Offset, &[u8])> = placed
+            .iter()
+            .map(|(p, _, offset, bytes)| (*p, *offset, *bytes))
+            .collect();
+        self.segments.append(&frames)?;
         self.syncs.fetch_add(1, Ordering::AcqRel);
-        for (p, tenant, offset) in placed {
+        for (p, tenant, offset, _) in placed {
             self.unread.appended(p, tenant, offset, offset + 1);
         }
-        for (log, end) in self.logs.iter().zip(ends) {
+        for (log, end) in self.ends.iter().zip(ends) {
             let mut current = log.end.lock().unwrap_or_else(PoisonError::into_inner);
             if *current != end {
                 *current = end;
@@ -412,11 +338,22 @@ impl Producer for EmbeddedLog {
         Ok(())
     }
 
+    /// Appends pending are written first; returns once the writer has stopped (and the
+    /// log's files are closed: another open of the directory may follow at once).
     fn close(&self) {
         self.writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let thread = self
+            .writer_thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            // A panic there was reported by the panic hook already.
+            let _ = thread.join();
+        }
     }
 
     fn backlog(&self, tenant: &TenantId) -> Backlog {
@@ -465,10 +402,14 @@ impl GroupConsumer for EmbeddedConsumer {
 }
 
 impl Committer for EmbeddedLog {
+    /// Durable on return (an fsync of the small offsets file): the segments every
+    /// partition has committed past are deleted right after.
     fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), TransportError> {
-        offsets
-            .iter()
-            .try_for_each(|(partition, next)| self.commit_one(*partition, *next))
+        let result = self.segments.commit(offsets);
+        if let Err(error) = &result {
+            record_failure(&self.failed, error);
+        }
+        result
     }
 
     fn processed(&self, partition: Partition, tenant: &TenantId, next: Offset) {
@@ -675,30 +616,56 @@ mod tests {
     }
 
     #[test]
-    fn records_of_the_release_before_the_versioned_format_still_read() {
+    fn a_caught_up_idle_log_gives_its_disk_back_and_offsets_go_on() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let old = record("a", "m,h=x v=1.5,s=\"é\" 7");
-        {
-            // What that release wrote: postcard of the WIT-typed record, no header.
-            let db = Database::builder(dir.path()).open().expect("db");
-            let p0 = db
-                .keyspace("p0", KeyspaceCreateOptions::default)
-                .expect("p0");
-            let bytes =
-                postcard::to_allocvec(&(old.tenant.as_str(), &old.points)).expect("legacy bytes");
-            p0.insert(0u64.to_be_bytes(), bytes).expect("insert");
-            db.persist(PersistMode::SyncData).expect("persist");
+        let log = EmbeddedLog::open(dir.path(), 2).expect("open");
+        for i in 0..10 {
+            log.append(vec![(i % 2, record("a", "m v=1 1"))])
+                .expect("append");
         }
-        for _ in 0..2 {
-            let log = EmbeddedLog::open(dir.path(), 1).expect("open");
-            if log.end_offset(0).expect("end") == 1 {
-                log.append(vec![(0, record("a", "m v=2 8"))])
-                    .expect("append");
-            }
-            let got = fetch(&log, 0, 0);
-            assert_eq!(got, vec![(0, old.clone()), (1, record("a", "m v=2 8"))]);
-            log.close();
+        assert!(log.disk_bytes() > 0);
+        log.commit(&[(0, 5), (1, 5)]).expect("commit");
+        // Idle for a second: the writer deletes the processed active segment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.disk_bytes() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
         }
+        assert_eq!(log.disk_bytes(), 0);
+        let on_disk = std::fs::read_dir(dir.path().join("segments"))
+            .expect("segments")
+            .count();
+        assert_eq!(on_disk, 0, "no segment file left");
+        log.append(vec![(1, record("a", "m v=2 2"))])
+            .expect("append");
+        assert_eq!(fetch(&log, 1, 0), vec![(5, record("a", "m v=2 2"))]);
+        log.close();
+        drop(log);
+        let log = EmbeddedLog::open(dir.path(), 2).expect("reopen");
+        assert_eq!(log.end_offset(0).expect("end"), 5);
+        assert_eq!(log.end_offset(1).expect("end"), 6);
+    }
+
+    #[test]
+    fn after_a_failed_append_the_log_refuses_appends_until_reopened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(dir.path(), 1).expect("open");
+        log.append(vec![(0, record("a", "m v=1 1"))])
+            .expect("append");
+        record_failure(&log.failed, &TransportError::Storage("disk full".into()));
+        let err = log
+            .append(vec![(0, record("a", "m v=2 2"))])
+            .expect_err("refused");
+        assert!(err.to_string().contains("after a restart"), "{err}");
+        assert_eq!(
+            log.failure().as_deref(),
+            Some("transport storage: disk full")
+        );
+        log.close();
+        drop(log);
+        let log = EmbeddedLog::open(dir.path(), 1).expect("reopen");
+        log.append(vec![(0, record("a", "m v=3 3"))])
+            .expect("append");
+        assert_eq!(fetch(&log, 0, 0).len(), 2);
     }
 
     #[test]

@@ -13,7 +13,9 @@
 
 mod backlog;
 mod embedded;
+mod fjall_log;
 pub mod kafka;
+mod segments;
 
 use std::sync::Arc;
 use std::time::Duration;
