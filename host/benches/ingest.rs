@@ -17,9 +17,9 @@
 //!
 //! Every (server, workload) pair gets a fresh server with empty storage. Sluice runs
 //! in-process on its own runtime: one tenant, one `drop-filter` stage that keeps every
-//! benchmark point. InfluxDB runs as a child `influxd` with a generated config,
-//! VictoriaMetrics as a child `victoria-metrics` with default flags (but see
-//! `support::ChildServer::victoria_metrics`).
+//! benchmark point. InfluxDB runs as a child `influxd` with a generated config
+//! (`support::ChildServer::influxdb`), VictoriaMetrics as a child `victoria-metrics` with
+//! default flags (but see `support::ChildServer::victoria_metrics`).
 //!
 //! Run: `scripts/bench-ingest.sh` (installs InfluxDB and VictoriaMetrics, builds the
 //! plugins, then runs `cargo bench --bench ingest`).
@@ -27,9 +27,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,8 +41,8 @@ use hyper::{Method, StatusCode};
 mod support;
 
 use support::{
-    CPU_LEGEND, ChildServer, Cpu, CpuShare, HttpClient, START_LIMIT, SluiceServer, TOKEN, cpu,
-    free_port, http_client, ratio, require, send, sluice_stored_points, thousands, toml_string,
+    CPU_LEGEND, ChildServer, Cpu, CpuShare, HttpClient, SluiceServer, TOKEN, cpu,
+    create_influx_database, http_client, ratio, require, send, sluice_stored_points, thousands,
 };
 
 /// The binary's allocator, so the in-process service runs as `sluice run` does.
@@ -174,15 +173,8 @@ enum Server {
     VictoriaMetrics,
 }
 
-#[derive(Clone, Copy)]
-struct Endpoint {
-    server: Server,
-    addr: SocketAddr,
-    /// Sluice's admin API (its metrics name tenants), when this is Sluice.
-    admin: Option<SocketAddr>,
-    /// The server's process when it isn't this one, for CPU accounting.
-    pid: Option<u32>,
-}
+/// A running server of this bench's kinds.
+type Endpoint = support::Endpoint<Server>;
 
 fn plugin_dir() -> anyhow::Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
@@ -217,15 +209,17 @@ fn on_influxdb<T>(
     rt: &tokio::runtime::Runtime,
     measure: impl FnOnce(Endpoint) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut server = InfluxServer::start()?;
-    let ep = Endpoint {
+    let mut server = ChildServer::influxdb()?;
+    rt.block_on(async {
+        server.ready("/ping", StatusCode::NO_CONTENT).await?;
+        create_influx_database(server.addr, DB).await
+    })?;
+    measure(Endpoint {
         server: Server::InfluxDb,
-        addr: server.http,
+        addr: server.addr,
         admin: None,
-        pid: Some(server.child.id()),
-    };
-    rt.block_on(server.ready(ep))?;
-    measure(ep)
+        pid: Some(server.pid()),
+    })
 }
 
 /// Runs `measure` against a fresh `victoria-metrics`, then kills it.
@@ -241,104 +235,6 @@ fn on_victoria_metrics<T>(
         admin: None,
         pid: Some(server.pid()),
     })
-}
-
-/// A child `influxd` with its own config, storage and log in a temp directory; killed on
-/// drop.
-struct InfluxServer {
-    child: Child,
-    http: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl InfluxServer {
-    fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let (http, rpc) = (free_port()?, free_port()?);
-        let path = |name: &str| toml_string(&dir.path().join(name));
-        // Defaults otherwise (WAL fsync on every write, like Sluice's log). Request and query
-        // logs are off because Sluice logs nothing per request in this bench. Debian's build
-        // calls the reporting switch `reporting-enabled`, upstream `reporting-disabled`.
-        let config = format!(
-            r#"reporting-disabled = true
-reporting-enabled = false
-bind-address = "{rpc}"
-
-[meta]
-  dir = {meta}
-
-[data]
-  dir = {data}
-  wal-dir = {wal}
-  query-log-enabled = false
-
-[http]
-  bind-address = "{http}"
-  log-enabled = false
-"#,
-            meta = path("meta"),
-            data = path("data"),
-            wal = path("wal"),
-        );
-        let config_path = dir.path().join("influxdb.conf");
-        std::fs::write(&config_path, config)?;
-        let log = std::fs::File::create(dir.path().join("influxd.log"))?;
-        let child = Command::new("influxd")
-            .arg("run")
-            .arg("-config")
-            .arg(&config_path)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting influxd")?;
-        Ok(Self { child, http, dir })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("influxd.log")).unwrap_or_default()
-    }
-
-    /// Waits for `/ping`, then creates the database.
-    async fn ready(&mut self, ep: Endpoint) -> anyhow::Result<()> {
-        let client = http_client();
-        let deadline = Instant::now() + START_LIMIT;
-        let ping = format!("http://{}/ping", ep.addr);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("influxd exited with {status}; its log:\n{}", self.log());
-            }
-            if let Ok((StatusCode::NO_CONTENT, _)) =
-                send(&client, Method::GET, &ping, None, Bytes::new()).await
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "influxd not ready after {START_LIMIT:?}; its log:\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let create = format!(
-            "http://{}/query?{}",
-            ep.addr,
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("q", &format!("CREATE DATABASE {DB}"))
-                .finish()
-        );
-        match send(&client, Method::POST, &create, None, Bytes::new()).await? {
-            (StatusCode::OK, _) => Ok(()),
-            (status, body) => bail!("CREATE DATABASE: {status} {body:?}"),
-        }
-    }
-}
-
-impl Drop for InfluxServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---- HTTP ------------------------------------------------------------------------------

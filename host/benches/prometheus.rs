@@ -33,7 +33,6 @@
 //! `cargo bench --bench prometheus`).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -193,15 +192,8 @@ impl Server {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Endpoint {
-    server: Server,
-    addr: SocketAddr,
-    /// Sluice's admin API (its metrics say what its pipeline stored), when this is Sluice.
-    admin: Option<SocketAddr>,
-    /// The server's process when it isn't this one, for CPU accounting.
-    pid: Option<u32>,
-}
+/// A running server of this bench's kinds.
+type Endpoint = support::Endpoint<Server>;
 
 /// A fresh server of each kind; stopped (and its storage deleted) on drop.
 enum Running {

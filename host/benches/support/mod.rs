@@ -1,9 +1,10 @@
-//! What the benchmarks against real peers share (`ingest`, `prometheus`): Sluice in-process on
-//! its own runtime, peers as child processes on free loopback ports with temp data
-//! directories, one HTTP client, CPU accounting from /proc, and number formatting.
+//! What the benchmarks against real peers share (`ingest`, `prometheus`, `storage`): Sluice
+//! in-process on its own runtime, peers (InfluxDB, VictoriaMetrics, Prometheus) as child
+//! processes on free loopback ports with temp data directories, both restartable on their
+//! data, one HTTP client, CPU accounting from /proc, and number formatting.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,9 +25,11 @@ pub const TOKEN: &str = "bench-token-0001";
 /// The admin token of the in-process Sluice: its metrics name tenants only there.
 pub const ADMIN_TOKEN: &str = "bench-admin-token-0001";
 
-/// Bounds on waiting: one request, and a server start (Sluice compiles its plugins).
+/// Bounds on waiting: one request, a server start (Sluice compiles its plugins), and a
+/// clean stop (a peer flushing its buffers on SIGTERM).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const START_LIMIT: Duration = Duration::from_secs(60);
+pub const STOP_LIMIT: Duration = Duration::from_secs(60);
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -97,27 +100,50 @@ pub fn require(program: &str, args: &[&str], hint: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The address of a running server (of a bench's own kinds `S`) and what a bench reads of
+/// it.
+#[derive(Clone, Copy)]
+pub struct Endpoint<S> {
+    pub server: S,
+    pub addr: SocketAddr,
+    /// Sluice's admin API (its metrics say what its pipeline stored), when this is Sluice.
+    pub admin: Option<SocketAddr>,
+    /// The server's process when it isn't the bench's, for CPU accounting.
+    pub pid: Option<u32>,
+}
+
 // ---- Sluice ----------------------------------------------------------------------------
 
 /// Sluice on its own runtime and thread, as a separate process would be, with a temp data
-/// directory: one tenant (`TENANT`, `TOKEN`) whose pipeline is `stages` (TOML of
-/// `[[tenants.stages]]` tables, empty for none), plugins from `plugins`.
+/// directory: one tenant (`TENANT`, `TOKEN`) configured by `tenant` (TOML inside its
+/// `[[tenants]]` table: keys such as `retention_days`, then `[[tenants.stages]]` tables;
+/// empty for none), plugins from `plugins`. It can be stopped gracefully and started again
+/// on the same data ([`SluiceServer::restart`]).
 pub struct SluiceServer {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
-    _dir: tempfile::TempDir,
+    /// The configuration, kept to start again on the same data.
+    config: String,
+    dir: tempfile::TempDir,
+}
+
+/// A running service: its addresses, how to stop it, and its thread.
+struct Launched {
+    bound: sluice::service::Bound,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: JoinHandle<anyhow::Result<()>>,
 }
 
 impl SluiceServer {
     pub fn start(
         rt: &tokio::runtime::Runtime,
         plugins: &Path,
-        stages: &str,
+        tenant: &str,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let text = format!(
+        let config = format!(
             r#"
 listen = "127.0.0.1:0"
 data_dir = {data}
@@ -134,41 +160,40 @@ dir = {plugins}
 [[tenants]]
 name = "{TENANT}"
 tokens = ["{TOKEN}"]
-{stages}
+{tenant}
 "#,
             data = toml_string(&dir.path().join("data")),
             plugins = toml_string(plugins),
         );
-        let config = Config::parse(&text, Path::new("bench.toml"))?;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(sluice::service::run(config, Some(ready_tx), async {
-                let _ = stop_rx.await;
-            }))
-        });
-        // `run` either reports its address or returns an error, which drops `ready_tx`.
-        let bound = match rt.block_on(async { tokio::time::timeout(START_LIMIT, ready_rx).await }) {
-            Ok(Ok(bound)) => bound,
-            Ok(Err(_)) => {
-                let error = match thread.join() {
-                    Ok(Err(error)) => error,
-                    _ => anyhow::anyhow!("the service stopped before serving"),
-                };
-                return Err(error.context("starting Sluice"));
-            }
-            Err(_) => bail!("Sluice not serving after {START_LIMIT:?}"),
-        };
+        let launched = launch(rt, &config)?;
         Ok(Self {
-            addr: bound.api,
-            admin: bound.admin,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-            _dir: dir,
+            addr: launched.bound.api,
+            admin: launched.bound.admin,
+            stop: Some(launched.stop),
+            thread: Some(launched.thread),
+            config,
+            dir,
         })
     }
 
+    /// Where the service keeps its data (`data_dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Stops the service gracefully (when it runs), then starts it again on the same data,
+    /// on new ports.
+    pub fn restart(&mut self, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+        self.shutdown()?;
+        let launched = launch(rt, &self.config)?;
+        self.addr = launched.bound.api;
+        self.admin = launched.bound.admin;
+        self.stop = Some(launched.stop);
+        self.thread = Some(launched.thread);
+        Ok(())
+    }
+
+    /// Stops the service gracefully: it drains its pipeline and closes its log and store.
     pub fn shutdown(&mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -179,6 +204,36 @@ tokens = ["{TOKEN}"]
             None => Ok(()),
         }
     }
+}
+
+/// Starts the service of `config` on its own thread and runtime; returns once it serves.
+fn launch(rt: &tokio::runtime::Runtime, config: &str) -> anyhow::Result<Launched> {
+    let config = Config::parse(config, Path::new("bench.toml"))?;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(sluice::service::run(config, Some(ready_tx), async {
+            let _ = stop_rx.await;
+        }))
+    });
+    // `run` either reports its address or returns an error, which drops `ready_tx`.
+    let bound = match rt.block_on(async { tokio::time::timeout(START_LIMIT, ready_rx).await }) {
+        Ok(Ok(bound)) => bound,
+        Ok(Err(_)) => {
+            let error = match thread.join() {
+                Ok(Err(error)) => error,
+                _ => anyhow::anyhow!("the service stopped before serving"),
+            };
+            return Err(error.context("starting Sluice"));
+        }
+        Err(_) => bail!("Sluice not serving after {START_LIMIT:?}"),
+    };
+    Ok(Launched {
+        bound,
+        stop: stop_tx,
+        thread,
+    })
 }
 
 impl Drop for SluiceServer {
@@ -208,6 +263,10 @@ pub async fn sluice_stored_points(client: &HttpClient, admin: SocketAddr) -> any
 
 // ---- peers as child processes ----------------------------------------------------------
 
+/// How a restartable peer is started: the command that serves the data in `dir` on `addr`
+/// (it may write its config file into `dir`).
+pub type Launch = fn(dir: &Path, addr: SocketAddr) -> anyhow::Result<Command>;
+
 /// A peer server as a child process with its storage and log in a temp directory, listening
 /// on `addr`; killed on drop.
 pub struct ChildServer {
@@ -215,6 +274,8 @@ pub struct ChildServer {
     pub child: Child,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// How to start it again on the same data, when it was started by [`Launch`].
+    launch: Option<Launch>,
 }
 
 impl ChildServer {
@@ -225,38 +286,38 @@ impl ChildServer {
         addr: SocketAddr,
         dir: tempfile::TempDir,
     ) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let child = command
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        let child = spawn_logged(name, &mut command, dir.path())?;
         Ok(Self {
             name,
             child,
             addr,
             dir,
+            launch: None,
         })
+    }
+
+    /// Starts `launch` in a fresh temp directory on a free port; restartable.
+    fn launched(name: &'static str, launch: Launch) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let addr = free_port()?;
+        let mut server = Self::spawn(name, launch(dir.path(), addr)?, addr, dir)?;
+        server.launch = Some(launch);
+        Ok(server)
     }
 
     /// VictoriaMetrics single-node (Debian `victoria-metrics`, 1.79.5): remote write on
     /// `/api/v1/write`, line protocol on `/write`, the Prometheus query API on `/api/v1/`.
+    /// Ready when `/health` answers 200. Its data is under `<dir>/data`.
     pub fn victoria_metrics() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let addr = free_port()?;
-        let mut command = Command::new("victoria-metrics");
-        command
-            .arg(format!(
-                "-storageDataPath={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("-httpListenAddr={addr}"))
-            // Defaults otherwise. By default queries leave out the last 30 s (samples
-            // still arriving from scrapes); these benches write their data at once and read
-            // it right after, so nothing is left out. It changes which samples a query sees,
-            // not how fast it runs.
-            .arg("-search.latencyOffset=0s");
-        Self::spawn("VictoriaMetrics 1.79.5", command, addr, dir)
+        Self::launched("VictoriaMetrics 1.79.5", victoria_metrics_command)
+    }
+
+    /// InfluxDB 1.6.7 (Debian `influxdb`) with a generated config: line protocol on
+    /// `/write`, InfluxQL on `/query`. Ready when `/ping` answers 204; then create the
+    /// database ([`create_influx_database`]). Its data is under `<dir>/meta`, `<dir>/data`
+    /// and `<dir>/wal`.
+    pub fn influxdb() -> anyhow::Result<Self> {
+        Self::launched("InfluxDB 1.6.7", influxdb_command)
     }
 
     pub fn pid(&self) -> u32 {
@@ -295,12 +356,136 @@ impl ChildServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Stops the server cleanly: SIGTERM, then waits for it to flush and exit (killed and an
+    /// error past `STOP_LIMIT`). Nothing to do when it has exited already.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid = self.pid().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -TERM {pid} ({}) failed: {status}", self.name);
+        }
+        let deadline = Instant::now() + STOP_LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    eprintln!("{} exited with {status} on SIGTERM", self.name);
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "{} did not stop within {STOP_LIMIT:?} of SIGTERM; its log:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server cleanly (when it runs), then starts it again on the same data, on a
+    /// new port (wait for it with [`ChildServer::ready`]). Only for servers started by a
+    /// [`Launch`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let Some(launch) = self.launch else {
+            bail!("{} can't be restarted: it has no launcher", self.name);
+        };
+        self.stop()?;
+        self.addr = free_port()?;
+        let mut command = launch(self.dir.path(), self.addr)?;
+        self.child = spawn_logged(self.name, &mut command, self.dir.path())?;
+        Ok(())
+    }
 }
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Spawns `command` with stdout and stderr appended to `<dir>/server.log` (a restart keeps
+/// the earlier run's log).
+fn spawn_logged(name: &str, command: &mut Command, dir: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
+    command
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name}"))
+}
+
+fn victoria_metrics_command(dir: &Path, addr: SocketAddr) -> anyhow::Result<Command> {
+    let mut command = Command::new("victoria-metrics");
+    command
+        .arg(format!("-storageDataPath={}", dir.join("data").display()))
+        .arg(format!("-httpListenAddr={addr}"))
+        // Defaults otherwise. By default queries leave out the last 30 s (samples
+        // still arriving from scrapes); these benches write their data at once and read
+        // it right after, so nothing is left out. It changes which samples a query sees,
+        // not how fast it runs.
+        .arg("-search.latencyOffset=0s");
+    Ok(command)
+}
+
+fn influxdb_command(dir: &Path, http: SocketAddr) -> anyhow::Result<Command> {
+    let rpc = free_port()?;
+    let path = |name: &str| toml_string(&dir.join(name));
+    // Defaults otherwise (WAL fsync on every write, like Sluice's log). Request and query
+    // logs are off because Sluice logs nothing per request in these benches. Debian's build
+    // calls the reporting switch `reporting-enabled`, upstream `reporting-disabled`.
+    let config = format!(
+        r#"reporting-disabled = true
+reporting-enabled = false
+bind-address = "{rpc}"
+
+[meta]
+  dir = {meta}
+
+[data]
+  dir = {data}
+  wal-dir = {wal}
+  query-log-enabled = false
+
+[http]
+  bind-address = "{http}"
+  log-enabled = false
+"#,
+        meta = path("meta"),
+        data = path("data"),
+        wal = path("wal"),
+    );
+    let config_path = dir.join("influxdb.conf");
+    std::fs::write(&config_path, config)?;
+    let mut command = Command::new("influxd");
+    command.arg("run").arg("-config").arg(&config_path);
+    Ok(command)
+}
+
+/// Creates database `db` on the InfluxDB at `addr` (a no-op when it exists).
+pub async fn create_influx_database(addr: SocketAddr, db: &str) -> anyhow::Result<()> {
+    let create = format!(
+        "http://{addr}/query?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", &format!("CREATE DATABASE {db}"))
+            .finish()
+    );
+    match send(&http_client(), Method::POST, &create, None, Bytes::new()).await? {
+        (StatusCode::OK, _) => Ok(()),
+        (status, body) => bail!("InfluxDB CREATE DATABASE: {status} {body:?}"),
     }
 }
 

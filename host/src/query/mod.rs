@@ -10,10 +10,12 @@
 //! - the Prometheus HTTP API under `/prometheus` ([`prometheus`])
 
 mod aggregate;
+mod fanout;
 pub mod prometheus;
 mod tier;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
 
 use axum::Json;
@@ -109,6 +111,19 @@ impl Points {
 
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Keeps the first `n`; the time of the first dropped, if any was.
+    fn truncate(&mut self, n: usize) -> Option<Nanos> {
+        let first_dropped = match self {
+            Points::Raw(p) => p.get(n).map(|(t, _)| *t),
+            Points::Buckets(b) => b.get(n).map(|(t, _)| *t),
+        };
+        match self {
+            Points::Raw(p) => p.truncate(n),
+            Points::Buckets(b) => b.truncate(n),
+        }
+        first_dropped
     }
 }
 
@@ -483,7 +498,8 @@ impl Query {
             if !filter.matches(&series) {
                 return Ok(answer);
             }
-            if let Some(next) = self.series(store, tenant, &series, from, &mut left, &mut answer)? {
+            let points = self.points(store, tenant, &series, from, left)?;
+            if let Some(next) = self.add(&series, from, points, &mut left, &mut answer) {
                 answer.next = Some(encode_cursor(&QueryCursor { series, from: next }));
                 return Ok(answer);
             }
@@ -498,11 +514,27 @@ impl Query {
                     store.rollup_series_page(tenant, tier, filter, after.as_ref(), SERIES_BATCH)?
                 }
             };
-            for series in page.series {
-                let from = self.range.start;
-                if let Some(next) =
-                    self.series(store, tenant, &series, from, &mut left, &mut answer)?
-                {
+            let from = self.range.start;
+            // Read side by side until the page's answers hold what the limit takes.
+            let found = AtomicUsize::new(0);
+            let read = fanout::map(
+                &page.series,
+                |series| {
+                    let points = self.points(store, tenant, series, from, left);
+                    if let Ok((points, _)) = &points {
+                        found.fetch_add(points.len(), Ordering::Relaxed);
+                    }
+                    points
+                },
+                || found.load(Ordering::Relaxed) >= left,
+            );
+            for (series, points) in page.series.into_iter().zip(read) {
+                let points = match points {
+                    Some(points) => points?,
+                    None if left == 0 => (Points::Raw(Vec::new()), None),
+                    None => self.points(store, tenant, &series, from, left)?,
+                };
+                if let Some(next) = self.add(&series, from, points, &mut left, &mut answer) {
                     answer.next = Some(encode_cursor(&QueryCursor { series, from: next }));
                     return Ok(answer);
                 }
@@ -514,44 +546,51 @@ impl Query {
         }
     }
 
-    /// Adds the points of `series` from `from` on, up to `left`; returns where to go on
-    /// when they didn't all fit.
-    fn series(
+    /// Up to `max` points of `series` from `from` on, and where the rest start.
+    fn points(
         &self,
         store: &dyn Store,
         tenant: &TenantId,
         series: &SeriesKey,
         from: Nanos,
-        left: &mut usize,
-        answer: &mut QueryAnswer,
-    ) -> Result<Option<Nanos>, crate::store::StoreError> {
-        if *left == 0 {
-            return Ok(Some(from));
-        }
+        max: usize,
+    ) -> Result<(Points, Option<Nanos>), crate::store::StoreError> {
         let range = from..self.range.end;
-        let (points, next) = match &self.source {
+        if max == 0 {
+            return Ok((Points::Raw(Vec::new()), Some(from)));
+        }
+        match &self.source {
             Source::Raw(None) => {
-                let page = store.read_page(tenant, series, range, *left)?;
-                (Points::Raw(page.samples), page.next)
+                let page = store.read_page(tenant, series, range, max)?;
+                Ok((Points::Raw(page.samples), page.next))
             }
             Source::Raw(Some(aggregation)) | Source::Chosen { aggregation, .. } => {
-                aggregate(store, tenant, series, range, *aggregation, *left)?
+                aggregate(store, tenant, series, range, *aggregation, max)
             }
             Source::Tier {
                 tier,
                 function,
                 step,
-            } => windows(
-                store,
-                tenant,
-                tier,
-                series,
-                range,
-                (*function, *step),
-                *left,
-            )?,
-        };
-        *left -= points.len().min(*left);
+            } => windows(store, tenant, tier, series, range, (*function, *step), max),
+        }
+    }
+
+    /// Adds `series`' points (read from `from` on, the rest starting at `next`) to the
+    /// answer, as many as `left` takes; returns where to go on when they didn't all fit.
+    fn add(
+        &self,
+        series: &SeriesKey,
+        from: Nanos,
+        (mut points, next): (Points, Option<Nanos>),
+        left: &mut usize,
+        answer: &mut QueryAnswer,
+    ) -> Option<Nanos> {
+        if *left == 0 {
+            return Some(from);
+        }
+        // Read with a larger budget (side by side with series before it): the rest waits.
+        let next = points.truncate(*left).or(next);
+        *left -= points.len();
         if !points.is_empty() {
             answer.series.push(SeriesPoints {
                 measurement: series.measurement.clone(),
@@ -560,7 +599,7 @@ impl Query {
                 points,
             });
         }
-        Ok(next)
+        next
     }
 }
 

@@ -670,36 +670,59 @@ impl Source for StoreSource<'_> {
         start: Millis,
         end: Millis,
     ) -> Result<Vec<RawSeries>, EvalError> {
+        let matching: Vec<_> = self.matching(matchers)?.into_iter().collect();
+        let read = super::fanout::map(
+            &matching,
+            |(labels, keys)| self.samples(labels, keys, start, end),
+            || false,
+        );
         let mut out = Vec::new();
-        for (labels, keys) in self.matching(matchers)? {
-            let mut samples = Vec::new();
-            for key in &keys {
-                let points = self
-                    .store
-                    .read(self.tenant, key, nanos_range(start, end))
-                    .map_err(unavailable)?;
-                samples.extend(
-                    points
-                        .iter()
-                        .filter_map(|(t, v)| Some((t.div_euclid(1_000_000), sample_value(v)?))),
-                );
-            }
-            if keys.len() > 1 {
-                samples.sort_by_key(|s| s.0);
-            }
-            // Points within one millisecond are one sample: the last.
-            samples.dedup_by(|later, kept| {
-                let same = later.0 == kept.0;
-                if same {
-                    kept.1 = later.1;
-                }
-                same
-            });
-            if !samples.is_empty() {
-                out.push(RawSeries { labels, samples });
+        for series in read.into_iter().flatten() {
+            if let Some(series) = series? {
+                out.push(series);
             }
         }
         Ok(out)
+    }
+}
+
+impl StoreSource<'_> {
+    /// The samples of the series `keys` (one Prometheus series may be several of the
+    /// store's) in `[start, end]`, as one series named `labels`; none when it has none.
+    fn samples(
+        &self,
+        labels: &Labels,
+        keys: &[SeriesKey],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Option<RawSeries>, EvalError> {
+        let mut samples = Vec::new();
+        for key in keys {
+            let points = self
+                .store
+                .read(self.tenant, key, nanos_range(start, end))
+                .map_err(unavailable)?;
+            samples.extend(
+                points
+                    .iter()
+                    .filter_map(|(t, v)| Some((t.div_euclid(1_000_000), sample_value(v)?))),
+            );
+        }
+        if keys.len() > 1 {
+            samples.sort_by_key(|s| s.0);
+        }
+        // Points within one millisecond are one sample: the last.
+        samples.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
+            }
+            same
+        });
+        Ok((!samples.is_empty()).then(|| RawSeries {
+            labels: labels.clone(),
+            samples,
+        }))
     }
 }
 

@@ -20,6 +20,11 @@ use std::ops::Range;
 use super::chunk::{self, MAX_SPAN, Sample};
 use crate::point::Nanos;
 
+/// Chunks of fewer points than this are worth merging: below it a chunk's fixed cost (its
+/// key, the encoder's headers: some 30 bytes) is more than a tenth of a byte a point, and
+/// merging bigger ones rewrites much to save little.
+const SMALL: usize = chunk::MAX_POINTS / 4;
+
 /// A chunk as stored: its key, the sync sequence that wrote it, and its points (sorted).
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -118,7 +123,8 @@ pub fn rewrite(group: &[Stored]) -> Option<Rewrite> {
     }
     let duplicates = total - samples.len();
     let cuts = cut_ranges(&samples);
-    if cuts.len() >= group.len() && duplicates == 0 {
+    let small = group.iter().filter(|c| c.samples.len() < SMALL).count();
+    if duplicates == 0 && (cuts.len() >= group.len() || small < 2) {
         return None;
     }
     // A chunk that comes out as it went in (same span and size, overlapping no other of
@@ -216,6 +222,9 @@ mod tests {
                 1.0,
             )
         };
+        // Chunks of a few hundred points are not worth a rewrite.
+        let big = |i: i64| stored(i as u64, (0..300).map(move |t| i * 1_000 + t), 1.0);
+        assert!(rewrite(&[big(0), big(1), big(2)]).is_none());
         // Two full chunks and a tail of two small ones: only the tail is rewritten.
         let group = vec![
             full(0),

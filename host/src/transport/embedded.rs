@@ -402,8 +402,9 @@ impl GroupConsumer for EmbeddedConsumer {
 }
 
 impl Committer for EmbeddedLog {
-    /// Durable on return (an fsync of the small offsets file): the segments every
-    /// partition has committed past are deleted right after.
+    /// The segments every partition has committed past are deleted (the offsets made
+    /// durable first); a commit is durable within seconds otherwise (see
+    /// [`Segments::commit`]): after a crash, the records since are processed again.
     fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), TransportError> {
         let result = self.segments.commit(offsets);
         if let Err(error) = &result {

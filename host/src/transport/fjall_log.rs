@@ -95,6 +95,8 @@ fn move_records(dir: &Path, partitions: u32) -> Result<(), TransportError> {
         committed.push((p, from.max(highest_commit(&offsets, p)?)));
     }
     segments.commit(&committed)?;
+    // Writes the offsets (nothing appends now).
+    segments.reclaim_idle()?;
     drop(segments);
     drop(db);
     std::fs::rename(aside.join("segments"), dir.join("segments")).map_err(storage)?;

@@ -28,12 +28,16 @@ use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::{Offset, Partition, TransportError};
 
 /// A segment is sealed (a new one started) past this size: the grain at which processed
 /// records give their disk back.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
+
+/// Longest a commit stays in memory only (see [`Segments::commit`]).
+const PERSIST_EVERY: Duration = Duration::from_secs(5);
 
 /// Frame header: payload length, CRC, partition, offset.
 const HEADER: usize = 4 + 4 + 4 + 8;
@@ -81,6 +85,9 @@ struct State {
     next_id: u64,
     index: Vec<PartitionIndex>,
     committed: Vec<Offset>,
+    /// The committed offsets as the offsets file has them, and when it was written.
+    persisted: Vec<Offset>,
+    persisted_at: Instant,
 }
 
 /// The log's files in a directory.
@@ -148,6 +155,8 @@ impl Segments {
             active: false,
             next_id: 0,
             index: (0..partitions).map(|_| PartitionIndex::default()).collect(),
+            persisted: committed.clone(),
+            persisted_at: Instant::now(),
             committed,
         };
         let mut ids: Vec<(u64, PathBuf)> = Vec::new();
@@ -341,8 +350,11 @@ impl Segments {
             .collect()
     }
 
-    /// Commits `next` for each partition given (offsets only move forward), durably, and
-    /// deletes the segments every partition has committed past.
+    /// Commits `next` for each partition given (offsets only move forward), and deletes
+    /// the segments every partition has committed past. The offsets file is written (and
+    /// synced) before a segment goes, and otherwise at most every [`PERSIST_EVERY`]: a crash
+    /// replays the records of the last few seconds again (the store's writes are
+    /// idempotent), and a commit costs no fsync.
     ///
     /// # Errors
     /// When the offsets can't be written (they stay as they were on disk).
@@ -361,7 +373,6 @@ impl Segments {
         if !changed {
             return Ok(());
         }
-        write_offsets(&self.dir, &state.committed)?;
         let State {
             index, committed, ..
         } = &mut *state;
@@ -372,21 +383,36 @@ impl Segments {
             }
             index.first = index.first.max(*committed);
         }
-        self.delete_processed(&mut state, false)
+        self.delete_processed(&mut state, false)?;
+        if state.persisted_at.elapsed() >= PERSIST_EVERY {
+            self.persist(&mut state)?;
+        }
+        Ok(())
     }
 
-    /// Deletes the active segment too when every record in it is committed: the writer's
-    /// call when idle.
+    /// Deletes the active segment too when every record in it is committed, and writes the
+    /// committed offsets: the writer's call when idle, and at close.
     ///
     /// # Errors
-    /// When a file can't be deleted.
+    /// When the offsets can't be written or a file can't be deleted.
     pub fn reclaim_idle(&self) -> Result<(), TransportError> {
         let mut state = self.lock();
-        self.delete_processed(&mut state, true)
+        self.delete_processed(&mut state, true)?;
+        self.persist(&mut state)
+    }
+
+    /// Writes the committed offsets, when they moved since the file was written.
+    fn persist(&self, state: &mut State) -> Result<(), TransportError> {
+        if state.persisted != state.committed {
+            write_offsets(&self.dir, &state.committed)?;
+            state.persisted.clone_from(&state.committed);
+        }
+        state.persisted_at = Instant::now();
+        Ok(())
     }
 
     /// Deletes the sealed segments (and the active one, with `active`) whose records are
-    /// all committed; their offsets file is durable already.
+    /// all committed, once the offsets past them are written.
     fn delete_processed(&self, state: &mut State, active: bool) -> Result<(), TransportError> {
         let newest = state.segments.keys().next_back().copied();
         let done: Vec<u64> = state
@@ -400,6 +426,10 @@ impl Segments {
             })
             .map(|(id, _)| *id)
             .collect();
+        if !done.is_empty() {
+            // Deleted records must never be asked for again: the offsets past them first.
+            self.persist(state)?;
+        }
         for id in done {
             if Some(id) == newest {
                 state.active = false;
@@ -638,6 +668,25 @@ mod tests {
             err.to_string().contains("00000000000000000000.log"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_commit_is_written_before_a_segment_goes_and_at_idle_not_at_every_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let log = Segments::open(dir.path(), 1).expect("open");
+            log.append(&[(0, 0, b"a"), (0, 1, b"b")]).expect("append");
+            log.commit(&[(0, 1)]).expect("commit");
+            // A crash now (no idle call): the commit was in memory only.
+        }
+        let log = Segments::open(dir.path(), 1).expect("reopen");
+        assert_eq!(log.positions(), vec![(0, 2)], "record 0 is processed again");
+        log.commit(&[(0, 1)]).expect("commit");
+        log.reclaim_idle().expect("idle");
+        drop(log);
+        let log = Segments::open(dir.path(), 1).expect("reopen");
+        assert_eq!(log.positions(), vec![(1, 2)]);
+        assert_eq!(payloads(&log, 0), vec![(1, b"b".to_vec())]);
     }
 
     #[test]
