@@ -531,7 +531,6 @@ impl Query {
             for (series, points) in page.series.into_iter().zip(read) {
                 let points = match points {
                     Some(points) => points?,
-                    None if left == 0 => (Points::Raw(Vec::new()), None),
                     None => self.points(store, tenant, &series, from, left)?,
                 };
                 if let Some(next) = self.add(&series, from, points, &mut left, &mut answer) {

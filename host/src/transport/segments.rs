@@ -441,11 +441,6 @@ impl Segments {
         }
         Ok(())
     }
-
-    /// Bytes of the segments on disk.
-    pub fn disk_bytes(&self) -> u64 {
-        self.lock().segments.values().map(|s| s.len).sum()
-    }
 }
 
 /// The CRC of a frame: of its partition, offset and payload.
