@@ -5,9 +5,14 @@
 //! 2. per language, the time to instantiate a component and the resident memory of an
 //!    instance that has run a batch;
 //! 3. per language, the time from a new version's file landing in the plugin directory to
-//!    that version serving: with no caches (everything compiled), as a new version with the
-//!    caches warm from the previous one (the per-function cache hits what didn't change), and
-//!    as a version seen before (the artifact cache hits).
+//!    that version serving, and to it running optimized code (a component of 1 MiB or more
+//!    that the artifact cache doesn't hold serves baseline code first): with no caches
+//!    (everything compiled), as a new version with the caches warm from the previous one
+//!    (the per-function cache hits what didn't change), and as a version seen before (the
+//!    artifact cache hits);
+//! 4. points per second of the baseline code, at batch 1,000.
+//!
+//! It runs on the service's allocator (mimalloc), as `sluice run` does.
 //!
 //! Run: `scripts/build-plugins.sh && cargo bench --bench plugin_throughput`
 
@@ -18,10 +23,14 @@ use std::time::{Duration, Instant};
 
 use sluice::plugin::{
     CallEnv, LoadedPlugin, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig,
-    Settle, watch,
+    Settle, Tier, watch,
 };
 use sluice::point::{Field, FieldValue, Point, Tag};
 use sluice::telemetry::Metrics;
+
+/// The binary's allocator, so compiles and calls allocate as in `sluice run`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The languages and their builds of the bench filter.
 const LANGUAGES: [(&str, &str); 3] = [
@@ -214,11 +223,11 @@ fn new_version(bytes: &[u8], n: u32) -> Vec<u8> {
     out
 }
 
-/// Median time from renaming each of `versions` into `dir` as `p.wasm` to that version
-/// serving.
-fn swaps(registry: &Arc<PluginRegistry>, dir: &Path, versions: &[Vec<u8>]) -> Duration {
+/// Median times from renaming each of `versions` into `dir` as `p.wasm` to that version
+/// serving, and to it running optimized code.
+fn swaps(registry: &Arc<PluginRegistry>, dir: &Path, versions: &[Vec<u8>]) -> (Duration, Duration) {
     let target = dir.join("p.wasm");
-    let mut samples = Vec::new();
+    let (mut serving, mut optimized) = (Vec::new(), Vec::new());
     for bytes in versions {
         let old = registry.get("p").expect("slot").current().id().clone();
         let tmp = dir.join(".p.wasm.tmp");
@@ -232,18 +241,45 @@ fn swaps(registry: &Arc<PluginRegistry>, dir: &Path, versions: &[Vec<u8>]) -> Du
             );
             std::thread::sleep(Duration::from_micros(200));
         }
-        samples.push(landed.elapsed());
+        serving.push(landed.elapsed());
+        while registry.get("p").expect("slot").current().tier() != Tier::Optimized {
+            assert!(
+                landed.elapsed() < Duration::from_secs(120),
+                "never optimized"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        optimized.push(landed.elapsed());
     }
+    (median(serving), median(optimized))
+}
+
+/// Loads the first version and waits for its optimized code: a deployment has long had it
+/// when the next version lands, and its compile would slow the next one's.
+fn initial_load(registry: &Arc<PluginRegistry>, target: &Path) {
+    registry.reload(target).expect("initial load");
+    let started = Instant::now();
+    while registry.get("p").expect("slot").current().tier() != Tier::Optimized {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "never optimized"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }
 
 fn swap_latency() {
     println!(
-        "hot swap: new file renamed into the plugin directory -> that version serving (median)"
+        "hot swap: new file renamed into the plugin directory -> that version serving / running \
+         optimized code (median)"
     );
     println!(
-        "  {:<10} {:>10} {:>14} {:>14} {:>14}",
+        "  {:<10} {:>10} {:>22} {:>22} {:>22}",
         "language", "size", "no caches", "new version", "seen version"
     );
     for (language, name) in LANGUAGES {
@@ -271,19 +307,25 @@ fn swap_latency() {
         // No caches: every version compiles from scratch.
         std::fs::write(&target, &versions[0]).expect("write");
         let (registry, watcher) = open(None);
-        registry.reload(&target).expect("initial load");
+        initial_load(&registry, &target);
         let cold = swaps(&registry, &plugin_dir, &versions[1..3]);
         drop((watcher, registry));
         // Caches: the first version fills the function cache, new versions then hit it;
         // returning to a version hits the artifact cache.
         std::fs::write(&target, &versions[0]).expect("write");
         let (registry, _watcher) = open(Some(dir.path().join("cache")));
-        registry.reload(&target).expect("initial load");
+        initial_load(&registry, &target);
         let fresh = swaps(&registry, &plugin_dir, &versions[1..4]);
         let seen = swaps(&registry, &plugin_dir, &versions[1..4]);
-        let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+        let ms = |(serving, optimized): (Duration, Duration)| {
+            format!(
+                "{:.0} / {:.0} ms",
+                serving.as_secs_f64() * 1e3,
+                optimized.as_secs_f64() * 1e3
+            )
+        };
         println!(
-            "  {language:<10} {:>8} KB {:>14} {:>14} {:>14}",
+            "  {language:<10} {:>8} KB {:>22} {:>22} {:>22}",
             bytes.len() / 1000,
             ms(cold),
             ms(fresh),
@@ -315,5 +357,35 @@ fn main() {
     throughput(&plugins, &data);
     instances(&plugins);
     drop(plugins);
+    baseline_throughput(&runtime, &data);
     swap_latency();
+}
+
+/// Points per second of each language's baseline code at batch 1,000: what a new version
+/// runs until its optimized code is ready.
+fn baseline_throughput(runtime: &Arc<Runtime>, data: &[Point]) {
+    let env = CallEnv::default();
+    println!("baseline code (Winch), points/s at batch 1,000, against optimized (Cranelift):");
+    for (language, name) in LANGUAGES {
+        let path = plugin_file(name);
+        let bytes = std::fs::read(&path).expect("read");
+        let rates: Vec<f64> = [Tier::Baseline, Tier::Optimized]
+            .into_iter()
+            .map(|tier| {
+                let plugin = runtime
+                    .load_bytes_with(name, &bytes, &path, PluginLimits::default(), tier)
+                    .expect("load");
+                assert_eq!(plugin.tier(), tier, "{language}: no {tier:?} compiler");
+                rate(data, 1_000, Duration::from_secs(2), |c| {
+                    plugin.filter(c, &env).expect("filter")
+                })
+            })
+            .collect();
+        println!(
+            "  {language:<10} {:>12.0} {:>12.0}  ({:.2}x)",
+            rates[0],
+            rates[1],
+            rates[0] / rates[1]
+        );
+    }
 }

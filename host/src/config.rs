@@ -658,6 +658,10 @@ pub struct PluginsConfig {
     /// Size the cache of compiled plugins (`DATA_DIR/plugin-cache`) is held to.
     #[serde(default = "default_cache_max_mib")]
     pub cache_max_mib: u64,
+    /// Components of at least this many MiB that the cache doesn't hold serve baseline
+    /// code first, while the optimizing compile runs.
+    #[serde(default = "default_baseline_from_mib")]
+    pub baseline_from_mib: u64,
 }
 
 // A Python component is ~18 MB (the interpreter is inside it); the default request body
@@ -669,6 +673,11 @@ const fn default_max_plugin_bytes() -> usize {
 // ~30 versions of a Python plugin (~35 MB compiled), thousands of Rust ones.
 const fn default_cache_max_mib() -> u64 {
     1024
+}
+
+// Cranelift takes ~0.3 s a MB on 2 cores: a smaller component serves soon enough from it.
+const fn default_baseline_from_mib() -> u64 {
+    1
 }
 
 fn default_plugin_dir() -> PathBuf {
@@ -694,6 +703,7 @@ impl Default for PluginsConfig {
             limits: BTreeMap::new(),
             max_upload_bytes: default_max_plugin_bytes(),
             cache_max_mib: default_cache_max_mib(),
+            baseline_from_mib: default_baseline_from_mib(),
         }
     }
 }

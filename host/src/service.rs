@@ -63,6 +63,10 @@ pub fn plugin_settings(config: &Config) -> (RuntimeConfig, RegistryConfig) {
     let runtime = RuntimeConfig {
         cache_dir: Some(config.data_dir.join("plugin-cache")),
         cache_max_bytes: p.cache_max_mib << 20,
+        baseline_from_bytes: usize::try_from(p.baseline_from_mib)
+            .ok()
+            .and_then(|mib| mib.checked_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         ..RuntimeConfig::default()
     };
     let registry = RegistryConfig {

@@ -45,6 +45,16 @@ impl ArtifactCache {
         })
     }
 
+    /// Whether the artifact of the component whose SHA-256 is `digest` is cached.
+    pub fn holds(&self, digest: &str) -> bool {
+        self.path(digest).is_file()
+    }
+
+    fn path(&self, digest: &str) -> PathBuf {
+        self.dir
+            .join(format!("{digest}-{:016x}.cwasm", self.engine_hash))
+    }
+
     /// The compiled component for `bytes` (whose SHA-256 is `digest`): from the cache when
     /// present and loadable, otherwise compiled now and stored.
     ///
@@ -56,9 +66,7 @@ impl ArtifactCache {
         bytes: &[u8],
         digest: &str,
     ) -> wasmtime::Result<Component> {
-        let path = self
-            .dir
-            .join(format!("{digest}-{:016x}.cwasm", self.engine_hash));
+        let path = self.path(digest);
         if let Ok(cached) = std::fs::read(&path) {
             match deserialize(engine, &cached) {
                 Ok(component) => {

@@ -6,7 +6,6 @@
 //! only an instance whose call succeeded is reused.
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +22,7 @@ use super::convert::alert;
 use super::ctx::{CallEnv, PluginCtx};
 use super::error::{CallError, CallErrorKind, LoadError};
 use super::pool::{Pool, Warm, WorldPre};
-use super::runtime::{EPOCH_TICK, PluginLimits, Runtime};
+use super::runtime::{EPOCH_TICK, PluginLimits, Runtime, Source, Tier};
 use crate::point::{Alert, Point, WindowResult};
 
 /// Which world a plugin implements.
@@ -90,6 +89,9 @@ enum Entry {
 pub struct LoadedPlugin {
     id: PluginId,
     world: World,
+    tier: Tier,
+    /// Kept by baseline code only: what to compile optimized.
+    source: Option<Source>,
     size_bytes: usize,
     imports: Vec<String>,
     exports: Vec<String>,
@@ -113,13 +115,13 @@ impl LoadedPlugin {
     pub(super) fn link(
         runtime: &Arc<Runtime>,
         name: &str,
-        digest: &str,
-        size_bytes: usize,
+        source: &Source,
         component: Component,
-        path: &Path,
         limits: PluginLimits,
+        tier: Tier,
     ) -> Result<Self, LoadError> {
-        let engine = &runtime.engine;
+        let path = &source.path;
+        let engine = runtime.engine(tier);
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
         let imports: Vec<String> = ty
@@ -155,7 +157,7 @@ impl LoadedPlugin {
             message: format!("{e:#}"),
         };
         let pre = runtime
-            .linker()
+            .linker(tier)
             .instantiate_pre(&component)
             .map_err(link_err)?;
         let entry = match world {
@@ -168,10 +170,12 @@ impl LoadedPlugin {
         Ok(Self {
             id: PluginId {
                 name: name.into(),
-                version: version_of(digest).into(),
+                version: version_of(&source.digest).into(),
             },
             world,
-            size_bytes,
+            tier,
+            source: (tier == Tier::Baseline).then(|| source.clone()),
+            size_bytes: source.bytes.len(),
             imports,
             exports,
             limits,
@@ -188,6 +192,24 @@ impl LoadedPlugin {
     /// The world it implements.
     pub fn world(&self) -> World {
         self.world
+    }
+
+    /// The compiler its code comes from.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// The same version compiled optimized, from baseline code (none when it is optimized
+    /// already).
+    ///
+    /// # Errors
+    /// The [`LoadError`] of the optimizing compile.
+    pub fn optimize(&self) -> Option<Result<LoadedPlugin, LoadError>> {
+        let source = self.source.as_ref()?;
+        Some(
+            self.runtime
+                .load(&self.id.name, source, self.limits, Tier::Optimized),
+        )
     }
 
     /// Size of the component file.
@@ -332,7 +354,7 @@ impl LoadedPlugin {
         started: Instant,
     ) -> Result<Warm<P::Instance>, CallError> {
         let ctx = PluginCtx::new(self.id.clone(), env.clone(), self.limits.memory_bytes);
-        let mut store = Store::new(&self.runtime.engine, ctx);
+        let mut store = Store::new(self.runtime.engine(self.tier), ctx);
         store.limiter(|ctx| &mut ctx.memory);
         self.set_deadline(&mut store);
         match pool.pre.instantiate(&mut store) {

@@ -2,7 +2,8 @@
 //! compiled once, run per batch under a deadline and a memory cap, hot-swapped between
 //! batches.
 //!
-//! - [`Runtime`]: the engine, linker and artifact cache (only place that configures wasmtime).
+//! - [`Runtime`]: the engines (optimizing and baseline [`Tier`]s), linkers and artifact cache
+//!   (only place that configures wasmtime).
 //! - [`LoadedPlugin`]: one compiled version; `filter`, `transform`, `evaluate` run a batch.
 //! - [`PluginRegistry`] / [`PluginSlot`]: the serving version of each plugin of a directory,
 //!   health and quarantine; [`watch`] reloads changed files.
@@ -27,6 +28,6 @@ pub use registry::{
     Health, Outcome, PluginRegistry, PluginSlot, PluginStatus, RegistryConfig, Reloaded,
     plugin_name,
 };
-pub use runtime::{PluginLimits, Runtime, RuntimeConfig, RuntimeError, digest_of};
+pub use runtime::{PluginLimits, Runtime, RuntimeConfig, RuntimeError, Tier, digest_of};
 pub use state::{StageState, StateLimits};
 pub use watch::{PluginWatcher, Settle, watch};

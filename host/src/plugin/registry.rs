@@ -8,6 +8,10 @@
 //!
 //! A version's health is kept per tenant: batches of one tenant that make it fail
 //! quarantine it for that tenant only, and every other tenant's batches still run on it.
+//!
+//! A version that starts serving baseline code (see [`Tier`]) is compiled optimized on a
+//! thread of its own, and replaces itself with that code when done: the same version, with
+//! its health, so nothing but speed changes for the batches after.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,7 +20,7 @@ use std::time::Instant;
 
 use super::error::{CallError, CallErrorKind, LoadError};
 use super::loaded::{LoadedPlugin, PluginId, World, version_of};
-use super::runtime::{PluginLimits, Runtime, digest_of};
+use super::runtime::{PluginLimits, Runtime, Source, Tier};
 use crate::telemetry::{CallOutcome, Metrics, PluginCallLabels, PluginLabels, PluginVersionLabels};
 use crate::tenant::TenantId;
 
@@ -72,6 +76,8 @@ pub struct PluginStatus {
     pub world: Option<&'static str>,
     /// Serving, or quarantined for some tenants.
     pub health: Option<Health>,
+    /// The compiler of the serving version's code.
+    pub tier: Option<Tier>,
     /// Batches the serving version processed (all tenants).
     pub batches_ok: u64,
     /// Batches the serving version failed.
@@ -240,6 +246,17 @@ impl PluginSlot {
         *current = (Arc::new(plugin), TenantCounters::default());
     }
 
+    /// Replaces `baseline` with `optimized`, the same version compiled optimized, keeping
+    /// its health; false when `baseline` no longer serves (a new version came meanwhile).
+    fn tier_up(&self, baseline: &Arc<LoadedPlugin>, optimized: LoadedPlugin) -> bool {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if !Arc::ptr_eq(&current.0, baseline) {
+            return false;
+        }
+        current.0 = Arc::new(optimized);
+        true
+    }
+
     fn status(&self) -> PluginStatus {
         let (plugin, counters) = self.read().clone();
         let all = lock(&counters);
@@ -259,6 +276,7 @@ impl PluginSlot {
             version: Some(plugin.id().version.to_string()),
             world: Some(plugin.world().name()),
             health: Some(health),
+            tier: Some(plugin.tier()),
             batches_ok: all.values().map(|c| c.batches_ok).sum(),
             batches_failed: all.values().map(|c| c.batches_failed).sum(),
             load_error: None,
@@ -374,6 +392,7 @@ impl PluginRegistry {
                 version: None,
                 world: None,
                 health: None,
+                tier: None,
                 batches_ok: 0,
                 batches_failed: 0,
                 load_error: None,
@@ -416,7 +435,9 @@ impl PluginRegistry {
             path: path.to_owned(),
             source,
         })?;
-        let plugin = self.runtime.load_bytes(name, &bytes, path, limits)?;
+        let source = Source::new(&bytes, path);
+        let tier = self.runtime.first_tier(&source);
+        let plugin = self.runtime.load(name, &source, limits, tier)?;
         check_world(&self.owned(tenant, name), plugin, path)
     }
 
@@ -427,6 +448,7 @@ impl PluginRegistry {
         if let Some(slot) = self.owned(tenant, &name) {
             if slot.current().id() != plugin.id() {
                 slot.swap(plugin);
+                optimize_in_background(&slot);
             }
             return;
         }
@@ -436,6 +458,7 @@ impl PluginRegistry {
             quarantine_after: self.config.quarantine_after.max(1),
             metrics: self.metrics.clone(),
         });
+        optimize_in_background(&slot);
         self.owned
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -465,12 +488,13 @@ impl PluginRegistry {
         let limits = self.config.limits_of(&name);
         let (result, version) = match std::fs::read(path) {
             Ok(bytes) => {
-                let digest = digest_of(&bytes);
+                let source = Source::new(&bytes, path);
+                let tier = self.runtime.first_tier(&source);
                 let result = self
                     .runtime
-                    .load_digested(&name, &bytes, &digest, path, limits)
+                    .load(&name, &source, limits, tier)
                     .and_then(|plugin| check_world(&existing, plugin, path));
-                (result, Some(version_of(&digest).to_owned()))
+                (result, Some(version_of(&source.digest).to_owned()))
             }
             Err(source) => {
                 let path = path.to_owned();
@@ -504,6 +528,7 @@ impl PluginRegistry {
                     return Ok(Reloaded::Unchanged);
                 }
                 slot.swap(plugin);
+                optimize_in_background(&slot);
                 self.metrics
                     .plugin_swaps
                     .get_or_create(&PluginLabels {
@@ -524,6 +549,7 @@ impl PluginRegistry {
                     quarantine_after: self.config.quarantine_after.max(1),
                     metrics: self.metrics.clone(),
                 });
+                optimize_in_background(&slot);
                 self.slots
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -533,6 +559,38 @@ impl PluginRegistry {
             }
         };
         Ok(reloaded)
+    }
+}
+
+/// When `slot` serves baseline code, compiles it optimized on a thread and swaps that in,
+/// unless another version serves by then. A failed compile leaves the baseline code
+/// serving (it is the same version, which works).
+fn optimize_in_background(slot: &Arc<PluginSlot>) {
+    let baseline = slot.current();
+    if baseline.tier() != Tier::Baseline {
+        return;
+    }
+    let weak = Arc::downgrade(slot);
+    let spawned = std::thread::Builder::new()
+        .name("sluice-optimize".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let id = baseline.id().clone();
+            match baseline.optimize() {
+                Some(Ok(optimized)) => {
+                    let swapped = weak.upgrade().is_some_and(|s| s.tier_up(&baseline, optimized));
+                    if swapped {
+                        tracing::info!(plugin = %id, took_ms = started.elapsed().as_millis(), "Plugin version now runs optimized code.");
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(plugin = %id, %error, "Optimizing compile failed; the version keeps running baseline code.");
+                }
+                None => {}
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(plugin = %slot.name, %error, "Could not start the optimizing compile; the version keeps running baseline code.");
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice::lineproto::{Precision, parse};
-use sluice::plugin::{CallEnv, LoadedPlugin, Params, PluginLimits, Runtime, RuntimeConfig};
+use sluice::plugin::{CallEnv, LoadedPlugin, Params, PluginLimits, Runtime, RuntimeConfig, Tier};
 use sluice::point::Point;
 
 /// The component of example plugin `name`. Panics with the fix when it wasn't built: these
@@ -50,6 +50,22 @@ pub fn load_with(name: &str, limits: PluginLimits) -> LoadedPlugin {
         .load_file(&plugin_file(name), limits)
         .unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
+
+/// Loads example plugin `name` with `limits`, compiled by `tier`'s compiler.
+pub fn load_tier(name: &str, limits: PluginLimits, tier: Tier) -> LoadedPlugin {
+    let path = plugin_file(name);
+    let bytes = std::fs::read(&path).expect("read plugin");
+    let plugin = runtime()
+        .load_bytes_with(name, &bytes, &path, limits, tier)
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(plugin.tier(), tier, "{name}");
+    }
+    plugin
+}
+
+/// Both compilers: every failure must be caught in the code of each.
+pub const TIERS: [Tier; 2] = [Tier::Optimized, Tier::Baseline];
 
 /// Loads example plugin `name` with default limits.
 pub fn load(name: &str) -> LoadedPlugin {

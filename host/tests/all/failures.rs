@@ -12,7 +12,7 @@ use sluice::plugin::{
 use sluice::telemetry::Metrics;
 use sluice::tenant::TenantId;
 
-use crate::common::{env, load, load_with, plugin_file, points, runtime};
+use crate::common::{TIERS, env, load, load_tier, plugin_file, points, runtime};
 
 fn batch() -> Vec<sluice::point::Point> {
     points("cpu,host=a value=1 1\ncpu,host=b value=2 2\ncpu,host=c value=3 3\n")
@@ -20,7 +20,13 @@ fn batch() -> Vec<sluice::point::Point> {
 
 #[test]
 fn a_trap_fails_the_batch_and_the_next_call_works() {
-    let plugin = load("chaos");
+    for tier in TIERS {
+        a_trap_fails_the_batch_and_the_next_call_works_in(tier);
+    }
+}
+
+fn a_trap_fails_the_batch_and_the_next_call_works_in(tier: sluice::plugin::Tier) {
+    let plugin = load_tier("chaos", PluginLimits::default(), tier);
     let err = plugin
         .filter(&batch(), &env(&[("mode", "trap")]))
         .expect_err("trap");
@@ -40,11 +46,17 @@ fn a_trap_fails_the_batch_and_the_next_call_works() {
 
 #[test]
 fn an_infinite_loop_hits_the_deadline() {
+    for tier in TIERS {
+        an_infinite_loop_hits_the_deadline_in(tier);
+    }
+}
+
+fn an_infinite_loop_hits_the_deadline_in(tier: sluice::plugin::Tier) {
     let limits = PluginLimits {
         timeout: Duration::from_millis(50),
         ..PluginLimits::default()
     };
-    let plugin = load_with("chaos", limits);
+    let plugin = load_tier("chaos", limits, tier);
     let started = Instant::now();
     let err = plugin
         .filter(&batch(), &env(&[("mode", "loop")]))
@@ -61,11 +73,17 @@ fn an_infinite_loop_hits_the_deadline() {
 
 #[test]
 fn a_memory_bomb_hits_the_memory_cap() {
+    for tier in TIERS {
+        a_memory_bomb_hits_the_memory_cap_in(tier);
+    }
+}
+
+fn a_memory_bomb_hits_the_memory_cap_in(tier: sluice::plugin::Tier) {
     let limits = PluginLimits {
         memory_bytes: 16 << 20,
         ..PluginLimits::default()
     };
-    let plugin = load_with("chaos", limits);
+    let plugin = load_tier("chaos", limits, tier);
     let err = plugin
         .filter(&batch(), &env(&[("mode", "oom")]))
         .expect_err("oom");

@@ -1,12 +1,13 @@
 //! The same plugin logic in Rust, Python and JavaScript gives the same answers through the
 //! real host: 10,000 points with non-ASCII measurements, tag keys and values and string
 //! fields, where a guest that indexed the batch's text by characters instead of bytes would
-//! match the wrong text.
+//! match the wrong text. Each build runs in the code of both compilers (optimizing and
+//! baseline).
 
-use sluice::plugin::LoadedPlugin;
+use sluice::plugin::{LoadedPlugin, PluginLimits};
 use sluice::point::{Aggregate, AlertState, Field, FieldValue, Point, Series, Tag, WindowResult};
 
-use crate::common::{env, load};
+use crate::common::{TIERS, env, load_tier};
 
 const LANGUAGES: [&str; 3] = ["", "-py", "-js"];
 
@@ -64,13 +65,17 @@ fn points() -> Vec<Point> {
         .collect()
 }
 
+/// Each language's build of plugin `name`, in the code of each compiler: a new version of
+/// a big component serves baseline code first, which must answer the same.
 fn each_language(name: &str) -> Vec<(String, LoadedPlugin)> {
     LANGUAGES
         .iter()
-        .map(|suffix| {
-            let file = format!("{name}{suffix}");
-            let plugin = load(&file);
-            (file, plugin)
+        .flat_map(|suffix| {
+            TIERS.into_iter().map(move |tier| {
+                let file = format!("{name}{suffix}");
+                let plugin = load_tier(&file, PluginLimits::default(), tier);
+                (format!("{file} ({tier:?})"), plugin)
+            })
         })
         .collect()
 }

@@ -8,10 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice::pipeline::{DeadLetterLog, Stage};
-use sluice::plugin::{PluginRegistry, Settle, watch};
+use sluice::plugin::{
+    PluginLimits, PluginRegistry, PluginSlot, RegistryConfig, Runtime, RuntimeConfig, Settle, Tier,
+    watch,
+};
 use sluice::point::{Field, FieldValue, Point, Tag};
+use sluice::telemetry::Metrics;
+use sluice::tenant::TenantId;
 
-use crate::common::{env, plugin_file};
+use crate::common::{env, plugin_file, points};
 use crate::failures::registry_with;
 
 /// Waits until `slot` serves a version other than `old`.
@@ -234,4 +239,77 @@ fn swaps_under_continuous_load_lose_nothing_and_run_nothing_twice() {
     assert_eq!(dead.read_all().expect("dead").len(), 0);
     assert!(seen.iter().all(|n| *n == 1), "every point exactly once");
     assert_eq!(by_version.values().sum::<u64>(), total);
+}
+
+/// Waits until `name` serves code of `tier`.
+fn wait_for_tier(registry: &PluginRegistry, name: &str, tier: Tier) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while registry.get(name).expect("slot").current().tier() != tier {
+        assert!(Instant::now() < deadline, "{name} never ran {tier:?} code");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_big_uncached_version_serves_baseline_code_at_once_then_optimized_code_with_its_health() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
+    std::fs::copy(
+        plugin_file("drop-filter"),
+        plugin_dir.join("drop-filter.wasm"),
+    )
+    .expect("copy");
+    // Every component counts as big; the cache is empty.
+    let open = || {
+        let runtime = Runtime::new(&RuntimeConfig {
+            cache_dir: Some(dir.path().join("cache")),
+            baseline_from_bytes: 0,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime");
+        PluginRegistry::open(
+            runtime,
+            RegistryConfig {
+                dir: plugin_dir.clone(),
+                default_limits: PluginLimits::default(),
+                limits: Default::default(),
+                quarantine_after: 3,
+            },
+            Arc::new(Metrics::default()),
+        )
+        .expect("registry")
+    };
+    let tenant = TenantId::new("t");
+    let batch = points("cpu,host=a v=1 1\ndebug,host=b v=2 2\ncpu,host=c v=3 3\n");
+    let env = env(&[("measurement", "debug")]);
+    let run = |slot: &PluginSlot| {
+        slot.run(&tenant, batch.len(), Vec::len, |p| p.filter(&batch, &env))
+            .result
+            .expect("filter")
+    };
+    let registry = open();
+    let slot = registry.get("drop-filter").expect("slot");
+    let first = slot.current();
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(first.tier(), Tier::Baseline, "Winch serves first");
+    }
+    assert_eq!(run(&slot), [true, false, true]);
+    wait_for_tier(&registry, "drop-filter", Tier::Optimized);
+    let optimized = slot.current();
+    assert_eq!(optimized.id(), first.id(), "the same version, other code");
+    assert_eq!(run(&slot), [true, false, true]);
+    let status = registry.statuses().pop().expect("status");
+    assert_eq!(status.tier, Some(Tier::Optimized));
+    assert_eq!(
+        status.batches_ok, 2,
+        "the batch on baseline code still counts"
+    );
+    // The optimized artifact is cached now: the next start serves it at once.
+    drop((slot, registry));
+    let registry = open();
+    assert_eq!(
+        registry.get("drop-filter").expect("slot").current().tier(),
+        Tier::Optimized
+    );
 }
