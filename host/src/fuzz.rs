@@ -308,6 +308,7 @@ fn fuzz_chunk_decoder() {
     fuzz("chunk", seeds, |bytes| {
         // Legacy chunks are read too: neither decoder may panic.
         let _ = chunk::decode_legacy(bytes);
+        chunk::tests::numbers_agree(bytes);
         let Ok(samples) = chunk::decode(bytes) else {
             return;
         };

@@ -47,7 +47,77 @@ impl Aggregation {
 #[derive(Debug, Clone)]
 pub struct Buckets {
     aggregation: Aggregation,
-    open: Option<(Nanos, Acc)>,
+    open: Option<(Nanos, Fold)>,
+}
+
+/// A bucket's accumulator: the few numbers the basic functions need, or an [`Acc`] for the
+/// standard deviation and quantiles. `Acc::add` keeps a running variance, two divisions a
+/// value: 12 % of the time of a query of hourly means (`perf`, 8.64 M points).
+#[derive(Debug, Clone)]
+enum Fold {
+    Basic(Basic),
+    Full(Acc),
+}
+
+/// What mean, min, max, sum, count, first and last need of time-sorted values.
+#[derive(Debug, Clone, Default)]
+struct Basic {
+    /// Every value, numeric or not (`count`).
+    count: u64,
+    /// The finite numbers among them, which the others take, as [`Acc`] does.
+    numeric: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    first: f64,
+    last: f64,
+}
+
+impl Fold {
+    fn new(function: Function) -> Self {
+        match function {
+            Function::Stddev | Function::Quantile(_) => Fold::Full(Acc::for_functions(&[function])),
+            _ => Fold::Basic(Basic::default()),
+        }
+    }
+
+    fn add(&mut self, ts: Nanos, value: Option<f64>) {
+        let b = match self {
+            Fold::Full(acc) => return acc.add(ts, value),
+            Fold::Basic(b) => b,
+        };
+        b.count += 1;
+        let Some(v) = value.filter(|v| v.is_finite()) else {
+            return;
+        };
+        if b.numeric == 0 {
+            (b.first, b.min, b.max) = (v, v, v);
+        }
+        b.min = b.min.min(v);
+        b.max = b.max.max(v);
+        b.last = v;
+        b.sum += v;
+        b.numeric += 1;
+    }
+
+    fn finish(&self, function: Function) -> Option<f64> {
+        let b = match self {
+            Fold::Full(acc) => return acc.finish(function),
+            Fold::Basic(b) => b,
+        };
+        if function == Function::Count {
+            return Some(b.count as f64);
+        }
+        (b.numeric > 0).then_some(match function {
+            Function::Mean => b.sum / b.numeric as f64,
+            Function::Min => b.min,
+            Function::Max => b.max,
+            Function::First => b.first,
+            Function::Last => b.last,
+            // Sum; count is above; stddev and quantiles are `Full`.
+            _ => b.sum,
+        })
+    }
 }
 
 impl Buckets {
@@ -64,27 +134,36 @@ impl Buckets {
         floor_to(ts, self.aggregation.step)
     }
 
-    /// Adds a point (not before the last one); returns the bucket it closed, if any had a
+    /// Adds a point (after the last one); returns the bucket it closed, if any had a
     /// value.
     pub fn push(&mut self, ts: Nanos, value: &FieldValue) -> Option<(Nanos, f64)> {
-        let start = self.start_of(ts);
+        self.push_number(ts, value.as_f64())
+    }
+
+    /// [`Buckets::push`] of a value as [`FieldValue::as_f64`] reads it: none for one that
+    /// is not a number.
+    pub fn push_number(&mut self, ts: Nanos, value: Option<f64>) -> Option<(Nanos, f64)> {
+        let step = self.aggregation.step;
         let closed = match &mut self.open {
-            Some((b, acc)) if *b == start => {
-                acc.add(ts, value.as_f64());
+            // In the open bucket: no division (a bucket's start is a floor, one a point
+            // was most of the time left here). The difference of two times fits in u64.
+            Some((b, fold)) if ts >= *b && (ts.wrapping_sub(*b) as u64) < step as u64 => {
+                fold.add(ts, value);
                 return None;
             }
             _ => self.open.take(),
         };
-        let mut acc = Acc::for_functions(&[self.aggregation.function]);
-        acc.add(ts, value.as_f64());
-        self.open = Some((start, acc));
-        closed.and_then(|(b, acc)| Some((b, acc.finish(self.aggregation.function)?)))
+        let start = self.start_of(ts);
+        let mut fold = Fold::new(self.aggregation.function);
+        fold.add(ts, value);
+        self.open = Some((start, fold));
+        closed.and_then(|(b, fold)| Some((b, fold.finish(self.aggregation.function)?)))
     }
 
     /// Closes the last bucket.
     pub fn finish(self) -> Option<(Nanos, f64)> {
-        let (b, acc) = self.open?;
-        Some((b, acc.finish(self.aggregation.function)?))
+        let (b, fold) = self.open?;
+        Some((b, fold.finish(self.aggregation.function)?))
     }
 }
 

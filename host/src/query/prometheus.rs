@@ -698,15 +698,27 @@ impl StoreSource<'_> {
     ) -> Result<Option<RawSeries>, EvalError> {
         let mut samples = Vec::new();
         for key in keys {
-            let points = self
+            let range = nanos_range(start, end);
+            let ms = |t: &Nanos| t.div_euclid(1_000_000);
+            match self
                 .store
-                .read(self.tenant, key, nanos_range(start, end))
-                .map_err(unavailable)?;
-            samples.extend(
-                points
-                    .iter()
-                    .filter_map(|(t, v)| Some((t.div_euclid(1_000_000), sample_value(v)?))),
-            );
+                .read_numbers(self.tenant, key, range.clone(), usize::MAX)
+                .map_err(unavailable)?
+            {
+                Some(page) => samples.extend(page.times.iter().map(ms).zip(page.values)),
+                // Booleans (as 0 and 1) or strings (not samples).
+                None => {
+                    let points = self
+                        .store
+                        .read(self.tenant, key, range)
+                        .map_err(unavailable)?;
+                    samples.extend(
+                        points
+                            .iter()
+                            .filter_map(|(t, v)| Some((ms(t), sample_value(v)?))),
+                    );
+                }
+            }
         }
         if keys.len() > 1 {
             samples.sort_by_key(|s| s.0);

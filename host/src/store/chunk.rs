@@ -562,12 +562,70 @@ fn times<V: Into<FieldValue>>(first: Nanos, gaps: Vec<u64>, values: Vec<V>) -> O
         .collect()
 }
 
-/// Format 2's body: the layout byte, then what it says.
-fn decode_v2(body: &[u8]) -> Result<Vec<Sample>, String> {
+/// A chunk's times and its values as numbers.
+pub type Numbers = (Vec<Nanos>, Vec<f64>);
+
+/// Decodes a chunk of numbers (floats, integers or unsigned integers, as
+/// [`FieldValue::as_f64`] reads them) into its times and values, without a [`FieldValue`]
+/// per point: a query's aggregation reads nothing else. None when the chunk holds other
+/// values, or is of format 1 or the generic layout (decode those with [`decode`]).
+///
+/// # Errors
+/// Bytes that are not a chunk.
+pub fn decode_numbers(bytes: &[u8]) -> Result<Option<Numbers>, FormatError> {
+    let Ok(body) = format::body(WHAT, bytes, CHUNK_VERSION) else {
+        return Ok(None);
+    };
+    let decoded = typed(body).and_then(|typed| {
+        let Some(Typed {
+            kind,
+            pco,
+            times,
+            mut r,
+        }) = typed
+        else {
+            return Ok(None);
+        };
+        let n = times.len();
+        let values: Vec<f64> = match kind {
+            FLOAT if pco => pco_decode::<f64>(r.0, n)?,
+            INTEGER if pco => pco_decode::<i64>(r.0, n)?
+                .into_iter()
+                .map(|v| v as f64)
+                .collect(),
+            UNSIGNED if pco => pco_decode::<u64>(r.0, n)?
+                .into_iter()
+                .map(|v| v as f64)
+                .collect(),
+            FLOAT => xors_of(&mut r, n)?,
+            INTEGER => undelta(&mut r, n)?.map(|v| v as i64 as f64).collect(),
+            UNSIGNED => undelta(&mut r, n)?.map(|v| v as f64).collect(),
+            _ => return Ok(None),
+        };
+        Ok(Some((times, values)))
+    });
+    decoded.map_err(|message| FormatError::Decode {
+        what: WHAT,
+        message,
+    })
+}
+
+/// A typed layout's parts: its values' type, whether they are pco, the times, and the
+/// reader at the values.
+struct Typed<'a> {
+    kind: u8,
+    pco: bool,
+    times: Vec<Nanos>,
+    r: Reader<'a>,
+}
+
+/// The layout byte and times of format 2's `body`; none for the generic layout (or no
+/// points).
+fn typed(body: &[u8]) -> Result<Option<Typed<'_>>, String> {
     let mut r = Reader(body);
     let layout = r.byte()?;
     if layout == GENERIC {
-        return decode_generic(r.0);
+        return Ok(None);
     }
     let kind = layout & TYPE;
     let numeric = matches!(kind, FLOAT | INTEGER | UNSIGNED);
@@ -582,7 +640,7 @@ fn decode_v2(body: &[u8]) -> Result<Vec<Sample>, String> {
         return Err(format!("{n} points, more than a typed chunk holds"));
     }
     if n == 0 {
-        return r.end().map(|()| Vec::new());
+        return r.end().map(|()| None);
     }
     let times = if layout & TIMES_PCO != 0 {
         let len = usize::try_from(r.varint()?).map_err(|_| "length past usize")?;
@@ -594,7 +652,29 @@ fn decode_v2(body: &[u8]) -> Result<Vec<Sample>, String> {
     } else {
         decode_plain_times(&mut r, n)?
     };
-    let pco = layout & VALUES_PCO != 0;
+    Ok(Some(Typed {
+        kind,
+        pco: layout & VALUES_PCO != 0,
+        times,
+        r,
+    }))
+}
+
+/// Format 2's body: the layout byte, then what it says.
+fn decode_v2(body: &[u8]) -> Result<Vec<Sample>, String> {
+    let Some(Typed {
+        kind,
+        pco,
+        times,
+        mut r,
+    }) = typed(body)?
+    else {
+        return match body.first() {
+            Some(&GENERIC) => decode_generic(&body[1..]),
+            _ => Ok(Vec::new()),
+        };
+    };
+    let n = times.len();
     let values: Vec<FieldValue> = match kind {
         FLOAT if pco => pco_decode::<f64>(r.0, n)?
             .into_iter()
@@ -608,7 +688,10 @@ fn decode_v2(body: &[u8]) -> Result<Vec<Sample>, String> {
             .into_iter()
             .map(FieldValue::Unsigned)
             .collect(),
-        FLOAT => decode_xors(&mut r, n)?,
+        FLOAT => xors_of(&mut r, n)?
+            .into_iter()
+            .map(FieldValue::Float)
+            .collect(),
         INTEGER => undelta(&mut r, n)?
             .map(|v| FieldValue::Integer(v as i64))
             .collect(),
@@ -635,10 +718,10 @@ fn decode_plain_times(r: &mut Reader<'_>, n: usize) -> Result<Vec<Nanos>, String
 }
 
 /// `n` floats from the first's bits and their XORs.
-fn decode_xors(r: &mut Reader<'_>, n: usize) -> Result<Vec<FieldValue>, String> {
+fn xors_of(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, String> {
     let mut bits = u64::from_le_bytes(r.array()?);
     let mut values = Vec::with_capacity(n);
-    values.push(FieldValue::Float(f64::from_bits(bits)));
+    values.push(f64::from_bits(bits));
     for _ in 1..n {
         let zeros = r.byte()?;
         if zeros != 0 {
@@ -651,7 +734,7 @@ fn decode_xors(r: &mut Reader<'_>, n: usize) -> Result<Vec<FieldValue>, String> 
             xor[..len].copy_from_slice(r.take(len)?);
             bits ^= u64::from_le_bytes(xor) << (8 * bottom);
         }
-        values.push(FieldValue::Float(f64::from_bits(bits)));
+        values.push(f64::from_bits(bits));
     }
     r.end().map(|()| values)
 }
@@ -823,7 +906,7 @@ fn unzigzag(v: u64) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -895,7 +978,43 @@ mod tests {
             v2.len(),
             v1.len()
         );
+        // As numbers: the same times and values, bit for bit, wherever all are numbers in
+        // a typed layout.
+        match decode_numbers(&v2).expect("format 2 decodes as numbers") {
+            Some((times, values)) => {
+                assert_eq!(times.len(), samples.len());
+                assert_eq!(values.len(), samples.len());
+                for ((t, v), (ts, value)) in times.iter().zip(&values).zip(samples) {
+                    assert_eq!(t, ts);
+                    assert_eq!(
+                        value.as_f64().map(f64::to_bits),
+                        Some(v.to_bits()),
+                        "{value:?}"
+                    );
+                }
+            }
+            None => assert!(
+                samples.is_empty()
+                    || layout(&v2) == GENERIC
+                    || samples.iter().any(|(_, v)| v.as_f64().is_none()),
+                "numbers in a typed layout: {samples:?}"
+            ),
+        }
+        assert_eq!(decode_numbers(&v1).expect("format 1"), None);
         v2
+    }
+
+    /// What [`decode_numbers`] makes of `bytes`, when anything, [`decode`] makes too.
+    pub(crate) fn numbers_agree(bytes: &[u8]) {
+        let Ok(Some((times, values))) = decode_numbers(bytes) else {
+            return;
+        };
+        let samples = decode(bytes).expect("decodes as numbers, so as samples");
+        assert_eq!(samples.len(), times.len());
+        for ((ts, value), (t, v)) in samples.iter().zip(times.iter().zip(&values)) {
+            assert_eq!(ts, t);
+            assert_eq!(value.as_f64().map(f64::to_bits), Some(v.to_bits()));
+        }
     }
 
     /// The layout byte of format 2 `bytes`.
@@ -1158,6 +1277,10 @@ mod tests {
                 "{bytes:?} decoded to {:?}",
                 decode(bytes)
             );
+            assert!(
+                !matches!(decode_numbers(bytes), Ok(Some(_))),
+                "{bytes:?} decoded as numbers"
+            );
         };
         for bytes in &valid {
             // Every prefix past the header: a chunk cut short never decodes to other points.
@@ -1178,6 +1301,7 @@ mod tests {
                     if let Ok(samples) = decode(&changed) {
                         assert!(samples.windows(2).all(|w| w[0].0 <= w[1].0));
                     }
+                    numbers_agree(&changed);
                 }
             }
         }

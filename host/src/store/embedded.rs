@@ -19,9 +19,9 @@ use super::chunk::{self, Sample};
 use super::compaction::{self, Stored};
 use super::head::Head;
 use super::{
-    Batch, Compacted, LatePage, LateRecord, PointError, Reach, ReadPage, Refused, Retention,
-    Rollup, RollupPage, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through, Tier,
-    Usage, alert_id, keys,
+    Batch, Compacted, LatePage, LateRecord, NumberPage, PointError, Reach, ReadPage, Refused,
+    Retention, Rollup, RollupPage, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through,
+    Tier, Usage, alert_id, keys,
 };
 use crate::format;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
@@ -745,6 +745,19 @@ impl EmbeddedStore {
         id: u64,
         range: &Range<Nanos>,
     ) -> impl Iterator<Item = Result<(Nanos, u64, Vec<Sample>), StoreError>> {
+        self.chunk_entries(id, range).map(|entry| {
+            let (key, value, last, seq) = entry?;
+            Ok((last, seq, self.decode_chunk(&key, &value)?))
+        })
+    }
+
+    /// The stored entries of [`EmbeddedStore::chunks_in`]: key, encoded chunk, last time
+    /// and sync sequence.
+    fn chunk_entries(
+        &self,
+        id: u64,
+        range: &Range<Nanos>,
+    ) -> impl Iterator<Item = Result<(fjall::Slice, fjall::Slice, Nanos, u64), StoreError>> {
         // A chunk spans at most MAX_SPAN, so one ending past `end + MAX_SPAN` starts after it.
         let last = range.end.saturating_add(chunk::MAX_SPAN);
         self.chunks
@@ -753,8 +766,89 @@ impl EmbeddedStore {
                 let (key, value) = kv.into_inner().map_err(storage)?;
                 let (last, seq) = keys::chunk_time_seq(&key)
                     .ok_or_else(|| StoreError::Corrupt(format!("chunk key {key:?}")))?;
-                Ok((last, seq, self.decode_chunk(&key, &value)?))
+                Ok((key, value, last, seq))
             })
+    }
+
+    /// The fast path of [`Store::read_numbers`], for a series whose points in `range`, read
+    /// chunk by chunk and then from the head, come in strictly rising times: nothing to
+    /// rank or sort, so they are copied as columns. That is every series written in order
+    /// once compaction has merged a replay's duplicates. None where it doesn't hold, or
+    /// where a value is not a number: [`Store::read_page`] reads those.
+    fn numbers_in_order(
+        &self,
+        tenant: &TenantId,
+        series: &SeriesKey,
+        range: &Range<Nanos>,
+        max: usize,
+    ) -> Result<Option<NumberPage>, StoreError> {
+        let cap = max.saturating_add(1);
+        let mut page = NumberPage::default();
+        // The head first, as `read_page` reads it: a sync finishing meanwhile moves its
+        // points into chunks read after, which the order check then catches.
+        let mut head: Vec<(Nanos, f64)> = Vec::new();
+        let id = {
+            let shared = lock(&self.shared);
+            let Some(id) = self.id_of(&shared, &keys::series(tenant, series))? else {
+                return Ok(Some(page));
+            };
+            let samples = shared.syncing.iter().flat_map(|h| h.range(id, range));
+            for (ts, v) in samples.chain(shared.head.range(id, range)) {
+                match v.as_f64() {
+                    Some(v) if head.last().is_none_or(|(last, _)| last < ts) => head.push((*ts, v)),
+                    _ => return Ok(None),
+                }
+            }
+            id
+        };
+        let mut entries = self.chunk_entries(id, range).peekable();
+        while let Some(entry) = entries.next() {
+            let (key, value, _, _) = entry?;
+            if self.is_legacy(&key) {
+                return Ok(None);
+            }
+            let Some((times, values)) = chunk::decode_numbers(&value)
+                .map_err(|e| StoreError::Corrupt(format!("chunk {key:?}: {e}")))?
+            else {
+                return Ok(None);
+            };
+            let from = times.partition_point(|t| *t < range.start);
+            let to = times.partition_point(|t| *t < range.end);
+            if from == to {
+                continue;
+            }
+            if page.times.last().is_some_and(|last| *last >= times[from]) {
+                return Ok(None);
+            }
+            page.times.extend_from_slice(&times[from..to]);
+            page.values.extend_from_slice(&values[from..to]);
+            if page.times.len() < cap {
+                continue;
+            }
+            // A later chunk ends later, but may start up to MAX_SPAN before its end: it
+            // can't hold a point of the page once that start is past the page's last.
+            match entries.peek() {
+                Some(Ok((_, _, last, _)))
+                    if last.saturating_sub(chunk::MAX_SPAN) <= page.times[max] => {}
+                _ => break,
+            }
+        }
+        if let (Some(first), Some(last)) = (head.first(), page.times.last())
+            && first.0 <= *last
+        {
+            return Ok(None);
+        }
+        for (ts, v) in head {
+            if page.times.len() == cap {
+                break;
+            }
+            page.times.push(ts);
+            page.values.push(v);
+        }
+        page.next = page.times.get(max).copied();
+        page.times.truncate(max);
+        page.values.truncate(max);
+        Ok(Some(page))
     }
 }
 
@@ -1165,6 +1259,19 @@ impl Store for EmbeddedStore {
             samples: found.into_iter().map(|(ts, _, v)| (ts, v)).collect(),
             next,
         })
+    }
+
+    fn read_numbers(
+        &self,
+        tenant: &TenantId,
+        series: &SeriesKey,
+        range: Range<Nanos>,
+        max: usize,
+    ) -> Result<Option<NumberPage>, StoreError> {
+        match self.numbers_in_order(tenant, series, &range, max)? {
+            Some(page) => Ok(Some(page)),
+            None => Ok(NumberPage::of(self.read_page(tenant, series, range, max)?)),
+        }
     }
 
     fn expire_due(&self, now: Nanos) -> Result<u64, StoreError> {
@@ -2043,6 +2150,48 @@ mod tests {
                 all,
                 "pages of {max}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Numbers read as columns are the page read, whether the fast path (times in
+        /// order through chunks and head) takes them or not; and in order it does.
+        #[test]
+        fn numbers_read_as_columns_are_the_page_read(
+            writes in proptest::collection::vec((0i64..300, -1_000i64..1_000, proptest::bool::weighted(0.2)), 1..200),
+            in_order: bool,
+            integers: bool,
+            reads in proptest::collection::vec((0i64..320, 0i64..320, 0usize..250), 1..6),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            let a = TenantId::new("a");
+            // A unit is a hundredth of a chunk's span: 300 units are three spans.
+            let unit = chunk::MAX_SPAN / 100;
+            let mut ts = 0;
+            for (gap, v, sync) in &writes {
+                ts = if in_order { ts + 1 + gap } else { *gap };
+                let value = if integers { format!("{v}i") } else { format!("{}", *v as f64 / 4.0) };
+                let lp = format!("cpu,host=x usage={value} {}\n", ts * unit);
+                store.write(&[forever(&a, &pts(&lp))], AT).expect("write");
+                if *sync {
+                    store.sync().expect("sync");
+                }
+            }
+            let x = only(&store, &a, "x");
+            for (from, to, max) in reads {
+                let range = from.min(to) * unit..from.max(to) * unit;
+                let columns = store.read_numbers(&a, &x, range.clone(), max).expect("numbers");
+                let page = NumberPage::of(store.read_page(&a, &x, range, max).expect("page"));
+                proptest::prop_assert_eq!(columns, page);
+            }
+            if in_order {
+                let all = store
+                    .numbers_in_order(&a, &x, &(Nanos::MIN..Nanos::MAX), usize::MAX)
+                    .expect("read");
+                proptest::prop_assert!(all.is_some_and(|p| p.times.len() == writes.len()));
+            }
         }
     }
 

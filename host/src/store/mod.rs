@@ -297,6 +297,34 @@ pub struct ReadPage {
     pub next: Option<Nanos>,
 }
 
+/// A page of a series of numbers: [`ReadPage`] as columns, each value as
+/// [`FieldValue::as_f64`] reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NumberPage {
+    /// Times, ascending.
+    pub times: Vec<Nanos>,
+    /// The value at each time.
+    pub values: Vec<f64>,
+    /// The time of the first point after the page, when there is one.
+    pub next: Option<Nanos>,
+}
+
+impl NumberPage {
+    /// `page` as numbers; none when a value is not a float or an integer.
+    pub fn of(page: ReadPage) -> Option<Self> {
+        let (times, values) = page
+            .samples
+            .iter()
+            .map(|(ts, v)| Some((*ts, v.as_f64()?)))
+            .collect::<Option<_>>()?;
+        Some(Self {
+            times,
+            values,
+            next: page.next,
+        })
+    }
+}
+
 /// One window of a rollup tier: a row keyed by tenant, tier, series and window start.
 /// Written again (a correction by a late point within grace), it replaces the row.
 #[derive(Debug, Clone, PartialEq)]
@@ -531,6 +559,22 @@ pub trait Store: Send + Sync + 'static {
         range: Range<Nanos>,
         max: usize,
     ) -> Result<ReadPage, StoreError>;
+
+    /// [`Store::read_page`] of a series of numbers, as columns: none when the page holds a
+    /// value that is not a float or an integer (a boolean, a string). Aggregations read
+    /// this way, without a [`FieldValue`] per point.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn read_numbers(
+        &self,
+        tenant: &TenantId,
+        series: &SeriesKey,
+        range: Range<Nanos>,
+        max: usize,
+    ) -> Result<Option<NumberPage>, StoreError> {
+        Ok(NumberPage::of(self.read_page(tenant, series, range, max)?))
+    }
 
     /// Every point of one series in `range`, sorted by time.
     ///
