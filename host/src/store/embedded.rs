@@ -48,6 +48,10 @@ const NEXT_SEQ: &[u8] = b"next-sync-seq";
 /// Key of the first sync sequence in the versioned chunk format, in the `meta` keyspace.
 const CHUNK_FORMAT_FROM: &[u8] = b"chunk-format-1-from-seq";
 
+/// Key in the `meta` keyspace saying every series has its postings (stores of the
+/// releases before postings get them at their first open).
+const POSTINGS_BUILT: &[u8] = b"postings-built";
+
 /// Prefix of the synced offsets' keys in the `meta` keyspace (then the partition).
 const THROUGH_PREFIX: &[u8] = b"through/";
 
@@ -214,6 +218,8 @@ pub struct EmbeddedStore {
     db: Database,
     chunks: Keyspace,
     series: Keyspace,
+    /// Each series under each of its tags (see [`keys::postings`]).
+    postings: Keyspace,
     alerts: Keyspace,
     meta: Keyspace,
     /// Rollup rows by tier, series and start.
@@ -271,12 +277,18 @@ impl EmbeddedStore {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(storage)
         };
-        let (chunks, series, alerts, meta) = (
+        let (chunks, series, postings, alerts, meta) = (
             keyspace("chunks")?,
             keyspace("series")?,
+            keyspace("postings")?,
             keyspace("alerts")?,
             keyspace("meta")?,
         );
+        if meta.get(POSTINGS_BUILT).map_err(storage)?.is_none() {
+            build_postings(&db, &series, &postings)?;
+            // After the postings in the journal: a crash before it builds them again.
+            meta.insert(POSTINGS_BUILT, []).map_err(storage)?;
+        }
         let (rollups, rollup_series, late) = (
             keyspace("rollups")?,
             keyspace("rollup_series")?,
@@ -333,6 +345,7 @@ impl EmbeddedStore {
             db,
             chunks,
             series,
+            postings,
             alerts,
             meta,
             rollups,
@@ -404,6 +417,9 @@ impl EmbeddedStore {
             }
             let syncing = shared.syncing.as_ref().is_some_and(|h| h.has(id));
             if !kept && !shared.head.has(id) && !syncing {
+                for posting in keys::postings(&key).unwrap_or_default() {
+                    batch.remove(&self.postings, posting);
+                }
                 batch.remove(&self.series, key.clone());
                 shared.known.remove(&key);
             }
@@ -443,6 +459,7 @@ impl EmbeddedStore {
         loop {
             let page = list_series(
                 &self.rollup_series,
+                &[],
                 &scope,
                 &SeriesFilter::default(),
                 after.as_ref(),
@@ -550,11 +567,11 @@ impl EmbeddedStore {
         for field in &point.fields {
             let key = keys.next_key();
             keys::series_of_into(key, tenant, point, &field.key);
-            if key.len() > keys::MAX_KEY_BYTES {
+            if key.len() > keys::MAX_SERIES_KEY_BYTES {
                 return Err(PointError::KeyTooLong {
                     field: field.key.clone(),
                     bytes: key.len(),
-                    limit: keys::MAX_KEY_BYTES,
+                    limit: keys::MAX_SERIES_KEY_BYTES,
                 });
             }
             // A failing index read is not the point's fault: treat the series as unknown
@@ -590,9 +607,14 @@ impl EmbeddedStore {
             id: shared.next_id,
             ty: Some(ty),
         };
-        self.series
-            .insert(key, indexed.encode())
-            .map_err(|e| self.note_failure(e))?;
+        let postings = keys::postings(key)
+            .ok_or_else(|| StoreError::Corrupt(format!("series key {key:?}")))?;
+        let mut batch = self.db.batch();
+        batch.insert(&self.series, key, indexed.encode());
+        for posting in postings {
+            batch.insert(&self.postings, posting, []);
+        }
+        batch.commit().map_err(|e| self.note_failure(e))?;
         shared.next_id += 1;
         shared.known.insert(key.to_vec(), indexed);
         Ok(indexed.id)
@@ -1148,7 +1170,13 @@ impl Store for EmbeddedStore {
         after: Option<&SeriesKey>,
         limit: usize,
     ) -> Result<SeriesPage, StoreError> {
-        list_series(&self.series, tenant, filter, after, limit)
+        match filter.tags.first() {
+            Some((key, value)) => {
+                let prefix = keys::posting_prefix(tenant.as_str(), key, value);
+                list_series(&self.postings, &prefix, tenant, filter, after, limit)
+            }
+            None => list_series(&self.series, &[], tenant, filter, after, limit),
+        }
     }
 
     /// Chunk bytes by the tenant of their series, rollup rows by tenant and tier (points
@@ -1359,6 +1387,7 @@ impl Store for EmbeddedStore {
     ) -> Result<SeriesPage, StoreError> {
         list_series(
             &self.rollup_series,
+            &[],
             &tier_scope(tenant, tier),
             filter,
             after,
@@ -1488,21 +1517,24 @@ fn late_key(tenant: &TenantId, record: &LateRecord) -> Vec<u8> {
     key
 }
 
-/// Up to `limit` series of the key space `scope` in `index` matching `filter`, after
-/// `after`.
+/// Up to `limit` series of the key space `scope` matching `filter`, after `after`, from
+/// `index`: the series index, or postings (`under` is then the prefix of the postings of
+/// the filter's first tag, before each series key; the series index's is empty).
 fn list_series(
     index: &Keyspace,
+    under: &[u8],
     scope: &TenantId,
     filter: &SeriesFilter,
     after: Option<&SeriesKey>,
     limit: usize,
 ) -> Result<SeriesPage, StoreError> {
-    let prefix = keys::prefix(
+    let wanted = keys::prefix(
         scope,
         filter.measurement.as_deref(),
         filter.measurement.as_ref().and(filter.field.as_deref()),
     );
-    let start = match after.map(|s| keys::series(scope, s)) {
+    let prefix = [under, &wanted].concat();
+    let start = match after.map(|s| [under, &keys::series(scope, s)].concat()) {
         Some(key) if key >= prefix => Bound::Excluded(key),
         _ => Bound::Included(prefix.clone()),
     };
@@ -1512,7 +1544,7 @@ fn list_series(
         if !key.starts_with(&prefix) {
             break;
         }
-        let series = keys::decode_series(&key)
+        let series = keys::decode_series(&key[under.len()..])
             .ok_or_else(|| StoreError::Corrupt(format!("series key {key:?}")))?;
         if !filter.matches(&series) {
             continue;
@@ -1524,6 +1556,26 @@ fn list_series(
         page.series.push(series);
     }
     Ok(page)
+}
+
+/// Writes the postings of every series in `series` (a store of a release before them).
+fn build_postings(db: &Database, series: &Keyspace, postings: &Keyspace) -> Result<(), StoreError> {
+    let mut batch = db.batch();
+    for (n, kv) in series.iter().enumerate() {
+        let key = kv.key().map_err(storage)?;
+        for posting in keys::postings(&key)
+            .ok_or_else(|| StoreError::Corrupt(format!("series key {key:?}")))?
+        {
+            batch.insert(postings, posting, []);
+        }
+        // Batches of bounded size: a store may hold millions of series.
+        if n % 10_000 == 9_999 {
+            std::mem::replace(&mut batch, db.batch())
+                .commit()
+                .map_err(storage)?;
+        }
+    }
+    batch.commit().map_err(storage)
 }
 
 /// Sorts `found` by time, keeps the value of the highest rank of each time (of one rank, the
@@ -1873,6 +1925,89 @@ mod tests {
             floats(&[(5, 4.0)]),
             "sync sequence continues after a reopen"
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// A listing by tag (from postings) pages through exactly the series a scan of the
+        /// whole index finds, in the same order.
+        #[test]
+        fn tag_listings_from_postings_are_the_index_scans(
+            series in proptest::collection::vec((0u8..3, 0u8..2, 0u8..4, proptest::option::of(0u8..3)), 1..40),
+            measurement in proptest::option::of(0u8..3),
+            field in proptest::option::of(0u8..2),
+            tags in proptest::collection::vec((proptest::bool::ANY, 0u8..4), 1..3),
+            limit in 1usize..6,
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+            let mut lp = String::new();
+            for (m, f, host, dc) in &series {
+                let dc = dc.map(|d| format!(",dc=d{d}")).unwrap_or_default();
+                lp += &format!("m{m},host=h{host}{dc} f{f}=1 1\n");
+            }
+            store.write(&[forever(&a, &pts(&lp)), forever(&b, &pts(&lp))], AT).expect("write");
+            let filter = SeriesFilter {
+                measurement: measurement.map(|m| format!("m{m}")),
+                field: field.map(|f| format!("f{f}")),
+                tags: tags
+                    .iter()
+                    .map(|(host, v)| if *host { ("host".into(), format!("h{v}")) } else { ("dc".into(), format!("d{v}")) })
+                    .collect(),
+            };
+            let scan = list_series(&store.series, &[], &a, &filter, None, usize::MAX).expect("scan");
+            let mut paged = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store.series_page(&a, &filter, after.as_ref(), limit).expect("page");
+                proptest::prop_assert!(page.series.len() <= limit);
+                after = page.series.last().cloned();
+                paged.extend(page.series);
+                if !page.more {
+                    break;
+                }
+            }
+            proptest::prop_assert_eq!(paged, scan.series);
+        }
+    }
+
+    #[test]
+    fn postings_go_with_their_series_and_a_store_without_them_gets_them_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let by_host = |host: &str| SeriesFilter {
+            tags: vec![("host".into(), host.into())],
+            ..SeriesFilter::default()
+        };
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            let lp = "cpu,host=x usage=1 1\ncpu,host=y usage=1 1000\nmem,host=x used=1 1000\n";
+            store.write(&[forever(&a, &pts(lp))], AT).expect("write");
+            store.sync().expect("sync");
+            assert_eq!(store.series(&a, &by_host("x")).expect("x").len(), 2);
+            // Expiring cpu,host=x's only point drops the series, and its posting with it.
+            assert_eq!(store.expire(&a, 2).expect("expire"), 1);
+            let x = store.series(&a, &by_host("x")).expect("x");
+            assert_eq!(x.len(), 1);
+            assert_eq!(x[0].measurement, "mem");
+            // As a store of the release before postings: none, and no mark.
+            let postings: Vec<_> = store
+                .postings
+                .iter()
+                .map(|kv| kv.key().expect("key"))
+                .collect();
+            assert_eq!(postings.len(), 2, "one a series: cpu,host=y and mem,host=x");
+            for key in postings {
+                store.postings.remove(key).expect("remove");
+            }
+            store.meta.remove(POSTINGS_BUILT).expect("unmark");
+            store.sync().expect("sync");
+            assert!(store.series(&a, &by_host("y")).expect("y").is_empty());
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.series(&a, &by_host("y")).expect("y").len(), 1);
+        assert_eq!(store.series(&a, &by_host("x")).expect("x").len(), 1);
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! chunk key is that id, the time of the chunk's last point and the sync that wrote it, all
 //! big-endian (the time with its sign bit flipped), so a series' chunks sort by time and
 //! keys stay 24 bytes whatever the tags.
+//!
+//! A posting is a series under one of its tags: tenant, tag key and value (length-prefixed),
+//! then the series key. A listing by tag reads the series of that tag, in the index's
+//! order, without passing every series of the tenant.
 
 use super::SeriesKey;
 use crate::point::{Nanos, Point};
@@ -14,6 +18,9 @@ use crate::tenant::TenantId;
 /// The longest key the storage engine (fjall's LSM tree) indexes: its keys are at most
 /// `u16::MAX` bytes, and a longer one panics inside it.
 pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
+
+/// The longest series key: a posting holds one and a tag of it, so at most twice its size.
+pub const MAX_SERIES_KEY_BYTES: usize = MAX_KEY_BYTES / 2;
 
 fn put(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -140,6 +147,33 @@ pub fn decode_series(mut bytes: &[u8]) -> Option<SeriesKey> {
         field,
         tags,
     })
+}
+
+/// The prefix of the postings of `tenant`'s tag `key`=`value`.
+pub fn posting_prefix(tenant: &str, key: &str, value: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + tenant.len() + key.len() + value.len());
+    put(&mut out, tenant);
+    put(&mut out, key);
+    put(&mut out, value);
+    out
+}
+
+/// The postings of the series whose index key is `series`: one per tag. None when the
+/// bytes are not a series key.
+pub fn postings(series: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let b = &mut &series[..];
+    let tenant = take(b)?;
+    take(b)?;
+    take(b)?;
+    let n = u32::from_be_bytes(b.get(..4)?.try_into().ok()?);
+    *b = &b[4..];
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut posting = posting_prefix(tenant, take(b)?, take(b)?);
+        posting.extend_from_slice(series);
+        out.push(posting);
+    }
+    b.is_empty().then_some(out)
 }
 
 /// Timestamp bytes that sort like the signed value.

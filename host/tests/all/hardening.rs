@@ -250,7 +250,7 @@ fn a_record_the_store_refuses_is_dead_lettered_and_its_partition_goes_on() {
     assert!(
         letters.contains("\"stage\":\"acme/store\"")
             && letters.contains("series key of field `v` is ")
-            && letters.contains("the store takes at most 65535"),
+            && letters.contains("the store takes at most 32767"),
         "{}",
         &letters[..letters.len().min(500)]
     );
