@@ -52,6 +52,10 @@ const CHUNK_FORMAT_FROM: &[u8] = b"chunk-format-1-from-seq";
 /// releases before postings get them at their first open).
 const POSTINGS_BUILT: &[u8] = b"postings-built";
 
+/// Key in the `meta` keyspace saying the store was closed with every series compacted;
+/// removed (durably) at open, so only a clean close leaves it.
+const COMPACTED_AT_CLOSE: &[u8] = b"compacted-at-close";
+
 /// Prefix of the synced offsets' keys in the `meta` keyspace (then the partition).
 const THROUGH_PREFIX: &[u8] = b"through/";
 
@@ -302,6 +306,13 @@ impl EmbeddedStore {
             let id = Indexed::decode(&value)?.id;
             next_id = next_id.max(id + 1);
             dirty.insert(id, Nanos::MIN);
+        }
+        // Closed with nothing left to compact: no series needs a look (a pass over every
+        // chunk of a year's store would re-read it all after each restart).
+        if meta.get(COMPACTED_AT_CLOSE).map_err(storage)?.is_some() {
+            dirty.clear();
+            meta.remove(COMPACTED_AT_CLOSE).map_err(storage)?;
+            db.persist(PersistMode::SyncData).map_err(storage)?;
         }
         let seq = match meta.get(NEXT_SEQ).map_err(storage)? {
             Some(v) => decode_u64(&v)?,
@@ -946,6 +957,25 @@ impl Merge {
             times: self.times,
             values: self.values,
             next,
+        }
+    }
+}
+
+/// A clean close with nothing left to compact says so, so the next open skips the pass
+/// over every series. Dropped without it (a crash, or series left to compact), the next
+/// open looks at them all.
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        if !lock(&self.dirty).is_empty() || self.failure().is_some() {
+            return;
+        }
+        // Durable with the compactions before it: the journal is ordered.
+        let marked = self
+            .meta
+            .insert(COMPACTED_AT_CLOSE, [])
+            .and_then(|()| self.db.persist(PersistMode::SyncData));
+        if let Err(error) = marked {
+            tracing::warn!(%error, "Could not note a clean close; the next start re-checks every series for compaction.");
         }
     }
 }
@@ -1849,6 +1879,35 @@ mod tests {
         );
         assert_eq!(compact_all(&store).replaced, 0);
         assert_eq!(chunk_shapes(&store, id), shapes);
+    }
+
+    #[test]
+    fn a_clean_close_with_everything_compacted_spares_the_next_open_a_pass_over_every_series() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let open = || EmbeddedStore::open(dir.path()).expect("open");
+        let dirty = |store: &EmbeddedStore| lock(&store.dirty).len();
+        {
+            let store = open();
+            for t in 0..20 {
+                let lp = format!("cpu,host=x usage={t} {t}\ncpu,host=y usage={t} {t}\n");
+                store.write(&[forever(&a, &pts(&lp))], AT).expect("write");
+                store.sync().expect("sync");
+            }
+            assert_eq!(dirty(&store), 2);
+            // Closed with series left to compact: no mark.
+        }
+        let store = open();
+        assert_eq!(dirty(&store), 2, "every series is looked at");
+        compact_all(&store);
+        assert_eq!(dirty(&store), 0);
+        drop(store);
+        let store = open();
+        assert_eq!(dirty(&store), 0, "closed clean: nothing to look at");
+        // The mark goes at open, durably: a crash from here on leaves none.
+        assert!(store.meta.get(COMPACTED_AT_CLOSE).expect("meta").is_none());
+        let x = only(&store, &a, "x");
+        assert_eq!(store.read(&a, &x, 0..100).expect("read").len(), 20);
     }
 
     #[test]
