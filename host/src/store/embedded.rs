@@ -18,6 +18,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use super::chunk::{self, Sample};
 use super::compaction::{self, Stored};
 use super::head::Head;
+use super::journal;
 use super::{
     Batch, Compacted, LatePage, LateRecord, NumberPage, PointError, Reach, ReadPage, Refused,
     Retention, Rollup, RollupPage, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through,
@@ -252,6 +253,8 @@ pub struct EmbeddedStore {
     /// Held while a series' chunks are rewritten (compaction, expiry), so neither undoes
     /// the other's.
     rewriting: Mutex<()>,
+    /// Empties fjall's journal after a clean close. Last, so dropped after the database.
+    trim: journal::Trim,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -373,6 +376,7 @@ impl EmbeddedStore {
             retentions: Mutex::new(retentions),
             dirty: Mutex::new(dirty),
             rewriting: Mutex::default(),
+            trim: journal::Trim::new(dir),
         })
     }
 
@@ -961,21 +965,31 @@ impl Merge {
     }
 }
 
-/// A clean close with nothing left to compact says so, so the next open skips the pass
-/// over every series. Dropped without it (a crash, or series left to compact), the next
-/// open looks at them all.
+/// A clean close writes every memtable to tables and empties the journal (see
+/// [`journal`]). With nothing left to compact, it also says so, so the next open skips the
+/// pass over every series. Dropped without it (a crash, or series left to compact), the
+/// next open looks at them all.
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        if !lock(&self.dirty).is_empty() || self.failure().is_some() {
+        if self.failure().is_some() {
             return;
         }
-        // Durable with the compactions before it: the journal is ordered.
-        let marked = self
-            .meta
-            .insert(COMPACTED_AT_CLOSE, [])
-            .and_then(|()| self.db.persist(PersistMode::SyncData));
-        if let Err(error) = marked {
-            tracing::warn!(%error, "Could not note a clean close; the next start re-checks every series for compaction.");
+        if lock(&self.dirty).is_empty() {
+            // Durable with the compactions before it: the journal is ordered.
+            let marked = self
+                .meta
+                .insert(COMPACTED_AT_CLOSE, [])
+                .and_then(|()| self.db.persist(PersistMode::SyncData));
+            if let Err(error) = marked {
+                tracing::warn!(%error, "Could not note a clean close; the next start re-checks every series for compaction.");
+            }
+        }
+        if journal::flush_all(&self.db) {
+            self.trim.arm();
+        } else {
+            tracing::warn!(
+                "Could not write the store's memtables to tables at close; the next start replays its journal (no data is lost)."
+            );
         }
     }
 }
@@ -1908,6 +1922,55 @@ mod tests {
         assert!(store.meta.get(COMPACTED_AT_CLOSE).expect("meta").is_none());
         let x = only(&store, &a, "x");
         assert_eq!(store.read(&a, &x, 0..100).expect("read").len(), 20);
+    }
+
+    #[test]
+    fn a_clean_close_leaves_the_data_in_tables_and_an_empty_journal_and_later_writes_still_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = TenantId::new("a");
+        let journal_bytes = || {
+            std::fs::read_dir(dir.path())
+                .expect("dir")
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "jnl"))
+                .map(|e| e.metadata().expect("metadata").len())
+                .sum::<u64>()
+        };
+        // Each round rewrites times 0..50 with its own value and adds 50 new times: a
+        // later sync wins only if the next open continues fjall's sequence numbers (an
+        // emptied journal recovered as a new one would restart them, and older versions of
+        // the meta keys would shadow newer ones).
+        for round in 1..=3_i64 {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            if round > 1 {
+                let x = only(&store, &a, "x");
+                let read = store.read(&a, &x, 0..1_000).expect("read");
+                assert_eq!(read.len(), 50 + 50 * (round as usize - 1));
+            }
+            let lp: String = (0..50)
+                .chain(round * 50..round * 50 + 50)
+                .map(|t| format!("cpu,host=x usage={round} {t}\n"))
+                .collect();
+            store.write(&[forever(&a, &pts(&lp))], AT).expect("write");
+            store.sync().expect("sync");
+            drop(store);
+            assert_eq!(journal_bytes(), 0, "round {round}: the journal is emptied");
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let x = only(&store, &a, "x");
+        let read = store.read(&a, &x, 0..1_000).expect("read");
+        let want: Vec<(i64, i64)> = (0..50)
+            .map(|t| (t, 3))
+            .chain((1..=3).flat_map(|r| (r * 50..r * 50 + 50).map(move |t| (t, r))))
+            .collect();
+        let got: Vec<(i64, i64)> = read
+            .iter()
+            .map(|(t, v)| match v {
+                FieldValue::Float(v) => (*t, *v as i64),
+                ref other => panic!("a float, not {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

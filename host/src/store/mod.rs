@@ -19,6 +19,7 @@ mod compaction;
 pub(crate) mod conformance;
 mod embedded;
 mod head;
+mod journal;
 mod keys;
 mod scylla;
 
