@@ -846,14 +846,16 @@ impl EmbeddedStore {
             }
             id
         };
-        let mut merge = Merge::default();
+        let mut merge = Merge::with_capacity(cap);
+        let mut decoder = chunk::NumberDecoder::default();
         let mut entries = self.chunk_entries(id, range).peekable();
         while let Some(entry) = entries.next() {
             let (key, value, _, seq) = entry?;
             if self.is_legacy(&key) {
                 return Ok(None);
             }
-            let Some((times, values)) = chunk::decode_numbers(&value)
+            let Some((times, values)) = decoder
+                .decode(&value)
                 .map_err(|e| StoreError::Corrupt(format!("chunk {key:?}: {e}")))?
             else {
                 return Ok(None);
@@ -891,6 +893,20 @@ struct Merge {
 }
 
 impl Merge {
+    /// Most points the columns are sized for up front: a page's worth for the reads of
+    /// aggregations (growing them as chunks came copied each point again, twice).
+    const RESERVED: usize = 1 << 14;
+
+    /// A merge with room for `cap` points in its columns (up to [`Self::RESERVED`]).
+    fn with_capacity(cap: usize) -> Self {
+        let cap = cap.min(Self::RESERVED);
+        Self {
+            times: Vec::with_capacity(cap),
+            values: Vec::with_capacity(cap),
+            ..Self::default()
+        }
+    }
+
     /// Adds a chunk's points in the range, in order, of sync `seq`.
     fn add(&mut self, times: &[Nanos], values: &[f64], seq: u64) {
         let Some(first) = times.first() else {
