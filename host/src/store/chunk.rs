@@ -657,6 +657,21 @@ impl NumberDecoder {
     }
 }
 
+/// The first time of a chunk in format 2 where it reads without decoding (plain or evenly
+/// spaced times): a read passes over a chunk that starts after its range. A chunk is found
+/// by its last time, and one that spans [`MAX_SPAN`] may start hours after the range it
+/// was found for; decoding those was most of a narrow read's time.
+pub fn first_time(bytes: &[u8]) -> Option<Nanos> {
+    let body = format::body(WHAT, bytes, CHUNK_VERSION).ok()?;
+    let mut r = Reader(body);
+    let layout = r.byte().ok()?;
+    let typed = layout & TYPE <= STRING && layout & !(TYPE | VALUES_PCO | TIMES_EVEN) == 0;
+    if !typed || r.varint().ok()? == 0 {
+        return None;
+    }
+    r.array().ok().map(Nanos::from_le_bytes)
+}
+
 /// A typed layout's parts: its values' type, whether they are pco, and the reader at the
 /// values.
 struct Typed<'a> {
@@ -1369,6 +1384,40 @@ pub(crate) mod tests {
         assert_eq!(bytes.len(), encode_v1(&refs(&mixed)).len());
         assert_eq!(encode(&[]), [b'S', 2, FLOAT, 0]);
         assert_eq!(decode(&[b'S', 2, FLOAT, 0]), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn the_first_time_reads_without_decoding_unless_the_times_are_pco() {
+        let walk = |i: i64| FieldValue::Float(i as f64 / 4.0);
+        let jittered: Vec<Sample> = every_10s(MAX_POINTS, walk)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (ts, v))| (ts + i as i64 % 3, v))
+            .collect();
+        let uneven = vec![(T0, walk(0)), (T0 + 1, walk(1)), (T0 + 3, walk(2))];
+        let cases = [
+            (every_10s(MAX_POINTS, walk), Some(T0)),
+            (every_10s(2, FieldValue::Integer), Some(T0)),
+            (uneven, Some(T0)),
+            (every_10s(1, |_| FieldValue::Boolean(true)), Some(T0)),
+            (jittered, None),
+            (Vec::new(), None),
+            (
+                vec![(1, FieldValue::Integer(-1)), (3, FieldValue::Boolean(true))],
+                None,
+            ),
+        ];
+        for (samples, want) in cases {
+            let bytes = encode(&refs(&samples));
+            assert_eq!(first_time(&bytes), want, "{:?}", samples.first());
+            if let Some(first) = first_time(&bytes) {
+                assert_eq!(
+                    Some(first),
+                    decode(&bytes).expect("decodes").first().map(|s| s.0)
+                );
+            }
+        }
+        assert_eq!(first_time(&encode_v1(&refs(&every_10s(5, walk)))), None);
     }
 
     #[test]
