@@ -316,17 +316,19 @@ fn numbers<T: Number>(values: &[T], out: &mut Vec<u8>, plain: impl Fn(&[T], &mut
 }
 
 /// The gap between each two of `times`, when there are at least two and it is always the
-/// same.
+/// same, and not 0 (the decoder refuses equal times in this layout; the store never writes
+/// them, but the plain layouts carry them).
 fn even_gap(times: &[Nanos]) -> Option<u64> {
     let [first, second, ..] = times else {
         return None;
     };
     // Wrapping, as the plain times: sorted unique times have gaps in u64.
     let gap = second.wrapping_sub(*first) as u64;
-    times
-        .windows(2)
-        .all(|w| w[1].wrapping_sub(w[0]) as u64 == gap)
-        .then_some(gap)
+    (gap > 0
+        && times
+            .windows(2)
+            .all(|w| w[1].wrapping_sub(w[0]) as u64 == gap))
+    .then_some(gap)
 }
 
 /// The plain times: the first, then each gap's change from the one before.
@@ -1184,6 +1186,11 @@ pub(crate) mod tests {
             (
                 every_10s(3, |i| FieldValue::Boolean(i == 1)),
                 BOOLEAN | TIMES_EVEN,
+            ),
+            // Equal times (a decoded chunk may hold them: the fuzzer found one): plain.
+            (
+                (0..4).map(|i| (T0, FieldValue::Unsigned(i))).collect(),
+                UNSIGNED,
             ),
             (
                 jitter(every_10s(4, |i| FieldValue::String(i.to_string()))),

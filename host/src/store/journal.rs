@@ -41,7 +41,9 @@ pub fn flush_all(db: &Database) -> bool {
         return false;
     }
     for keyspace in &keyspaces {
-        // `rotate_memtable_and_wait` would wait forever on a flush that fails.
+        // `rotate_memtable_and_wait` would wait forever on a flush that fails. These calls
+        // are doc-hidden in fjall 3.1 (its own tests use them); the version is pinned, and
+        // the store's clean-close test fails if they change meaning.
         if keyspace.rotate_memtable().is_err() {
             return false;
         }
