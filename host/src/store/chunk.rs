@@ -256,8 +256,6 @@ fn encode_typed(chunk: &[&Sample], column: &Column<'_>) -> Vec<u8> {
         return out;
     }
     let times: Vec<Nanos> = chunk.iter().map(|(ts, _)| *ts).collect();
-    let mut plain = Vec::with_capacity(8 + times.len());
-    plain_times(&times, &mut plain);
     if let Some(gap) = even_gap(&times) {
         // 8 bytes and a varint: never more than the plain times (which hold that gap, as
         // its change from 0, and a byte per later point), nor pco's (some 15 bytes of
@@ -266,6 +264,8 @@ fn encode_typed(chunk: &[&Sample], column: &Column<'_>) -> Vec<u8> {
         out.extend_from_slice(&times[0].to_le_bytes());
         put_varint(&mut out, gap);
     } else {
+        let mut plain = Vec::with_capacity(8 + times.len());
+        plain_times(&times, &mut plain);
         match pco_encode(&times) {
             Some(pco) if varint_len(pco.len() as u64) + pco.len() < plain.len() => {
                 layout |= TIMES_PCO;
@@ -667,11 +667,18 @@ pub fn first_time(bytes: &[u8]) -> Option<Nanos> {
     let body = format::body(WHAT, bytes, CHUNK_VERSION).ok()?;
     let mut r = Reader(body);
     let layout = r.byte().ok()?;
-    let typed = layout & TYPE <= STRING && layout & !(TYPE | VALUES_PCO | TIMES_EVEN) == 0;
-    if !typed || r.varint().ok()? == 0 {
+    if !is_typed(layout) || layout & TIMES_PCO != 0 || r.varint().ok()? == 0 {
         return None;
     }
     r.array().ok().map(Nanos::from_le_bytes)
+}
+
+/// Whether `layout` is one of the typed layouts: a known type, known bits, and one way of
+/// storing the times.
+fn is_typed(layout: u8) -> bool {
+    layout & TYPE <= STRING
+        && layout & !(TYPE | TIMES_PCO | VALUES_PCO | TIMES_EVEN) == 0
+        && layout & (TIMES_PCO | TIMES_EVEN) != TIMES_PCO | TIMES_EVEN
 }
 
 /// A typed layout's parts: its values' type, whether they are pco, and the reader at the
@@ -693,10 +700,7 @@ fn typed<'a>(body: &'a [u8], times: &mut Vec<Nanos>) -> Result<Option<Typed<'a>>
     }
     let kind = layout & TYPE;
     let numeric = matches!(kind, FLOAT | INTEGER | UNSIGNED);
-    if kind > STRING
-        || layout & !(TYPE | TIMES_PCO | VALUES_PCO | TIMES_EVEN) != 0
-        || layout & (TIMES_PCO | TIMES_EVEN) == TIMES_PCO | TIMES_EVEN
-    {
+    if !is_typed(layout) {
         return Err(format!("unknown layout {layout:#04x}"));
     }
     if layout & VALUES_PCO != 0 && !numeric {
