@@ -27,6 +27,7 @@ pub mod promql;
 pub mod query;
 pub mod quota;
 pub mod registry;
+pub mod search;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -6,6 +6,8 @@ use std::time::{Instant, UNIX_EPOCH};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
 
+use crate::search::skip_while;
+
 use super::{
     DEFAULT_SUBQUERY_STEP, EvalError, Grid, LOOKBACK, Labels, Limits, METRIC_NAME, Millis,
     RawSeries, Source, is_stale,
@@ -49,24 +51,11 @@ impl Windows {
         let (mut lo, mut hi) = (0, 0);
         for (step, &end) in self.ends.iter().enumerate() {
             let start = end.saturating_sub(self.range);
-            hi = skip_while(samples, hi, |t| t <= end);
-            lo = skip_while(&samples[..hi], lo.min(hi), |t| t < start);
+            hi = skip_while(samples, hi, |s| s.0 <= end);
+            lo = skip_while(&samples[..hi], lo.min(hi), |s| s.0 < start);
             f(step, lo..hi);
         }
     }
-}
-
-/// The first index from `from` on whose sample's time fails `before` (which holds for a
-/// prefix of the sorted `samples`). Galloping: a step of the grid may pass one sample or
-/// thousands (hourly steps over 10 s samples), and a scan one sample at a time was most of
-/// the evaluation of `increase` then.
-fn skip_while(samples: &[(Millis, f64)], from: usize, before: impl Fn(Millis) -> bool) -> usize {
-    let mut bound = 1;
-    while from + bound <= samples.len() && before(samples[from + bound - 1].0) {
-        bound *= 2;
-    }
-    let (lo, hi) = (from + bound / 2, (from + bound).min(samples.len()));
-    lo + samples[lo..hi].partition_point(|s| before(s.0))
 }
 
 /// What a node evaluates to.
@@ -380,7 +369,7 @@ impl Evaluator<'_> {
             let values: Vec<Option<f64>> = times
                 .iter()
                 .map(|&t| {
-                    next = skip_while(samples, next, |at| at <= t);
+                    next = skip_while(samples, next, |s| s.0 <= t);
                     let (at, v) = *samples.get(next.checked_sub(1)?)?;
                     let v = if sample_times { at as f64 / 1000.0 } else { v };
                     (at >= t.saturating_sub(LOOKBACK) && !is_stale(samples[next - 1].1))
@@ -488,29 +477,4 @@ impl Evaluator<'_> {
 /// A duration in milliseconds, saturating.
 pub fn millis(d: std::time::Duration) -> Millis {
     Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    proptest::proptest! {
-        #[test]
-        fn galloping_finds_where_a_scan_stops(
-            gaps in proptest::collection::vec(0i64..50, 0..300),
-            from in 0usize..320,
-            bound in -10i64..8_000,
-        ) {
-            let samples: Vec<(Millis, f64)> = gaps
-                .iter()
-                .scan(0, |t, gap| {
-                    *t += gap;
-                    Some((*t, 0.0))
-                })
-                .collect();
-            let from = from.min(samples.len());
-            let scan = from + samples[from..].iter().take_while(|s| s.0 <= bound).count();
-            proptest::prop_assert_eq!(skip_while(&samples, from, |t| t <= bound), scan);
-        }
-    }
 }

@@ -615,19 +615,12 @@ fn aggregate(
     let mut buckets = Buckets::new(aggregation);
     let mut out = Vec::new();
     let mut from = range.start;
-    // Adds a point; once `out` holds `max` buckets, the start of the next answer's first.
-    let mut fill = |ts: Nanos, value: Option<f64>, out: &mut Vec<(Nanos, f64)>| {
-        out.extend(buckets.push_number(ts, value));
-        // The bucket `ts` opened is the first of the next answer.
-        (out.len() == max).then(|| buckets.start_of(ts))
-    };
     loop {
         let next = match store.read_numbers(tenant, series, from..range.end, RAW_BATCH)? {
             Some(page) => {
-                for (ts, value) in page.times.iter().zip(&page.values) {
-                    if let Some(start) = fill(*ts, Some(*value), &mut out) {
-                        return Ok((Points::Buckets(out), Some(start)));
-                    }
+                if let Some(start) = buckets.push_numbers(&page.times, &page.values, &mut out, max)
+                {
+                    return Ok((Points::Buckets(out), Some(start)));
                 }
                 page.next
             }
@@ -635,8 +628,11 @@ fn aggregate(
             None => {
                 let page = store.read_page(tenant, series, from..range.end, RAW_BATCH)?;
                 for (ts, value) in &page.samples {
-                    if let Some(start) = fill(*ts, value.as_f64(), &mut out) {
-                        return Ok((Points::Buckets(out), Some(start)));
+                    out.extend(buckets.push_number(*ts, value.as_f64()));
+                    // Once `out` holds `max` buckets, the one `ts` opened is the first of
+                    // the next answer.
+                    if out.len() == max {
+                        return Ok((Points::Buckets(out), Some(buckets.start_of(*ts))));
                     }
                 }
                 page.next

@@ -1,0 +1,40 @@
+//! Searching sorted columns from where the last search stopped.
+
+/// The first index from `from` on whose item fails `before` (which holds for a prefix of
+/// the sorted `items`). Galloping: doubling steps, then a binary search within the last,
+/// so a short skip costs a few looks and a long one a logarithm. A step of a query's grid
+/// may pass one sample or thousands (hourly steps over 10 s samples), and a scan one item
+/// at a time was most of the evaluation of `increase` then.
+pub fn skip_while<T>(items: &[T], from: usize, before: impl Fn(&T) -> bool) -> usize {
+    let mut bound = 1;
+    while from + bound <= items.len() && before(&items[from + bound - 1]) {
+        bound *= 2;
+    }
+    let (lo, hi) = (from + bound / 2, (from + bound).min(items.len()));
+    lo + items[lo..hi].partition_point(before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn galloping_finds_where_a_scan_stops(
+            gaps in proptest::collection::vec(0i64..50, 0..300),
+            from in 0usize..320,
+            bound in -10i64..8_000,
+        ) {
+            let times: Vec<i64> = gaps
+                .iter()
+                .scan(0, |t, gap| {
+                    *t += gap;
+                    Some(*t)
+                })
+                .collect();
+            let from = from.min(times.len());
+            let scan = from + times[from..].iter().take_while(|t| **t <= bound).count();
+            proptest::prop_assert_eq!(skip_while(&times, from, |t| *t <= bound), scan);
+        }
+    }
+}
