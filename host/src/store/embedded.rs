@@ -1830,9 +1830,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (a, ab) = (TenantId::new("a"), TenantId::new("ab"));
         let store = EmbeddedStore::open(dir.path()).expect("open");
+        // Values that don't compress to nothing: ab's thousand points outweigh a's ten.
         let lines = |n: i64| {
             (0..n)
-                .map(|t| format!("cpu,host=x usage={t} {t}"))
+                .map(|t| format!("cpu,host=x usage={} {t}", t * t % 9_973))
                 .collect::<Vec<_>>()
                 .join("\n")
         };
