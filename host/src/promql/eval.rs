@@ -1,6 +1,7 @@
 //! The evaluator: walks the expression, each node yielding its value at every step.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp, Matcher};
@@ -56,6 +57,43 @@ impl Windows {
             f(step, lo..hi);
         }
     }
+}
+
+/// The error of a query reading more than `limit` samples.
+fn too_many_samples(limit: usize) -> EvalError {
+    EvalError::TooLarge(format!(
+        "query processing would load too many samples into memory (more than {limit}); select fewer series or a shorter range"
+    ))
+}
+
+/// What `read` finds for each `or` group of `vs`'s matchers (with its metric name), a
+/// series matching several groups once (by its `labels`).
+fn each_group<T>(
+    vs: &VectorSelector,
+    mut read: impl FnMut(&[Matcher]) -> Result<Vec<T>, EvalError>,
+    labels: impl Fn(&T) -> &Labels,
+) -> Result<Vec<T>, EvalError> {
+    let name = vs
+        .name
+        .as_ref()
+        .map(|n| Matcher::new(MatchOp::Equal, METRIC_NAME, n));
+    let groups: Vec<&[Matcher]> = if vs.matchers.or_matchers.is_empty() {
+        vec![&vs.matchers.matchers]
+    } else {
+        vs.matchers.or_matchers.iter().map(Vec::as_slice).collect()
+    };
+    let mut found = Vec::new();
+    let several = groups.len() > 1;
+    let mut seen = std::collections::HashSet::new();
+    for group in groups {
+        let matchers: Vec<Matcher> = name.iter().chain(group).cloned().collect();
+        for series in read(&matchers)? {
+            if !several || seen.insert(labels(&series).clone()) {
+                found.push(series);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// What a node evaluates to.
@@ -317,37 +355,106 @@ impl Evaluator<'_> {
         start: Millis,
         end: Millis,
     ) -> Result<Vec<RawSeries>, EvalError> {
-        let name = vs
-            .name
-            .as_ref()
-            .map(|n| Matcher::new(MatchOp::Equal, METRIC_NAME, n));
-        let groups: Vec<&[Matcher]> = if vs.matchers.or_matchers.is_empty() {
-            vec![&vs.matchers.matchers]
-        } else {
-            vs.matchers.or_matchers.iter().map(Vec::as_slice).collect()
+        let source = self.source;
+        let found = each_group(vs, |m| source.select(m, start, end), |s| &s.labels)?;
+        self.count_samples(found.iter().map(|s| s.samples.len()).sum())?;
+        Ok(found)
+    }
+
+    /// Adds `n` samples to those the query read; an error past its limit.
+    fn count_samples(&mut self, n: usize) -> Result<(), EvalError> {
+        self.samples = self.samples.saturating_add(n);
+        if self.samples > self.limits.max_samples {
+            return Err(too_many_samples(self.limits.max_samples));
+        }
+        Ok(())
+    }
+
+    /// The range vector `expr` must be, an argument of the function `name`.
+    pub(crate) fn range_vector(&mut self, expr: &Expr, name: &str) -> Result<Windows, EvalError> {
+        match self.eval(expr)? {
+            Value::Matrix(w) => Ok(w),
+            other => Err(EvalError::BadData(format!(
+                "{name}: expected a range vector, got {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// `f` of each series of the range vector `expr`: its values at each step, from its
+    /// samples (staleness markers left out) and the windows' frame (the range and each
+    /// step's end; its `series` is empty). The metric name is dropped unless `keep_name`.
+    /// A range selector's series are reduced as they are read, side by side, and only their
+    /// values kept (see [`Source::select_reduced`]); other range vectors (subqueries) are
+    /// evaluated whole first.
+    pub(crate) fn reduce_windows(
+        &mut self,
+        expr: &Expr,
+        name: &str,
+        keep_name: bool,
+        f: impl Fn(&Windows, &[(Millis, f64)]) -> Vec<Option<f64>> + Sync,
+    ) -> Result<Value, EvalError> {
+        let found: Vec<Series> = match expr {
+            Expr::MatrixSelector(ms) => {
+                let frame = Windows {
+                    series: Vec::new(),
+                    range: millis(ms.range),
+                    ends: self.times(ms.vs.offset.as_ref(), ms.vs.at.as_ref()),
+                };
+                let (Some(&first), Some(&last)) = (frame.ends.first(), frame.ends.last()) else {
+                    return Ok(Value::Vector(Vec::new()));
+                };
+                let start = first.saturating_sub(frame.range);
+                // Counted as read, so a query past the limit stops reading.
+                let limit = self.limits.max_samples;
+                let left = AtomicUsize::new(limit.saturating_sub(self.samples));
+                let reduce = |mut s: RawSeries| -> Result<Option<Series>, EvalError> {
+                    let n = s.samples.len();
+                    if left
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(n))
+                        .is_err()
+                    {
+                        return Err(too_many_samples(limit));
+                    }
+                    s.samples.retain(|(_, v)| !is_stale(*v));
+                    let values = f(&frame, &s.samples);
+                    Ok(values.iter().any(Option::is_some).then_some(Series {
+                        labels: s.labels,
+                        values,
+                    }))
+                };
+                let source = self.source;
+                let found = each_group(
+                    &ms.vs,
+                    |m| source.select_reduced(m, start, last, &reduce),
+                    |s| &s.labels,
+                )?;
+                self.samples = limit - left.into_inner();
+                found
+            }
+            _ => {
+                let w = self.range_vector(expr, name)?;
+                w.series
+                    .iter()
+                    .map(|s| Series {
+                        labels: s.labels.clone(),
+                        values: f(&w, &s.samples),
+                    })
+                    .collect()
+            }
         };
-        let mut found: Vec<RawSeries> = Vec::new();
-        let several = groups.len() > 1;
-        let mut seen = std::collections::HashSet::new();
-        for group in groups {
-            let matchers: Vec<Matcher> = name.iter().chain(group).cloned().collect();
-            for series in self.source.select(&matchers, start, end)? {
-                // A series matching several `or` groups is selected once.
-                if !several || seen.insert(series.labels.clone()) {
-                    found.push(series);
-                }
+        let mut out = VectorBuilder::new(self.steps());
+        for s in found {
+            if s.values.iter().any(Option::is_some) {
+                let labels = if keep_name {
+                    s.labels
+                } else {
+                    s.labels.without_name()
+                };
+                out.add(labels, s.values)?;
             }
         }
-        self.samples = self
-            .samples
-            .saturating_add(found.iter().map(|s| s.samples.len()).sum());
-        if self.samples > self.limits.max_samples {
-            return Err(EvalError::TooLarge(format!(
-                "query processing would load too many samples into memory (more than {}); select fewer series or a shorter range",
-                self.limits.max_samples
-            )));
-        }
-        Ok(found)
+        Ok(Value::Vector(out.finish()))
     }
 
     /// The series `vs` selects, with their latest sample's value at each step (or, with

@@ -24,37 +24,38 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, EvalErr
         "delta" => Some((false, false)),
         _ => None,
     } {
-        let w = matrix(ev, arg(0)?, name)?;
-        return rates(ev.steps(), &w, counter, per_second);
+        return ev.reduce_windows(arg(0)?, name, false, |w, samples| {
+            rates(w, samples, counter, per_second)
+        });
     }
     if let Some(f) = range_function(name) {
-        let w = matrix(ev, arg(0)?, name)?;
-        return over_windows(ev.steps(), &w, name == "last_over_time", |win, _, end| {
-            f(win, end, w.range)
+        return ev.reduce_windows(arg(0)?, name, name == "last_over_time", |w, samples| {
+            over_windows(w, samples, |win, _, end| f(win, end, w.range))
         });
     }
     match name {
         "quantile_over_time" => {
             let q = ev.scalar(arg(0)?, name)?;
-            let w = matrix(ev, arg(1)?, name)?;
-            over_windows(ev.steps(), &w, false, |win, step, _| {
-                let mut values: Vec<f64> = win.iter().map(|s| s.1).collect();
-                (!values.is_empty()).then(|| quantile(q[step], &mut values))
+            ev.reduce_windows(arg(1)?, name, false, |w, samples| {
+                over_windows(w, samples, |win, step, _| {
+                    let mut values: Vec<f64> = win.iter().map(|s| s.1).collect();
+                    (!values.is_empty()).then(|| quantile(q[step], &mut values))
+                })
             })
         }
         "predict_linear" => {
-            let w = matrix(ev, arg(0)?, name)?;
             let t = ev.scalar(arg(1)?, name)?;
-            over_windows(ev.steps(), &w, false, |win, step, end| {
-                if win.len() < 2 {
-                    return None;
-                }
-                let (slope, intercept) = linear_regression(win, end);
-                Some(intercept + slope * t[step])
+            ev.reduce_windows(arg(0)?, name, false, |w, samples| {
+                over_windows(w, samples, |win, step, end| {
+                    if win.len() < 2 {
+                        return None;
+                    }
+                    let (slope, intercept) = linear_regression(win, end);
+                    Some(intercept + slope * t[step])
+                })
             })
         }
         "holt_winters" | "double_exponential_smoothing" => {
-            let w = matrix(ev, arg(0)?, name)?;
             let sf = ev.scalar(arg(1)?, name)?;
             let tf = ev.scalar(arg(2)?, name)?;
             for (factor, values) in [("smoothing", &sf), ("trend", &tf)] {
@@ -64,12 +65,14 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, EvalErr
                     )));
                 }
             }
-            over_windows(ev.steps(), &w, false, |win, step, _| {
-                holt_winters(win, sf[step], tf[step])
+            ev.reduce_windows(arg(0)?, name, false, |w, samples| {
+                over_windows(w, samples, |win, step, _| {
+                    holt_winters(win, sf[step], tf[step])
+                })
             })
         }
         "absent_over_time" => {
-            let w = matrix(ev, arg(0)?, name)?;
+            let w = ev.range_vector(arg(0)?, name)?;
             let mut present = vec![false; ev.steps()];
             for s in &w.series {
                 w.slide(&s.samples, |step, win| present[step] |= !win.is_empty());
@@ -371,17 +374,6 @@ fn date_part(secs: f64, part: DatePart) -> Option<f64> {
     }))
 }
 
-/// The range vector an argument must be.
-fn matrix(ev: &mut Evaluator<'_>, expr: &Expr, name: &str) -> Result<Windows, EvalError> {
-    match ev.eval(expr)? {
-        Value::Matrix(w) => Ok(w),
-        other => Err(EvalError::BadData(format!(
-            "{name}: expected a range vector, got {}",
-            other.kind()
-        ))),
-    }
-}
-
 /// The string literal argument `i`.
 fn string_arg(expr: Result<&Expr, EvalError>, name: &str, i: usize) -> Result<String, EvalError> {
     match expr? {
@@ -408,29 +400,17 @@ fn check_label_name(label: &str, name: &str) -> Result<(), EvalError> {
     }
 }
 
-/// `f` of each window of each series; the metric name is dropped unless `keep_name`.
+/// `f(window, step, end)` of each window of one series' `samples`.
 fn over_windows(
-    steps: usize,
     w: &Windows,
-    keep_name: bool,
+    samples: &[(Millis, f64)],
     f: impl Fn(&[(Millis, f64)], usize, Millis) -> Option<f64>,
-) -> Result<Value, EvalError> {
-    let mut out = VectorBuilder::new(steps);
-    for s in &w.series {
-        let mut values = vec![None; steps];
-        w.slide(&s.samples, |step, win| {
-            values[step] = f(win, step, w.ends[step]);
-        });
-        if values.iter().any(Option::is_some) {
-            let labels = if keep_name {
-                s.labels.clone()
-            } else {
-                s.labels.clone().without_name()
-            };
-            out.add(labels, values)?;
-        }
-    }
-    Ok(Value::Vector(out.finish()))
+) -> Vec<Option<f64>> {
+    let mut values = vec![None; w.ends.len()];
+    w.slide(samples, |step, win| {
+        values[step] = f(win, step, w.ends[step])
+    });
+    values
 }
 
 /// `f` of each value (with its step); drops the metric name.
@@ -489,45 +469,45 @@ fn absent(present: &[bool], arg: &Expr) -> Result<Value, EvalError> {
     Ok(Value::Vector(out.finish()))
 }
 
-/// `rate`, `increase` and `delta` of each series at each step. A counter's resets are
+/// `rate`, `increase` and `delta` of one series at each step. A counter's resets are
 /// found once per series, not once per window: scanning every window was a fifth of a
 /// dashboard query's time.
-fn rates(steps: usize, w: &Windows, counter: bool, per_second: bool) -> Result<Value, EvalError> {
-    let mut out = VectorBuilder::new(steps);
-    let mut resets: Vec<usize> = Vec::new();
-    for s in &w.series {
-        let samples = &s.samples;
-        resets.clear();
-        if counter {
-            // A first sample below zero counts as a reset from 0 (which adds nothing).
-            resets.extend((1..samples.len()).filter(|&j| samples[j].1 < samples[j - 1].1));
+fn rates(
+    w: &Windows,
+    samples: &[(Millis, f64)],
+    counter: bool,
+    per_second: bool,
+) -> Vec<Option<f64>> {
+    // A first sample below zero counts as a reset from 0 (which adds nothing).
+    let resets: Vec<usize> = if counter {
+        (1..samples.len())
+            .filter(|&j| samples[j].1 < samples[j - 1].1)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut values = vec![None; w.ends.len()];
+    let mut from = 0;
+    w.slide_indices(samples, |step, window| {
+        // The resets within the window: between two of its samples.
+        while from < resets.len() && resets[from] <= window.start {
+            from += 1;
         }
-        let mut values = vec![None; steps];
-        let mut from = 0;
-        w.slide_indices(samples, |step, window| {
-            // The resets within the window: between two of its samples.
-            while from < resets.len() && resets[from] <= window.start {
-                from += 1;
-            }
-            let until = window.end;
-            let within = resets[from..]
-                .iter()
-                .take_while(|&&j| j < until)
-                .map(|&j| samples[j - 1].1);
-            values[step] = extrapolated_rate(
-                &samples[window],
-                within,
-                w.ends[step],
-                w.range,
-                counter,
-                per_second,
-            );
-        });
-        if values.iter().any(Option::is_some) {
-            out.add(s.labels.clone().without_name(), values)?;
-        }
-    }
-    Ok(Value::Vector(out.finish()))
+        let until = window.end;
+        let within = resets[from..]
+            .iter()
+            .take_while(|&&j| j < until)
+            .map(|&j| samples[j - 1].1);
+        values[step] = extrapolated_rate(
+            &samples[window],
+            within,
+            w.ends[step],
+            w.range,
+            counter,
+            per_second,
+        );
+    });
+    values
 }
 
 /// `rate`, `increase` and `delta` of one window: the change over it, plus for counters the
@@ -780,22 +760,17 @@ mod tests {
         );
         // Through the windows: the reset at 30 s is inside the window ending at 60 s, but
         // not inside one that starts at the reset's sample.
-        let windows = Windows {
-            series: vec![super::super::RawSeries {
-                labels: Labels::default(),
-                samples: w.to_vec(),
-            }],
+        let frame = Windows {
+            series: Vec::new(),
             range: 60_000,
             ends: vec![60_000, 90_000],
         };
-        let Ok(Value::Vector(v)) = rates(2, &windows, true, false) else {
-            panic!("not a vector");
-        };
-        let at_60 = v[0].values[0].expect("a value at 60 s");
+        let values = rates(&frame, &w, true, false);
+        let at_60 = values[0].expect("a value at 60 s");
         assert!((at_60 - increase).abs() < 1e-9, "{at_60}");
         // [30 s, 90 s] holds 2 and 12: no reset inside; 10 over 15 s sampled, the start on
         // the edge, the end 45 s away (past 1.1 × 15 s: half a gap), so over 22.5 s.
-        let at_90 = v[0].values[1].expect("a value at 90 s");
+        let at_90 = values[1].expect("a value at 90 s");
         assert!((at_90 - 10.0 * 22.5 / 15.0).abs() < 1e-9, "{at_90}");
     }
 

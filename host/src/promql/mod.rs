@@ -96,7 +96,31 @@ pub trait Source {
         start: Millis,
         end: Millis,
     ) -> Result<Vec<RawSeries>, EvalError>;
+
+    /// [`Source::select`], each series handed to `reduce` as it is read, by the thread
+    /// that read it: what it reduces to (a range function's value at each step, under the
+    /// series' own labels) is all that is kept of it. A range function over 1,000 series of
+    /// a day held every sample at once before (138 MB), then evaluated on one thread. The
+    /// default selects all, then reduces.
+    ///
+    /// # Errors
+    /// [`Source::select`]'s, and the first of `reduce`.
+    fn select_reduced(
+        &self,
+        matchers: &[Matcher],
+        start: Millis,
+        end: Millis,
+        reduce: Reduce<'_>,
+    ) -> Result<Vec<Series>, EvalError> {
+        self.select(matchers, start, end)?
+            .into_iter()
+            .filter_map(|s| reduce(s).transpose())
+            .collect()
+    }
 }
+
+/// What [`Source::select_reduced`] makes of each series.
+pub type Reduce<'a> = &'a (dyn Fn(RawSeries) -> Result<Option<Series>, EvalError> + Sync);
 
 /// How much a query may read and hold.
 #[derive(Debug, Clone, Copy)]

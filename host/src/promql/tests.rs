@@ -318,3 +318,37 @@ fn what_is_not_supported_or_not_well_defined_fails_with_a_message_naming_it() {
         .contains("same labelset")
     );
 }
+
+#[test]
+fn a_query_reading_more_samples_than_its_limit_fails_and_one_within_it_reads_every_sample() {
+    // Three series of 41 samples each; [10m] at 600 s reads all 123.
+    let source = http_requests();
+    let with_limit = |query: &str, max_samples: usize| {
+        let limits = Limits {
+            max_samples,
+            ..Limits::default()
+        };
+        evaluate(
+            &parse(query).expect(query),
+            Grid::instant(600_000),
+            &source,
+            limits,
+        )
+    };
+    for query in [
+        "sum(rate(http_requests_total[10m]))",
+        "max_over_time(http_requests_total[10m])",
+        "http_requests_total[10m]",
+        // Two selectors, 123 samples each: the limit is on the query's total.
+        "increase(http_requests_total[10m]) + count_over_time(http_requests_total[10m])",
+    ] {
+        let total = if query.contains('+') { 246 } else { 123 };
+        assert!(with_limit(query, total).is_ok(), "{query}");
+        let error = with_limit(query, total - 1).expect_err(query);
+        assert!(
+            matches!(error, EvalError::TooLarge(_))
+                && error.to_string().contains("too many samples"),
+            "{query}: {error}"
+        );
+    }
+}

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -26,7 +27,7 @@ use crate::ingest::remote_write::VALUE_FIELD;
 use crate::point::{FieldValue, Nanos};
 use crate::promql::{
     self, EvalError, Evaluated, Grid, Labels, Limits, METRIC_NAME, Matcher, Millis, RawSeries,
-    Source,
+    Reduce, Series, Source,
 };
 use crate::store::{SeriesFilter, SeriesKey, Store, StoreError};
 use crate::tenant::TenantId;
@@ -670,23 +671,53 @@ impl Source for StoreSource<'_> {
         start: Millis,
         end: Millis,
     ) -> Result<Vec<RawSeries>, EvalError> {
-        let matching: Vec<_> = self.matching(matchers)?.into_iter().collect();
-        let read = super::fanout::map(
-            &matching,
-            |(labels, keys)| self.samples(labels, keys, start, end),
-            || false,
-        );
-        let mut out = Vec::new();
-        for series in read.into_iter().flatten() {
-            if let Some(series) = series? {
-                out.push(series);
-            }
-        }
-        Ok(out)
+        self.read_each(matchers, start, end, |s| Ok(Some(s)))
+    }
+
+    fn select_reduced(
+        &self,
+        matchers: &[Matcher],
+        start: Millis,
+        end: Millis,
+        reduce: Reduce<'_>,
+    ) -> Result<Vec<Series>, EvalError> {
+        self.read_each(matchers, start, end, reduce)
     }
 }
 
 impl StoreSource<'_> {
+    /// `f` of each series matching `matchers` (with its samples in `[start, end]`), read
+    /// side by side; the first error stops the reading.
+    fn read_each<T: Send>(
+        &self,
+        matchers: &[Matcher],
+        start: Millis,
+        end: Millis,
+        f: impl Fn(RawSeries) -> Result<Option<T>, EvalError> + Sync,
+    ) -> Result<Vec<T>, EvalError> {
+        let matching: Vec<_> = self.matching(matchers)?.into_iter().collect();
+        let failed = AtomicBool::new(false);
+        let read = super::fanout::map(
+            &matching,
+            |(labels, keys)| {
+                let series = self.samples(labels, keys, start, end);
+                let done = series.and_then(|s| Ok(s.map(&f).transpose()?.flatten()));
+                if done.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                done
+            },
+            || failed.load(Ordering::Relaxed),
+        );
+        let mut out = Vec::new();
+        for series in read.into_iter().flatten() {
+            out.extend(series?);
+        }
+        // After an error, the reads not begun were left undone: the error is among those
+        // done, and returned above.
+        Ok(out)
+    }
+
     /// The samples of the series `keys` (one Prometheus series may be several of the
     /// store's) in `[start, end]`, as one series named `labels`; none when it has none.
     fn samples(
