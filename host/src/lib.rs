@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod aggregate;
 pub mod api;
+pub mod compactor;
 pub mod config;
 pub mod deploy;
 pub mod format;

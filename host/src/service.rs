@@ -15,6 +15,7 @@ use tower::ServiceBuilder;
 
 use crate::admin::{self, AdminState, AdminTokens};
 use crate::api::request_span;
+use crate::compactor::Compactor;
 use crate::config::{Config, StoreConfig, TransportConfig};
 use crate::deploy::{self, DeployState};
 use crate::ingest::{self, FieldTypes, IngestState};
@@ -252,11 +253,12 @@ pub async fn run(
         metrics.clone(),
         config.data_dir.clone(),
     ));
-    let compaction_task = tokio::spawn(compaction_loop(
+    let compactor = Compactor::start(
         store.clone(),
         config.compaction_mib_per_sec.saturating_mul(1 << 20),
         metrics.clone(),
-    ));
+    )
+    .context("starting the compaction thread")?;
 
     let server_limits = config.ingest.server_limits();
     let app = Router::new()
@@ -352,8 +354,8 @@ pub async fn run(
     tracing::info!("Shutting down: draining the pipeline.");
     retention_task.abort();
     usage_task.abort();
-    compaction_task.abort();
     tokio::task::spawn_blocking(move || {
+        compactor.stop();
         runner.stop();
         if let Err(error) = producer.flush(SHUTDOWN_FLUSH) {
             tracing::error!(%error, "Appends still pending at shutdown were not confirmed.");
@@ -418,52 +420,6 @@ async fn expire_loop(store: Arc<dyn Store>, every: Duration) {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::error!(%error, "Retention pass failed."),
             Err(error) => tracing::error!(%error, "Retention task failed."),
-        }
-    }
-}
-
-/// How often compaction looks for series whose chunks changed.
-const COMPACT_EVERY: Duration = Duration::from_secs(5);
-
-/// Chunk bytes one compaction step reads and writes at most (about): the I/O budget's
-/// pauses come between steps. Small, so a step's burst of decoding and encoding is short:
-/// with 1 MiB steps the SAL bench's slowest marker took 63-226 ms, with 256 KiB 37 ms (27
-/// without compaction), on the same shared machine.
-const COMPACT_STEP: u64 = 256 << 10;
-
-/// Merges small chunks into full ones and drops a replay's duplicates, where the store
-/// doesn't compact by itself, at about `bytes_per_sec` of chunk reads and writes: a
-/// background job that must not take the disk from ingest.
-async fn compaction_loop(store: Arc<dyn Store>, bytes_per_sec: u64, metrics: Arc<Metrics>) {
-    let mut tick = tokio::time::interval(COMPACT_EVERY);
-    loop {
-        tick.tick().await;
-        loop {
-            let started = tokio::time::Instant::now();
-            let step = tokio::task::spawn_blocking({
-                let store = store.clone();
-                move || store.compact(COMPACT_STEP)
-            })
-            .await;
-            let done = match step {
-                Ok(Ok(done)) => done,
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "Compaction failed; it retries at its next pass.");
-                    break;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "Compaction task failed.");
-                    break;
-                }
-            };
-            metrics.compacted(&done);
-            let due = Duration::from_secs_f64(
-                (done.read + done.written) as f64 / bytes_per_sec.max(1) as f64,
-            );
-            tokio::time::sleep_until(started + due).await;
-            if !done.more {
-                break;
-            }
         }
     }
 }
