@@ -2,10 +2,10 @@
 //!
 //! A compaction step decodes and encodes chunks in a burst. Run on the async runtime's
 //! blocking threads, those bursts competed as equals with queries: after a restart with
-//! series left to compact, a query of hourly means over 1,000 series took 70-80 ms for the
-//! five seconds compaction ran, against 50-55 ms after (throwaway driver, 2 cores). At nice
-//! 19 the kernel gives the thread what queries and ingest leave: all of an idle machine,
-//! little of a busy one. The byte budget still paces it, so it never takes the disk from
+//! series left to compact, a query of hourly means over 1,000 series took 83-88 ms
+//! (median) while compaction ran, 56-61 ms with it at nice 19, and 51-57 ms with nothing
+//! to compact (throwaway driver, 2 cores). At nice 19 the kernel gives the thread what
+//! queries and ingest leave: all of an idle machine, little of a busy one. The byte budget still paces it, so it never takes the disk from
 //! ingest either.
 
 use std::sync::Arc;

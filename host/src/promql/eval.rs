@@ -408,7 +408,7 @@ impl Evaluator<'_> {
                 // Counted as read, so a query past the limit stops reading.
                 let limit = self.limits.max_samples;
                 let left = AtomicUsize::new(limit.saturating_sub(self.samples));
-                let reduce = |mut s: RawSeries| -> Result<Option<Series>, EvalError> {
+                let reduce = |mut s: RawSeries| -> Result<Series, EvalError> {
                     let n = s.samples.len();
                     if left
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(n))
@@ -417,11 +417,10 @@ impl Evaluator<'_> {
                         return Err(too_many_samples(limit));
                     }
                     s.samples.retain(|(_, v)| !is_stale(*v));
-                    let values = f(&frame, &s.samples);
-                    Ok(values.iter().any(Option::is_some).then_some(Series {
+                    Ok(Series {
+                        values: f(&frame, &s.samples),
                         labels: s.labels,
-                        values,
-                    }))
+                    })
                 };
                 let source = self.source;
                 let found = each_group(

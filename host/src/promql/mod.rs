@@ -114,13 +114,13 @@ pub trait Source {
     ) -> Result<Vec<Series>, EvalError> {
         self.select(matchers, start, end)?
             .into_iter()
-            .filter_map(|s| reduce(s).transpose())
+            .map(reduce)
             .collect()
     }
 }
 
 /// What [`Source::select_reduced`] makes of each series.
-pub type Reduce<'a> = &'a (dyn Fn(RawSeries) -> Result<Option<Series>, EvalError> + Sync);
+pub type Reduce<'a> = &'a (dyn Fn(RawSeries) -> Result<Series, EvalError> + Sync);
 
 /// How much a query may read and hold.
 #[derive(Debug, Clone, Copy)]

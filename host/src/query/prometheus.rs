@@ -671,7 +671,7 @@ impl Source for StoreSource<'_> {
         start: Millis,
         end: Millis,
     ) -> Result<Vec<RawSeries>, EvalError> {
-        self.read_each(matchers, start, end, |s| Ok(Some(s)))
+        self.read_each(matchers, start, end, Ok)
     }
 
     fn select_reduced(
@@ -693,7 +693,7 @@ impl StoreSource<'_> {
         matchers: &[Matcher],
         start: Millis,
         end: Millis,
-        f: impl Fn(RawSeries) -> Result<Option<T>, EvalError> + Sync,
+        f: impl Fn(RawSeries) -> Result<T, EvalError> + Sync,
     ) -> Result<Vec<T>, EvalError> {
         let matching: Vec<_> = self.matching(matchers)?.into_iter().collect();
         let failed = AtomicBool::new(false);
@@ -701,7 +701,7 @@ impl StoreSource<'_> {
             &matching,
             |(labels, keys)| {
                 let series = self.samples(labels, keys, start, end);
-                let done = series.and_then(|s| Ok(s.map(&f).transpose()?.flatten()));
+                let done = series.and_then(|s| s.map(&f).transpose());
                 if done.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }

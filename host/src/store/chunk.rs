@@ -296,27 +296,20 @@ fn encode_typed(chunk: &[&Sample], column: &Column<'_>) -> Vec<u8> {
     let values_pco = match column {
         Column::Float(values) => match decimal(values) {
             Some((places, digits)) => {
-                let mut plain = Vec::new();
-                xors(values, &mut plain);
-                match pco_encode(&digits) {
-                    Some(pco) if 1 + pco.len() < plain.len() => {
-                        layout |= VALUES_DECIMAL;
-                        out.push(places);
-                        out.extend_from_slice(&pco);
-                        true
-                    }
-                    _ => {
-                        out.extend_from_slice(&plain);
-                        false
-                    }
+                // The places byte, then the digits' column.
+                let pco = pco_encode(&digits).map(|pco| [&[places][..], &pco].concat());
+                let decimals = numbers(values, pco, &mut out, xors);
+                if decimals {
+                    layout |= VALUES_DECIMAL;
                 }
+                decimals
             }
-            None => numbers(values, &mut out, xors),
+            None => numbers(values, pco_encode(values), &mut out, xors),
         },
-        Column::Integer(values) => numbers(values, &mut out, |v, out| {
+        Column::Integer(values) => numbers(values, pco_encode(values), &mut out, |v, out| {
             deltas(v.iter().map(|i| *i as u64), out);
         }),
-        Column::Unsigned(values) => numbers(values, &mut out, |v, out| {
+        Column::Unsigned(values) => numbers(values, pco_encode(values), &mut out, |v, out| {
             deltas(v.iter().copied(), out);
         }),
         Column::Boolean(values) => {
@@ -335,11 +328,17 @@ fn encode_typed(chunk: &[&Sample], column: &Column<'_>) -> Vec<u8> {
     out
 }
 
-/// Writes `values` as the smaller of pco and `plain`; true when pco.
-fn numbers<T: Number>(values: &[T], out: &mut Vec<u8>, plain: impl Fn(&[T], &mut Vec<u8>)) -> bool {
+/// Writes `values` as the smaller of `pco` (their pco column, when they have one) and
+/// `plain`; true when pco.
+fn numbers<T>(
+    values: &[T],
+    pco: Option<Vec<u8>>,
+    out: &mut Vec<u8>,
+    plain: impl Fn(&[T], &mut Vec<u8>),
+) -> bool {
     let mut written = Vec::new();
     plain(values, &mut written);
-    match pco_encode(values) {
+    match pco {
         Some(pco) if pco.len() < written.len() => {
             out.extend_from_slice(&pco);
             true
