@@ -62,7 +62,7 @@ fn points(n: usize) -> Vec<Point> {
                 },
                 Tag {
                     key: "host".into(),
-                    value: format!("host-{}", i % 1000),
+                    value: format!("host-{}", i % 1000).into(),
                 },
             ],
             fields: vec![

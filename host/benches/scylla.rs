@@ -61,11 +61,11 @@ fn input() -> Vec<Vec<Point>> {
             tags: vec![
                 Tag {
                     key: "host".into(),
-                    value: format!("h{}", i % SERIES),
+                    value: format!("h{}", i % SERIES).into(),
                 },
                 Tag {
                     key: "region".into(),
-                    value: format!("r{}", i % 7),
+                    value: format!("r{}", i % 7).into(),
                 },
             ],
             fields: vec![Field {

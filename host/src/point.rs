@@ -9,6 +9,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A name: a measurement, tag key or value, or field key. Up to 24 bytes (nearly every
+/// name) it is kept inline, without an allocation of its own: parsing a body and decoding a
+/// log record allocated once per name, and a plugin batch's encoding followed a pointer to
+/// each.
+pub type Name = compact_str::CompactString;
+
 /// A nanosecond timestamp: nanoseconds since the Unix epoch, UTC.
 pub type Nanos = i64;
 
@@ -31,16 +37,16 @@ pub enum FieldValue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
     /// Key.
-    pub key: String,
+    pub key: Name,
     /// Value.
-    pub value: String,
+    pub value: Name,
 }
 
 /// One field: a named, typed value (`usage_idle=99.5`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Field {
     /// Key.
-    pub key: String,
+    pub key: Name,
     /// Value.
     pub value: FieldValue,
 }
@@ -49,7 +55,7 @@ pub struct Field {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// The measurement name (`cpu`).
-    pub measurement: String,
+    pub measurement: Name,
     /// Tags, sorted by key once ingested.
     pub tags: Vec<Tag>,
     /// At least one field.
@@ -62,7 +68,7 @@ pub struct Point {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Series {
     /// Measurement.
-    pub measurement: String,
+    pub measurement: Name,
     /// Tags sorted by key.
     pub tags: Vec<Tag>,
 }

@@ -261,7 +261,7 @@ fn window_of(point: &Point, args: &RunArgs) -> WindowResult {
             .iter()
             .filter_map(|f| {
                 Some(Aggregate {
-                    name: f.key.clone(),
+                    name: f.key.to_string(),
                     value: f.value.as_f64()?,
                 })
             })

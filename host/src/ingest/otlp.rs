@@ -219,13 +219,16 @@ impl Points {
             tags.insert(key.to_owned(), v);
         }
         self.points.push(Point {
-            measurement: name,
+            measurement: name.into(),
             tags: tags
                 .into_iter()
-                .map(|(key, value)| Tag { key, value })
+                .map(|(key, value)| Tag {
+                    key: key.into(),
+                    value: value.into(),
+                })
                 .collect(),
             fields: vec![Field {
-                key: VALUE_FIELD.to_owned(),
+                key: VALUE_FIELD.into(),
                 value: FieldValue::Float(if c.stale {
                     f64::from_bits(STALE_NAN)
                 } else {

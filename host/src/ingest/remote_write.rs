@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 
 use super::{Decoded, IngestState, SeriesNames};
 use crate::api::{ApiError, authenticate};
-use crate::point::{Field, FieldValue, Point, Tag};
+use crate::point::{Field, FieldValue, Name, Point, Tag};
 
 /// The label that holds the metric name.
 pub const NAME_LABEL: &str = "__name__";
@@ -176,7 +176,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
                 measurement: measurement.clone(),
                 tags: tags.clone(),
                 fields: vec![Field {
-                    key: VALUE_FIELD.to_owned(),
+                    key: VALUE_FIELD.into(),
                     value: FieldValue::Float(sample.value),
                 }],
                 timestamp,
@@ -205,7 +205,7 @@ pub(crate) fn fuzz_points(bytes: &[u8]) -> [Option<Vec<Point>>; 2] {
 }
 
 /// The metric name and the other labels as tags, sorted; labels with empty values dropped.
-fn name_and_tags(labels: Vec<prompb::Label>) -> Result<(String, Vec<Tag>), String> {
+fn name_and_tags(labels: Vec<prompb::Label>) -> Result<(Name, Vec<Tag>), String> {
     let mut name = None;
     let mut tags = Vec::with_capacity(labels.len().saturating_sub(1));
     for label in labels {
@@ -221,14 +221,14 @@ fn name_and_tags(labels: Vec<prompb::Label>) -> Result<(String, Vec<Tag>), Strin
             }
         } else {
             tags.push(Tag {
-                key: label.name,
-                value: label.value,
+                key: label.name.into(),
+                value: label.value.into(),
             });
         }
     }
     let name = name.ok_or_else(|| format!("no metric name (label `{NAME_LABEL}`)"))?;
     tags.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok((name, tags))
+    Ok((name.into(), tags))
 }
 
 #[cfg(test)]

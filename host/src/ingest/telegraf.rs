@@ -169,7 +169,10 @@ fn to_point(m: Value, precision: Precision) -> Result<Point, String> {
     let tags = tags
         .into_iter()
         .map(|(key, v)| match v {
-            Value::String(value) => Ok(Tag { key, value }),
+            Value::String(value) => Ok(Tag {
+                key: key.into(),
+                value: value.into(),
+            }),
             other => Err(format!(
                 "tag `{key}`: expected a string, got {}",
                 describe(&other)
@@ -195,14 +198,17 @@ fn to_point(m: Value, precision: Precision) -> Result<Point, String> {
                     ));
                 }
             };
-            Ok(Field { key, value })
+            Ok(Field {
+                key: key.into(),
+                value,
+            })
         })
         .collect::<Result<_, _>>()?;
     let timestamp = timestamp
         .checked_mul(precision.nanos_per_unit())
         .ok_or_else(|| format!("`timestamp` {timestamp} overflows nanoseconds"))?;
     let mut point = Point {
-        measurement: name,
+        measurement: name.into(),
         tags,
         fields,
         timestamp,

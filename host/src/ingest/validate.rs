@@ -142,7 +142,7 @@ impl Limits {
                 .is_some_and(|next| next.key == tag.key)
             {
                 return Err(Invalid::DuplicateTag {
-                    key: tag.key.clone(),
+                    key: tag.key.to_string(),
                 });
             }
             series_bytes += tag.key.len() + tag.value.len();
@@ -152,7 +152,7 @@ impl Limits {
             let bytes = series_bytes + field.key.len();
             if bytes > self.max_series_key_bytes {
                 return Err(Invalid::KeyTooLong {
-                    field: field.key.clone(),
+                    field: field.key.to_string(),
                     bytes,
                     limit: self.max_series_key_bytes,
                 });
@@ -160,7 +160,7 @@ impl Limits {
             // Points have a handful of fields: a quadratic scan beats hashing them.
             if point.fields[..i].iter().any(|f| f.key == field.key) {
                 return Err(Invalid::DuplicateField {
-                    key: field.key.clone(),
+                    key: field.key.to_string(),
                 });
             }
         }
@@ -458,7 +458,7 @@ mod tests {
             LIMITS.check(&p).map_err(|e| e.to_string()),
             Err("measurement contains the control character '\\u{7}'".into())
         );
-        p.measurement = String::new();
+        p.measurement = Default::default();
         assert_eq!(
             LIMITS.check(&p).map_err(|e| e.to_string()),
             Err("measurement is empty".into())

@@ -248,16 +248,16 @@ mod tests {
                 Some(Err(_)) => errors.push(index + 1),
                 Some(Ok(line)) => {
                     let mut point = Point {
-                        measurement: line.series.measurement.into(),
+                        measurement: String::from(line.series.measurement).into(),
                         tags: (line.series.tag_set.into_iter().flatten())
                             .map(|(k, v)| Tag {
-                                key: k.into(),
-                                value: v.into(),
+                                key: String::from(k).into(),
+                                value: String::from(v).into(),
                             })
                             .collect(),
                         fields: (line.field_set.into_iter())
                             .map(|(k, v)| Field {
-                                key: k.into(),
+                                key: String::from(k).into(),
                                 value: match v {
                                     ilp::FieldValue::I64(v) => FieldValue::Integer(v),
                                     ilp::FieldValue::U64(v) => FieldValue::Unsigned(v),

@@ -9,7 +9,7 @@
 //! and requires the same answer, with one deliberate difference: floats that overflow to
 //! infinity are refused, as InfluxDB does.
 
-use crate::point::{Field, FieldValue, Point, Tag};
+use crate::point::{Field, FieldValue, Name, Point, Tag};
 
 /// A logical line of `body` starting at byte `start`: its end (an unquoted newline, or the
 /// end of the body) and how many newlines it contains (inside quoted strings).
@@ -105,7 +105,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A name (measurement, key or tag value), unescaped; `what` names it in errors.
-    fn token(&mut self, rule: &TokenRule, what: &str) -> Result<String, String> {
+    fn token(&mut self, rule: &TokenRule, what: &str) -> Result<Name, String> {
         let bytes = self.text.as_bytes();
         let start = self.pos;
         let mut escaped = false;
@@ -126,9 +126,9 @@ impl<'a> Cursor<'a> {
             return Err(format!("missing {what}"));
         }
         let value = if escaped {
-            unescape(raw, rule.escapable)
+            unescape(raw, rule.escapable).into()
         } else {
-            raw.to_owned()
+            Name::from(raw)
         };
         if value.ends_with('\\') {
             return Err(format!("{what} `{raw}` ends with a backslash"));

@@ -132,7 +132,7 @@ pub fn window_as_point(w: &WindowResult) -> Point {
     let mut tags = w.series.tags.clone();
     tags.push(Tag {
         key: "_rule".into(),
-        value: w.rule.clone(),
+        value: w.rule.as_str().into(),
     });
     let mut point = Point {
         measurement: w.series.measurement.clone(),
@@ -141,7 +141,7 @@ pub fn window_as_point(w: &WindowResult) -> Point {
             .aggregates
             .iter()
             .map(|a| Field {
-                key: format!("{}_{}", w.field, a.name),
+                key: compact_str::format_compact!("{}_{}", w.field, a.name),
                 value: FieldValue::Float(a.value),
             })
             .collect(),

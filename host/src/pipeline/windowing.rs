@@ -444,14 +444,14 @@ fn window_result(rule: &str, row: &WindowRow) -> WindowResult {
     WindowResult {
         rule: rule.to_owned(),
         series: Series {
-            measurement: row.group.measurement.clone(),
+            measurement: row.group.measurement.as_str().into(),
             tags: row
                 .group
                 .tags
                 .iter()
                 .map(|(key, value)| Tag {
-                    key: key.clone(),
-                    value: value.clone(),
+                    key: key.as_str().into(),
+                    value: value.as_str().into(),
                 })
                 .collect(),
         },

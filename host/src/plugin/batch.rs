@@ -190,7 +190,7 @@ pub fn decode(b: &Batch) -> Result<Vec<Point>, String> {
             b.field_values.len() / 8
         ));
     }
-    let span = |start: u32, len: u32, what: &dyn Fn() -> String| -> Result<String, String> {
+    let span = |start: u32, len: u32, what: &dyn Fn() -> String| -> Result<&str, String> {
         let (start, len) = (start as usize, len as usize);
         let bytes = start
             .checked_add(len)
@@ -204,7 +204,6 @@ pub fn decode(b: &Batch) -> Result<Vec<Point>, String> {
             })?;
         // Only spans must be UTF-8: bytes between them are nobody's business.
         std::str::from_utf8(bytes)
-            .map(str::to_owned)
             .map_err(|_| format!("{}: span {start}+{len} is not UTF-8", what()))
     };
     let range = |first: u32, count: u32, rows: usize, what: &str| {
@@ -218,14 +217,16 @@ pub fn decode(b: &Batch) -> Result<Vec<Point>, String> {
         .map(|i| {
             let row = |j| u32_at(&b.points, i * 6 + j);
             let at = |e: String| format!("point {i}: {e}");
-            let measurement = span(row(0), row(1), &|| "measurement".into()).map_err(at)?;
+            let measurement = span(row(0), row(1), &|| "measurement".into())
+                .map_err(at)?
+                .into();
             let tags = range(row(2), row(3), tags, "tags")
                 .map_err(at)?
                 .map(|t| {
                     let n = |j| u32_at(&b.tags, t * 4 + j);
                     Ok(Tag {
-                        key: span(n(0), n(1), &|| format!("tag {t} key"))?,
-                        value: span(n(2), n(3), &|| format!("tag {t} value"))?,
+                        key: span(n(0), n(1), &|| format!("tag {t} key"))?.into(),
+                        value: span(n(2), n(3), &|| format!("tag {t} value"))?.into(),
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()
@@ -237,18 +238,20 @@ pub fn decode(b: &Batch) -> Result<Vec<Point>, String> {
                         u32_at(&b.field_keys, 2 * f),
                         u32_at(&b.field_keys, 2 * f + 1),
                         &|| format!("field {f} key"),
-                    )?;
+                    )?
+                    .into();
                     let bits = u64_at(&b.field_values, f);
                     let value = match b.field_kinds[f] {
                         FLOAT => FieldValue::Float(f64::from_bits(bits)),
                         INTEGER => FieldValue::Integer(bits as i64),
                         UNSIGNED => FieldValue::Unsigned(bits),
                         BOOLEAN => FieldValue::Boolean(bits != 0),
-                        STRING => {
-                            FieldValue::String(span((bits >> 32) as u32, bits as u32, &|| {
+                        STRING => FieldValue::String(
+                            span((bits >> 32) as u32, bits as u32, &|| {
                                 format!("field {f} string value")
-                            })?)
-                        }
+                            })?
+                            .to_owned(),
+                        ),
                         kind => return Err(format!("field {f} has type code {kind}, not 0-4")),
                     };
                     Ok(Field { key, value })

@@ -1,13 +1,16 @@
 //! The plugin boundary: Sluice's own data types ([`crate::point`]) to and from the
 //! WIT-generated ones (points cross as a columnar batch: [`super::batch`]). Conversions move
-//! strings and vectors, so crossing costs no copies of the text.
+//! vectors, and strings where they are strings on both sides.
 
 use super::bindings::types as wit;
 use crate::point::{Aggregate, Alert, AlertState, Tag, WindowResult};
 
 fn tags_out(tags: Vec<Tag>) -> Vec<wit::Tag> {
     tags.into_iter()
-        .map(|Tag { key, value }| wit::Tag { key, value })
+        .map(|Tag { key, value }| wit::Tag {
+            key: key.into(),
+            value: value.into(),
+        })
         .collect()
 }
 
@@ -36,7 +39,7 @@ impl From<WindowResult> for wit::WindowResult {
         wit::WindowResult {
             rule: w.rule,
             series: wit::Series {
-                measurement: w.series.measurement,
+                measurement: w.series.measurement.into(),
                 tags: tags_out(w.series.tags),
             },
             field: w.field,

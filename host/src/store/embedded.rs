@@ -584,7 +584,7 @@ impl EmbeddedStore {
             keys::series_of_into(key, tenant, point, &field.key);
             if key.len() > keys::MAX_SERIES_KEY_BYTES {
                 return Err(PointError::KeyTooLong {
-                    field: field.key.clone(),
+                    field: field.key.to_string(),
                     bytes: key.len(),
                     limit: keys::MAX_SERIES_KEY_BYTES,
                 });
@@ -595,7 +595,7 @@ impl EmbeddedStore {
             let got = field.value.field_type();
             if let Some(stored) = indexed.and_then(|i| i.ty).filter(|t| *t != got) {
                 return Err(PointError::TypeConflict {
-                    field: field.key.clone(),
+                    field: field.key.to_string(),
                     stored,
                     got,
                 });

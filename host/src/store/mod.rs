@@ -193,12 +193,12 @@ impl SeriesKey {
     /// The series of `field` of `point`.
     pub fn of(point: &Point, field: &str) -> Self {
         Self {
-            measurement: point.measurement.clone(),
+            measurement: point.measurement.to_string(),
             field: field.to_owned(),
             tags: point
                 .tags
                 .iter()
-                .map(|Tag { key, value }| (key.clone(), value.clone()))
+                .map(|Tag { key, value }| (key.to_string(), value.to_string()))
                 .collect(),
         }
     }

@@ -893,7 +893,7 @@ impl Db {
         for (field, key) in point.fields.iter().zip(field_keys) {
             if key.len() > MAX_SERIES_KEY {
                 return Err(PointError::KeyTooLong {
-                    field: field.key.clone(),
+                    field: field.key.to_string(),
                     bytes: key.len(),
                     limit: MAX_SERIES_KEY,
                 });
@@ -901,7 +901,7 @@ impl Db {
             let got = field.value.field_type();
             if let Some(stored) = kinds.get(&key).copied().filter(|t| *t != got) {
                 return Err(PointError::TypeConflict {
-                    field: field.key.clone(),
+                    field: field.key.to_string(),
                     stored,
                     got,
                 });

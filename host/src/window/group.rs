@@ -41,7 +41,7 @@ pub fn prefix(out: &mut Vec<u8>, point: &Point, group_by: Option<&[String]>) -> 
     out.extend_from_slice(&[0; 4]);
     let mut count = 0u32;
     for tag in &point.tags {
-        if group_by.is_none_or(|keys| keys.binary_search(&tag.key).is_ok()) {
+        if group_by.is_none_or(|keys| keys.binary_search_by(|k| k.as_str().cmp(&tag.key)).is_ok()) {
             put(out, &tag.key);
             put(out, &tag.value);
             count += 1;

@@ -284,13 +284,13 @@ impl TenantWindows {
                     self.counts.late[i] += 1;
                     out.late.push(LatePoint {
                         rule: i,
-                        measurement: point.measurement.clone(),
+                        measurement: point.measurement.to_string(),
                         tags: point
                             .tags
                             .iter()
-                            .map(|t| (t.key.clone(), t.value.clone()))
+                            .map(|t| (t.key.to_string(), t.value.to_string()))
                             .collect(),
-                        field: field.key.clone(),
+                        field: field.key.to_string(),
                         timestamp: point.timestamp,
                         value,
                     });

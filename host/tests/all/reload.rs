@@ -134,7 +134,7 @@ fn numbered_batch(start: u64, n: u64) -> Vec<Point> {
             measurement: "load".into(),
             tags: vec![Tag {
                 key: "host".into(),
-                value: format!("h{}", id % 7),
+                value: format!("h{}", id % 7).into(),
             }],
             fields: vec![
                 Field {
