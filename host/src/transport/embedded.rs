@@ -5,8 +5,9 @@
 //! pending as one write to the active segment and syncs it once, then acknowledges them
 //! all: one fsync per group, not per request. Processed records give their disk back by
 //! whole segments once committed: the log has one consumer group, whose one member
-//! ([`EmbeddedConsumer`]) owns every partition. Logs of the releases that kept the log in
-//! fjall are moved into segments when first opened.
+//! ([`EmbeddedConsumer`]) owns every partition. Its readers take the records just written
+//! from the [`Tail`] as they were given, and read the files for the rest. Logs of the
+//! releases that kept the log in fjall are moved into segments when first opened.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::backlog::Unread;
 use super::segments::Segments;
+use super::tail::{TAIL_POINTS, Tail};
 use super::{
     Backlog, Committer, Delivered, GroupConsumer, Offset, Partition, PartitionReader, Producer,
     Rebalance, Record, TransportError, Undecodable,
@@ -32,10 +34,10 @@ const IDLE: Duration = Duration::from_secs(1);
 
 type Reply = SyncSender<Result<(), TransportError>>;
 
-/// An append request for the writer thread: encoded records (with their tenants, for the
-/// backlog) and where to answer. Callers encode, so the one writer thread only writes and
-/// syncs.
-type Append = (Vec<(Partition, TenantId, Vec<u8>)>, Reply);
+/// An append request for the writer thread: records with their encodings, and where to
+/// answer. Callers encode, so the one writer thread only writes and syncs (and puts the
+/// records in the tail).
+type Append = (Vec<(Partition, Record, Vec<u8>)>, Reply);
 
 /// A partition's next offset, and a signal for fetchers waiting on new records.
 struct PartitionEnd {
@@ -46,6 +48,7 @@ struct PartitionEnd {
 /// A durable partitioned log in a directory.
 pub struct EmbeddedLog {
     segments: Arc<Segments>,
+    tail: Arc<Tail>,
     partitions: Vec<Arc<PartitionEnd>>,
     writer: Mutex<Option<SyncSender<Append>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -83,8 +86,10 @@ impl EmbeddedLog {
         let failed = Arc::new(Mutex::new(None));
         let syncs = Arc::new(AtomicU64::new(0));
         let unread = Arc::new(Unread::new(positions));
+        let tail = Arc::new(Tail::new(partitions, TAIL_POINTS));
         let written = Written {
             segments: segments.clone(),
+            tail: tail.clone(),
             ends: ends.clone(),
             failed: failed.clone(),
             syncs: syncs.clone(),
@@ -96,6 +101,7 @@ impl EmbeddedLog {
             .map_err(|e| TransportError::Storage(format!("starting the log writer: {e}")))?;
         Ok(Arc::new(Self {
             segments,
+            tail,
             partitions: ends,
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
@@ -143,13 +149,14 @@ impl EmbeddedLog {
     }
 
     /// Up to `max` records of `partition` from offset `from`, waiting up to `wait` for the
-    /// first one.
+    /// first one; those the tail holds from there on are taken from it when `from_tail`.
     fn fetch(
         &self,
         partition: Partition,
         from: Offset,
         max: usize,
         wait: Duration,
+        from_tail: bool,
     ) -> Result<Vec<Delivered>, TransportError> {
         let log = self.partition(partition)?;
         let deadline = Instant::now() + wait;
@@ -166,19 +173,34 @@ impl EmbeddedLog {
                 .0;
         }
         let end = *end;
-        let payloads = self.segments.read(partition, from, end, max)?;
-        Ok(payloads
-            .into_iter()
-            .map(|(offset, bytes)| Delivered {
+        let mut delivered: Vec<Delivered> = if from_tail {
+            self.tail.take(partition, from, end, max)
+        } else {
+            Vec::new()
+        }
+        .into_iter()
+        .map(|(offset, record)| Delivered {
+            offset,
+            record: Ok(record),
+        })
+        .collect();
+        let from = delivered.last().map_or(from, |d| d.offset + 1);
+        if delivered.len() == max || from >= end {
+            return Ok(delivered);
+        }
+        let payloads = self
+            .segments
+            .read(partition, from, end, max - delivered.len())?;
+        delivered.extend(payloads.into_iter().map(|(offset, bytes)| Delivered {
+            offset,
+            record: format::decode_record(&bytes).map_err(|e| Undecodable {
+                partition,
                 offset,
-                record: format::decode_record(&bytes).map_err(|e| Undecodable {
-                    partition,
-                    offset,
-                    reason: e.to_string(),
-                    bytes,
-                }),
-            })
-            .collect())
+                reason: e.to_string(),
+                bytes,
+            }),
+        }));
+        Ok(delivered)
     }
 
     /// The offset the next appended record of `partition` will get.
@@ -200,6 +222,7 @@ impl Drop for EmbeddedLog {
 /// What the writer thread writes to, and where it reports.
 struct Written {
     segments: Arc<Segments>,
+    tail: Arc<Tail>,
     ends: Vec<Arc<PartitionEnd>>,
     failed: Arc<Mutex<Option<String>>>,
     syncs: Arc<AtomicU64>,
@@ -228,7 +251,7 @@ impl Written {
             while let Ok(more) = rx.try_recv() {
                 group.push(more);
             }
-            let result = self.write_group(&group);
+            let result = self.write_group(&mut group);
             if let Err(error) = &result {
                 record_failure(&self.failed, error);
             }
@@ -244,7 +267,7 @@ impl Written {
         }
     }
 
-    fn write_group(&self, group: &[Append]) -> Result<(), TransportError> {
+    fn write_group(&self, group: &mut [Append]) -> Result<(), TransportError> {
         if let Some(failure) = self
             .failed
             .lock()
@@ -261,24 +284,25 @@ impl Written {
             .iter()
             .map(|l| *l.end.lock().unwrap_or_else(PoisonError::into_inner))
             .collect();
-        let mut placed = Vec::new();
-        for (records, _) in group {
-            for (p, tenant, bytes) in records {
+        let mut frames: Vec<(Partition, Offset, &[u8])> = Vec::new();
+        for (records, _) in group.iter() {
+            for (p, _, bytes) in records {
                 let Some(offset) = ends.get_mut(*p as usize) else {
                     return Err(TransportError::Storage(format!("no partition {p}")));
                 };
-                placed.push((*p, tenant, *offset, bytes.as_slice()));
+                frames.push((*p, *offset, bytes.as_slice()));
                 *offset += 1;
             }
         }
-        let frames: Vec<(Partition, Offset, &[u8])> = placed
-            .iter()
-            .map(|(p, _, offset, bytes)| (*p, *offset, *bytes))
-            .collect();
+        let offsets: Vec<Offset> = frames.iter().map(|(_, offset, _)| *offset).collect();
         self.segments.append(&frames)?;
         self.syncs.fetch_add(1, Ordering::AcqRel);
-        for (p, tenant, offset, _) in placed {
-            self.unread.appended(p, tenant, offset, offset + 1);
+        // Durable: into the tail before the new ends are published, so a reader that sees
+        // them finds the records there.
+        let records = group.iter_mut().flat_map(|(records, _)| records.drain(..));
+        for ((p, record, _), offset) in records.zip(offsets) {
+            self.unread.appended(p, &record.tenant, offset, offset + 1);
+            self.tail.keep(p, offset, record);
         }
         for (log, end) in self.ends.iter().zip(ends) {
             let mut current = log.end.lock().unwrap_or_else(PoisonError::into_inner);
@@ -312,7 +336,7 @@ impl Producer for EmbeddedLog {
             .into_iter()
             .map(|(p, record)| {
                 let bytes = format::encode_record(&record);
-                (p, record.tenant, bytes)
+                (p, record, bytes)
             })
             .collect::<Vec<_>>();
         let sender = self
@@ -438,7 +462,10 @@ impl PartitionReader for EmbeddedReader {
     }
 
     fn read(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>, TransportError> {
-        let records = self.log.fetch(self.partition, self.position, max, wait)?;
+        // Only the partition's own reader takes from the tail: a fork reads elsewhere.
+        let records = self
+            .log
+            .fetch(self.partition, self.position, max, wait, self.counts)?;
         if let Some(last) = records.last() {
             self.position = last.offset + 1;
             if self.counts {
@@ -479,7 +506,7 @@ mod tests {
 
     /// Every decodable record of `partition` from `from`, with its offset.
     fn fetch(log: &EmbeddedLog, partition: Partition, from: Offset) -> Vec<(Offset, Record)> {
-        log.fetch(partition, from, 100, Duration::ZERO)
+        log.fetch(partition, from, 100, Duration::ZERO, false)
             .expect("fetch")
             .into_iter()
             .map(|d| (d.offset, d.record.expect("decodes")))
@@ -497,6 +524,45 @@ mod tests {
         fn revoked(&self, _: &[Partition]) {
             unreachable!("the embedded log never revokes");
         }
+    }
+
+    #[test]
+    fn the_reader_takes_fresh_records_from_the_tail_and_the_rest_from_the_files_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(dir.path(), 1).expect("open");
+        let big = |i: usize| {
+            let lines: String = (0..1000).map(|k| format!("m,k=é{i} v={k} {k}\n")).collect();
+            record("a", &lines)
+        };
+        // Five records more than the tail holds: those are in the files only.
+        let n = TAIL_POINTS / 1000 + 5;
+        for i in 0..n {
+            log.append(vec![(0, big(i))]).expect("append");
+        }
+        assert_eq!(log.tail.points(), TAIL_POINTS, "the tail is full");
+        let read_all = |reader: &mut dyn PartitionReader| {
+            let mut all = Vec::new();
+            loop {
+                let batch = reader.read(7, Duration::ZERO).expect("read");
+                if batch.is_empty() {
+                    return all;
+                }
+                all.extend(
+                    batch
+                        .into_iter()
+                        .map(|d| (d.offset, d.record.expect("decodes"))),
+                );
+            }
+        };
+        let mut reader = log.reader(0).expect("reader");
+        // A fork reads the files, and leaves the tail to the reader.
+        let from_files = read_all(&mut *reader.fork(0).expect("fork"));
+        assert_eq!(log.tail.points(), TAIL_POINTS);
+        let got = read_all(&mut reader);
+        assert_eq!(log.tail.points(), 0, "the reader took the tail");
+        let expected: Vec<(Offset, Record)> = (0..n).map(|i| (i as Offset, big(i))).collect();
+        assert!(got == expected, "in order, each record as appended");
+        assert!(from_files == expected, "the files hold the same");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod embedded;
 mod fjall_log;
 pub mod kafka;
 mod segments;
+mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
