@@ -256,7 +256,15 @@ fn range_function(name: &str) -> Option<RangeFn> {
             let resets = w.windows(2).filter(|p| p[1].1 < p[0].1).count();
             (!w.is_empty()).then_some(resets as f64)
         },
+        // The sum over the count while the sum is finite, as Prometheus does since 2.50:
+        // the running mean of 2.42 (below, where the sum overflows or meets an infinity
+        // or NaN) takes two divisions a sample, each waiting on the last, and was a sixth
+        // of the time of a query of hourly means over 1,000 series (`perf`).
         "avg_over_time" => |w, _, _| {
+            let sum: f64 = w.iter().map(|s| s.1).sum();
+            if sum.is_finite() {
+                return (!w.is_empty()).then(|| sum / w.len() as f64);
+            }
             let mut it = w.iter().map(|s| s.1);
             let mut mean = it.next()?;
             for (i, v) in it.enumerate() {

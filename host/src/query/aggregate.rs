@@ -75,27 +75,55 @@ struct Basic {
 }
 
 impl Basic {
-    /// Adds numbers in time order. A tight loop over registers: a bucket of an hour's
-    /// samples added one call per point, through the open bucket's checks, was a quarter of
-    /// the time of a query of hourly means (`perf`, 8.64 M points).
+    /// Values taken a run at a time by [`Basic::add_all`]: one accumulator of each kind per
+    /// lane, so additions don't wait on each other and the compiler keeps them in vector
+    /// registers.
+    const LANES: usize = 4;
+
+    /// Adds numbers in time order. Runs of [`Self::LANES`] finite values (nearly all) go
+    /// through independent accumulators: one sum and one branch per value, each waiting on
+    /// the last, were 15 % of the time of a query of hourly means over 1,000 series (`perf`,
+    /// 8.64 M points). Sums are added in another order than one at a time, which changes
+    /// their last bits.
     fn add_all(&mut self, values: &[f64]) {
         self.count += values.len() as u64;
-        let mut finite = values.iter().copied().filter(|v| v.is_finite());
+        let mut rest = values;
         if self.numeric == 0 {
-            let Some(v) = finite.next() else { return };
+            let Some(at) = rest.iter().position(|v| v.is_finite()) else {
+                return;
+            };
+            let v = rest[at];
             (self.first, self.min, self.max, self.last, self.sum) = (v, v, v, v, v);
             self.numeric = 1;
+            rest = &rest[at + 1..];
         }
-        let (mut min, mut max, mut last, mut sum, mut numeric) =
-            (self.min, self.max, self.last, self.sum, self.numeric);
-        for v in finite {
-            min = min.min(v);
-            max = max.max(v);
-            last = v;
-            sum += v;
-            numeric += 1;
+        let mut sums = [0.0; Self::LANES];
+        let mut mins = [self.min; Self::LANES];
+        let mut maxs = [self.max; Self::LANES];
+        let (mut last, mut numeric) = (self.last, self.numeric);
+        for run in rest.chunks(Self::LANES) {
+            let full = <&[f64; Self::LANES]>::try_from(run).ok();
+            if let Some(run) = full.filter(|run| run.iter().all(|v| v.is_finite())) {
+                for (k, &v) in run.iter().enumerate() {
+                    sums[k] += v;
+                    mins[k] = if v < mins[k] { v } else { mins[k] };
+                    maxs[k] = if v > maxs[k] { v } else { maxs[k] };
+                }
+                last = run[Self::LANES - 1];
+                numeric += Self::LANES as u64;
+            } else {
+                // A run with an infinity or NaN, or the last few values.
+                for &v in run.iter().filter(|v| v.is_finite()) {
+                    sums[0] += v;
+                    (mins[0], maxs[0], last) = (mins[0].min(v), maxs[0].max(v), v);
+                    numeric += 1;
+                }
+            }
         }
-        (self.min, self.max, self.last, self.sum, self.numeric) = (min, max, last, sum, numeric);
+        self.sum += sums.into_iter().sum::<f64>();
+        self.min = mins.into_iter().fold(f64::INFINITY, f64::min);
+        self.max = maxs.into_iter().fold(f64::NEG_INFINITY, f64::max);
+        (self.last, self.numeric) = (last, numeric);
     }
 }
 
@@ -362,10 +390,20 @@ mod tests {
             if got_next.is_none() {
                 got.extend(runs_of.finish());
             }
+            // Bit for bit, but for sums (and means), added in another order by runs.
+            let summed = matches!(aggregation.function, Function::Mean | Function::Sum);
             let bits = |b: &[(Nanos, f64)]| -> Vec<(Nanos, u64)> {
-                b.iter().map(|(t, v)| (*t, v.to_bits())).collect()
+                b.iter()
+                    .map(|(t, v)| (*t, if summed { 0 } else { v.to_bits() }))
+                    .collect()
             };
             proptest::prop_assert_eq!(bits(&got), bits(&want));
+            for ((_, got), (_, want)) in got.iter().zip(&want) {
+                proptest::prop_assert!(
+                    (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "{got} against {want}"
+                );
+            }
             proptest::prop_assert_eq!(got_next, want_next);
         }
     }
