@@ -218,18 +218,22 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Result<Value, E
         }
         _ => {
             let slots: Vec<usize> = groups.iter().map(|g| out.slot(g.clone())).collect();
-            let mut accs: Vec<Option<Acc>> = vec![None; groups.len()];
-            for step in 0..steps {
-                accs.iter_mut().for_each(|a| *a = None);
-                for (i, s) in input.iter().enumerate() {
-                    if let Some(v) = s.values[step] {
-                        match &mut accs[group[i]] {
-                            Some(acc) => acc.add(op, v),
-                            none => *none = Some(Acc::first(op, v)),
-                        }
+            // Each group's accumulator at each step, filled a series at a time (in the
+            // order of the series, as step by step would): reading every series at one
+            // step, then the next, missed the cache at nearly every value, a fifth of a
+            // dashboard's `sum by (job) (rate(...))` over 1,000 series and 1,441 steps.
+            let mut accs: Vec<Vec<Option<Acc>>> = vec![vec![None; steps]; groups.len()];
+            for (i, s) in input.iter().enumerate() {
+                for (acc, v) in accs[group[i]].iter_mut().zip(&s.values) {
+                    let Some(v) = *v else { continue };
+                    match acc {
+                        Some(acc) => acc.add(op, v),
+                        none => *none = Some(Acc::first(op, v)),
                     }
                 }
-                for (g, acc) in accs.iter().enumerate() {
+            }
+            for (g, accs) in accs.iter().enumerate() {
+                for (step, acc) in accs.iter().enumerate() {
                     if let Some(acc) = acc {
                         out.put(slots[g], step, acc.result(op))?;
                     }
