@@ -224,12 +224,11 @@ fn run() -> anyhow::Result<()> {
 /// stored), in [`QUERY_ROUNDS`] rounds: each server in turn started again on its data, alone,
 /// asked every question, and stopped. Then each one's data again.
 fn query_rounds(
-    ingested: Vec<(Running, Stored)>,
+    mut ingested: Vec<(Running, Stored)>,
     rt: &tokio::runtime::Runtime,
     fleet: &Fleet,
 ) -> anyhow::Result<Vec<FleetRun>> {
     let mut answers: Vec<Option<Vec<Vec<Timed>>>> = ingested.iter().map(|_| None).collect();
-    let mut ingested = ingested;
     for round in 1..=QUERY_ROUNDS {
         for ((running, _), answers) in ingested.iter_mut().zip(&mut answers) {
             let name = running.endpoint().name();
