@@ -181,6 +181,52 @@ fn sluice(samples: &[Sample], encode: fn(&[&Sample]) -> Vec<u8>) -> Row {
     }
 }
 
+/// ns per value of reading `samples`' chunk as a query does ([`chunk::NumberDecoder`]),
+/// and of reading its values' column as pco (the chunk's config, digits for decimals) into
+/// the same floats: the store's two ways of storing numbers, on the same column.
+fn numbers_read(samples: &[Sample]) -> (f64, f64) {
+    use pco::standalone::{simple_compress, simple_decompress};
+    use pco::{ChunkConfig, DeltaSpec};
+    let refs: Vec<&Sample> = samples.iter().collect();
+    let bytes = chunk::encode(&refs);
+    let mut decoder = chunk::NumberDecoder::default();
+    let read = per_value(samples.len(), || {
+        decoder
+            .decode(black_box(&bytes))
+            .expect("decode")
+            .map(|(_, v)| v.len())
+    });
+    // Floats of two places as their digits, as the chunk stores them.
+    let (scale, column): (f64, Vec<i64>) = match &samples[0].1 {
+        FieldValue::Float(_) => (
+            100.0,
+            samples
+                .iter()
+                .map(|(_, v)| (v.as_f64().unwrap_or(0.0) * 100.0).round() as i64)
+                .collect(),
+        ),
+        _ => (
+            1.0,
+            samples
+                .iter()
+                .map(|(_, v)| v.as_f64().unwrap_or(0.0) as i64)
+                .collect(),
+        ),
+    };
+    let config = ChunkConfig::default()
+        .with_compression_level(4)
+        .with_delta_spec(DeltaSpec::TryConsecutive(1));
+    let pco = simple_compress(&column, &config).expect("pco");
+    let mut floats = Vec::with_capacity(column.len());
+    let pco_read = per_value(column.len(), || {
+        let digits: Vec<i64> = simple_decompress(black_box(&pco)).expect("pco");
+        floats.clear();
+        floats.extend(digits.iter().map(|d| *d as f64 / scale));
+        floats.len()
+    });
+    (read, pco_read)
+}
+
 /// A numeric column for the candidates that take numbers only.
 enum Numbers {
     Float(Vec<f64>),
@@ -545,7 +591,7 @@ fn main() {
                 && matches!(times, Times::Exact)
                 && matches!(shape, Shape::Walk | Shape::Counter)
             {
-                workload.push((shape_name, v1.bytes, v2.bytes));
+                workload.push((shape_name, v1.bytes, v2.bytes, numbers_read(&samples)));
             }
             let Some(numbers) = Numbers::of(&values) else {
                 continue;
@@ -571,10 +617,12 @@ fn main() {
     }
     println!();
     println!("tsz round-trips times in ns: {tsz_ns}");
-    for (shape, v1, v2) in workload {
+    for (shape, v1, v2, (packed, pco)) in workload {
         let n = chunk::MAX_POINTS as f64;
         println!(
-            "issue 14's workload, {shape}, {} points, 10 s: v1 {:.2} B/value, v2 {:.2} B/value",
+            "issue 14's workload, {shape}, {} points, 10 s: v1 {:.2} B/value, v2 {:.2} B/value; \
+             read as numbers (a query's decode) {packed:.2} ns/value, its column as pco \
+             {pco:.2} ns/value",
             chunk::MAX_POINTS,
             v1 as f64 / n,
             v2 as f64 / n

@@ -19,6 +19,7 @@ use crate::point::{Alert, AlertState, Field, FieldValue, Name, Nanos, Point, Ser
 use crate::store::{LateRecord, SeriesKey};
 use crate::tenant::TenantId;
 use crate::transport::Record;
+use crate::varint;
 
 /// First byte of every encoding.
 const MAGIC: u8 = b'S';
@@ -136,15 +137,15 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
     // A guess that holds for short names: one allocation for most records.
     out.reserve(16 + record.points.len() * 48);
     put_str(&mut out, record.tenant.as_str());
-    put_varint(&mut out, record.points.len() as u64);
+    varint::put(&mut out, record.points.len() as u64);
     for p in &record.points {
         put_str(&mut out, &p.measurement);
-        put_varint(&mut out, p.tags.len() as u64);
+        varint::put(&mut out, p.tags.len() as u64);
         for t in &p.tags {
             put_str(&mut out, &t.key);
             put_str(&mut out, &t.value);
         }
-        put_varint(&mut out, p.fields.len() as u64);
+        varint::put(&mut out, p.fields.len() as u64);
         for f in &p.fields {
             put_str(&mut out, &f.key);
             match &f.value {
@@ -154,11 +155,11 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
                 }
                 FieldValue::Integer(v) => {
                     out.push(1);
-                    put_varint(&mut out, zigzag(*v));
+                    varint::put(&mut out, varint::zigzag(*v));
                 }
                 FieldValue::Unsigned(v) => {
                     out.push(2);
-                    put_varint(&mut out, *v);
+                    varint::put(&mut out, *v);
                 }
                 FieldValue::Boolean(v) => out.extend_from_slice(&[3, u8::from(*v)]),
                 FieldValue::String(v) => {
@@ -167,31 +168,14 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
                 }
             }
         }
-        put_varint(&mut out, zigzag(p.timestamp));
+        varint::put(&mut out, varint::zigzag(p.timestamp));
     }
     out
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
+    varint::put(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
-}
-
-/// Signed integers as postcard writes them: small magnitudes in few bytes.
-fn zigzag(n: i64) -> u64 {
-    ((n << 1) ^ (n >> 63)) as u64
-}
-
-fn unzigzag(n: u64) -> i64 {
-    ((n >> 1) as i64) ^ -((n & 1) as i64)
 }
 
 /// Reads what [`encode_record`] writes; errors say what was being read and where.
@@ -259,7 +243,7 @@ impl<'a> Reader<'a> {
                 let bytes = self.take(8, what)?;
                 FieldValue::Float(f64::from_le_bytes(bytes.try_into().unwrap_or([0; 8])))
             }
-            1 => FieldValue::Integer(unzigzag(self.varint(what)?)),
+            1 => FieldValue::Integer(varint::unzigzag(self.varint(what)?)),
             2 => FieldValue::Unsigned(self.varint(what)?),
             3 => match self.take(1, what)?[0] {
                 0 => FieldValue::Boolean(false),
@@ -289,7 +273,7 @@ impl<'a> Reader<'a> {
                 value: self.value("field value")?,
             });
         }
-        let timestamp = unzigzag(self.varint("timestamp")?);
+        let timestamp = varint::unzigzag(self.varint("timestamp")?);
         Ok(Point {
             measurement,
             tags,

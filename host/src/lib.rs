@@ -36,4 +36,5 @@ pub mod telemetry;
 pub mod tenant;
 pub mod time;
 pub mod transport;
+mod varint;
 pub mod window;

@@ -21,6 +21,7 @@ mod embedded;
 mod head;
 mod journal;
 mod keys;
+mod packed;
 mod scylla;
 
 use std::ops::Range;
