@@ -496,6 +496,7 @@ fn rates(
     };
     let mut values = vec![None; w.ends.len()];
     let mut from = 0;
+    let mut extrapolation = Extrapolation::new(w.range, counter, per_second);
     w.slide_indices(samples, |step, window| {
         // The resets within the window: between two of its samples.
         while from < resets.len() && resets[from] <= window.start {
@@ -506,63 +507,127 @@ fn rates(
             .iter()
             .take_while(|&&j| j < until)
             .map(|&j| samples[j - 1].1);
-        values[step] = extrapolated_rate(
-            &samples[window],
-            within,
-            w.ends[step],
-            w.range,
-            counter,
-            per_second,
-        );
+        values[step] = extrapolation.rate(&samples[window], within, w.ends[step]);
     });
     values
 }
 
-/// `rate`, `increase` and `delta` of one window: the change over it, plus for counters the
-/// value before each reset (`resets`, in order), extrapolated towards the window's edges
-/// (Prometheus' `extrapolatedRate`).
-fn extrapolated_rate(
-    w: &[(Millis, f64)],
-    resets: impl Iterator<Item = f64>,
-    end: Millis,
+/// `rate`, `increase` or `delta` of windows of one range, Prometheus' `extrapolatedRate`:
+/// the change over a window, plus for counters the value before each reset, extrapolated
+/// towards the window's edges.
+///
+/// What depends on a window's times only (where its first and last samples sit, how many
+/// it has) is kept from the window before: samples at a steady interval give every window
+/// the same, and its four divisions were most of a dashboard's `rate` (a third of the
+/// query under perf). The arithmetic is Prometheus', in its order, so answers stay the
+/// same to the bit.
+struct Extrapolation {
     range: Millis,
+    /// The range in seconds, what a rate divides by.
+    range_seconds: f64,
     counter: bool,
     per_second: bool,
-) -> Option<f64> {
-    let (first, last) = (*w.first()?, *w.last()?);
-    if w.len() < 2 {
-        return None;
+    /// The last window's times (to its start, to its end, between first and last), its
+    /// count of samples, and what they gave.
+    last: Option<([Millis; 3], usize, Span)>,
+}
+
+/// The times' part of extrapolating a window, in seconds.
+#[derive(Clone, Copy)]
+struct Span {
+    to_start: f64,
+    to_end: f64,
+    sampled: f64,
+    average: f64,
+    /// How much the change is scaled when nothing moves the start: the extrapolated
+    /// interval over the sampled one.
+    factor: f64,
+}
+
+impl Span {
+    fn of([to_start, to_end, sampled]: [Millis; 3], n: usize) -> Self {
+        let sampled = sampled as f64 / 1000.0;
+        let mut span = Span {
+            to_start: to_start as f64 / 1000.0,
+            to_end: to_end as f64 / 1000.0,
+            sampled,
+            average: sampled / (n - 1) as f64,
+            factor: 0.0,
+        };
+        span.factor = span.factor_from(span.to_start);
+        span
     }
-    let mut result = last.1 - first.1;
-    for before in resets {
-        result += before;
+
+    /// The extrapolated interval over the sampled one, extrapolating at most `to_start`
+    /// back.
+    fn factor_from(&self, to_start: f64) -> f64 {
+        let threshold = self.average * 1.1;
+        let mut interval = self.sampled;
+        interval += if to_start < threshold {
+            to_start
+        } else {
+            self.average / 2.0
+        };
+        interval += if self.to_end < threshold {
+            self.to_end
+        } else {
+            self.average / 2.0
+        };
+        interval / self.sampled
     }
-    let start = end.saturating_sub(range);
-    let mut to_start = (first.0 - start) as f64 / 1000.0;
-    let to_end = (end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let average = sampled / (w.len() - 1) as f64;
-    if counter && result > 0.0 && first.1 >= 0.0 {
-        // A counter can't have been below zero: extrapolate no further back than that.
-        to_start = to_start.min(sampled * (first.1 / result));
+}
+
+impl Extrapolation {
+    fn new(range: Millis, counter: bool, per_second: bool) -> Self {
+        Self {
+            range,
+            range_seconds: range as f64 / 1000.0,
+            counter,
+            per_second,
+            last: None,
+        }
     }
-    let threshold = average * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        average / 2.0
-    };
-    interval += if to_end < threshold {
-        to_end
-    } else {
-        average / 2.0
-    };
-    result *= interval / sampled;
-    if per_second {
-        result /= range as f64 / 1000.0;
+
+    /// The window `w` ending at `end`, with `resets` the values before its counter resets;
+    /// none for fewer than two samples.
+    fn rate(
+        &mut self,
+        w: &[(Millis, f64)],
+        resets: impl Iterator<Item = f64>,
+        end: Millis,
+    ) -> Option<f64> {
+        let (first, last) = (*w.first()?, *w.last()?);
+        if w.len() < 2 {
+            return None;
+        }
+        let mut result = last.1 - first.1;
+        for before in resets {
+            result += before;
+        }
+        let start = end.saturating_sub(self.range);
+        let times = [first.0 - start, end - last.0, last.0 - first.0];
+        let span = match self.last {
+            Some((t, n, span)) if t == times && n == w.len() => span,
+            _ => {
+                let span = Span::of(times, w.len());
+                self.last = Some((times, w.len(), span));
+                span
+            }
+        };
+        let mut factor = span.factor;
+        if self.counter && result > 0.0 && first.1 >= 0.0 {
+            // A counter can't have been below zero: extrapolate no further back than that.
+            let to_zero = span.sampled * (first.1 / result);
+            if to_zero < span.to_start {
+                factor = span.factor_from(to_zero);
+            }
+        }
+        result *= factor;
+        if self.per_second {
+            result /= self.range_seconds;
+        }
+        Some(result)
     }
-    Some(result)
 }
 
 /// `irate` and `idelta`: from the last two samples.
@@ -756,14 +821,17 @@ mod tests {
         let resets = || [10.0].into_iter();
         // Increase 12 + 10 (the reset) over 45 s sampled; the start is on the edge, the end
         // 15 s away (< 1.1 × 15 s), so 60 s in all.
-        let increase =
-            extrapolated_rate(&w, resets(), 60_000, 60_000, true, false).expect("2 samples");
+        let increase = Extrapolation::new(60_000, true, false)
+            .rate(&w, resets(), 60_000)
+            .expect("2 samples");
         assert!((increase - 22.0 * 60.0 / 45.0).abs() < 1e-9, "{increase}");
-        let rate = extrapolated_rate(&w, resets(), 60_000, 60_000, true, true).expect("2 samples");
+        let rate = Extrapolation::new(60_000, true, true)
+            .rate(&w, resets(), 60_000)
+            .expect("2 samples");
         assert!((rate - increase / 60.0).abs() < 1e-12);
         let none = std::iter::empty();
         assert_eq!(
-            extrapolated_rate(&w[..1], none, 60_000, 60_000, true, true),
+            Extrapolation::new(60_000, true, true).rate(&w[..1], none, 60_000),
             None
         );
         // Through the windows: the reset at 30 s is inside the window ending at 60 s, but
