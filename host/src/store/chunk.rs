@@ -48,10 +48,10 @@
 //! the smaller of the others (`PACKED_SLACK`): they read 2 to 3 times faster than pco
 //! (`cargo bench --bench chunks`: a day of the storage bench's counters and walks, read
 //! as a query reads them, 2.8 and 3.9 ns a value against 6.4 and 10.5 through pco), for
-//! a few percent more bytes on these shapes. The generic layout, for values of more than one type (which
-//! the store never writes: a series has one type), more than `MAX_TYPED` points or
-//! `MAX_TYPED_STRING_BYTES` of strings, is format 1's postcard without its first gap
-//! (always 0), so never bigger than format 1. It is also written where it is smaller than
+//! a few percent more bytes on these shapes. The generic layout, for values of more than
+//! one type (which the store never writes: a series has one type), more than `MAX_TYPED`
+//! points or `MAX_TYPED_STRING_BYTES` of strings, is format 1's postcard without its first
+//! gap (always 0), so never bigger than format 1. It is also written where it is smaller than
 //! the typed layout (a few points at small times, or adversarial gaps): a chunk in format 2
 //! is never bigger than in format 1, however small.
 //!
@@ -153,8 +153,8 @@ const TIMES_PCO: u8 = 1 << 3;
 const VALUES_PCO: u8 = 1 << 4;
 /// Layout bit: the times are evenly spaced, stored as the first and the gap.
 const TIMES_EVEN: u8 = 1 << 5;
-/// Layout bit, of pco floats only: the floats are decimals, stored as their digits (pco's
-/// integers) after a byte saying how many places they have.
+/// Layout bit, of floats stored pco or packed: the floats are decimals, stored as their
+/// digits (integers) after a byte saying how many places they have.
 const VALUES_DECIMAL: u8 = 1 << 6;
 /// Layout bit, of integers, unsigned integers and decimals: the values (the decimals'
 /// digits) are packed deltas ([`packed`]), not pco.
@@ -912,17 +912,14 @@ fn decode_v2(body: &[u8]) -> Result<Vec<Sample>, String> {
     let values: Vec<FieldValue> = match (kind, way) {
         (FLOAT, _) if decimal => {
             let scale = places(&mut r)?;
-            let digits: Vec<i64> = match way {
+            let float = |m: i64| FieldValue::Float(m as f64 / scale);
+            match way {
                 Way::Packed => packed_decode(r.0, n)?
                     .into_iter()
-                    .map(|m| m as i64)
+                    .map(|m| float(m as i64))
                     .collect(),
-                _ => pco_decode::<i64>(r.0, n)?,
-            };
-            digits
-                .into_iter()
-                .map(|m| FieldValue::Float(m as f64 / scale))
-                .collect()
+                _ => pco_decode::<i64>(r.0, n)?.into_iter().map(float).collect(),
+            }
         }
         (FLOAT, Way::Pco) => pco_decode::<f64>(r.0, n)?
             .into_iter()

@@ -101,10 +101,10 @@ pub fn decode_into<'a>(bytes: &'a [u8], n: usize, out: &mut Vec<u64>) -> Result<
             return Err(format!("packed values: a block {width} bits wide"));
         }
         let size = (len * width as usize).div_ceil(8);
-        let packed = rest
-            .get(..size)
+        let (packed, after) = rest
+            .split_at_checked(size)
             .ok_or_else(|| format!("packed values: a block of {size} bytes is cut short"))?;
-        rest = &rest[size..];
+        rest = after;
         scratch[..size].copy_from_slice(packed);
         scratch[size..size + 16].fill(0);
         let from = out.len();
