@@ -94,6 +94,11 @@ struct State {
 pub struct Segments {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Held while the offsets file is written and processed segments deleted, so one
+    /// reclaimer runs at a time; never taken under `state`, which is not held across that
+    /// I/O (an fsync, a rename and a directory fsync, then unlinks): appends and reads go on
+    /// meanwhile. Under `state`, an acknowledgement waited for all of it.
+    reclaiming: Mutex<()>,
     /// Held (an exclusive lock on `dir/segments.lock`) while open: two logs appending to one
     /// directory would interleave offsets.
     _lock: File,
@@ -193,6 +198,7 @@ impl Segments {
         Ok(Self {
             dir: dir.to_owned(),
             state: Mutex::new(state),
+            reclaiming: Mutex::new(()),
             _lock: lock,
         })
     }
@@ -274,37 +280,38 @@ impl Segments {
     }
 
     /// The active segment (created when there is none) and where the next frame goes.
+    /// Only the appender creates segments, so the new file is made and its name synced
+    /// without holding the state (readers go on meanwhile).
     fn active_segment(&self) -> Result<(u64, Arc<File>, PathBuf, u64), TransportError> {
+        let id = {
+            let state = self.lock();
+            if state.active {
+                return last_segment(&state);
+            }
+            state.next_id
+        };
+        let path = self.segment_path(id);
+        let file = File::options()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io("creating", &path))?;
+        // The new file's name must survive a crash before any frame in it counts.
+        sync_dir(&self.dir.join("segments"))?;
         let mut state = self.lock();
-        if !state.active {
-            let id = state.next_id;
-            let path = self.segment_path(id);
-            let file = File::options()
-                .create_new(true)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io("creating", &path))?;
-            // The new file's name must survive a crash before any frame in it counts.
-            sync_dir(&self.dir.join("segments"))?;
-            state.segments.insert(
-                id,
-                Segment {
-                    file: Arc::new(file),
-                    path,
-                    len: 0,
-                    last: BTreeMap::new(),
-                },
-            );
-            state.next_id = id + 1;
-            state.active = true;
-        }
-        let (id, segment) = state
-            .segments
-            .iter()
-            .next_back()
-            .ok_or_else(|| TransportError::Storage("no active segment".into()))?;
-        Ok((*id, segment.file.clone(), segment.path.clone(), segment.len))
+        state.segments.insert(
+            id,
+            Segment {
+                file: Arc::new(file),
+                path,
+                len: 0,
+                last: BTreeMap::new(),
+            },
+        );
+        state.next_id = id + 1;
+        state.active = true;
+        last_segment(&state)
     }
 
     fn segment_path(&self, id: u64) -> PathBuf {
@@ -383,11 +390,9 @@ impl Segments {
             }
             index.first = index.first.max(*committed);
         }
-        self.delete_processed(&mut state, false)?;
-        if state.persisted_at.elapsed() >= PERSIST_EVERY {
-            self.persist(&mut state)?;
-        }
-        Ok(())
+        let due = state.persisted_at.elapsed() >= PERSIST_EVERY;
+        drop(state);
+        self.reclaim(false, due)
     }
 
     /// Deletes the active segment too when every record in it is committed, and writes the
@@ -396,51 +401,72 @@ impl Segments {
     /// # Errors
     /// When the offsets can't be written or a file can't be deleted.
     pub fn reclaim_idle(&self) -> Result<(), TransportError> {
-        let mut state = self.lock();
-        self.delete_processed(&mut state, true)?;
-        self.persist(&mut state)
-    }
-
-    /// Writes the committed offsets, when they moved since the file was written.
-    fn persist(&self, state: &mut State) -> Result<(), TransportError> {
-        if state.persisted != state.committed {
-            write_offsets(&self.dir, &state.committed)?;
-            state.persisted.clone_from(&state.committed);
-        }
-        state.persisted_at = Instant::now();
-        Ok(())
+        self.reclaim(true, true)
     }
 
     /// Deletes the sealed segments (and the active one, with `active`) whose records are
-    /// all committed, once the offsets past them are written.
-    fn delete_processed(&self, state: &mut State, active: bool) -> Result<(), TransportError> {
-        let newest = state.segments.keys().next_back().copied();
-        let done: Vec<u64> = state
-            .segments
-            .iter()
-            .filter(|(id, _)| active || !state.active || Some(**id) != newest)
-            .filter(|(_, s)| {
-                s.last
-                    .iter()
-                    .all(|(p, last)| *last < state.committed[*p as usize])
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        if !done.is_empty() {
-            // Deleted records must never be asked for again: the offsets past them first.
-            self.persist(state)?;
+    /// all committed, once the offsets past them are written; writes the offsets anyway
+    /// with `persist_due`.
+    fn reclaim(&self, active: bool, persist_due: bool) -> Result<(), TransportError> {
+        let _one = self
+            .reclaiming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (done, committed, moved) = {
+            let state = self.lock();
+            let newest = state.segments.keys().next_back().copied();
+            let done: Vec<u64> = state
+                .segments
+                .iter()
+                .filter(|(id, _)| active || !state.active || Some(**id) != newest)
+                .filter(|(_, s)| {
+                    s.last
+                        .iter()
+                        .all(|(p, last)| *last < state.committed[*p as usize])
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            let moved = state.persisted != state.committed;
+            (done, state.committed.clone(), moved)
+        };
+        let writing = !done.is_empty() || persist_due;
+        // Deleted records must never be asked for again: the offsets past them first.
+        // Committed offsets only move on, so `done` stays done whatever commits meanwhile.
+        if writing && moved {
+            write_offsets(&self.dir, &committed)?;
         }
-        for id in done {
-            if Some(id) == newest {
-                state.active = false;
+        let gone: Vec<PathBuf> = {
+            let mut state = self.lock();
+            if writing {
+                state.persisted = committed;
+                state.persisted_at = Instant::now();
             }
-            if let Some(segment) = state.segments.remove(&id) {
-                // Readers holding the file keep reading it; the name goes now.
-                std::fs::remove_file(&segment.path).map_err(io("deleting", &segment.path))?;
-            }
+            let newest = state.segments.keys().next_back().copied();
+            done.iter()
+                .filter_map(|id| {
+                    if Some(*id) == newest {
+                        state.active = false;
+                    }
+                    state.segments.remove(id).map(|s| s.path)
+                })
+                .collect()
+        };
+        for path in gone {
+            // Readers holding the file keep reading it; the name goes now.
+            std::fs::remove_file(&path).map_err(io("deleting", &path))?;
         }
         Ok(())
     }
+}
+
+/// The last segment's id, file, path and length: where the next frame goes.
+fn last_segment(state: &State) -> Result<(u64, Arc<File>, PathBuf, u64), TransportError> {
+    let (id, segment) = state
+        .segments
+        .iter()
+        .next_back()
+        .ok_or_else(|| TransportError::Storage("no active segment".into()))?;
+    Ok((*id, segment.file.clone(), segment.path.clone(), segment.len))
 }
 
 /// The CRC of a frame: of its partition, offset and payload.
@@ -682,6 +708,65 @@ mod tests {
         let log = Segments::open(dir.path(), 1).expect("reopen");
         assert_eq!(log.positions(), vec![(1, 2)]);
         assert_eq!(payloads(&log, 0), vec![(1, b"b".to_vec())]);
+    }
+
+    #[test]
+    fn appends_and_reads_go_on_while_a_reclaim_writes_offsets_and_deletes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Segments::open(dir.path(), 1).expect("open");
+        log.append(&[(0, 0, b"a")]).expect("append");
+        // A reclaim stuck in its fsyncs and unlinks holds only `reclaiming`.
+        let stuck = log.reclaiming.lock().expect("reclaiming");
+        std::thread::scope(|s| {
+            let committing = s.spawn(|| log.commit(&[(0, 1)]));
+            log.append(&[(0, 1, b"b")])
+                .expect("append during the reclaim");
+            assert_eq!(payloads(&log, 0), vec![(1, b"b".to_vec())]);
+            drop(stuck);
+            committing.join().expect("join").expect("commit");
+        });
+    }
+
+    #[test]
+    fn commits_racing_appends_delete_only_what_is_processed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = vec![3u8; (SEGMENT_BYTES / 4) as usize];
+        let appended = 40;
+        {
+            let log = Segments::open(dir.path(), 1).expect("open");
+            std::thread::scope(|s| {
+                let committer = s.spawn(|| {
+                    let mut next = 0;
+                    while next < appended - 2 {
+                        let end = log.positions()[0].1;
+                        // Up to two behind the end, so records stay unprocessed.
+                        if end > next + 2 {
+                            next = end - 2;
+                            log.commit(&[(0, next)]).expect("commit");
+                        }
+                        std::thread::yield_now();
+                    }
+                    log.reclaim_idle().expect("reclaim");
+                    next
+                });
+                for offset in 0..appended {
+                    log.append(&[(0, offset, big.as_slice())]).expect("append");
+                }
+                let committed = committer.join().expect("join");
+                assert_eq!(log.positions(), vec![(committed, appended)]);
+            });
+            // About 10 segments were written, all but the last two or three deleted.
+            assert!(
+                files(dir.path()) <= 2,
+                "{} segments left",
+                files(dir.path())
+            );
+        }
+        let log = Segments::open(dir.path(), 1).expect("reopen");
+        let (committed, end) = log.positions()[0];
+        assert_eq!((committed, end), (appended - 2, appended));
+        let offsets: Vec<Offset> = payloads(&log, 0).iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, vec![appended - 2, appended - 1]);
     }
 
     #[test]
