@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod api;
 pub mod compactor;
 pub mod config;
+pub mod cores;
 pub mod deploy;
 pub mod format;
 #[cfg(test)]

@@ -164,9 +164,7 @@ fn plugin_concurrency(limits: &Limits) -> usize {
         Some(ms) => usize::try_from(ms.div_ceil(1000))
             .unwrap_or(usize::MAX)
             .max(1),
-        None => std::thread::available_parallelism()
-            .map_or(1, |n| n.get() / 2)
-            .max(1),
+        None => (crate::cores::cores().get() / 2).max(1),
     }
 }
 

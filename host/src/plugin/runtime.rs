@@ -74,8 +74,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             max_concurrent_calls: 32,
             max_warm_instances: 64,
-            max_idle_per_plugin: std::thread::available_parallelism()
-                .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+            max_idle_per_plugin: u32::try_from(crate::cores::cores().get()).unwrap_or(u32::MAX),
             cache_max_bytes: 1 << 30,
             // As `plugins.baseline_from_mib`'s default.
             baseline_from_bytes: 1 << 20,

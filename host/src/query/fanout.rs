@@ -19,8 +19,7 @@ where
     T: Sync,
     R: Send,
 {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = READERS.min(cores).min(items.len());
+    let threads = READERS.min(crate::cores::cores().get()).min(items.len());
     if threads <= 1 {
         return items
             .iter()
