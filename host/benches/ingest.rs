@@ -15,7 +15,8 @@
 //!     achieved rate, and ingest→queryable latency: a marker point every 50 ms, the query
 //!     API polled every 1 ms until it shows it, latency = seen − sent.
 //!
-//! Every (server, workload) pair gets a fresh server with empty storage. Sluice runs
+//! Every (server, workload) pair gets a fresh server with empty storage, on a disk that has
+//! written back what the one before left (`support::settle_disk`). Sluice runs
 //! in-process on its own runtime: one tenant, one `drop-filter` stage that keeps every
 //! benchmark point. InfluxDB runs as a child `influxd` with a generated config
 //! (`support::ChildServer::influxdb`), VictoriaMetrics as a child `victoria-metrics` with
@@ -42,7 +43,8 @@ mod support;
 
 use support::{
     CPU_LEGEND, ChildServer, Cpu, CpuShare, HttpClient, SluiceServer, TOKEN, cpu,
-    create_influx_database, http_client, ratio, require, send, sluice_stored_points, thousands,
+    create_influx_database, http_client, ratio, require, send, settle_disk, sluice_stored_points,
+    thousands,
 };
 
 /// The binary's allocator, so the in-process service runs as `sluice run` does.
@@ -193,6 +195,7 @@ fn on_sluice<T>(
     plugins: &Path,
     measure: impl FnOnce(Endpoint) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    settle_disk();
     let mut server = SluiceServer::start(rt, plugins, STAGES)?;
     let result = measure(Endpoint {
         server: Server::Sluice,
@@ -209,6 +212,7 @@ fn on_influxdb<T>(
     rt: &tokio::runtime::Runtime,
     measure: impl FnOnce(Endpoint) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    settle_disk();
     let mut server = ChildServer::influxdb()?;
     rt.block_on(async {
         server.ready("/ping", StatusCode::NO_CONTENT).await?;
@@ -227,6 +231,7 @@ fn on_victoria_metrics<T>(
     rt: &tokio::runtime::Runtime,
     measure: impl FnOnce(Endpoint) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    settle_disk();
     let mut server = ChildServer::victoria_metrics()?;
     rt.block_on(server.ready("/health", StatusCode::OK))?;
     measure(Endpoint {

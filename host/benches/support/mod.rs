@@ -87,6 +87,18 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// Writes back what earlier servers of the run left dirty, and what deleting their data
+/// directories freed (the disk here is mounted with online discard), before the next
+/// server starts: otherwise that writeback lands in the next server's fsyncs, and a
+/// latency measured after a bulk run pays for it.
+pub fn settle_disk() {
+    if let Err(error) = Command::new("sync").status() {
+        eprintln!(
+            "(could not run sync: {error}; the next measurement may pay for the last one's writeback)"
+        );
+    }
+}
+
 /// Fails with `hint` unless `program args...` runs and exits 0.
 pub fn require(program: &str, args: &[&str], hint: &str) -> anyhow::Result<()> {
     match Command::new(program)
