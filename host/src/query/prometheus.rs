@@ -730,7 +730,12 @@ impl StoreSource<'_> {
         let mut samples = Vec::new();
         for key in keys {
             let range = nanos_range(start, end);
-            let ms = |t: &Nanos| t.div_euclid(1_000_000);
+            // Unsigned where it can be (nearly always): without the sign's fix-ups this
+            // copy takes 1.7 instead of 2.5 ns a sample (throwaway micro-benchmark).
+            let ms = |&t: &Nanos| match u64::try_from(t) {
+                Ok(t) => (t / 1_000_000) as i64,
+                Err(_) => t.div_euclid(1_000_000),
+            };
             match self
                 .store
                 .read_numbers(self.tenant, key, range.clone(), usize::MAX)
