@@ -740,3 +740,68 @@ fn kill_9_with_one_tenants_lane_behind_the_others_loses_and_repeats_nothing() {
         }
     }
 }
+
+/// The value of the first sample of `metrics` whose line starts with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix)?.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn stored_bytes_are_measured_per_tenant_shown_to_the_admin_only_and_the_storage_quota_refuses_on_them()
+ {
+    let body = two_tenants("limits = { max_stored_bytes = 1 }", "");
+    let mut svc = Service::start(&body, &[]);
+    // Measured at start: nothing stored yet, so acme's quota lets this through.
+    assert_eq!(write(&svc, ACME, &lines(&[1], 200, 1_000)).0, 204);
+    assert_eq!(write(&svc, GLOBEX, &lines(&[1, 2], 50, 1_000)).0, 204);
+    let count = |tok: &str| {
+        query(
+            &svc,
+            tok,
+            "measurement=m&field=v&start=0&end=10000000000000",
+        )["series"]
+            .as_array()
+            .map_or(0, |s| {
+                s.iter()
+                    .map(|s| s["points"].as_array().map_or(0, Vec::len))
+                    .sum()
+            })
+    };
+    assert!(eventually(Duration::from_secs(10), || count(ACME) == 200
+        && count(GLOBEX) == 100));
+    // A restart measures again at once (then every 30 s).
+    svc.stop();
+    svc.restart();
+    let raw = |metrics: &str, tenant: &str| {
+        sample(
+            metrics,
+            &format!("sluice_stored_bytes{{tenant=\"{tenant}\",data=\"raw\",tier=\"\"}}"),
+        )
+    };
+    let mut metrics = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            metrics = admin_metrics(&svc);
+            raw(&metrics, "acme").is_some_and(|b| b > 0.0)
+                && raw(&metrics, "globex").is_some_and(|b| b > 0.0)
+        }),
+        "no stored bytes per tenant in {metrics}"
+    );
+    // acme is past its 1 byte: refused, naming the quota; globex writes on.
+    let (status, _, message) = write(&svc, ACME, &lines(&[1], 1, 5_000));
+    assert_eq!(status, 429, "{message}");
+    assert!(message.contains("max_stored_bytes = 1"), "{message}");
+    assert_eq!(write(&svc, GLOBEX, &lines(&[1], 1, 5_000)).0, 204);
+    // The public metrics have the data directory's bytes on disk, and no tenant's name.
+    let public = request("GET", &svc.url("/metrics"), &[], Vec::new()).1;
+    for path in ["store", "log"] {
+        let bytes = sample(&public, &format!("sluice_disk_bytes{{path=\"{path}\"}}"));
+        assert!(bytes.is_some_and(|b| b > 0.0), "{path}: {public}");
+    }
+    assert!(
+        !public.contains("acme") && !public.contains("globex"),
+        "{public}"
+    );
+}
