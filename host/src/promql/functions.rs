@@ -491,8 +491,11 @@ fn rates(
     // throwaway micro-benchmark), since most series have none.
     let drops = |w: &&[(Millis, f64)]| w[1].1 < w[0].1;
     let resets: Vec<usize> = if counter && samples.windows(2).filter(drops).count() > 0 {
-        (1..samples.len())
-            .filter(|&j| samples[j].1 < samples[j - 1].1)
+        samples
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| drops(w))
+            .map(|(j, _)| j + 1)
             .collect()
     } else {
         Vec::new()

@@ -719,6 +719,10 @@ mod tests {
         let stuck = log.reclaiming.lock().expect("reclaiming");
         std::thread::scope(|s| {
             let committing = s.spawn(|| log.commit(&[(0, 1)]));
+            // The commit has moved the offset and now waits for the reclaim.
+            while log.positions()[0].0 < 1 {
+                std::thread::yield_now();
+            }
             log.append(&[(0, 1, b"b")])
                 .expect("append during the reclaim");
             assert_eq!(payloads(&log, 0), vec![(1, b"b".to_vec())]);
