@@ -146,6 +146,11 @@ pub enum CallErrorKind {
         /// The last error.
         last_error: String,
     },
+    /// The operating system refused the host what instantiating the plugin needs (memory,
+    /// a memory image), again after retries: the host's trouble, not the plugin's, so it
+    /// does not count toward quarantine, and a later try may succeed.
+    #[error("could not be instantiated by the host (a later try may succeed): {0}")]
+    Host(String),
     /// The plugin's world has no such entry point (a host bug or misconfigured stage).
     #[error("implements world `{actual}`, cannot be called as `{wanted}`")]
     WrongWorld {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
@@ -24,6 +24,28 @@ use super::error::{CallError, CallErrorKind, LoadError};
 use super::pool::{Pool, Warm, WorldPre};
 use super::runtime::{EPOCH_TICK, PluginLimits, Runtime, Source, Tier};
 use crate::point::{Alert, Point, WindowResult};
+
+/// Pauses before trying again an instantiation the operating system refused: long enough
+/// for a transient refusal to pass (the kernel waits up to ~70 ms for a page to be unpinned
+/// before refusing to seal a memory image), short beside a call's deadline.
+const HOST_RETRY_PAUSES: [Duration; 3] = [
+    Duration::from_millis(10),
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+];
+
+/// The operating system's error, when instantiation failed because the host was refused a
+/// resource (wasmtime sealing the memfd of a memory image, mapping memory) rather than
+/// because of anything the guest did: guest traps, the memory cap and the deadline carry no
+/// `io::Error`.
+fn refused_by_host(error: &wasmtime::Error) -> Option<&std::io::Error> {
+    if error.downcast_ref::<Trap>().is_some() {
+        return None;
+    }
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<std::io::Error>())
+}
 
 /// Which world a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -347,22 +369,39 @@ impl LoadedPlugin {
     }
 
     /// A new instance in a new store with the memory cap and a deadline of one call.
+    ///
+    /// An attempt the operating system refused (see [`refused_by_host`]) is tried again in
+    /// a fresh store, a few times with a growing pause: it says nothing about the plugin.
     fn instantiate<P: WorldPre>(
         &self,
         pool: &Pool<P>,
         env: &CallEnv,
         started: Instant,
     ) -> Result<Warm<P::Instance>, CallError> {
-        let ctx = PluginCtx::new(self.id.clone(), env.clone(), self.limits.memory_bytes);
-        let mut store = Store::new(self.runtime.engine(self.tier), ctx);
-        store.limiter(|ctx| &mut ctx.memory);
-        self.set_deadline(&mut store);
-        match pool.pre.instantiate(&mut store) {
-            Ok(instance) => Ok(Warm { store, instance }),
-            Err(error) => {
-                store.data().flush_stdio();
-                Err(self.error(self.classify(&error, store.data(), started)))
+        let mut pauses = HOST_RETRY_PAUSES.iter();
+        loop {
+            let ctx = PluginCtx::new(self.id.clone(), env.clone(), self.limits.memory_bytes);
+            let mut store = Store::new(self.runtime.engine(self.tier), ctx);
+            store.limiter(|ctx| &mut ctx.memory);
+            self.set_deadline(&mut store);
+            let error = match pool.pre.instantiate(&mut store) {
+                Ok(instance) => return Ok(Warm { store, instance }),
+                Err(error) => error,
+            };
+            store.data().flush_stdio();
+            if let Some(refusal) = refused_by_host(&error).filter(|_| !store.data().memory.exceeded)
+            {
+                if let Some(pause) = pauses.next() {
+                    tracing::warn!(plugin = %self.id, %refusal, ?pause, "The operating system refused to instantiate the plugin; trying again.");
+                    std::thread::sleep(*pause);
+                    continue;
+                }
+                // wasmtime's alternate form stops at the first foreign error: the OS's
+                // reason (EBUSY, ENOMEM) is only in the chain.
+                let causes: Vec<String> = error.chain().map(ToString::to_string).collect();
+                return Err(self.error(CallErrorKind::Host(causes.join(": "))));
             }
+            return Err(self.error(self.classify(&error, store.data(), started)));
         }
     }
 
@@ -468,5 +507,31 @@ impl LoadedPlugin {
             wanted: wanted.name(),
             actual: self.world.name(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error of a library the host calls, with the operating system's reason as its
+    /// source, as memfd's "cannot add seals to the memfd" is.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot add seals to the memfd")]
+    struct Sealing(#[source] std::io::Error);
+
+    #[test]
+    fn an_os_refusal_is_the_hosts_and_a_trap_or_a_plain_error_is_not() {
+        let busy = std::io::Error::from_raw_os_error(16);
+        let refused = wasmtime::Error::new(Sealing(busy)).context("instantiating");
+        assert_eq!(
+            refused_by_host(&refused).and_then(std::io::Error::raw_os_error),
+            Some(16)
+        );
+        assert!(refused_by_host(&wasmtime::Error::new(Trap::UnreachableCodeReached)).is_none());
+        assert!(refused_by_host(&wasmtime::Error::msg("unknown import")).is_none());
+        // A trap raised while the host was doing I/O is still the guest's.
+        let trap = wasmtime::Error::new(std::io::Error::other("disk")).context(Trap::StackOverflow);
+        assert!(refused_by_host(&trap).is_none());
     }
 }

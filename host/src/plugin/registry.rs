@@ -195,7 +195,10 @@ impl PluginSlot {
             }
             Err(error) => {
                 c.batches_failed += 1;
-                c.consecutive_failures += 1;
+                // The host's own trouble says nothing of the plugin's health.
+                if !matches!(error.kind, CallErrorKind::Host(_)) {
+                    c.consecutive_failures += 1;
+                }
                 self.count_call(&labels, CallOutcome::Failed);
                 tracing::warn!(plugin = %id, %tenant, %error, "Plugin call failed; the batch goes to dead letters.");
                 if c.consecutive_failures >= self.quarantine_after && c.quarantined.is_none() {
