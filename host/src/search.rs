@@ -1,11 +1,24 @@
 //! Searching sorted columns from where the last search stopped.
 
+/// How many items [`skip_while`] looks at one by one before it gallops.
+const NEAR: usize = 4;
+
 /// The first index from `from` on whose item fails `before` (which holds for a prefix of
-/// the sorted `items`). Galloping: doubling steps, then a binary search within the last,
-/// so a short skip costs a few looks and a long one a logarithm. A step of a query's grid
-/// may pass one sample or thousands (hourly steps over 10 s samples), and a scan one item
-/// at a time was most of the evaluation of `increase` then.
+/// the sorted `items`). The few items just ahead are looked at one by one, then it
+/// gallops: doubling steps, then a binary search within the last, so a long skip costs a
+/// logarithm. A step of a query's grid may pass one sample or thousands (hourly steps over
+/// 10 s samples): a scan one item at a time was most of the evaluation of `increase` then,
+/// and galloping over the one sample a dashboard's step passes was 12% of its query.
+#[inline]
 pub fn skip_while<T>(items: &[T], from: usize, before: impl Fn(&T) -> bool) -> usize {
+    let near = items.len().min(from.saturating_add(NEAR));
+    let mut from = from;
+    while from < near {
+        if !before(&items[from]) {
+            return from;
+        }
+        from += 1;
+    }
     let mut bound = 1;
     while from + bound <= items.len() && before(&items[from + bound - 1]) {
         bound *= 2;

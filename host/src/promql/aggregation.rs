@@ -216,6 +216,30 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Result<Value, E
                 }
             }
         }
+        Op::Sum => {
+            let slots: Vec<usize> = groups.iter().map(|g| out.slot(g.clone())).collect();
+            // The commonest aggregation, on its own: a sum and a flag a step (9 bytes
+            // against an `Option<Acc>`'s 32) and no branch on the operator per value.
+            let mut sums = vec![vec![0.0; steps]; groups.len()];
+            let mut seen = vec![vec![false; steps]; groups.len()];
+            for (i, s) in input.iter().enumerate() {
+                let (sums, seen) = (&mut sums[group[i]], &mut seen[group[i]]);
+                for ((sum, seen), v) in sums.iter_mut().zip(seen.iter_mut()).zip(&s.values) {
+                    if let Some(v) = *v {
+                        // The first value as it is (a lone -0 stays -0).
+                        *sum = if *seen { *sum + v } else { v };
+                        *seen = true;
+                    }
+                }
+            }
+            for (g, (sums, seen)) in sums.iter().zip(&seen).enumerate() {
+                for (step, (&sum, &seen)) in sums.iter().zip(seen).enumerate() {
+                    if seen {
+                        out.put(slots[g], step, sum)?;
+                    }
+                }
+            }
+        }
         _ => {
             let slots: Vec<usize> = groups.iter().map(|g| out.slot(g.clone())).collect();
             // Each group's accumulator at each step, filled a series at a time (in the

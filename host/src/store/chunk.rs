@@ -1313,6 +1313,9 @@ pub(crate) mod tests {
     #[test]
     fn every_value_type_round_trips_in_the_layout_that_fits_it() {
         let walk = |i: i64| FieldValue::Float((5_000 + (i * 37) % 201 - 100) as f64 / 100.0);
+        // Steps of 0.01 and one of 10.01 in every hundred: pco's entropy coding takes about
+        // a bit a step, packing the rare jump 11 bits for its whole block.
+        let jumps = |i: i64| FieldValue::Float((5_000 + i + 1_000 * (i / 100)) as f64 / 100.0);
         // Times off the 10 s grid by up to ±2 ms: no longer evenly spaced.
         let jitter = |samples: Vec<Sample>| -> Vec<Sample> {
             samples
@@ -1325,8 +1328,14 @@ pub(crate) mod tests {
             // Full chunks, evenly spaced: the first time and the gap, pco numbers (floats
             // of two places as decimals).
             (
-                every_10s(MAX_POINTS, walk),
+                every_10s(MAX_POINTS, jumps),
                 FLOAT | TIMES_EVEN | VALUES_PCO | VALUES_DECIMAL,
+            ),
+            // Steps of 0.37 and -1.64 (multiples of 0.01 apart by 2.01): packed, each
+            // block's steps divided by their factor into a bit each.
+            (
+                every_10s(MAX_POINTS, walk),
+                FLOAT | TIMES_EVEN | VALUES_PACKED | VALUES_DECIMAL,
             ),
             // Floats that are no decimals of up to 15 places (a -0.0 among decimals is
             // neither: it would read back as 0.0).
@@ -1355,6 +1364,12 @@ pub(crate) mod tests {
             ),
             (
                 every_10s(360, |i| FieldValue::Unsigned(u64::MAX - (i as u64 % 7))),
+                UNSIGNED | TIMES_EVEN | VALUES_PACKED,
+            ),
+            (
+                every_10s(360, |i| {
+                    FieldValue::Unsigned(u64::MAX - i as u64 - 1_000 * (i as u64 / 100))
+                }),
                 UNSIGNED | TIMES_EVEN | VALUES_PCO,
             ),
             (
@@ -1369,7 +1384,7 @@ pub(crate) mod tests {
             ),
             // Full chunks, jittered: pco times.
             (
-                jitter(every_10s(MAX_POINTS, walk)),
+                jitter(every_10s(MAX_POINTS, jumps)),
                 FLOAT | TIMES_PCO | VALUES_PCO | VALUES_DECIMAL,
             ),
             (
@@ -1653,7 +1668,10 @@ pub(crate) mod tests {
     #[test]
     fn one_decoder_reads_chunk_after_chunk_as_fresh_decoders_do() {
         let walk = |i: i64| FieldValue::Float((5_000 + (i * 37) % 201 - 100) as f64 / 100.0);
+        // Decimals through pco, then packed with a factor.
+        let jumps = |i: i64| FieldValue::Float((5_000 + i + 1_000 * (i / 100)) as f64 / 100.0);
         let chunks: Vec<Vec<u8>> = [
+            every_10s(MAX_POINTS, jumps),
             every_10s(MAX_POINTS, walk),
             every_10s(3, |i| FieldValue::Integer(-i)),
             every_10s(0, walk),
