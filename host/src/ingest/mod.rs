@@ -219,15 +219,18 @@ impl IngestState {
                 cutoff,
             })
         };
-        let mut bad = decoded.points.iter().enumerate().filter_map(|(i, p)| {
-            self.limits
-                .check(p)
-                .and_then(|()| retained(p))
-                .err()
-                .map(|e| (i, e))
-        });
-        if let Some((i, why)) = bad.next() {
-            let n = 1 + bad.count();
+        let first_bad = {
+            let mut bad = self
+                .limits
+                .check_each(&decoded.points)
+                .zip(&decoded.points)
+                .enumerate()
+                .filter_map(|(i, (checked, p))| {
+                    checked.and_then(|()| retained(p)).err().map(|e| (i, e))
+                });
+            bad.next().map(|(i, why)| (i, why, 1 + bad.count()))
+        };
+        if let Some((i, why, n)) = first_bad {
             return Err(decoded.refuse(i, &why, Some(n)));
         }
         let retyping = self.tenants.retyping(tenant);

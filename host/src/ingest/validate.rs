@@ -119,6 +119,30 @@ impl Limits {
     /// # Errors
     /// The first rule `point` breaks.
     pub fn check(&self, point: &Point) -> Result<(), Invalid> {
+        self.check_series(point)?;
+        self.check_fields(point)
+    }
+
+    /// [`Limits::check`] of each of `points`, in order. The names of a point of the same
+    /// series as the one before are not checked again: remote write sends each series'
+    /// samples as a run, and checking every name of every sample was 7% of its ingest.
+    pub fn check_each<'a>(
+        &'a self,
+        points: &'a [Point],
+    ) -> impl Iterator<Item = Result<(), Invalid>> + 'a {
+        let mut checked: Option<&Point> = None;
+        points.iter().map(move |point| {
+            if !checked.is_some_and(|c| c.same_series(point)) {
+                checked = None;
+                self.check_series(point)?;
+                checked = Some(point);
+            }
+            self.check_fields(point)
+        })
+    }
+
+    /// The names and counts of `point`'s measurement and tags.
+    fn check_series(&self, point: &Point) -> Result<(), Invalid> {
         name(&point.measurement, || "measurement".to_owned())?;
         if point.tags.len() > self.max_tags {
             return Err(Invalid::TooManyTags {
@@ -126,13 +150,6 @@ impl Limits {
                 limit: self.max_tags,
             });
         }
-        if point.fields.len() > self.max_fields {
-            return Err(Invalid::TooManyFields {
-                count: point.fields.len(),
-                limit: self.max_fields,
-            });
-        }
-        let mut series_bytes = point.measurement.len();
         for (i, tag) in point.tags.iter().enumerate() {
             name(&tag.key, || "a tag key".to_owned())?;
             name(&tag.value, || format!("the value of tag `{}`", tag.key))?;
@@ -145,8 +162,24 @@ impl Limits {
                     key: tag.key.to_string(),
                 });
             }
-            series_bytes += tag.key.len() + tag.value.len();
         }
+        Ok(())
+    }
+
+    /// The names, count and key lengths of `point`'s fields.
+    fn check_fields(&self, point: &Point) -> Result<(), Invalid> {
+        if point.fields.len() > self.max_fields {
+            return Err(Invalid::TooManyFields {
+                count: point.fields.len(),
+                limit: self.max_fields,
+            });
+        }
+        let series_bytes = point.measurement.len()
+            + point
+                .tags
+                .iter()
+                .map(|t| t.key.len() + t.value.len())
+                .sum::<usize>();
         for (i, field) in point.fields.iter().enumerate() {
             name(&field.key, || "a field key".to_owned())?;
             let bytes = series_bytes + field.key.len();
@@ -176,6 +209,12 @@ fn name(s: &str, what: impl Fn() -> String) -> Result<(), Invalid> {
     }
     if s.ends_with('\\') {
         return Err(Invalid::TrailingBackslash { what: what() });
+    }
+    // Control characters are U+0000 to U+001F and U+007F to U+009F: in UTF-8, a byte
+    // below 0x20, 0x7F, or 0xC2 leading the last 32. Bytes are scanned first (the
+    // compiler vectorizes that); characters only where such a byte is.
+    if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        return Ok(());
     }
     match s.chars().find(|c| c.is_control()) {
         Some(ch) => Err(Invalid::Control { what: what(), ch }),
@@ -288,32 +327,55 @@ impl FieldTypes {
             IndexMap::default();
         // Whether a whole number became a float: only then are points rewritten.
         let mut widened = false;
+        // A value of a series field seen before in the body: the same type, or widened.
+        let mut again = |seen: &mut FieldType, got: FieldType, i: usize, field: &str| {
+            if *seen == got {
+                return Ok(());
+            }
+            if !widens(*seen, got) {
+                return Err(conflict(i, field, *seen, got, "earlier in this body"));
+            }
+            *seen = FieldType::Float;
+            widened = true;
+            Ok(())
+        };
         let mut key = Vec::new();
+        // The entries of the last point's fields: a point of the same series and fields
+        // (a run of remote-written samples) finds its own there, without building and
+        // hashing its keys.
+        let mut slots: Vec<usize> = Vec::new();
         for (i, point) in points.iter().enumerate() {
+            let run = i.checked_sub(1).is_some_and(|before| {
+                let before = &points[before];
+                before.same_series(point)
+                    && before
+                        .fields
+                        .iter()
+                        .map(|f| &f.key)
+                        .eq(point.fields.iter().map(|f| &f.key))
+            });
+            if run {
+                for (field, &slot) in point.fields.iter().zip(&slots) {
+                    if let Some((_, (seen, _, _))) = body.get_index_mut(slot) {
+                        again(seen, field.value.field_type(), i, &field.key)?;
+                    }
+                }
+                continue;
+            }
+            slots.clear();
             let series = series_of(&mut key, tenant, point);
             for (f, field) in point.fields.iter().enumerate() {
                 key.truncate(series);
                 put(&mut key, &field.key);
                 let got = field.value.field_type();
-                match body.get_mut(key.as_slice()) {
-                    Some((seen, _, _)) if *seen != got => {
-                        if !widens(*seen, got) {
-                            return Err(conflict(
-                                i,
-                                &field.key,
-                                *seen,
-                                got,
-                                "earlier in this body",
-                            ));
-                        }
-                        *seen = FieldType::Float;
-                        widened = true;
+                let slot = match body.get_full_mut(key.as_slice()) {
+                    Some((slot, _, (seen, _, _))) => {
+                        again(seen, got, i, &field.key)?;
+                        slot
                     }
-                    Some(_) => {}
-                    None => {
-                        body.insert(key.clone(), (got, i, f));
-                    }
-                }
+                    None => body.insert_full(key.clone(), (got, i, f)).0,
+                };
+                slots.push(slot);
             }
         }
         // Against before, in the body's order, so the error names the earliest line.
@@ -463,6 +525,33 @@ mod tests {
             LIMITS.check(&p).map_err(|e| e.to_string()),
             Err("measurement is empty".into())
         );
+    }
+
+    #[test]
+    fn points_checked_in_runs_of_a_series_get_what_each_alone_gets() {
+        // Runs of one series, a bad series after a good one, a bad field inside a run, and
+        // the same series again after another.
+        let mut points = pts(
+            "m,a=1 v=1 1\nm,a=1 v=2 2\nm,a=1 v=1,w=2,x=3 3\nm,a=1 v=4 4\n\
+             m,a=abcdefghijklmnopqrst v=1 5\nm,a=abcdefghijklmnopqrst v=1 6\nm,a=1 v=7 7",
+        );
+        let mut bad = points[3].clone();
+        bad.tags[0].value = "\u{85}".into();
+        points.insert(4, bad.clone());
+        points.insert(5, bad);
+        let each: Vec<_> = LIMITS.check_each(&points).map(|r| r.err()).collect();
+        let alone: Vec<_> = points.iter().map(|p| LIMITS.check(p).err()).collect();
+        assert_eq!(each.iter().filter(|e| e.is_some()).count(), 5, "{each:?}");
+        assert_eq!(format!("{each:?}"), format!("{alone:?}"));
+        // Control characters past ASCII are found; other characters of those bytes pass.
+        let mut p = points[0].clone();
+        p.measurement = "a\u{9f}b".into();
+        assert!(matches!(
+            LIMITS.check(&p),
+            Err(Invalid::Control { ch: '\u{9f}', .. })
+        ));
+        p.measurement = "é\u{a0}\u{c2}\u{1f600}".into();
+        assert_eq!(LIMITS.check(&p).map_err(|e| e.to_string()), Ok(()));
     }
 
     #[test]

@@ -289,11 +289,18 @@ pub fn records_for(
     partitions: u32,
 ) -> Vec<(Partition, Record)> {
     let mut by_partition: std::collections::BTreeMap<Partition, Vec<Point>> = Default::default();
-    for point in points {
-        by_partition
-            .entry(partition_for(tenant, &point, partitions))
-            .or_default()
-            .push(point);
+    // A point of the series before it goes where that one went: hashing byte by byte was
+    // 7% of remote-write ingest, whose series come as runs of samples.
+    let mut each: Vec<Partition> = Vec::with_capacity(points.len());
+    for (i, point) in points.iter().enumerate() {
+        let partition = match (i.checked_sub(1), each.last()) {
+            (Some(before), Some(&p)) if points[before].same_series(point) => p,
+            _ => partition_for(tenant, point, partitions),
+        };
+        each.push(partition);
+    }
+    for (point, partition) in points.into_iter().zip(each) {
+        by_partition.entry(partition).or_default().push(point);
     }
     by_partition
         .into_iter()
@@ -307,4 +314,41 @@ pub fn records_for(
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineproto::{Precision, parse};
+
+    #[test]
+    fn each_point_goes_to_its_series_partition_in_runs_or_not() {
+        let tenant = TenantId::new("t");
+        let lines: String = (0..200)
+            .map(|i| format!("m,host=h{} v={i} {i}\n", (i / 3) % 17))
+            .collect();
+        let points = parse(&lines, Precision::Nanoseconds, 0).0;
+        assert_eq!(points.len(), 200);
+        let records = records_for(&tenant, points.clone(), 8);
+        assert!(
+            records.len() > 1,
+            "the bench's series spread over partitions"
+        );
+        let mut seen = 0;
+        for (partition, record) in &records {
+            for point in &record.points {
+                assert_eq!(partition_for(&tenant, point, 8), *partition);
+            }
+            seen += record.points.len();
+        }
+        // Every point once, each partition's in the order given.
+        assert_eq!(seen, points.len());
+        for (partition, record) in records {
+            let given: Vec<&Point> = points
+                .iter()
+                .filter(|p| partition_for(&tenant, p, 8) == partition)
+                .collect();
+            assert_eq!(record.points.iter().collect::<Vec<_>>(), given);
+        }
+    }
 }
