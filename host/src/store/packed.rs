@@ -243,7 +243,7 @@ mod tests {
             .collect();
         let bytes = round_trip(&scaled);
         let least = 50
-            * (1 + (0..128u64)
+            * (1 + (1..=128u64)
                 .map(|i| (7 * i * i + 13) % 19)
                 .min()
                 .expect("128 steps"));
