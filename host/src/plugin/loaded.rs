@@ -26,8 +26,9 @@ use super::runtime::{EPOCH_TICK, PluginLimits, Runtime, Source, Tier};
 use crate::point::{Alert, Point, WindowResult};
 
 /// Pauses before trying again an instantiation the operating system refused: long enough
-/// for a transient refusal to pass (the kernel waits up to ~70 ms for a page to be unpinned
-/// before refusing to seal a memory image), short beside a call's deadline.
+/// for a transient refusal to pass (Linux waits about 150 ms for a page's extra references
+/// to go before refusing to seal a memory image, `LAST_SCAN` in mm/memfd.c), short beside
+/// a call's deadline.
 const HOST_RETRY_PAUSES: [Duration; 3] = [
     Duration::from_millis(10),
     Duration::from_millis(100),
