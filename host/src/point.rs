@@ -141,6 +141,17 @@ impl Point {
         self.measurement == other.measurement && self.tags == other.tags
     }
 
+    /// Whether `other` is of the same series and has fields of the same keys, in the same
+    /// order: the same series keys, field by field.
+    pub fn same_keys(&self, other: &Point) -> bool {
+        self.same_series(other)
+            && self
+                .fields
+                .iter()
+                .map(|f| &f.key)
+                .eq(other.fields.iter().map(|f| &f.key))
+    }
+
     /// The value of tag `key`.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags

@@ -345,15 +345,9 @@ impl FieldTypes {
         // hashing its keys.
         let mut slots: Vec<usize> = Vec::new();
         for (i, point) in points.iter().enumerate() {
-            let run = i.checked_sub(1).is_some_and(|before| {
-                let before = &points[before];
-                before.same_series(point)
-                    && before
-                        .fields
-                        .iter()
-                        .map(|f| &f.key)
-                        .eq(point.fields.iter().map(|f| &f.key))
-            });
+            let run = i
+                .checked_sub(1)
+                .is_some_and(|before| points[before].same_keys(point));
             if run {
                 for (field, &slot) in point.fields.iter().zip(&slots) {
                     if let Some((_, (seen, _, _))) = body.get_index_mut(slot) {

@@ -217,7 +217,6 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Result<Value, E
             }
         }
         Op::Sum => {
-            let slots: Vec<usize> = groups.iter().map(|g| out.slot(g.clone())).collect();
             // The commonest aggregation, on its own: a sum and a flag a step (9 bytes
             // against an `Option<Acc>`'s 32) and no branch on the operator per value.
             let mut sums = vec![vec![0.0; steps]; groups.len()];
@@ -232,16 +231,14 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Result<Value, E
                     }
                 }
             }
-            for (g, (sums, seen)) in sums.iter().zip(&seen).enumerate() {
-                for (step, (&sum, &seen)) in sums.iter().zip(seen).enumerate() {
-                    if seen {
-                        out.put(slots[g], step, sum)?;
-                    }
-                }
-            }
+            let values = sums.iter().zip(&seen).map(|(sums, seen)| {
+                sums.iter()
+                    .zip(seen)
+                    .map(|(&sum, &seen)| seen.then_some(sum))
+            });
+            put_groups(&mut out, &groups, values)?;
         }
         _ => {
-            let slots: Vec<usize> = groups.iter().map(|g| out.slot(g.clone())).collect();
             // Each group's accumulator at each step, filled a series at a time (in the
             // order of the series, as step by step would): reading every series at one
             // step, then the next, missed the cache at nearly every value, a fifth of a
@@ -256,16 +253,30 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Result<Value, E
                     }
                 }
             }
-            for (g, accs) in accs.iter().enumerate() {
-                for (step, acc) in accs.iter().enumerate() {
-                    if let Some(acc) = acc {
-                        out.put(slots[g], step, acc.result(op))?;
-                    }
-                }
-            }
+            let values = accs
+                .iter()
+                .map(|accs| accs.iter().map(|acc| acc.map(|acc| acc.result(op))));
+            put_groups(&mut out, &groups, values)?;
         }
     }
     Ok(Value::Vector(out.finish()))
+}
+
+/// Puts each group's value at each step where it has one, under the group's labels.
+fn put_groups(
+    out: &mut VectorBuilder,
+    groups: &[Labels],
+    values: impl Iterator<Item = impl Iterator<Item = Option<f64>>>,
+) -> Result<(), EvalError> {
+    for (labels, values) in groups.iter().zip(values) {
+        let slot = out.slot(labels.clone());
+        for (step, value) in values.enumerate() {
+            if let Some(value) = value {
+                out.put(slot, step, value)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `q` quantile of `values` (sorted here), interpolated between neighbours: Prometheus'
