@@ -175,8 +175,8 @@ fn raw_ceiling(brokers: &str, batches: &[String], round: usize) -> anyhow::Resul
         if !errors.is_empty() {
             bail!("the input does not parse: {errors:?}");
         }
-        for (p, record) in sluice::transport::records_for(&tenant, points, PARTITIONS) {
-            messages.push((p, sluice::format::encode_record(&record)));
+        for (p, mut record) in sluice::transport::records_for(&tenant, points, PARTITIONS) {
+            messages.push((p, sluice::format::encode_record(&mut record)));
         }
     }
     let topic = &format!("raw{round}.points");

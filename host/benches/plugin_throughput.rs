@@ -1,7 +1,9 @@
 //! Plugin benchmark, in one run, for the same filter logic (keep a point iff its field
 //! `value` is a number >= 0) as Rust, Python and JavaScript components and compiled natively:
 //!
-//! 1. points per second at batch sizes 100, 1,000 and 10,000;
+//! 1. points per second at batch sizes 100, 1,000 and 10,000, for a call on the batch's
+//!    columns (what a pipeline stage hands its plugin: the record's own, encoded once when
+//!    it was appended to the log) and for a call that encodes the points first;
 //! 2. per language, the time to instantiate a component and the resident memory of an
 //!    instance that has run a batch;
 //! 3. per language, the time from a new version's file landing in the plugin directory to
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sluice::columns::Columns;
 use sluice::plugin::{
     CallEnv, LoadedPlugin, PluginLimits, PluginRegistry, RegistryConfig, Runtime, RuntimeConfig,
     Settle, Tier, watch,
@@ -113,6 +116,28 @@ fn rate(
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// As [`rate`], over the columns of each batch, made beforehand: what a pipeline stage
+/// hands its plugin, the record's own columns, encoded when the record was appended.
+fn columns_rate(
+    data: &[Point],
+    batch: usize,
+    min_time: Duration,
+    mut f: impl FnMut(&mut Columns) -> Vec<bool>,
+) -> f64 {
+    let mut batches: Vec<Columns> = data.chunks(batch).map(Columns::from_points).collect();
+    let started = Instant::now();
+    let mut n = 0usize;
+    while started.elapsed() < min_time {
+        for columns in &mut batches {
+            let kept = f(columns);
+            assert_eq!(kept.len(), columns.len());
+            n += kept.len();
+            black_box(kept);
+        }
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
 fn runtime(cache_dir: Option<PathBuf>) -> Arc<Runtime> {
     Runtime::new(&RuntimeConfig {
         cache_dir,
@@ -135,29 +160,57 @@ fn throughput(plugins: &[(&str, LoadedPlugin)], data: &[Point]) {
             native_filter(&sample),
             "{language}"
         );
+        assert_eq!(
+            plugin
+                .filter_columns(&mut Columns::from_points(&sample), &env)
+                .expect("filter"),
+            native_filter(&sample),
+            "{language}"
+        );
     }
     println!("plugin throughput: points/s per core, the same filter in each language");
+    println!(
+        "  columns: the call on a batch's columns, as a pipeline stage makes it (the record's \
+         own, encoded once when appended to the log); points: encoding them for the call too"
+    );
     print!("{:>7} {:>12}", "batch", "native");
     for (language, _) in plugins {
-        print!(" {language:>12}");
+        print!(
+            " {:>18} {:>18}",
+            format!("{language} columns"),
+            format!("{language} points")
+        );
     }
-    println!(" {:>12}", "native/Rust");
+    println!(" {:>18} {:>18}", "native/Rust cols", "native/Rust points");
     for batch in [100usize, 1_000, 10_000] {
         let min = Duration::from_secs(2);
         let native = rate(data, batch, min, native_filter);
         print!("{batch:>7} {native:>12.0}");
-        let mut rust = 0.0;
+        let mut rust = (0.0, 0.0);
         for (language, plugin) in plugins {
-            let wasm = rate(data, batch, min, |c| {
+            let columns = columns_rate(data, batch, min, |c| {
+                plugin.filter_columns(c, &env).expect("filter")
+            });
+            let points = rate(data, batch, min, |c| {
                 plugin.filter(c, &env).expect("filter")
             });
             if *language == "Rust" {
-                rust = wasm;
+                rust = (columns, points);
             }
-            print!(" {wasm:>12.0}");
+            print!(" {columns:>18.0} {points:>18.0}");
         }
-        println!(" {:>11.1}x", native / rust);
+        println!(" {:>17.1}x {:>17.1}x", native / rust.0, native / rust.1);
     }
+    let n = data.len().min(1_000);
+    let started = Instant::now();
+    let mut encoded = 0usize;
+    while started.elapsed() < Duration::from_secs(2) {
+        encoded += black_box(Columns::from_points(&data[..n])).len();
+    }
+    println!(
+        "  encoding a batch of {n} into columns (done once per record, when it is appended): {:.1} ns a point",
+        started.elapsed().as_secs_f64() * 1e9 / encoded as f64
+    );
 }
 
 /// Resident memory of this process.
@@ -374,8 +427,8 @@ fn baseline_throughput(runtime: &Arc<Runtime>, data: &[Point]) {
                     .load_bytes_with(name, &bytes, &path, PluginLimits::default(), tier)
                     .expect("load");
                 assert_eq!(plugin.tier(), tier, "{language}: no {tier:?} compiler");
-                rate(data, 1_000, Duration::from_secs(2), |c| {
-                    plugin.filter(c, &env).expect("filter")
+                columns_rate(data, 1_000, Duration::from_secs(2), |c| {
+                    plugin.filter_columns(c, &env).expect("filter")
                 })
             })
             .collect();

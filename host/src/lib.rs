@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod aggregate;
 pub mod api;
+pub mod columns;
 pub mod compactor;
 pub mod config;
 pub mod cores;

@@ -9,6 +9,7 @@ use super::alerting::AlertStage;
 use super::dead_letter::DeadLetterError;
 use super::stage::Stage;
 use super::webhook::Webhook;
+use crate::columns::Columns;
 use crate::format::Checkpoint;
 use crate::plugin::{StageState, StateLimits};
 use crate::point::Point;
@@ -95,7 +96,8 @@ impl Pipelines {
     }
 
     /// Runs `points` of `tenant` through its stages, timing each, with the stages' state
-    /// of the partition in `states`; a dead-lettered batch yields nothing.
+    /// of the partition in `states`; a dead-lettered batch yields nothing. `columns` are
+    /// the points' own, when the record came with them.
     ///
     /// # Errors
     /// When a failed batch could not be kept as a dead letter.
@@ -103,6 +105,7 @@ impl Pipelines {
         &self,
         tenant: &TenantId,
         mut points: Vec<Point>,
+        mut columns: Option<Columns>,
         states: &mut StageStates,
         metrics: &Metrics,
     ) -> Result<Vec<Point>, DeadLetterError> {
@@ -115,7 +118,7 @@ impl Pipelines {
         {
             let started = Instant::now();
             let state = states.of(stage);
-            let output = stage.process_with(points, &state)?;
+            let output = stage.process_with(points, columns.take(), &state)?;
             metrics
                 .stage_seconds
                 .get_or_create(&StageLabels {
@@ -124,7 +127,7 @@ impl Pipelines {
                 })
                 .observe(started.elapsed().as_secs_f64());
             match output.points {
-                Some(out) => points = out,
+                Some(out) => (points, columns) = (out, output.columns),
                 None => return Ok(Vec::new()),
             }
         }

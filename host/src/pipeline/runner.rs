@@ -439,10 +439,10 @@ mod tests {
     }
 
     fn tenant_record(tenant: &str, lp: &str) -> Record {
-        Record {
-            tenant: TenantId::new(tenant),
-            points: parse(lp, Precision::Nanoseconds, 0).0,
-        }
+        Record::new(
+            TenantId::new(tenant),
+            parse(lp, Precision::Nanoseconds, 0).0,
+        )
     }
 
     /// How many times each of `tenant`'s series `m,i=I` (for each I of `ids`) is stored,

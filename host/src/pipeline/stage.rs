@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tracing::info_span;
 
 use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterLog};
+use crate::columns::Columns;
 use crate::lineproto::format_point;
 use crate::plugin::{CallEnv, PluginId, PluginSlot, StageState, World};
 use crate::point::Point;
@@ -56,6 +57,9 @@ pub struct StageOutput {
     pub plugin: PluginId,
     /// The points out, or none when the batch was dead-lettered.
     pub points: Option<Vec<Point>>,
+    /// The columns of the points out, when the stage kept them (a filter does; a
+    /// transform's points are encoded again by the next stage that needs them).
+    pub columns: Option<Columns>,
 }
 
 /// One plugin stage of a pipeline.
@@ -107,7 +111,7 @@ impl Stage {
     /// Only when a failed batch could not be kept as a dead letter: then it must not be
     /// acknowledged.
     pub fn process(&self, batch: Vec<Point>) -> Result<StageOutput, DeadLetterError> {
-        self.process_with(batch, &self.env.state)
+        self.process_with(batch, None, &self.env.state)
     }
 
     /// An empty state with the stage's limits: what a partition starts with.
@@ -134,13 +138,16 @@ impl Stage {
     }
 
     /// Runs `batch` through the plugin with `state` (the pipeline keeps one per partition,
-    /// checkpointed with its offsets).
+    /// checkpointed with its offsets). `columns` are the batch's own when the caller has
+    /// them (a record read from the log, a filter's output): the plugin reads them instead
+    /// of an encoding of the points.
     ///
     /// # Errors
     /// As [`Stage::process`].
     pub fn process_with(
         &self,
         batch: Vec<Point>,
+        columns: Option<Columns>,
         state: &Arc<StageState>,
     ) -> Result<StageOutput, DeadLetterError> {
         let _span = info_span!("stage", stage = %self.name, plugin = %self.slot.name()).entered();
@@ -149,6 +156,7 @@ impl Stage {
             ..self.env.clone()
         };
         let n = batch.len();
+        let mut columns = columns.unwrap_or_else(|| Columns::from_points(&batch));
         // Filters answer with verdicts, so the kept points move out of the batch without a
         // copy once the call has succeeded.
         let outcome = match self.slot.current().world() {
@@ -156,21 +164,25 @@ impl Stage {
                 &self.tenant,
                 n,
                 |out: &Answer| out.len(),
-                |p| p.filter(&batch, &env).map(Answer::Verdicts),
+                |p| p.filter_columns(&mut columns, &env).map(Answer::Verdicts),
             ),
             // World::Alert is refused by `new`, and a swap never changes the world.
             World::Transform | World::Alert => self.slot.run(
                 &self.tenant,
                 n,
                 |out: &Answer| out.len(),
-                |p| p.transform(&batch, &env).map(Answer::Points),
+                |p| p.transform_columns(&mut columns, &env).map(Answer::Points),
             ),
         };
         match outcome.result {
-            Ok(answer) => Ok(StageOutput {
-                plugin: outcome.plugin,
-                points: Some(answer.apply(batch)),
-            }),
+            Ok(answer) => {
+                let (points, columns) = answer.apply(batch, columns);
+                Ok(StageOutput {
+                    plugin: outcome.plugin,
+                    points: Some(points),
+                    columns,
+                })
+            }
             Err(error) => {
                 let letter = DeadLetter::new(
                     &self.tenant,
@@ -182,6 +194,7 @@ impl Stage {
                 Ok(StageOutput {
                     plugin: outcome.plugin,
                     points: None,
+                    columns: None,
                 })
             }
         }
@@ -202,14 +215,19 @@ impl Answer {
         }
     }
 
-    fn apply(self, batch: Vec<Point>) -> Vec<Point> {
+    /// The points out and, for a filter, their columns.
+    fn apply(self, batch: Vec<Point>, mut columns: Columns) -> (Vec<Point>, Option<Columns>) {
         match self {
-            Answer::Verdicts(verdicts) => batch
-                .into_iter()
-                .zip(verdicts)
-                .filter_map(|(point, keep)| keep.then_some(point))
-                .collect(),
-            Answer::Points(points) => points,
+            Answer::Verdicts(verdicts) => {
+                columns.retain(&verdicts);
+                let kept = batch
+                    .into_iter()
+                    .zip(verdicts)
+                    .filter_map(|(point, keep)| keep.then_some(point))
+                    .collect();
+                (kept, Some(columns))
+            }
+            Answer::Points(points) => (points, None),
         }
     }
 }

@@ -527,7 +527,13 @@ fn run_stages(
             }
             let permit = parts.quotas.plugin_permit(&tenant, stop);
             let started = thread_cpu_time();
-            let points = pipelines.run(&tenant, record.points, states, &parts.metrics)?;
+            let points = pipelines.run(
+                &tenant,
+                record.points,
+                record.columns,
+                states,
+                &parts.metrics,
+            )?;
             parts
                 .quotas
                 .charge_cpu(&tenant, thread_cpu_time().saturating_sub(started));

@@ -13,7 +13,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Store, Trap};
 
-use super::batch::{decode, encode};
+use super::batch::lend;
 use super::bindings::alert::AlertPre;
 use super::bindings::filter::FilterPre;
 use super::bindings::transform::TransformPre;
@@ -23,6 +23,7 @@ use super::ctx::{CallEnv, PluginCtx};
 use super::error::{CallError, CallErrorKind, LoadError};
 use super::pool::{Pool, Warm, WorldPre};
 use super::runtime::{EPOCH_TICK, PluginLimits, Runtime, Source, Tier};
+use crate::columns::Columns;
 use crate::point::{Alert, Point, WindowResult};
 
 /// Pauses before trying again an instantiation the operating system refused: long enough
@@ -253,56 +254,85 @@ impl LoadedPlugin {
     /// Runs a filter over `points`: one verdict per point, true keeps it.
     ///
     /// # Errors
+    /// As [`LoadedPlugin::filter_columns`].
+    pub fn filter(&self, points: &[Point], env: &CallEnv) -> Result<Vec<bool>, CallError> {
+        self.filter_columns(&mut Columns::from_points(points), env)
+    }
+
+    /// Runs a filter over the points of `columns`, lent to the plugin and given back: one
+    /// verdict per point, true keeps it.
+    ///
+    /// # Errors
     /// A [`CallError`] when the plugin traps, times out, overruns memory, rejects the batch
     /// or returns the wrong number of verdicts.
-    pub fn filter(&self, points: &[Point], env: &CallEnv) -> Result<Vec<bool>, CallError> {
+    pub fn filter_columns(
+        &self,
+        columns: &mut Columns,
+        env: &CallEnv,
+    ) -> Result<Vec<bool>, CallError> {
         let Entry::Filter(pool) = &self.entry else {
             return Err(self.wrong_world(World::Filter));
         };
-        let batch = encode(points);
-        self.call(
-            pool,
-            env,
-            |store, plugin| plugin.call_filter(store, &batch),
-            |verdicts| {
-                if verdicts.len() == points.len() {
-                    Ok(verdicts)
-                } else {
-                    Err(format!(
-                        "returned {} verdicts for {} points",
-                        verdicts.len(),
-                        points.len()
-                    ))
-                }
-            },
-        )
+        let n = columns.len();
+        lend(columns, |batch| {
+            self.call(
+                pool,
+                env,
+                |store, plugin| plugin.call_filter(store, batch),
+                |verdicts| {
+                    if verdicts.len() == n {
+                        Ok(verdicts)
+                    } else {
+                        Err(format!(
+                            "returned {} verdicts for {n} points",
+                            verdicts.len()
+                        ))
+                    }
+                },
+            )
+        })
     }
 
     /// Runs a transform over `points`: the points that replace them, tags sorted.
     ///
     /// # Errors
-    /// A [`CallError`] when the plugin fails, or returns a point without fields.
+    /// As [`LoadedPlugin::transform_columns`].
     pub fn transform(&self, points: &[Point], env: &CallEnv) -> Result<Vec<Point>, CallError> {
+        self.transform_columns(&mut Columns::from_points(points), env)
+    }
+
+    /// Runs a transform over the points of `columns`, lent to the plugin and given back:
+    /// the points that replace them, tags sorted.
+    ///
+    /// # Errors
+    /// A [`CallError`] when the plugin fails, or returns a point without fields.
+    pub fn transform_columns(
+        &self,
+        columns: &mut Columns,
+        env: &CallEnv,
+    ) -> Result<Vec<Point>, CallError> {
         let Entry::Transform(pool) = &self.entry else {
             return Err(self.wrong_world(World::Transform));
         };
-        let batch = encode(points);
-        self.call(
-            pool,
-            env,
-            |store, plugin| plugin.call_transform(store, &batch),
-            |out| {
-                let mut out = decode(&out)
-                    .map_err(|e| format!("returned a batch that breaks its layout: {e}"))?;
-                for (i, point) in out.iter_mut().enumerate() {
-                    if point.fields.is_empty() || point.measurement.is_empty() {
-                        return Err(format!("output point {i} has no measurement or no field"));
+        lend(columns, |batch| {
+            self.call(
+                pool,
+                env,
+                |store, plugin| plugin.call_transform(store, batch),
+                |out| {
+                    let mut out = Columns::from(out)
+                        .to_points()
+                        .map_err(|e| format!("returned a batch that breaks its layout: {e}"))?;
+                    for (i, point) in out.iter_mut().enumerate() {
+                        if point.fields.is_empty() || point.measurement.is_empty() {
+                            return Err(format!("output point {i} has no measurement or no field"));
+                        }
+                        point.sort_tags();
                     }
-                    point.sort_tags();
-                }
-                Ok(out)
-            },
-        )
+                    Ok(out)
+                },
+            )
+        })
     }
 
     /// Runs an alert plugin over closed windows: the alerts they raise.

@@ -334,8 +334,8 @@ impl Producer for EmbeddedLog {
         }
         let records = records
             .into_iter()
-            .map(|(p, record)| {
-                let bytes = format::encode_record(&record);
+            .map(|(p, mut record)| {
+                let bytes = format::encode_record(&mut record);
                 (p, record, bytes)
             })
             .collect::<Vec<_>>();
@@ -498,10 +498,10 @@ mod tests {
     use crate::tenant::TenantId;
 
     fn record(tenant: &str, lp: &str) -> Record {
-        Record {
-            tenant: TenantId::new(tenant),
-            points: parse(lp, Precision::Nanoseconds, 0).0,
-        }
+        Record::new(
+            TenantId::new(tenant),
+            parse(lp, Precision::Nanoseconds, 0).0,
+        )
     }
 
     /// Every decodable record of `partition` from `from`, with its offset.

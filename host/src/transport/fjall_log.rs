@@ -114,7 +114,7 @@ fn reencoded(offset: Offset, v1_from: Offset, bytes: Vec<u8>) -> Vec<u8> {
         return bytes;
     }
     match postcard::from_bytes::<Record>(&bytes) {
-        Ok(record) => format::encode_record(&record),
+        Ok(mut record) => format::encode_record(&mut record),
         Err(_) => bytes,
     }
 }
@@ -182,17 +182,14 @@ mod tests {
     use fjall::PersistMode;
 
     fn record(lp: &str) -> Record {
-        Record {
-            tenant: TenantId::new("a"),
-            points: parse(lp, Precision::Nanoseconds, 0).0,
-        }
+        Record::new(TenantId::new("a"), parse(lp, Precision::Nanoseconds, 0).0)
     }
 
     #[test]
     fn a_fjall_log_moves_into_segments_with_its_offsets_and_old_records() {
         let dir = tempfile::tempdir().expect("tempdir");
         let old = record("m,h=x v=1.5,s=\"é\" 7");
-        let new = record("m v=2 8");
+        let mut new = record("m v=2 8");
         {
             let db = Database::builder(dir.path()).open().expect("db");
             let p = |n: u32| {
@@ -206,7 +203,7 @@ mod tests {
             // Partition 0: a legacy record and a versioned one.
             let legacy = postcard::to_allocvec(&(old.tenant.as_str(), &old.points)).expect("bytes");
             p0.insert(1u64.to_be_bytes(), legacy).expect("insert");
-            p0.insert(2u64.to_be_bytes(), format::encode_record(&new))
+            p0.insert(2u64.to_be_bytes(), format::encode_record(&mut new))
                 .expect("insert");
             // Partition 0 committed through 1, its records versioned from 2; partition 1
             // committed (and truncated) through 5.

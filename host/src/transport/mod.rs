@@ -24,6 +24,7 @@ use std::time::Duration;
 pub use backlog::Backlog;
 pub use embedded::{EmbeddedConsumer, EmbeddedLog};
 
+use crate::columns::Columns;
 use crate::point::Point;
 use crate::tenant::TenantId;
 
@@ -35,12 +36,34 @@ pub type Offset = u64;
 
 /// One record: a tenant's points of one partition, as ingest received them. Stored in
 /// [`crate::format`]'s versioned form; `Deserialize` reads records of earlier releases.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct Record {
     /// Whose points these are.
     pub tenant: TenantId,
     /// The points.
     pub points: Vec<Point>,
+    /// The same points in columns, once made: encoding the record for the log makes them,
+    /// reading a record of format 2 has them, and a plugin stage borrows them instead of
+    /// encoding the points again. Not part of a record's value (`==` ignores it).
+    #[serde(skip)]
+    pub columns: Option<Columns>,
+}
+
+impl Record {
+    /// `tenant`'s `points`, their columns not made yet.
+    pub fn new(tenant: TenantId, points: Vec<Point>) -> Self {
+        Self {
+            tenant,
+            points,
+            columns: None,
+        }
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.tenant == other.tenant && self.points == other.points
+    }
 }
 
 /// A record as read: it decoded, or it didn't (a foreign producer, a corrupt log), and
@@ -304,15 +327,7 @@ pub fn records_for(
     }
     by_partition
         .into_iter()
-        .map(|(p, points)| {
-            (
-                p,
-                Record {
-                    tenant: tenant.clone(),
-                    points,
-                },
-            )
-        })
+        .map(|(p, points)| (p, Record::new(tenant.clone(), points)))
         .collect()
 }
 

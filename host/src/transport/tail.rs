@@ -14,7 +14,8 @@ use std::sync::{Mutex, PoisonError};
 use super::{Offset, Partition, Record};
 
 /// Points the tail holds at most, across partitions: some 30 MB of points of a few tags
-/// and fields. A reader within this far of the writer never decodes.
+/// and fields, and some 10 MB of their columns (about 100 bytes a point). A reader within
+/// this far of the writer never decodes.
 pub const TAIL_POINTS: usize = 100_000;
 
 /// Each partition's records in the tail, in offset order, and the points they hold.
@@ -108,10 +109,7 @@ mod tests {
     use crate::tenant::TenantId;
 
     fn record(lp: &str) -> Record {
-        Record {
-            tenant: TenantId::new("t"),
-            points: parse(lp, Precision::Nanoseconds, 0).0,
-        }
+        Record::new(TenantId::new("t"), parse(lp, Precision::Nanoseconds, 0).0)
     }
 
     #[test]

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
+use sluice::columns::Columns;
 use sluice::lookup::LookupTables;
-use sluice::pipeline::AlertStates;
+use sluice::pipeline::{AlertStates, DeadLetterLog, Stage};
 use sluice::plugin::{CallEnv, World};
 use sluice::point::{Aggregate, AlertState, FieldValue, Point, Series, WindowResult};
+use sluice::tenant::TenantId;
 
 use crate::common::{env, load, points};
+use crate::failures::registry_with;
 
 #[test]
 fn drop_filter_drops_by_measurement_and_tag_patterns() {
@@ -42,6 +45,49 @@ fn drop_filter_drops_by_measurement_and_tag_patterns() {
 
     let all = plugin.filter(&batch, &env(&[])).expect("filter");
     assert!(all.iter().all(|k| *k), "no patterns keeps everything");
+}
+
+#[test]
+fn a_filter_stage_reads_the_records_columns_and_hands_on_those_of_the_points_it_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = registry_with(dir.path(), &["drop-filter", "enrich"], 3);
+    let dead = Arc::new(
+        DeadLetterLog::open(&dir.path().join("dead.jsonl"), Default::default())
+            .expect("dead letters"),
+    );
+    let stage = |plugin: &str, params: &[(&str, &str)]| {
+        let slot = registry.get(plugin).expect("slot");
+        Stage::new(&TenantId::new("t"), plugin, slot, env(params), dead.clone()).expect("stage")
+    };
+    let filter = stage("drop-filter", &[("measurement", "swap*")]);
+    let state = Arc::new(filter.new_state());
+    let batch = points("cpu,host=é v=1 1\nswap,host=a v=2 2\nmem,host=b v=3 3\n");
+    // Given the record's columns, the plugin reads them, not an encoding of the points:
+    // here they differ on purpose (the third point is a `swap` in the columns only).
+    let columns = Columns::from_points(&points(
+        "cpu,host=é v=1 1\nswap,host=a v=2 2\nswap,host=b v=3 3\n",
+    ));
+    let out = filter
+        .process_with(batch.clone(), Some(columns), &state)
+        .expect("process");
+    assert_eq!(out.points.as_deref(), Some(&batch[..1]));
+    // The kept points' own columns go on to the next stage.
+    let kept = out.columns.expect("a filter hands its columns on");
+    assert_eq!(kept.to_points(), Ok(batch[..1].to_vec()));
+    // Without columns, the stage encodes the points.
+    let out = filter
+        .process_with(batch.clone(), None, &state)
+        .expect("process");
+    let expected = vec![batch[0].clone(), batch[2].clone()];
+    assert_eq!(out.points.as_ref(), Some(&expected));
+    assert_eq!(out.columns.expect("columns").to_points(), Ok(expected));
+    // A transform's points are new ones: it hands no columns on.
+    let transform = stage("enrich", &[]);
+    let out = transform
+        .process_with(batch.clone(), Some(Columns::from_points(&batch)), &state)
+        .expect("process");
+    assert_eq!(out.points.map(|p| p.len()), Some(3));
+    assert!(out.columns.is_none());
 }
 
 #[test]

@@ -206,14 +206,8 @@ fn a_record_the_store_refuses_is_dead_lettered_and_its_partition_goes_on() {
     // release or a transform stage could arrive.
     let mut svc = Service::start_with(TENANTS, &[], |data| {
         let log = EmbeddedLog::open(&data.join("log"), 4).expect("log");
-        log.append(vec![(
-            partition,
-            Record {
-                tenant: acme.clone(),
-                points: poison.clone(),
-            },
-        )])
-        .expect("append");
+        log.append(vec![(partition, Record::new(acme.clone(), poison.clone()))])
+            .expect("append");
         log.close();
         drop(log);
         std::thread::sleep(Duration::from_millis(300));

@@ -283,28 +283,18 @@ fn create(client: &ClientConfig) -> Result<ThreadedProducer<Deliveries>, Transpo
 }
 
 /// `record` encoded, split into as many messages as its size needs.
-fn encode_split(record: Record, out: &mut Vec<Vec<u8>>) {
-    let bytes = format::encode_record(&record);
+fn encode_split(mut record: Record, out: &mut Vec<Vec<u8>>) {
+    let bytes = format::encode_record(&mut record);
     if bytes.len() <= MAX_MESSAGE_BYTES || record.points.len() < 2 {
         out.push(bytes);
         return;
     }
-    let Record { tenant, mut points } = record;
+    let Record {
+        tenant, mut points, ..
+    } = record;
     let second = points.split_off(points.len() / 2);
-    encode_split(
-        Record {
-            tenant: tenant.clone(),
-            points,
-        },
-        out,
-    );
-    encode_split(
-        Record {
-            tenant,
-            points: second,
-        },
-        out,
-    );
+    encode_split(Record::new(tenant.clone(), points), out);
+    encode_split(Record::new(tenant, second), out);
 }
 
 impl Producer for KafkaProducer {

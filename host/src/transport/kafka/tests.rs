@@ -62,10 +62,10 @@ fn properties(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, crat
 }
 
 fn record(tenant: &str, lp: &str) -> Record {
-    Record {
-        tenant: TenantId::new(tenant),
-        points: parse(lp, Precision::Nanoseconds, 0).0,
-    }
+    Record::new(
+        TenantId::new(tenant),
+        parse(lp, Precision::Nanoseconds, 0).0,
+    )
 }
 
 /// Collects what the group assigns and revokes.

@@ -1,0 +1,508 @@
+//! The columnar form of a batch of points: every string of the batch in one text; points,
+//! tags and fields as columns of little-endian numbers; every column bytes.
+//!
+//! It is the layout of two things at once, on purpose: the body of a log record (format
+//! version 2, `format.rs`) and the `batch` a plugin is handed (`wit/plugin.wit`). So a
+//! pipeline stage lends a record's own columns to its plugin, and the points are encoded
+//! once, when they are appended to the log, however many plugins read them. Encoding
+//! was two thirds of the cost of a plugin call before (`benches/plugin_throughput.rs`). The
+//! WIT package describes the layout to plugins and this module owns it: the two agree
+//! because the plugin boundary moves these columns into the WIT record unchanged
+//! (`plugin/batch.rs`), naming every field, so a change to either stops the build.
+
+use crate::point::{Field, FieldValue, Point, Tag};
+
+/// A batch of points in columns. Row `i` of a column with `n` numbers per row starts at
+/// number `i * n`; a span is a byte offset and a length in bytes into `text`, and the bytes
+/// of every span are UTF-8. Tags of a point are sorted by key, as in [`Point`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Columns {
+    /// Every string of the batch as UTF-8 bytes, concatenated (repeats share one span).
+    pub text: Vec<u8>,
+    /// Six u32 per point: measurement span (start, length), then its first tag and tag
+    /// count (rows of `tags`), then its first field and field count (rows of the field
+    /// columns). Points may share rows, and rows no point refers to are ignored.
+    pub points: Vec<u8>,
+    /// One i64 per point: its event time, nanoseconds since the Unix epoch.
+    pub timestamps: Vec<u8>,
+    /// Four u32 per tag: key span (start, length), value span (start, length).
+    pub tags: Vec<u8>,
+    /// Two u32 per field: key span (start, length).
+    pub field_keys: Vec<u8>,
+    /// One byte per field, its type: 0 float, 1 integer, 2 unsigned, 3 boolean, 4 string.
+    pub field_kinds: Vec<u8>,
+    /// One 64-bit value per field: the float's IEEE bits, the integer, the unsigned, 0 or
+    /// 1, or for a string its span as `start << 32 | length`.
+    pub field_values: Vec<u8>,
+}
+
+/// Field type codes of `field-kinds`.
+const FLOAT: u8 = 0;
+const INTEGER: u8 = 1;
+const UNSIGNED: u8 = 2;
+const BOOLEAN: u8 = 3;
+const STRING: u8 = 4;
+
+/// Offsets of a batch fit in u32: request bodies are bounded far below 4 GiB.
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("batch offsets stay below 4 GiB: request bodies are bounded")
+}
+
+/// Appends `s` to `text`; its (start, length) in bytes.
+fn span(text: &mut Vec<u8>, s: &str) -> [u32; 2] {
+    let start = to_u32(text.len());
+    text.extend_from_slice(s.as_bytes());
+    [start, to_u32(s.len())]
+}
+
+/// The last string written at one place of a point (its measurement, its third tag's key)
+/// and its span: consecutive points mostly repeat their measurement, keys and many tag
+/// values, and a repeat reuses the span instead of copying the string again. Half the cost
+/// of a call was copying strings into `text` before this.
+#[derive(Clone, Copy, Default)]
+struct Last<'a> {
+    text: &'a str,
+    span: [u32; 2],
+}
+
+impl<'a> Last<'a> {
+    fn span(&mut self, text: &mut Vec<u8>, s: &'a str) -> [u32; 2] {
+        // The first use compares against "" at span [0, 0]: also right for an empty string.
+        if !same(self.text.as_bytes(), s.as_bytes()) {
+            *self = Last {
+                text: s,
+                span: span(text, s),
+            };
+        }
+        self.span
+    }
+}
+
+/// Whether `a` and `b` are equal. Inline for the short strings of names and tags, where a
+/// call of `memcmp` took a third of the time of encoding a batch.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], at: usize| u32::from_ne_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // Two loads that overlap cover every length from one load's size to twice it.
+    match n {
+        0 => true,
+        // First, middle and last byte: every byte of 1 to 3.
+        1..4 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// `numbers`, little-endian, as one array: appended with one copy.
+fn le<const N: usize, const B: usize>(numbers: [u32; N]) -> [u8; B] {
+    let mut out = [0; B];
+    for (chunk, n) in out.chunks_exact_mut(4).zip(numbers) {
+        chunk.copy_from_slice(&n.to_le_bytes());
+    }
+    out
+}
+
+impl Columns {
+    /// The columns of `points`.
+    ///
+    /// The number columns are sized up front and rows written in place: appending each row
+    /// to a `Vec` cost a call of `memcpy` per row (callgrind: ~200 instructions a point).
+    pub fn from_points(points: &[Point]) -> Columns {
+        encode(points)
+    }
+
+    /// The points, or what is wrong with the columns: the first column, point, span or type
+    /// code that breaks the layout.
+    ///
+    /// # Errors
+    /// A message naming the column, point and span at fault.
+    pub fn to_points(&self) -> Result<Vec<Point>, String> {
+        decode(self)
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.timestamps.len() / 8
+    }
+
+    /// True without points.
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// Keeps point `i` iff `keep[i]`: what a filter's verdicts do. Only the point rows and
+    /// timestamps move; the tags and fields of dropped points stay, unreferenced, so the
+    /// rest is not copied. Points past the end of `keep` go.
+    pub fn retain(&mut self, keep: &[bool]) {
+        let mut kept = 0;
+        for (i, _) in keep
+            .iter()
+            .take(self.len())
+            .enumerate()
+            .filter(|(_, k)| **k)
+        {
+            if i != kept {
+                self.points.copy_within(i * 24..i * 24 + 24, kept * 24);
+                self.timestamps.copy_within(i * 8..i * 8 + 8, kept * 8);
+            }
+            kept += 1;
+        }
+        self.points.truncate(kept * 24);
+        self.timestamps.truncate(kept * 8);
+    }
+}
+
+fn encode(points: &[Point]) -> Columns {
+    let n = points.len();
+    let (tags, fields) = points
+        .iter()
+        .fold((0, 0), |(t, f), p| (t + p.tags.len(), f + p.fields.len()));
+    let mut b = Columns {
+        // Distinct strings only: a guess that holds for a batch of one series' points.
+        text: Vec::with_capacity(n * 16),
+        points: vec![0; n * 24],
+        timestamps: vec![0; n * 8],
+        tags: vec![0; tags * 16],
+        field_keys: vec![0; fields * 8],
+        field_kinds: vec![0; fields],
+        field_values: vec![0; fields * 8],
+    };
+    let mut measurement = Last::default();
+    let (mut tag_keys, mut tag_values, mut field_keys) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t, mut f) = (0usize, 0usize);
+    for (i, p) in points.iter().enumerate() {
+        let m = measurement.span(&mut b.text, &p.measurement);
+        b.points[i * 24..i * 24 + 24].copy_from_slice(&le::<6, 24>([
+            m[0],
+            m[1],
+            to_u32(t),
+            to_u32(p.tags.len()),
+            to_u32(f),
+            to_u32(p.fields.len()),
+        ]));
+        b.timestamps[i * 8..i * 8 + 8].copy_from_slice(&p.timestamp.to_le_bytes());
+        if tag_keys.len() < p.tags.len() {
+            tag_keys.resize(p.tags.len(), Last::default());
+            tag_values.resize(p.tags.len(), Last::default());
+        }
+        for (j, tag) in p.tags.iter().enumerate() {
+            let k = tag_keys[j].span(&mut b.text, &tag.key);
+            let v = tag_values[j].span(&mut b.text, &tag.value);
+            b.tags[t * 16..t * 16 + 16].copy_from_slice(&le::<4, 16>([k[0], k[1], v[0], v[1]]));
+            t += 1;
+        }
+        if field_keys.len() < p.fields.len() {
+            field_keys.resize(p.fields.len(), Last::default());
+        }
+        for (j, field) in p.fields.iter().enumerate() {
+            let key = field_keys[j].span(&mut b.text, &field.key);
+            b.field_keys[f * 8..f * 8 + 8].copy_from_slice(&le::<2, 8>(key));
+            let (kind, bits) = match &field.value {
+                FieldValue::Float(v) => (FLOAT, v.to_bits()),
+                FieldValue::Integer(v) => (INTEGER, *v as u64),
+                FieldValue::Unsigned(v) => (UNSIGNED, *v),
+                FieldValue::Boolean(v) => (BOOLEAN, u64::from(*v)),
+                FieldValue::String(s) => {
+                    let [start, len] = span(&mut b.text, s);
+                    (STRING, (u64::from(start) << 32) | u64::from(len))
+                }
+            };
+            b.field_kinds[f] = kind;
+            b.field_values[f * 8..f * 8 + 8].copy_from_slice(&bits.to_le_bytes());
+            f += 1;
+        }
+    }
+    b
+}
+
+/// The rows of a column of `width`-byte rows, or what is wrong with its length.
+fn rows_of(column: &[u8], width: usize, name: &str) -> Result<usize, String> {
+    if column.len().is_multiple_of(width) {
+        Ok(column.len() / width)
+    } else {
+        Err(format!(
+            "column `{name}` is {} bytes, not a whole number of {width}-byte rows",
+            column.len()
+        ))
+    }
+}
+
+fn u32_at(column: &[u8], i: usize) -> u32 {
+    let mut b = [0; 4];
+    b.copy_from_slice(&column[i * 4..i * 4 + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn u64_at(column: &[u8], i: usize) -> u64 {
+    let mut b = [0; 8];
+    b.copy_from_slice(&column[i * 8..i * 8 + 8]);
+    u64::from_le_bytes(b)
+}
+
+fn decode(b: &Columns) -> Result<Vec<Point>, String> {
+    let text = &b.text;
+    let n = rows_of(&b.points, 24, "points")?;
+    if rows_of(&b.timestamps, 8, "timestamps")? != n {
+        return Err(format!(
+            "{n} points but {} timestamps",
+            b.timestamps.len() / 8
+        ));
+    }
+    let tags = rows_of(&b.tags, 16, "tags")?;
+    let fields = rows_of(&b.field_keys, 8, "field-keys")?;
+    if b.field_kinds.len() != fields || rows_of(&b.field_values, 8, "field-values")? != fields {
+        return Err(format!(
+            "{fields} field keys but {} field kinds and {} field values",
+            b.field_kinds.len(),
+            b.field_values.len() / 8
+        ));
+    }
+    let span = |start: u32, len: u32, what: &dyn Fn() -> String| -> Result<&str, String> {
+        let (start, len) = (start as usize, len as usize);
+        let bytes = start
+            .checked_add(len)
+            .and_then(|end| text.get(start..end))
+            .ok_or_else(|| {
+                format!(
+                    "{}: span {start}+{len} is outside the {}-byte text",
+                    what(),
+                    text.len()
+                )
+            })?;
+        // Only spans must be UTF-8: bytes between them are nobody's business.
+        std::str::from_utf8(bytes)
+            .map_err(|_| format!("{}: span {start}+{len} is not UTF-8", what()))
+    };
+    let range = |first: u32, count: u32, rows: usize, what: &str| {
+        let (first, count) = (first as usize, count as usize);
+        match first.checked_add(count) {
+            Some(end) if end <= rows => Ok(first..end),
+            _ => Err(format!("{what} {first}+{count} past the {rows} there are")),
+        }
+    };
+    (0..n)
+        .map(|i| {
+            let row = |j| u32_at(&b.points, i * 6 + j);
+            let at = |e: String| format!("point {i}: {e}");
+            let measurement = span(row(0), row(1), &|| "measurement".into())
+                .map_err(at)?
+                .into();
+            let tags = range(row(2), row(3), tags, "tags")
+                .map_err(at)?
+                .map(|t| {
+                    let n = |j| u32_at(&b.tags, t * 4 + j);
+                    Ok(Tag {
+                        key: span(n(0), n(1), &|| format!("tag {t} key"))?.into(),
+                        value: span(n(2), n(3), &|| format!("tag {t} value"))?.into(),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(at)?;
+            let fields = range(row(4), row(5), fields, "fields")
+                .map_err(at)?
+                .map(|f| {
+                    let key = span(
+                        u32_at(&b.field_keys, 2 * f),
+                        u32_at(&b.field_keys, 2 * f + 1),
+                        &|| format!("field {f} key"),
+                    )?
+                    .into();
+                    let bits = u64_at(&b.field_values, f);
+                    let value = match b.field_kinds[f] {
+                        FLOAT => FieldValue::Float(f64::from_bits(bits)),
+                        INTEGER => FieldValue::Integer(bits as i64),
+                        UNSIGNED => FieldValue::Unsigned(bits),
+                        BOOLEAN => FieldValue::Boolean(bits != 0),
+                        STRING => FieldValue::String(
+                            span((bits >> 32) as u32, bits as u32, &|| {
+                                format!("field {f} string value")
+                            })?
+                            .to_owned(),
+                        ),
+                        kind => return Err(format!("field {f} has type code {kind}, not 0-4")),
+                    };
+                    Ok(Field { key, value })
+                })
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(at)?;
+            let timestamp = u64_at(&b.timestamps, i) as i64;
+            Ok(Point {
+                measurement,
+                tags,
+                fields,
+                timestamp,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineproto::{Precision, parse};
+
+    fn u32s(column: &[u8]) -> Vec<u32> {
+        column
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect()
+    }
+
+    fn u64s(column: &[u8]) -> Vec<u64> {
+        column
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_decodes_to_the_points_it_encodes() {
+        let (points, errors) = parse(
+            "température,城市=東京,host=é u=-0.0,s=\"ü🚀\",n=-9223372036854775808i,\
+             m=18446744073709551615u,b=t 9223372036854775807\nmem free=3u -9223372036854775808\n",
+            Precision::Nanoseconds,
+            0,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(decode(&encode(&points)), Ok(points));
+        assert_eq!(decode(&encode(&[])), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_broken_batch_is_refused_naming_what_and_where() {
+        let (points, _) = parse("cpu,host=é v=1 1\nmem v=2i 2\n", Precision::Nanoseconds, 0);
+        let good = encode(&points);
+        let broken = |f: &dyn Fn(&mut Columns)| {
+            let mut b = good.clone();
+            f(&mut b);
+            decode(&b).expect_err("broken")
+        };
+        let cut = broken(&|b| b.tags[8..12].copy_from_slice(&12u32.to_le_bytes()));
+        assert!(cut.starts_with("point 0: tag 0 value: span 12+2"), "{cut}");
+        let half = broken(&|b| b.tags[12..16].copy_from_slice(&1u32.to_le_bytes()));
+        assert_eq!(half, "point 0: tag 0 value: span 7+1 is not UTF-8");
+        let kind = broken(&|b| b.field_kinds[1] = 7);
+        assert_eq!(kind, "point 1: field 1 has type code 7, not 0-4");
+        let count = broken(&|b| b.points[44..48].copy_from_slice(&5u32.to_le_bytes()));
+        assert_eq!(count, "point 1: fields 1+5 past the 2 there are");
+        let short = broken(&|b| {
+            b.timestamps.pop();
+        });
+        assert!(short.contains("`timestamps` is 15 bytes"), "{short}");
+        let utf8 = broken(&|b| b.text[0] = 0xff);
+        assert_eq!(utf8, "point 0: measurement: span 0+3 is not UTF-8");
+        // Bytes no span covers may be anything.
+        let mut padded = good.clone();
+        padded.text.push(0xff);
+        assert_eq!(decode(&padded), Ok(points));
+    }
+
+    #[test]
+    fn retain_keeps_the_kept_points_whole_and_in_order() {
+        let (points, errors) = parse(
+            "a,t=1 f=1 1\nb,t=2 f=2i,g=\"x\" 2\nc f=t 3\nd,t=4,u=5 f=4u 4\n",
+            Precision::Nanoseconds,
+            0,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let kept = |keep: &[bool]| {
+            let mut c = encode(&points);
+            c.retain(keep);
+            assert_eq!(c.len(), c.points.len() / 24);
+            decode(&c).expect("decodes")
+        };
+        let pick = |i: &[usize]| i.iter().map(|&i| points[i].clone()).collect::<Vec<_>>();
+        assert_eq!(kept(&[true, false, false, true]), pick(&[0, 3]));
+        assert_eq!(kept(&[false, true, true, false]), pick(&[1, 2]));
+        assert_eq!(kept(&[true; 4]), points);
+        assert_eq!(kept(&[false; 4]), []);
+        // Verdicts past the points are ignored; points past the verdicts go.
+        assert_eq!(kept(&[false, true]), pick(&[1]));
+        assert_eq!(kept(&[true; 9]), points);
+    }
+
+    #[test]
+    fn same_compares_every_length() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abcde",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+        ];
+        let long = "abcdefghijklmnopqrstuvwxyz";
+        for n in 0..=long.len() {
+            let a = &long.as_bytes()[..n];
+            assert!(same(a, a));
+            for i in 0..n {
+                let mut b = a.to_vec();
+                b[i] ^= 1;
+                assert!(!same(a, &b), "{n} bytes, byte {i} differs");
+            }
+        }
+        for a in words {
+            for b in words {
+                assert_eq!(same(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_strings_share_one_span_and_changes_get_their_own() {
+        let (points, _) = parse(
+            "cpu,host=a v=1 1\ncpu,host=b v=2 2\ncpu,host=b v=3 3\n",
+            Precision::Nanoseconds,
+            0,
+        );
+        let b = encode(&points);
+        assert_eq!(b.text, b"cpuhostavb");
+        let tags = u32s(&b.tags);
+        assert_eq!(tags, [3, 4, 7, 1, 3, 4, 9, 1, 3, 4, 9, 1]);
+        let rows = u32s(&b.points);
+        assert_eq!((rows[0], rows[6], rows[12]), (0, 0, 0), "one `cpu`");
+    }
+
+    #[test]
+    fn numbers_point_at_the_strings_and_values_of_each_point() {
+        let (points, _) = parse(
+            "cpu,host=é u=1.5,s=\"x\",n=-2i 7\nmem free=3u 8\n",
+            Precision::Nanoseconds,
+            0,
+        );
+        let b = encode(&points);
+        let s = |start: u32, len: u32| {
+            std::str::from_utf8(&b.text[start as usize..(start + len) as usize]).expect("utf-8")
+        };
+        let rows = u32s(&b.points);
+        assert_eq!(rows.len(), 12);
+        assert_eq!(s(rows[6], rows[7]), "mem");
+        assert_eq!(&rows[8..12], &[1, 0, 3, 1], "no tags; its field is the 4th");
+        let tags = u32s(&b.tags);
+        assert_eq!((s(tags[0], tags[1]), s(tags[2], tags[3])), ("host", "é"));
+        assert_eq!(tags[3], 2, "spans count bytes: é is two");
+        assert_eq!(u64s(&b.timestamps), [7, 8]);
+        let keys = u32s(&b.field_keys);
+        let values = u64s(&b.field_values);
+        let field = |key: &str| {
+            let i = (0..4)
+                .find(|i| s(keys[2 * i], keys[2 * i + 1]) == key)
+                .expect("field");
+            (b.field_kinds[i], values[i])
+        };
+        assert_eq!(field("u"), (FLOAT, 1.5f64.to_bits()));
+        assert_eq!(field("n"), (INTEGER, -2i64 as u64));
+        assert_eq!(field("free"), (UNSIGNED, 3));
+        let (kind, bits) = field("s");
+        assert_eq!((kind, s((bits >> 32) as u32, bits as u32)), (STRING, "x"));
+    }
+}
