@@ -563,6 +563,12 @@ mod tests {
         let expected: Vec<(Offset, Record)> = (0..n).map(|i| (i as Offset, big(i))).collect();
         assert!(got == expected, "in order, each record as appended");
         assert!(from_files == expected, "the files hold the same");
+        // From the tail and from the files alike, a record comes with its points' columns,
+        // for its plugin stages to read.
+        for (_, record) in got.iter().chain(&from_files) {
+            let columns = record.columns.as_ref().expect("columns");
+            assert_eq!(columns.to_points().as_ref(), Ok(&record.points));
+        }
     }
 
     #[test]
