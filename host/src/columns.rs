@@ -21,7 +21,8 @@ pub struct Columns {
     pub text: Vec<u8>,
     /// Six u32 per point: measurement span (start, length), then its first tag and tag
     /// count (rows of `tags`), then its first field and field count (rows of the field
-    /// columns). Points may share rows, and rows no point refers to are ignored.
+    /// columns). Rows no point refers to (those of points a filter dropped, see
+    /// [`Columns::retain`]) are ignored.
     pub points: Vec<u8>,
     /// One i64 per point: its event time, nanoseconds since the Unix epoch.
     pub timestamps: Vec<u8>,
@@ -114,7 +115,66 @@ impl Columns {
     /// The number columns are sized up front and rows written in place: appending each row
     /// to a `Vec` cost a call of `memcpy` per row (callgrind: ~200 instructions a point).
     pub fn from_points(points: &[Point]) -> Columns {
-        encode(points)
+        let n = points.len();
+        let (tags, fields) = points
+            .iter()
+            .fold((0, 0), |(t, f), p| (t + p.tags.len(), f + p.fields.len()));
+        let mut b = Columns {
+            // Distinct strings only: a guess that holds for a batch of one series' points.
+            text: Vec::with_capacity(n * 16),
+            points: vec![0; n * 24],
+            timestamps: vec![0; n * 8],
+            tags: vec![0; tags * 16],
+            field_keys: vec![0; fields * 8],
+            field_kinds: vec![0; fields],
+            field_values: vec![0; fields * 8],
+        };
+        let mut measurement = Last::default();
+        let (mut tag_keys, mut tag_values, mut field_keys) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut t, mut f) = (0usize, 0usize);
+        for (i, p) in points.iter().enumerate() {
+            let m = measurement.span(&mut b.text, &p.measurement);
+            b.points[i * 24..i * 24 + 24].copy_from_slice(&le::<6, 24>([
+                m[0],
+                m[1],
+                to_u32(t),
+                to_u32(p.tags.len()),
+                to_u32(f),
+                to_u32(p.fields.len()),
+            ]));
+            b.timestamps[i * 8..i * 8 + 8].copy_from_slice(&p.timestamp.to_le_bytes());
+            if tag_keys.len() < p.tags.len() {
+                tag_keys.resize(p.tags.len(), Last::default());
+                tag_values.resize(p.tags.len(), Last::default());
+            }
+            for (j, tag) in p.tags.iter().enumerate() {
+                let k = tag_keys[j].span(&mut b.text, &tag.key);
+                let v = tag_values[j].span(&mut b.text, &tag.value);
+                b.tags[t * 16..t * 16 + 16].copy_from_slice(&le::<4, 16>([k[0], k[1], v[0], v[1]]));
+                t += 1;
+            }
+            if field_keys.len() < p.fields.len() {
+                field_keys.resize(p.fields.len(), Last::default());
+            }
+            for (j, field) in p.fields.iter().enumerate() {
+                let key = field_keys[j].span(&mut b.text, &field.key);
+                b.field_keys[f * 8..f * 8 + 8].copy_from_slice(&le::<2, 8>(key));
+                let (kind, bits) = match &field.value {
+                    FieldValue::Float(v) => (FLOAT, v.to_bits()),
+                    FieldValue::Integer(v) => (INTEGER, *v as u64),
+                    FieldValue::Unsigned(v) => (UNSIGNED, *v),
+                    FieldValue::Boolean(v) => (BOOLEAN, u64::from(*v)),
+                    FieldValue::String(s) => {
+                        let [start, len] = span(&mut b.text, s);
+                        (STRING, (u64::from(start) << 32) | u64::from(len))
+                    }
+                };
+                b.field_kinds[f] = kind;
+                b.field_values[f * 8..f * 8 + 8].copy_from_slice(&bits.to_le_bytes());
+                f += 1;
+            }
+        }
+        b
     }
 
     /// The points, or what is wrong with the columns: the first column, point, span or type
@@ -123,7 +183,102 @@ impl Columns {
     /// # Errors
     /// A message naming the column, point and span at fault.
     pub fn to_points(&self) -> Result<Vec<Point>, String> {
-        decode(self)
+        let text = &self.text;
+        let n = rows_of(&self.points, 24, "points")?;
+        if rows_of(&self.timestamps, 8, "timestamps")? != n {
+            return Err(format!(
+                "{n} points but {} timestamps",
+                self.timestamps.len() / 8
+            ));
+        }
+        let tags = rows_of(&self.tags, 16, "tags")?;
+        let fields = rows_of(&self.field_keys, 8, "field-keys")?;
+        if self.field_kinds.len() != fields
+            || rows_of(&self.field_values, 8, "field-values")? != fields
+        {
+            return Err(format!(
+                "{fields} field keys but {} field kinds and {} field values",
+                self.field_kinds.len(),
+                self.field_values.len() / 8
+            ));
+        }
+        let span = |start: u32, len: u32, what: &dyn Fn() -> String| -> Result<&str, String> {
+            let (start, len) = (start as usize, len as usize);
+            let bytes = start
+                .checked_add(len)
+                .and_then(|end| text.get(start..end))
+                .ok_or_else(|| {
+                    format!(
+                        "{}: span {start}+{len} is outside the {}-byte text",
+                        what(),
+                        text.len()
+                    )
+                })?;
+            // Only spans must be UTF-8: bytes between them are nobody's business.
+            std::str::from_utf8(bytes)
+                .map_err(|_| format!("{}: span {start}+{len} is not UTF-8", what()))
+        };
+        let range = |first: u32, count: u32, rows: usize, what: &str| {
+            let (first, count) = (first as usize, count as usize);
+            match first.checked_add(count) {
+                Some(end) if end <= rows => Ok(first..end),
+                _ => Err(format!("{what} {first}+{count} past the {rows} there are")),
+            }
+        };
+        (0..n)
+            .map(|i| {
+                let row = |j| u32_at(&self.points, i * 6 + j);
+                let at = |e: String| format!("point {i}: {e}");
+                let measurement = span(row(0), row(1), &|| "measurement".into())
+                    .map_err(at)?
+                    .into();
+                let tags = range(row(2), row(3), tags, "tags")
+                    .map_err(at)?
+                    .map(|t| {
+                        let n = |j| u32_at(&self.tags, t * 4 + j);
+                        Ok(Tag {
+                            key: span(n(0), n(1), &|| format!("tag {t} key"))?.into(),
+                            value: span(n(2), n(3), &|| format!("tag {t} value"))?.into(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+                    .map_err(at)?;
+                let fields = range(row(4), row(5), fields, "fields")
+                    .map_err(at)?
+                    .map(|f| {
+                        let key = span(
+                            u32_at(&self.field_keys, 2 * f),
+                            u32_at(&self.field_keys, 2 * f + 1),
+                            &|| format!("field {f} key"),
+                        )?
+                        .into();
+                        let bits = u64_at(&self.field_values, f);
+                        let value = match self.field_kinds[f] {
+                            FLOAT => FieldValue::Float(f64::from_bits(bits)),
+                            INTEGER => FieldValue::Integer(bits as i64),
+                            UNSIGNED => FieldValue::Unsigned(bits),
+                            BOOLEAN => FieldValue::Boolean(bits != 0),
+                            STRING => FieldValue::String(
+                                span((bits >> 32) as u32, bits as u32, &|| {
+                                    format!("field {f} string value")
+                                })?
+                                .to_owned(),
+                            ),
+                            kind => return Err(format!("field {f} has type code {kind}, not 0-4")),
+                        };
+                        Ok(Field { key, value })
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+                    .map_err(at)?;
+                let timestamp = u64_at(&self.timestamps, i) as i64;
+                Ok(Point {
+                    measurement,
+                    tags,
+                    fields,
+                    timestamp,
+                })
+            })
+            .collect()
     }
 
     /// Number of points.
@@ -158,69 +313,6 @@ impl Columns {
     }
 }
 
-fn encode(points: &[Point]) -> Columns {
-    let n = points.len();
-    let (tags, fields) = points
-        .iter()
-        .fold((0, 0), |(t, f), p| (t + p.tags.len(), f + p.fields.len()));
-    let mut b = Columns {
-        // Distinct strings only: a guess that holds for a batch of one series' points.
-        text: Vec::with_capacity(n * 16),
-        points: vec![0; n * 24],
-        timestamps: vec![0; n * 8],
-        tags: vec![0; tags * 16],
-        field_keys: vec![0; fields * 8],
-        field_kinds: vec![0; fields],
-        field_values: vec![0; fields * 8],
-    };
-    let mut measurement = Last::default();
-    let (mut tag_keys, mut tag_values, mut field_keys) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut t, mut f) = (0usize, 0usize);
-    for (i, p) in points.iter().enumerate() {
-        let m = measurement.span(&mut b.text, &p.measurement);
-        b.points[i * 24..i * 24 + 24].copy_from_slice(&le::<6, 24>([
-            m[0],
-            m[1],
-            to_u32(t),
-            to_u32(p.tags.len()),
-            to_u32(f),
-            to_u32(p.fields.len()),
-        ]));
-        b.timestamps[i * 8..i * 8 + 8].copy_from_slice(&p.timestamp.to_le_bytes());
-        if tag_keys.len() < p.tags.len() {
-            tag_keys.resize(p.tags.len(), Last::default());
-            tag_values.resize(p.tags.len(), Last::default());
-        }
-        for (j, tag) in p.tags.iter().enumerate() {
-            let k = tag_keys[j].span(&mut b.text, &tag.key);
-            let v = tag_values[j].span(&mut b.text, &tag.value);
-            b.tags[t * 16..t * 16 + 16].copy_from_slice(&le::<4, 16>([k[0], k[1], v[0], v[1]]));
-            t += 1;
-        }
-        if field_keys.len() < p.fields.len() {
-            field_keys.resize(p.fields.len(), Last::default());
-        }
-        for (j, field) in p.fields.iter().enumerate() {
-            let key = field_keys[j].span(&mut b.text, &field.key);
-            b.field_keys[f * 8..f * 8 + 8].copy_from_slice(&le::<2, 8>(key));
-            let (kind, bits) = match &field.value {
-                FieldValue::Float(v) => (FLOAT, v.to_bits()),
-                FieldValue::Integer(v) => (INTEGER, *v as u64),
-                FieldValue::Unsigned(v) => (UNSIGNED, *v),
-                FieldValue::Boolean(v) => (BOOLEAN, u64::from(*v)),
-                FieldValue::String(s) => {
-                    let [start, len] = span(&mut b.text, s);
-                    (STRING, (u64::from(start) << 32) | u64::from(len))
-                }
-            };
-            b.field_kinds[f] = kind;
-            b.field_values[f * 8..f * 8 + 8].copy_from_slice(&bits.to_le_bytes());
-            f += 1;
-        }
-    }
-    b
-}
-
 /// The rows of a column of `width`-byte rows, or what is wrong with its length.
 fn rows_of(column: &[u8], width: usize, name: &str) -> Result<usize, String> {
     if column.len().is_multiple_of(width) {
@@ -243,103 +335,6 @@ fn u64_at(column: &[u8], i: usize) -> u64 {
     let mut b = [0; 8];
     b.copy_from_slice(&column[i * 8..i * 8 + 8]);
     u64::from_le_bytes(b)
-}
-
-fn decode(b: &Columns) -> Result<Vec<Point>, String> {
-    let text = &b.text;
-    let n = rows_of(&b.points, 24, "points")?;
-    if rows_of(&b.timestamps, 8, "timestamps")? != n {
-        return Err(format!(
-            "{n} points but {} timestamps",
-            b.timestamps.len() / 8
-        ));
-    }
-    let tags = rows_of(&b.tags, 16, "tags")?;
-    let fields = rows_of(&b.field_keys, 8, "field-keys")?;
-    if b.field_kinds.len() != fields || rows_of(&b.field_values, 8, "field-values")? != fields {
-        return Err(format!(
-            "{fields} field keys but {} field kinds and {} field values",
-            b.field_kinds.len(),
-            b.field_values.len() / 8
-        ));
-    }
-    let span = |start: u32, len: u32, what: &dyn Fn() -> String| -> Result<&str, String> {
-        let (start, len) = (start as usize, len as usize);
-        let bytes = start
-            .checked_add(len)
-            .and_then(|end| text.get(start..end))
-            .ok_or_else(|| {
-                format!(
-                    "{}: span {start}+{len} is outside the {}-byte text",
-                    what(),
-                    text.len()
-                )
-            })?;
-        // Only spans must be UTF-8: bytes between them are nobody's business.
-        std::str::from_utf8(bytes)
-            .map_err(|_| format!("{}: span {start}+{len} is not UTF-8", what()))
-    };
-    let range = |first: u32, count: u32, rows: usize, what: &str| {
-        let (first, count) = (first as usize, count as usize);
-        match first.checked_add(count) {
-            Some(end) if end <= rows => Ok(first..end),
-            _ => Err(format!("{what} {first}+{count} past the {rows} there are")),
-        }
-    };
-    (0..n)
-        .map(|i| {
-            let row = |j| u32_at(&b.points, i * 6 + j);
-            let at = |e: String| format!("point {i}: {e}");
-            let measurement = span(row(0), row(1), &|| "measurement".into())
-                .map_err(at)?
-                .into();
-            let tags = range(row(2), row(3), tags, "tags")
-                .map_err(at)?
-                .map(|t| {
-                    let n = |j| u32_at(&b.tags, t * 4 + j);
-                    Ok(Tag {
-                        key: span(n(0), n(1), &|| format!("tag {t} key"))?.into(),
-                        value: span(n(2), n(3), &|| format!("tag {t} value"))?.into(),
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(at)?;
-            let fields = range(row(4), row(5), fields, "fields")
-                .map_err(at)?
-                .map(|f| {
-                    let key = span(
-                        u32_at(&b.field_keys, 2 * f),
-                        u32_at(&b.field_keys, 2 * f + 1),
-                        &|| format!("field {f} key"),
-                    )?
-                    .into();
-                    let bits = u64_at(&b.field_values, f);
-                    let value = match b.field_kinds[f] {
-                        FLOAT => FieldValue::Float(f64::from_bits(bits)),
-                        INTEGER => FieldValue::Integer(bits as i64),
-                        UNSIGNED => FieldValue::Unsigned(bits),
-                        BOOLEAN => FieldValue::Boolean(bits != 0),
-                        STRING => FieldValue::String(
-                            span((bits >> 32) as u32, bits as u32, &|| {
-                                format!("field {f} string value")
-                            })?
-                            .to_owned(),
-                        ),
-                        kind => return Err(format!("field {f} has type code {kind}, not 0-4")),
-                    };
-                    Ok(Field { key, value })
-                })
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(at)?;
-            let timestamp = u64_at(&b.timestamps, i) as i64;
-            Ok(Point {
-                measurement,
-                tags,
-                fields,
-                timestamp,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -370,18 +365,18 @@ mod tests {
             0,
         );
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(decode(&encode(&points)), Ok(points));
-        assert_eq!(decode(&encode(&[])), Ok(vec![]));
+        assert_eq!(Columns::from_points(&points).to_points(), Ok(points));
+        assert_eq!(Columns::from_points(&[]).to_points(), Ok(vec![]));
     }
 
     #[test]
     fn a_broken_batch_is_refused_naming_what_and_where() {
         let (points, _) = parse("cpu,host=é v=1 1\nmem v=2i 2\n", Precision::Nanoseconds, 0);
-        let good = encode(&points);
+        let good = Columns::from_points(&points);
         let broken = |f: &dyn Fn(&mut Columns)| {
             let mut b = good.clone();
             f(&mut b);
-            decode(&b).expect_err("broken")
+            b.to_points().expect_err("broken")
         };
         let cut = broken(&|b| b.tags[8..12].copy_from_slice(&12u32.to_le_bytes()));
         assert!(cut.starts_with("point 0: tag 0 value: span 12+2"), "{cut}");
@@ -400,7 +395,7 @@ mod tests {
         // Bytes no span covers may be anything.
         let mut padded = good.clone();
         padded.text.push(0xff);
-        assert_eq!(decode(&padded), Ok(points));
+        assert_eq!(padded.to_points(), Ok(points));
     }
 
     #[test]
@@ -412,10 +407,10 @@ mod tests {
         );
         assert!(errors.is_empty(), "{errors:?}");
         let kept = |keep: &[bool]| {
-            let mut c = encode(&points);
+            let mut c = Columns::from_points(&points);
             c.retain(keep);
             assert_eq!(c.len(), c.points.len() / 24);
-            decode(&c).expect("decodes")
+            c.to_points().expect("decodes")
         };
         let pick = |i: &[usize]| i.iter().map(|&i| points[i].clone()).collect::<Vec<_>>();
         assert_eq!(kept(&[true, false, false, true]), pick(&[0, 3]));
@@ -464,7 +459,7 @@ mod tests {
             Precision::Nanoseconds,
             0,
         );
-        let b = encode(&points);
+        let b = Columns::from_points(&points);
         assert_eq!(b.text, b"cpuhostavb");
         let tags = u32s(&b.tags);
         assert_eq!(tags, [3, 4, 7, 1, 3, 4, 9, 1, 3, 4, 9, 1]);
@@ -479,7 +474,7 @@ mod tests {
             Precision::Nanoseconds,
             0,
         );
-        let b = encode(&points);
+        let b = Columns::from_points(&points);
         let s = |start: u32, len: u32| {
             std::str::from_utf8(&b.text[start as usize..(start + len) as usize]).expect("utf-8")
         };
