@@ -2,7 +2,8 @@
 //! tags and fields as columns of little-endian numbers; every column bytes.
 //!
 //! It is the layout of two things at once, on purpose: the body of a log record (format
-//! version 2, `format.rs`) and the `batch` a plugin is handed (`wit/plugin.wit`). So a
+//! version 3, `format.rs`, which writes the rows of each run of points of one [`Shape`]
+//! once) and the `batch` a plugin is handed (`wit/plugin.wit`). So a
 //! pipeline stage lends a record's own columns to its plugin, and the points are encoded
 //! once, when they are appended to the log, however many plugins read them. Encoding
 //! was two thirds of the cost of a plugin call before (`benches/plugin_throughput.rs`). The
@@ -107,6 +108,22 @@ fn le<const N: usize, const B: usize>(numbers: [u32; N]) -> [u8; B] {
         chunk.copy_from_slice(&n.to_le_bytes());
     }
     out
+}
+
+/// What a point is apart from its time and values: its measurement's span, and its tag
+/// rows, field-key rows and field types as bytes of their columns. The samples of one series
+/// share one, and a log record holds each run of points of one shape once (format 3,
+/// `format.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape<'a> {
+    /// The measurement's span.
+    pub measurement: [u32; 2],
+    /// Its tag rows: four u32 each, as in [`Columns::tags`].
+    pub tags: &'a [u8],
+    /// Its field-key rows: two u32 each, as in [`Columns::field_keys`].
+    pub field_keys: &'a [u8],
+    /// Its fields' type codes, as in [`Columns::field_kinds`].
+    pub field_kinds: &'a [u8],
 }
 
 impl Columns {
@@ -279,6 +296,63 @@ impl Columns {
                 })
             })
             .collect()
+    }
+
+    /// Point `i`'s shape and its field values' bytes, whatever the order of the rows (a
+    /// filter leaves them out of order); `None` when its rows are not in the columns.
+    pub fn shape(&self, i: usize) -> Option<(Shape<'_>, &[u8])> {
+        fn rows(column: &[u8], first: usize, count: usize, width: usize) -> Option<&[u8]> {
+            column.get(first * width..(first + count) * width)
+        }
+        let row = self.points.get(i * 24..i * 24 + 24)?;
+        let n = |j: usize| u32_at(row, j) as usize;
+        let (tags, fields) = ((n(2), n(3)), (n(4), n(5)));
+        let shape = Shape {
+            measurement: [u32_at(row, 0), u32_at(row, 1)],
+            tags: rows(&self.tags, tags.0, tags.1, 16)?,
+            field_keys: rows(&self.field_keys, fields.0, fields.1, 8)?,
+            field_kinds: rows(&self.field_kinds, fields.0, fields.1, 1)?,
+        };
+        Some((shape, rows(&self.field_values, fields.0, fields.1, 8)?))
+    }
+
+    /// Appends the rows of `count` points of `shape`, each point's tag and field rows after
+    /// the last ones; their timestamps and field values are the caller's to append.
+    ///
+    /// # Errors
+    /// When the rows would number past u32 (the columns' numbers are u32).
+    pub fn push_run(&mut self, count: usize, shape: Shape<'_>) -> Result<(), String> {
+        let (tags, fields) = (shape.tags.len() / 16, shape.field_keys.len() / 8);
+        let (first_tag, first_field) = (self.tags.len() / 16, self.field_keys.len() / 8);
+        let fits = |first: usize, each: usize| {
+            count
+                .checked_mul(each)
+                .and_then(|n| n.checked_add(first))
+                .is_some_and(|end| u32::try_from(end).is_ok())
+        };
+        if !fits(first_tag, tags) || !fits(first_field, fields) {
+            return Err(format!(
+                "{count} points of {tags} tags and {fields} fields number past 2^32 rows"
+            ));
+        }
+        self.points.reserve(count * 24);
+        self.tags.reserve(count * shape.tags.len());
+        self.field_keys.reserve(count * shape.field_keys.len());
+        self.field_kinds.reserve(count * fields);
+        for k in 0..count {
+            self.points.extend_from_slice(&le::<6, 24>([
+                shape.measurement[0],
+                shape.measurement[1],
+                to_u32(first_tag + k * tags),
+                to_u32(tags),
+                to_u32(first_field + k * fields),
+                to_u32(fields),
+            ]));
+            self.tags.extend_from_slice(shape.tags);
+            self.field_keys.extend_from_slice(shape.field_keys);
+            self.field_kinds.extend_from_slice(shape.field_kinds);
+        }
+        Ok(())
     }
 
     /// Number of points.

@@ -3,7 +3,8 @@
 //! of a version this release doesn't know is refused with an error that says so.
 //!
 //! Log records and chunks start with a two-byte header, `S` and the format version. Log
-//! records then hold their points' [`Columns`] (format 2, [`encode_record`]), or
+//! records then hold their points' [`Columns`] with each run of points of one shape written
+//! once (format 3, [`encode_record`]); the columns as they are (format 2, still read); or
 //! postcard's encoding (a specified, varint-based serde format) of their points (format 1,
 //! still read): the order of fields and of value variants *is* the format.
 //! Chunks hold columns compressed by value type (format 2; `store/chunk.rs` describes it),
@@ -15,7 +16,7 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Function, Values};
-use crate::columns::Columns;
+use crate::columns::{Columns, Shape};
 use crate::point::{Alert, AlertState, Field, FieldValue, Name, Nanos, Point, Series, Tag};
 use crate::store::{LateRecord, SeriesKey};
 use crate::tenant::TenantId;
@@ -25,11 +26,14 @@ use crate::varint;
 /// First byte of every encoding.
 const MAGIC: u8 = b'S';
 
-/// The version of the log-record format this release writes: 2 holds the points'
-/// [`Columns`], the batch a plugin reads.
-pub const RECORD_VERSION: u8 = 2;
+/// The version of the log-record format this release writes: 3 holds the points'
+/// [`Columns`], the batch a plugin reads, each run of points of one shape written once.
+pub const RECORD_VERSION: u8 = 3;
 
-/// Log records of the releases before: postcard's encoding of the points, still read.
+/// Log records of the release before: the points' [`Columns`] as they are, still read.
+const RECORD_V2: u8 = 2;
+
+/// Log records of the releases before that: postcard's encoding of the points, still read.
 const RECORD_V1: u8 = 1;
 
 /// The version of the chunk format this release writes: 2 compresses each value type's
@@ -128,20 +132,104 @@ impl Serialize for ValueOut<'_> {
     }
 }
 
-/// Log records of format 2 are the record's tenant, then the [`Columns`] of its points:
-/// the tenant as a varint of its length and its bytes, then each column the same way, in
-/// the order `text`, `points`, `timestamps`, `tags`, `field_keys`, `field_kinds`,
-/// `field_values`. A plugin stage is handed these columns as they are, so the points are
-/// encoded once, here, however many plugins read them (`columns.rs` says why). Encoding
-/// them is about the cost of format 1's (below): 23-24 ns a point for the columns of
-/// `plugin_throughput`'s 1,000-point batches, against 33-34 ns for format 1 on a slower
-/// machine.
+/// Log records of format 3 are the record's tenant, then the [`Columns`] of its points
+/// (the batch a plugin stage is handed, so points are encoded once, here, however many
+/// plugins read them: `columns.rs` says why), with the rows that repeat from point to point
+/// written once. In order:
+/// - the tenant and then the text, each as a varint of its length and its bytes;
+/// - the number of points, a varint;
+/// - the points in runs of one [`Shape`]: the run's length, then its shape as varints (the
+///   measurement's span; the tag count and each tag's four numbers; the field count and each
+///   field's key span and then a byte of its type), until every point is in a run;
+/// - every point's timestamp, 8 bytes little-endian, then every point's field values, 8
+///   bytes each.
+///
+/// Decoding lays each point's rows after the last ones. The samples of a Prometheus
+/// series come as runs of one shape: format 2 wrote each point's rows whole, 97 bytes a
+/// point of the Prometheus bench, and the log's writes (the page-cache copy) were a fifth
+/// of its remote-write ingest under perf; this writes 20. The columns cost 23-24 ns a point
+/// to make (`plugin_throughput`'s 1,000-point batches), the runs a comparison of rows.
 ///
 /// Makes the record's columns if it has none, and keeps them.
 pub fn encode_record(record: &mut Record) -> Vec<u8> {
-    let c = record
+    let n = record.points.len();
+    let written = record
         .columns
-        .get_or_insert_with(|| Columns::from_points(&record.points));
+        .as_ref()
+        .filter(|c| c.len() == n)
+        .and_then(|c| encode_columns(record.tenant.as_str(), c));
+    if let Some(bytes) = written {
+        return bytes;
+    }
+    // Columns that lost rows can't be ours; made again from the points, they can't fail.
+    let c = Columns::from_points(&record.points);
+    let bytes = encode_columns(record.tenant.as_str(), &c).unwrap_or_default();
+    record.columns = Some(c);
+    bytes
+}
+
+/// Format 3 of `tenant`'s `columns`; `None` when a point's rows are not in them.
+fn encode_columns(tenant: &str, c: &Columns) -> Option<Vec<u8>> {
+    let n = c.len();
+    let mut out = header(RECORD_VERSION);
+    out.reserve(tenant.len() + c.text.len() + c.timestamps.len() + c.field_values.len() + 20);
+    put_str(&mut out, tenant);
+    varint::put(&mut out, c.text.len() as u64);
+    out.extend_from_slice(&c.text);
+    varint::put(&mut out, n as u64);
+    let mut values = Vec::with_capacity(c.field_values.len());
+    let mut i = 0;
+    while i < n {
+        let (shape, v) = c.shape(i)?;
+        values.extend_from_slice(v);
+        let mut run = 1;
+        while let Some((_, v)) = (i + run < n)
+            .then(|| c.shape(i + run))
+            .flatten()
+            .filter(|(s, _)| *s == shape)
+        {
+            values.extend_from_slice(v);
+            run += 1;
+        }
+        put_run(&mut out, run, &shape);
+        i += run;
+    }
+    out.extend_from_slice(&c.timestamps);
+    out.extend_from_slice(&values);
+    Some(out)
+}
+
+/// A run of `run` points of `shape`, as format 3 writes it.
+fn put_run(out: &mut Vec<u8>, run: usize, shape: &Shape<'_>) {
+    let numbers = |out: &mut Vec<u8>, bytes: &[u8]| {
+        for n in bytes.chunks_exact(4) {
+            varint::put(out, u64::from(u32::from_le_bytes([n[0], n[1], n[2], n[3]])));
+        }
+    };
+    varint::put(out, run as u64);
+    for n in shape.measurement {
+        varint::put(out, u64::from(n));
+    }
+    varint::put(out, (shape.tags.len() / 16) as u64);
+    numbers(out, shape.tags);
+    varint::put(out, shape.field_kinds.len() as u64);
+    for (key, kind) in shape.field_keys.chunks_exact(8).zip(shape.field_kinds) {
+        numbers(out, key);
+        out.push(*kind);
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    varint::put(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Format 2 of `tenant`'s `c`, as the release before wrote it: what tests and the fuzz
+/// target still decode.
+#[cfg(test)]
+pub(crate) fn v2_record(tenant: &str, c: &Columns) -> Vec<u8> {
+    let mut out = header(RECORD_V2);
+    put_str(&mut out, tenant);
     let columns = [
         &c.text,
         &c.points,
@@ -151,21 +239,11 @@ pub fn encode_record(record: &mut Record) -> Vec<u8> {
         &c.field_kinds,
         &c.field_values,
     ];
-    let mut out = header(RECORD_VERSION);
-    out.reserve(
-        record.tenant.as_str().len() + columns.iter().map(|c| c.len() + 5).sum::<usize>() + 5,
-    );
-    put_str(&mut out, record.tenant.as_str());
     for column in columns {
         varint::put(&mut out, column.len() as u64);
         out.extend_from_slice(column);
     }
     out
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    varint::put(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// Reads log records; errors say what was being read and where. Records of format 1 are
@@ -278,7 +356,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes [`encode_record`], and records of format 1.
+/// Decodes [`encode_record`], and records of formats 1 and 2.
 ///
 /// # Errors
 /// Another version, no header, or bytes that don't decode.
@@ -288,16 +366,19 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, FormatError> {
         what: WHAT,
         message,
     };
-    let (v1, rest) = match body(WHAT, bytes, RECORD_V1) {
-        Ok(rest) => (true, rest),
-        Err(_) => (false, body(WHAT, bytes, RECORD_VERSION)?),
+    let version = match bytes {
+        [MAGIC, v @ (RECORD_V1 | RECORD_V2), ..] => *v,
+        _ => {
+            body(WHAT, bytes, RECORD_VERSION)?;
+            RECORD_VERSION
+        }
     };
     let mut r = Reader {
-        bytes: rest,
+        bytes: &bytes[2..],
         pos: 0,
     };
     let tenant = TenantId::new(r.str("tenant").map_err(error)?);
-    if v1 {
+    if version == RECORD_V1 {
         let n = r.count("point count").map_err(error)?;
         let mut points = Vec::with_capacity(n);
         for i in 0..n {
@@ -305,20 +386,12 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, FormatError> {
         }
         return Ok(Record::new(tenant, points));
     }
-    let mut column = |name: &str| -> Result<Vec<u8>, FormatError> {
-        let what = format!("column `{name}`");
-        let n = r.count(&what).map_err(error)?;
-        Ok(r.take(n, &what).map_err(error)?.to_vec())
-    };
-    let columns = Columns {
-        text: column("text")?,
-        points: column("points")?,
-        timestamps: column("timestamps")?,
-        tags: column("tags")?,
-        field_keys: column("field_keys")?,
-        field_kinds: column("field_kinds")?,
-        field_values: column("field_values")?,
-    };
+    let columns = if version == RECORD_V2 {
+        r.columns()
+    } else {
+        r.runs()
+    }
+    .map_err(error)?;
     if r.pos != r.bytes.len() {
         return Err(error(format!(
             "{} bytes after the last column",
@@ -331,6 +404,95 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, FormatError> {
         points,
         columns: Some(columns),
     })
+}
+
+impl Reader<'_> {
+    /// A column of format 2 or 3: a varint of its length and its bytes.
+    fn column(&mut self, name: &str) -> Result<Vec<u8>, String> {
+        let what = format!("column `{name}`");
+        let n = self.count(&what)?;
+        Ok(self.take(n, &what)?.to_vec())
+    }
+
+    /// The columns of a record of format 2, each as it is.
+    fn columns(&mut self) -> Result<Columns, String> {
+        Ok(Columns {
+            text: self.column("text")?,
+            points: self.column("points")?,
+            timestamps: self.column("timestamps")?,
+            tags: self.column("tags")?,
+            field_keys: self.column("field_keys")?,
+            field_kinds: self.column("field_kinds")?,
+            field_values: self.column("field_values")?,
+        })
+    }
+
+    /// A varint that must fit a column's u32.
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        let n = self.varint(what)?;
+        u32::try_from(n).map_err(|_| format!("{what}: {n} is past u32"))
+    }
+
+    /// The columns of a record of format 3 ([`encode_record`]).
+    fn runs(&mut self) -> Result<Columns, String> {
+        let mut c = Columns {
+            text: self.column("text")?,
+            ..Columns::default()
+        };
+        // Each point has 8 bytes of timestamp.
+        let n = self.count("point count")?;
+        if n > (self.bytes.len() - self.pos) / 8 {
+            return Err(format!(
+                "{n} points, with {} bytes left",
+                self.bytes.len() - self.pos
+            ));
+        }
+        let (mut done, mut fields) = (0, 0usize);
+        let (mut tags, mut keys, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+        while done < n {
+            let at = |e: String| format!("run at point {done}: {e}");
+            let run = self.count("run length").map_err(at)?;
+            if run == 0 || run > n - done {
+                return Err(at(format!("{run} points, with {} to go", n - done)));
+            }
+            let measurement = [
+                self.u32("measurement start").map_err(at)?,
+                self.u32("measurement length").map_err(at)?,
+            ];
+            tags.clear();
+            for _ in 0..self.count("tag count").map_err(at)? {
+                for _ in 0..4 {
+                    tags.extend_from_slice(&self.u32("tag span").map_err(at)?.to_le_bytes());
+                }
+            }
+            keys.clear();
+            kinds.clear();
+            for _ in 0..self.count("field count").map_err(at)? {
+                for _ in 0..2 {
+                    keys.extend_from_slice(&self.u32("field key span").map_err(at)?.to_le_bytes());
+                }
+                kinds.push(self.take(1, "field type").map_err(at)?[0]);
+            }
+            let shape = Shape {
+                measurement,
+                tags: &tags,
+                field_keys: &keys,
+                field_kinds: &kinds,
+            };
+            c.push_run(run, shape).map_err(at)?;
+            fields = run
+                .checked_mul(kinds.len())
+                .and_then(|f| f.checked_add(fields))
+                .ok_or_else(|| at("field count overflows".into()))?;
+            done += run;
+        }
+        c.timestamps = self.take(n * 8, "timestamps")?.to_vec();
+        let values = fields
+            .checked_mul(8)
+            .ok_or_else(|| format!("{fields} field values overflow"))?;
+        c.field_values = self.take(values, "field values")?.to_vec();
+        Ok(c)
+    }
 }
 
 /// The version of the stored alert format this release writes.
@@ -660,11 +822,67 @@ mod tests {
             decoded.columns, record.columns,
             "the columns it was written from"
         );
-        // The format, byte for byte: an edit of wit/ or of the types can't change it.
+        // The format, byte for byte: an edit of wit/ or of the types can't change it. Two
+        // points of one shape are one run.
         let mut small = Record::new(
             TenantId::new("t"),
-            parse("m,k=v x=2u,y=true 5", Precision::Nanoseconds, 0).0,
+            parse(
+                "m,k=v x=2u,y=true 5\nm,k=v x=3u,y=false 6",
+                Precision::Nanoseconds,
+                0,
+            )
+            .0,
         );
+        let le = |numbers: &[u64]| numbers.iter().flat_map(|n| n.to_le_bytes()).collect();
+        let expected = [
+            vec![b'S', 3, 1, b't', 5],
+            b"mkvxy".to_vec(),
+            // Two points in one run of two: the measurement's span; one tag, its key and
+            // value spans; two fields, each its key span and type (unsigned, boolean).
+            vec![2, 2, 0, 1, 1, 1, 1, 2, 1, 2, 3, 1, 2, 4, 1, 3],
+            // Timestamps, then values.
+            le(&[5, 6]),
+            le(&[2, 1, 3, 0]),
+        ]
+        .concat();
+        let bytes = encode_record(&mut small);
+        assert_eq!(bytes, expected);
+        assert_eq!(decode_record(&bytes).expect("decodes"), small);
+        assert_eq!(
+            decode_record(&bytes).expect("decodes").columns,
+            small.columns,
+            "the columns it was written from, rows laid out again"
+        );
+    }
+
+    #[test]
+    fn a_series_run_is_written_once_and_each_sample_takes_16_bytes() {
+        // Remote write's shape: a series' samples one after the other, as decoded.
+        let series = |samples: usize, from: usize| -> Vec<Point> {
+            (from..from + samples)
+                .map(|k| {
+                    let line = format!(
+                        "bench_requests_total,code=200,instance=host-{from}:9100,job=api value={k}.5 {k}"
+                    );
+                    parse(&line, Precision::Nanoseconds, 0).0.remove(0)
+                })
+                .collect()
+        };
+        let size =
+            |points: Vec<Point>| encode_record(&mut Record::new(TenantId::new("t"), points)).len();
+        // One more sample of a series: its time and value, nothing else.
+        assert_eq!(size(series(11, 0)) - size(series(10, 0)), 16);
+        // Another series of 10 samples: 160 bytes and its run's shape and strings.
+        let two = [series(10, 0), series(10, 10)].concat();
+        let more = size(two) - size(series(10, 0));
+        assert!((160..160 + 40).contains(&more), "{more} bytes");
+        // Format 2 wrote every row of every sample: 97 bytes each.
+        let v2 = |points: Vec<Point>| v2_record("t", &Columns::from_points(&points)).len();
+        assert_eq!(v2(series(11, 0)) - v2(series(10, 0)), 97);
+    }
+
+    #[test]
+    fn records_of_format_2_still_decode_with_their_columns() {
         let column = |numbers: &[u64], width: usize| {
             let mut c = vec![u8::try_from(numbers.len() * width).expect("short")];
             for n in numbers {
@@ -672,24 +890,27 @@ mod tests {
             }
             c
         };
-        let expected = [
+        // The bytes the release before wrote for `m,k=v x=2u,y=true 5`.
+        let v2 = [
             vec![b'S', 2, 1, b't', 5],
             b"mkvxy".to_vec(),
-            // The measurement's span, first tag and count, first field and count.
             column(&[0, 1, 0, 1, 0, 2], 4),
             column(&[5], 8),
-            // Tag key and value spans; field key spans; types (unsigned, boolean); values.
             column(&[1, 1, 2, 1], 4),
             column(&[3, 1, 4, 1], 4),
             vec![2, 2, 3],
             column(&[2, 1], 8),
         ]
         .concat();
-        assert_eq!(encode_record(&mut small), expected);
+        let points = parse("m,k=v x=2u,y=true 5", Precision::Nanoseconds, 0).0;
+        let decoded = decode_record(&v2).expect("decodes");
+        assert_eq!(decoded, Record::new(TenantId::new("t"), points.clone()));
+        assert_eq!(decoded.columns, Some(Columns::from_points(&points)));
+        assert_eq!(v2_record("t", &Columns::from_points(&points)), v2);
     }
 
     #[test]
-    fn a_record_keeps_the_columns_it_is_given() {
+    fn a_record_is_written_from_the_columns_it_is_given() {
         let points = parse("m,k=v x=1 1\nm,k=w x=2 2", Precision::Nanoseconds, 0).0;
         let mut columns = Columns::from_points(&points);
         columns.retain(&[false, true]);
@@ -700,7 +921,20 @@ mod tests {
         };
         let decoded = decode_record(&encode_record(&mut record)).expect("decodes");
         assert_eq!(decoded.points, points[1..]);
-        assert_eq!(decoded.columns, Some(columns));
+        assert_eq!(record.columns, Some(columns.clone()), "kept as given");
+        // Written from them: their text, with the dropped point's strings, and the kept
+        // point's rows laid out from the first.
+        let written = decoded.columns.expect("columns");
+        assert_eq!(written.text, columns.text);
+        assert_eq!(written.to_points(), Ok(points[1..].to_vec()));
+        assert_eq!(written.tags.len(), 16);
+        // Columns without the rows their points name are not written: the points are.
+        let mut lost = columns;
+        lost.tags.clear();
+        record.columns = Some(lost);
+        let decoded = decode_record(&encode_record(&mut record)).expect("decodes");
+        assert_eq!(decoded.points, points[1..]);
+        assert_eq!(record.columns, Some(Columns::from_points(&points[1..])));
     }
 
     /// A record of format 1 as serde writes it through postcard: what [`decode_record`]
@@ -779,12 +1013,40 @@ mod tests {
             })
     }
 
+    /// `p` `k` steps later, with other values of the same types.
+    fn later(p: &Point, k: usize) -> Point {
+        let fields = p.fields.iter().map(|f| {
+            let value = match &f.value {
+                FieldValue::Float(v) => FieldValue::Float(v + k as f64),
+                FieldValue::Integer(v) => FieldValue::Integer(v.wrapping_add(k as i64)),
+                FieldValue::Unsigned(v) => FieldValue::Unsigned(v.wrapping_add(k as u64)),
+                FieldValue::Boolean(v) => FieldValue::Boolean(*v ^ (k % 2 == 1)),
+                FieldValue::String(v) => FieldValue::String(format!("{v}{k}")),
+            };
+            Field {
+                key: f.key.clone(),
+                value,
+            }
+        });
+        Point {
+            fields: fields.collect(),
+            timestamp: p.timestamp.wrapping_add(k as i64),
+            ..p.clone()
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn records_round_trip_and_every_cut_is_refused(
             tenant in "\\PC{0,20}",
-            points in proptest::collection::vec(any_point(), 0..20),
+            points in proptest::collection::vec((any_point(), 1..4usize), 0..20),
         ) {
+            // Each point and then its like at later times, with other values: runs of one
+            // shape, as a remote-written series' samples come.
+            let points = points
+                .into_iter()
+                .flat_map(|(p, n)| (0..n).map(move |k| later(&p, k)))
+                .collect();
             let mut record = Record::new(TenantId::new(&tenant), points);
             let bytes = encode_record(&mut record);
             let decoded = decode_record(&bytes).expect("decodes");
@@ -796,6 +1058,10 @@ mod tests {
             for cut in [2, bytes.len() / 2, bytes.len() - 1] {
                 proptest::prop_assert!(decode_record(&bytes[..cut]).is_err());
             }
+            // The same columns in format 2 decode to the same.
+            let columns = record.columns.as_ref().expect("made");
+            let v2 = decode_record(&v2_record(&tenant, columns)).expect("decodes");
+            proptest::prop_assert_eq!(shapes(&v2), shapes(&record));
         }
 
         #[test]
@@ -843,19 +1109,40 @@ mod tests {
                 .to_string()
                 .contains("tenant: the varint ending at byte 10 overflows 64 bits")
         );
-        // Format 2: header, tenant `t`, the text's length and the text `mkvxy` from byte 5,
-        // the points' length (byte 10), then their rows: the measurement's length is byte 15.
-        let v2 = encode_record(&mut Record::new(TenantId::new("t"), points));
+        // Format 2 (the release before's): header, tenant `t`, the text's length and the
+        // text `mkvxy` from byte 5, the points' length (byte 10), then their rows: the
+        // measurement's length is byte 15. Format 3: the same text, then 2 points (byte
+        // 10), a run of 1 (byte 11), its measurement's span (bytes 12 and 13), its tag (14
+        // to 18) and its two fields: the first's type is byte 22.
+        let v2 = v2_record("t", &Columns::from_points(&points));
+        let v3 = encode_record(&mut Record::new(TenantId::new("t"), points));
         assert_eq!(&v2[5..10], b"mkvxy");
         assert_eq!(
-            broken(&v2, 15, 9),
-            "log record does not decode: point 0: measurement: span 0+9 is outside the 5-byte text; retrying can't help"
+            (&v3[5..10], &v3[10..14]),
+            (&b"mkvxy"[..], &[2, 1, 0, 1][..])
+        );
+        for (bytes, length) in [(&v2, 15), (&v3, 13)] {
+            assert_eq!(
+                broken(bytes, length, 9),
+                "log record does not decode: point 0: measurement: span 0+9 is outside the 5-byte text; retrying can't help"
+            );
+            assert_eq!(
+                broken(bytes, 5, 0xff),
+                "log record does not decode: point 0: measurement: span 0+1 is not UTF-8; retrying can't help"
+            );
+        }
+        assert_eq!(
+            broken(&v3, 22, 9),
+            "log record does not decode: point 0: field 0 has type code 9, not 0-4; retrying can't help"
         );
         assert_eq!(
-            broken(&v2, 5, 0xff),
-            "log record does not decode: point 0: measurement: span 0+1 is not UTF-8; retrying can't help"
+            broken(&v3, 11, 3),
+            "log record does not decode: run at point 0: 3 points, with 2 to go; retrying can't help"
         );
-        let mut trailing = v2.clone();
+        // More points than bytes left, and more than their timestamps' 8 bytes each fit.
+        assert!(broken(&v3, 10, 100).contains("point count: 100 items, with 63 bytes left"));
+        assert!(broken(&v3, 10, 10).contains(": 10 points, with 63 bytes left"));
+        let mut trailing = v3.clone();
         trailing.push(0);
         assert!(
             decode_record(&trailing)
@@ -872,13 +1159,13 @@ mod tests {
         let err = decode_record(&bytes).expect_err("version 9");
         assert_eq!(
             err.to_string(),
-            "log record is in format version 9, unknown to this release (it reads version 2): written by a newer Sluice? Retrying can't help"
+            "log record is in format version 9, unknown to this release (it reads version 3): written by a newer Sluice? Retrying can't help"
         );
         assert!(matches!(
             decode_record(b"\x01\x02"),
             Err(FormatError::NoHeader { .. })
         ));
-        for version in [1, 2] {
+        for version in [1, 2, 3] {
             assert!(matches!(
                 decode_record(&[b'S', version, 0xff]),
                 Err(FormatError::Decode { .. })

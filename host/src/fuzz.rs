@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::format::{decode_record, encode_record};
+use crate::columns::Columns;
+use crate::format::{decode_record, encode_record, v2_record};
 use crate::ingest::Limits;
 use crate::lineproto::{Precision, format_point, parse};
 use crate::point::{FieldValue, Point};
@@ -330,10 +331,12 @@ fn fuzz_log_record_decoder() {
     let mut record = Record::new(TenantId::new("acme"), seed_points());
     // Format 1 is serde's through postcard, with its header: still read.
     let v1 = postcard::to_extend(&("acme", &record.points), vec![b'S', 1]).expect("encodes");
+    let v2 = v2_record("acme", &Columns::from_points(&record.points));
     let seeds = vec![
         encode_record(&mut record),
         encode_record(&mut Record::new(TenantId::new(""), Vec::new())),
         v1,
+        v2,
     ];
     fuzz("record", seeds, |bytes| {
         let Ok(mut record) = decode_record(bytes) else {

@@ -1267,6 +1267,14 @@ impl Store for EmbeddedStore {
         }
         let mut refused = Vec::new();
         let mut keys = FieldKeys::default();
+        // The samples of a run of points of the same keys, per field, go to the head
+        // together, once the run ends.
+        let mut run: Vec<(u64, Vec<Sample>)> = Vec::new();
+        let flush = |head: &mut Head, run: &mut Vec<(u64, Vec<Sample>)>| {
+            for (id, samples) in run.iter_mut() {
+                head.extend(*id, samples.drain(..));
+            }
+        };
         for (b, Batch { tenant, points, .. }) in batches.iter().enumerate() {
             let mut known: Option<&Point> = None;
             for (i, point) in points.iter().enumerate() {
@@ -1274,6 +1282,9 @@ impl Store for EmbeddedStore {
                 // indexed (each was, when that point was written): building and hashing
                 // them for every sample of a remote-written series was 6% of its ingest.
                 let again = known.is_some_and(|k| k.same_keys(point)) && keys.all_indexed();
+                if !again {
+                    flush(&mut shared.head, &mut run);
+                }
                 // All of a point's fields are checked before any is written: a point is
                 // stored whole or refused whole.
                 let checked = if again {
@@ -1290,6 +1301,9 @@ impl Store for EmbeddedStore {
                     });
                     continue;
                 }
+                if run.len() < point.fields.len() {
+                    run.resize_with(point.fields.len(), Default::default);
+                }
                 for (f, field) in point.fields.iter().enumerate() {
                     let id = match keys.indexed[f] {
                         Some(indexed) => indexed.id,
@@ -1300,10 +1314,12 @@ impl Store for EmbeddedStore {
                             indexed.id
                         }
                     };
-                    shared.head.push(id, (point.timestamp, field.value.clone()));
+                    run[f].0 = id;
+                    run[f].1.push((point.timestamp, field.value.clone()));
                 }
             }
         }
+        flush(&mut shared.head, &mut run);
         shared.head.reach(&through);
         Ok(refused)
     }

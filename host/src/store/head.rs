@@ -18,10 +18,12 @@ pub struct Head {
 }
 
 impl Head {
-    /// Adds a sample of series `id`.
-    pub fn push(&mut self, id: u64, sample: Sample) {
-        self.by_series.entry(id).or_default().push(sample);
-        self.len += 1;
+    /// Adds samples of series `id`, in order: one lookup for a run of them (a
+    /// remote-written series' samples), where a lookup and a push each were 7% of its
+    /// ingest (perf, the bench's remote-write round).
+    pub fn extend(&mut self, id: u64, samples: impl ExactSizeIterator<Item = Sample>) {
+        self.len += samples.len();
+        self.by_series.entry(id).or_default().extend(samples);
     }
 
     /// Notes that the samples reach `through` (offsets only grow).
@@ -99,10 +101,10 @@ mod tests {
     #[test]
     fn absorb_keeps_older_samples_first_and_expire_counts() {
         let mut older = Head::default();
-        older.push(1, (10, FieldValue::Integer(1)));
-        older.push(2, (5, FieldValue::Integer(2)));
+        older.extend(1, [(10, FieldValue::Integer(1))].into_iter());
+        older.extend(2, [(5, FieldValue::Integer(2))].into_iter());
         let mut head = Head::default();
-        head.push(1, (10, FieldValue::Integer(3)));
+        head.extend(1, [(10, FieldValue::Integer(3))].into_iter());
         head.absorb(older);
         let one: Vec<_> = head.range(1, &(0..100)).cloned().collect();
         assert_eq!(

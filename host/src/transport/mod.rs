@@ -43,7 +43,7 @@ pub struct Record {
     /// The points.
     pub points: Vec<Point>,
     /// The same points in columns, once made: encoding the record for the log makes them,
-    /// reading a record of format 2 has them, and a plugin stage borrows them instead of
+    /// reading a record of format 2 or 3 has them, and a plugin stage borrows them instead of
     /// encoding the points again. Not part of a record's value (`==` ignores it).
     #[serde(skip)]
     pub columns: Option<Columns>,
