@@ -88,6 +88,7 @@ fn measure(store: &dyn Store, batches: &[Vec<Point>]) -> f64 {
             tenant: &tenant,
             retention,
             points,
+            columns: None,
         };
         let through = Through::partition(0, i as u64 + 1);
         let refused = store.write(&[batch], through).expect("write");

@@ -11,7 +11,7 @@
 //! because the plugin boundary moves these columns into the WIT record unchanged
 //! (`plugin/batch.rs`), naming every field, so a change to either stops the build.
 
-use crate::point::{Field, FieldValue, Point, Tag};
+use crate::point::{Field, FieldValue, Nanos, Point, Tag};
 
 /// A batch of points in columns. Row `i` of a column with `n` numbers per row starts at
 /// number `i * n`; a span is a byte offset and a length in bytes into `text`, and the bytes
@@ -270,19 +270,15 @@ impl Columns {
                         )?
                         .into();
                         let bits = u64_at(&self.field_values, f);
-                        let value = match self.field_kinds[f] {
-                            FLOAT => FieldValue::Float(f64::from_bits(bits)),
-                            INTEGER => FieldValue::Integer(bits as i64),
-                            UNSIGNED => FieldValue::Unsigned(bits),
-                            BOOLEAN => FieldValue::Boolean(bits != 0),
-                            STRING => FieldValue::String(
-                                span((bits >> 32) as u32, bits as u32, &|| {
-                                    format!("field {f} string value")
-                                })?
-                                .to_owned(),
-                            ),
-                            kind => return Err(format!("field {f} has type code {kind}, not 0-4")),
-                        };
+                        let value = self.value(self.field_kinds[f], bits).map_err(|e| match e {
+                            Bad::Kind(kind) => format!("field {f} has type code {kind}, not 0-4"),
+                            Bad::Span => {
+                                let at = || format!("field {f} string value");
+                                span((bits >> 32) as u32, bits as u32, &at)
+                                    .err()
+                                    .unwrap_or_default()
+                            }
+                        })?;
                         Ok(Field { key, value })
                     })
                     .collect::<Result<Vec<_>, String>>()
@@ -355,6 +351,44 @@ impl Columns {
         Ok(())
     }
 
+    /// The value of type code `kind` and bits `bits` (a field-values entry).
+    fn value(&self, kind: u8, bits: u64) -> Result<FieldValue, Bad> {
+        Ok(match kind {
+            FLOAT => FieldValue::Float(f64::from_bits(bits)),
+            INTEGER => FieldValue::Integer(bits as i64),
+            UNSIGNED => FieldValue::Unsigned(bits),
+            BOOLEAN => FieldValue::Boolean(bits != 0),
+            STRING => {
+                let (start, len) = ((bits >> 32) as usize, bits as u32 as usize);
+                let bytes = self.text.get(start..start + len).ok_or(Bad::Span)?;
+                FieldValue::String(
+                    std::str::from_utf8(bytes)
+                        .map_err(|_| Bad::Span)?
+                        .to_owned(),
+                )
+            }
+            kind => return Err(Bad::Kind(kind)),
+        })
+    }
+
+    /// Point `i`'s timestamp and the values of its fields, in order (each `None` when its
+    /// type code or string is not in the columns): what a store writes of each point of a
+    /// run whose shape it has seen, without reading the point. `None` when its rows are not
+    /// in the columns.
+    pub fn sample(
+        &self,
+        i: usize,
+    ) -> Option<(Nanos, impl Iterator<Item = Option<FieldValue>> + '_)> {
+        let (shape, values) = self.shape(i)?;
+        let timestamp = self.timestamps.get(i * 8..i * 8 + 8)?;
+        let values = shape
+            .field_kinds
+            .iter()
+            .zip(values.chunks_exact(8))
+            .map(|(kind, bits)| self.value(*kind, u64_at(bits, 0)).ok());
+        Some((u64_at(timestamp, 0) as Nanos, values))
+    }
+
     /// Number of points.
     pub fn len(&self) -> usize {
         self.timestamps.len() / 8
@@ -385,6 +419,14 @@ impl Columns {
         self.points.truncate(kept * 24);
         self.timestamps.truncate(kept * 8);
     }
+}
+
+/// What is wrong with a field value's entry.
+enum Bad {
+    /// An unknown type code.
+    Kind(u8),
+    /// A string span outside the text, or not UTF-8.
+    Span,
 }
 
 /// The rows of a column of `width`-byte rows, or what is wrong with its length.

@@ -108,7 +108,7 @@ impl Pipelines {
         mut columns: Option<Columns>,
         states: &mut StageStates,
         metrics: &Metrics,
-    ) -> Result<Vec<Point>, DeadLetterError> {
+    ) -> Result<(Vec<Point>, Option<Columns>), DeadLetterError> {
         let _span = tracing::debug_span!("pipeline", %tenant).entered();
         for stage in self
             .by_tenant
@@ -128,10 +128,10 @@ impl Pipelines {
                 .observe(started.elapsed().as_secs_f64());
             match output.points {
                 Some(out) => (points, columns) = (out, output.columns),
-                None => return Ok(Vec::new()),
+                None => return Ok((Vec::new(), None)),
             }
         }
-        Ok(points)
+        Ok((points, columns))
     }
 }
 

@@ -18,6 +18,7 @@ use super::pipelines::{Pipelines, StageStates};
 use super::runner::RunnerParts;
 use super::windowing::{Delivery, PartitionWindows};
 use super::{Backoff, RETRY_PAUSE};
+use crate::columns::Columns;
 use crate::format::Checkpoint;
 use crate::lineproto::format_point;
 use crate::point::Point;
@@ -405,7 +406,8 @@ impl<'a> Worker<'a> {
         // Stages run on records the state lacks, and on those the store lacks (a record
         // behind the state but not stored runs its stages again: the store's sync makes
         // states durable only with the points before them, so that doesn't happen).
-        let mut batches = run_stages(parts, &self.pipelines, records, &mut self.stages, stop)?;
+        let (mut batches, mut columns) =
+            run_stages(parts, &self.pipelines, records, &mut self.stages, stop)?;
         self.changed |= !offsets.is_empty() && !self.stages.is_empty();
         let stored = offsets.partition_point(|o| *o < self.stored_to);
         let windowed = offsets.partition_point(|o| *o < self.state_from);
@@ -413,7 +415,13 @@ impl<'a> Worker<'a> {
         // Stages ran once (plugin state is committed); only the store write is retried.
         let mut backoff = Backoff::default();
         while stored < offsets.len() {
-            match store(parts, &self.pipelines, fresh, through.clone()) {
+            match store(
+                parts,
+                &self.pipelines,
+                fresh,
+                &columns[stored..],
+                through.clone(),
+            ) {
                 Ok(refused) => {
                     if !parts.dead_letters.keep(&refused, stop) {
                         return Ok(Outcome::Stopped);
@@ -447,6 +455,7 @@ impl<'a> Worker<'a> {
                     for (_, points) in fresh.iter_mut() {
                         points.clear();
                     }
+                    columns.fill(None);
                 }
             }
         }
@@ -500,6 +509,9 @@ pub(super) fn retry<T, E: std::fmt::Display>(
     }
 }
 
+/// Each tenant's points, and the same points in columns where there are some.
+type Staged = (Vec<(TenantId, Vec<Point>)>, Vec<Option<Columns>>);
+
 /// Runs each record through its tenant's stages, within the tenant's plugin CPU quota:
 /// past it, the lane pauses until the quota has room again (or the lane stops).
 fn run_stages(
@@ -508,7 +520,7 @@ fn run_stages(
     records: Vec<(Offset, Record)>,
     states: &mut StageStates,
     stop: &AtomicBool,
-) -> Result<Vec<(TenantId, Vec<Point>)>, DeadLetterError> {
+) -> Result<Staged, DeadLetterError> {
     records
         .into_iter()
         .map(|(_, record)| {
@@ -516,7 +528,7 @@ fn run_stages(
             let staged = pipelines.get(&tenant).is_some_and(|p| !p.stages.is_empty());
             if !staged {
                 // No plugin runs: no quota to wait for or charge.
-                return Ok((tenant, record.points));
+                return Ok(((tenant, record.points), record.columns));
             }
             loop {
                 let pause = parts.quotas.cpu_pause(&tenant);
@@ -527,7 +539,7 @@ fn run_stages(
             }
             let permit = parts.quotas.plugin_permit(&tenant, stop);
             let started = thread_cpu_time();
-            let points = pipelines.run(
+            let (points, columns) = pipelines.run(
                 &tenant,
                 record.points,
                 record.columns,
@@ -538,26 +550,31 @@ fn run_stages(
                 .quotas
                 .charge_cpu(&tenant, thread_cpu_time().saturating_sub(started));
             drop(permit);
-            Ok((tenant, points))
+            Ok(((tenant, points), columns))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|staged| staged.into_iter().unzip())
 }
 
-/// Writes `batches` to the store. Points the store refuses are taken out of `batches` and
-/// returned as dead letters, one per point with its reason.
+/// Writes `batches` (with their `columns`, where there are some) to the store. Points the
+/// store refuses are taken out of `batches` and returned as dead letters, one per point
+/// with its reason.
 fn store(
     parts: &RunnerParts,
     pipelines: &Pipelines,
     batches: &mut [(TenantId, Vec<Point>)],
+    columns: &[Option<Columns>],
     through: Through,
 ) -> Result<Vec<DeadLetter>, crate::store::StoreError> {
     let started = Instant::now();
     let kept: Vec<Batch<'_>> = batches
         .iter()
-        .map(|(tenant, points)| Batch {
+        .zip(columns)
+        .map(|((tenant, points), columns)| Batch {
             tenant,
             retention: pipelines.retention(tenant),
             points,
+            columns: columns.as_ref(),
         })
         .collect();
     let mut refused = parts.store.write(&kept, through)?;

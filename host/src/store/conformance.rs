@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::{Batch, LateRecord, Retention, Rollup, SeriesFilter, SeriesKey, Store, Through, Tier};
 use crate::aggregate::Function;
+use crate::columns::Columns;
 use crate::lineproto::{Precision, parse};
 use crate::point::{Alert, AlertState, FieldType, FieldValue, Nanos, Point, Series, Tag};
 use crate::tenant::TenantId;
@@ -37,6 +38,7 @@ fn write_kept(store: &dyn Store, tenant: &TenantId, retention: Retention, lp: &s
         tenant,
         retention,
         points: &points(lp),
+        columns: None,
     };
     let refused = store.write(&[batch], AT).expect("write");
     assert!(refused.is_empty(), "{refused:?}");
@@ -119,6 +121,83 @@ pub(crate) fn every_field_type_round_trips(store: &dyn Store) {
         );
     }
     assert_eq!(store.field_type(&a, point, "absent").expect("type"), None);
+}
+
+/// A batch with its points' columns (a record's, or what a filter kept of them) stores
+/// and refuses exactly what the same points without them do: runs of one series, a type
+/// changing inside a run, a type conflicting with what was stored, strings.
+pub(crate) fn columns_store_what_their_points_say(store: &dyn Store) {
+    let lp = "m,h=x v=1 1\nm,h=x v=2 2\nm,h=x v=3i 3\nm,h=x v=4 4\nm,h=y v=5 5\n\
+              m,h=y v=6 6\nm,h=z v=7 7\nm,h=z v=8 8\nm,h=x s=\"a\",v=9 9\nm,h=x s=\"b\",v=10 10\n";
+    let all = points(lp);
+    let keep: Vec<bool> = (0..all.len()).map(|i| i != 4).collect();
+    let mut kept = Columns::from_points(&all);
+    kept.retain(&keep);
+    let kept_points: Vec<Point> = all
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(p, _)| p.clone())
+        .collect();
+    let whole = Columns::from_points(&all);
+    let cases = [
+        ("whole", &all, Some(&whole)),
+        ("whole-points", &all, None),
+        ("kept", &kept_points, Some(&kept)),
+        ("kept-points", &kept_points, None),
+    ];
+    let mut stored = Vec::new();
+    for (name, points, columns) in cases {
+        let tenant = TenantId::new(name);
+        // What was stored before: z's values are integers.
+        write(store, &tenant, "m,h=z v=0i 0");
+        let batch = Batch {
+            tenant: &tenant,
+            retention: Retention::Forever,
+            points,
+            columns,
+        };
+        let refused: Vec<_> = store
+            .write(&[batch], AT)
+            .expect("write")
+            .into_iter()
+            .map(|r| (r.point, r.reason.to_string()))
+            .collect();
+        let read = |f: &str, h: &str| {
+            let s = series(store, &tenant, "m", f, &[("h", h)]);
+            store.read(&tenant, &s, 0..100).expect("read")
+        };
+        let values = [
+            read("v", "x"),
+            read("v", "y"),
+            read("v", "z"),
+            read("s", "x"),
+        ];
+        stored.push((refused, values));
+    }
+    // Refused: the integer inside x's float run, and both floats of z.
+    assert_eq!(
+        stored[0].0.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [2, 6, 7]
+    );
+    assert_eq!(
+        stored[0].1[0],
+        floats(&[(1, 1.0), (2, 2.0), (4, 4.0), (9, 9.0), (10, 10.0)])
+    );
+    assert_eq!(
+        stored[0].1[3],
+        [
+            (9, FieldValue::String("a".into())),
+            (10, FieldValue::String("b".into()))
+        ]
+    );
+    assert_eq!(stored[0], stored[1], "with columns as without");
+    assert_eq!(stored[2], stored[3], "a filter's columns as its points");
+    assert_eq!(
+        stored[2].1[1],
+        floats(&[(6, 6.0)]),
+        "y's first point was dropped"
+    );
 }
 
 /// A point written again replaces the first (a replay stores nothing twice); tenants see
@@ -545,6 +624,7 @@ pub(crate) fn lanes_keep_their_offsets_while_ahead_of_their_partition(store: &dy
         tenant,
         retention: Retention::Forever,
         points: &[],
+        columns: None,
     };
     store
         .write(&[batch(&a)], lane(&a, 40))
@@ -581,6 +661,7 @@ macro_rules! conformance {
         $crate::store::conformance::conformance!(
             $fresh;
             every_field_type_round_trips,
+            columns_store_what_their_points_say,
             rewrites_replace_tenants_are_apart_and_ranges_are_half_open,
             tag_filters_select_series,
             reads_and_listings_page_past_their_limits,

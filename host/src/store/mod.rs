@@ -31,6 +31,7 @@ pub use self::scylla::ScyllaStore;
 pub use embedded::EmbeddedStore;
 
 use crate::aggregate::Values;
+use crate::columns::Columns;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point, Tag};
 use crate::tenant::TenantId;
 use crate::transport::{Offset, Partition};
@@ -156,6 +157,10 @@ pub struct Batch<'a> {
     pub retention: Retention,
     /// The points.
     pub points: &'a [Point],
+    /// The same points in columns, when the pipeline has them (a record's, or a filter's
+    /// output): a store may read each point of a run of one series from them, which are
+    /// laid out in order, instead of the point.
+    pub columns: Option<&'a Columns>,
 }
 
 /// A batch of `tenant`'s points kept forever (tests).
@@ -165,6 +170,7 @@ pub(crate) fn forever<'a>(tenant: &'a TenantId, points: &'a [Point]) -> Batch<'a
         tenant,
         retention: Retention::Forever,
         points,
+        columns: None,
     }
 }
 

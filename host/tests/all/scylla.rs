@@ -59,11 +59,13 @@ fn the_scylla_store_creates_its_schema_once_and_writes_prepared_batches() {
             tenant: &a,
             retention: Retention::Forever,
             points: &pa,
+            columns: None,
         },
         Batch {
             tenant: &b,
             retention: kept,
             points: &pb,
+            columns: None,
         },
     ];
     let refused = store.write(&batches, at(7)).expect("write");
@@ -99,6 +101,7 @@ fn the_scylla_store_creates_its_schema_once_and_writes_prepared_batches() {
                 tenant: &a,
                 retention: Retention::Forever,
                 points: &conflict,
+                columns: None,
             }],
             at(8),
         )
