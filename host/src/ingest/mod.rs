@@ -28,7 +28,7 @@ use axum::routing::post;
 
 use crate::api::{ApiError, TokenLookup};
 use crate::lineproto::Precision;
-use crate::point::Point;
+use crate::point::{Point, Runs};
 use crate::quota::Quotas;
 use crate::store::Store;
 use crate::telemetry::{Metrics, RejectLabels, RejectReason, TenantLabels};
@@ -132,11 +132,13 @@ impl SeriesNames {
     }
 }
 
-/// Points decoded from a body, and where each came from.
+/// Points decoded from a body, where each came from, and their runs where the decoder
+/// knows them.
 #[derive(Debug)]
 struct Decoded {
     points: Vec<Point>,
     origin: Origin,
+    runs: Runs,
 }
 
 impl Decoded {
@@ -145,6 +147,7 @@ impl Decoded {
         Self {
             points,
             origin: Origin::Lines(lines),
+            runs: Runs::default(),
         }
     }
 
@@ -153,19 +156,22 @@ impl Decoded {
         Self {
             points,
             origin: Origin::Metrics,
+            runs: Runs::default(),
         }
     }
 
-    /// Points of series' items: see [`Origin::Series`].
+    /// Points of series' items: see [`Origin::Series`]; `runs`, as the decoder knows them.
     fn series(
         points: Vec<Point>,
         series: SeriesNames,
         item: &'static str,
         at: Vec<(usize, usize)>,
+        runs: Runs,
     ) -> Self {
         Self {
             points,
             origin: Origin::Series { series, item, at },
+            runs,
         }
     }
 
@@ -222,7 +228,7 @@ impl IngestState {
         let first_bad = {
             let mut bad = self
                 .limits
-                .check_each(&decoded.points)
+                .check_each(&decoded.points, &decoded.runs)
                 .zip(&decoded.points)
                 .enumerate()
                 .filter_map(|(i, (checked, p))| {
@@ -240,6 +246,7 @@ impl IngestState {
             .admit(
                 tenant,
                 &mut decoded.points,
+                &decoded.runs,
                 Some(self.store.as_ref()),
                 retyping,
                 widen,
@@ -314,9 +321,9 @@ impl IngestState {
             let _span = span.entered();
             let mut decoded = decode()?;
             state.validate(&tenant, &mut decoded)?;
-            let points = decoded.points;
-            let n = points.len();
-            let records = records_for(&tenant, points, state.producer.partitions());
+            let n = decoded.points.len();
+            let partitions = state.producer.partitions();
+            let records = records_for(&tenant, decoded.points, &decoded.runs, partitions);
             state
                 .producer
                 .append(records)

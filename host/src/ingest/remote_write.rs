@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 
 use super::{Decoded, IngestState, SeriesNames};
 use crate::api::{ApiError, authenticate};
-use crate::point::{Field, FieldValue, Name, Point, Tag};
+use crate::point::{Field, FieldValue, Name, Point, Runs, Tag};
 
 /// The label that holds the metric name.
 pub const NAME_LABEL: &str = "__name__";
@@ -156,6 +156,8 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
     let samples = request.timeseries.iter().map(|s| s.samples.len()).sum();
     let mut points = Vec::with_capacity(samples);
     let mut origin = Vec::with_capacity(samples);
+    // A series' samples after its first have its keys.
+    let mut continues = Vec::with_capacity(samples);
     for (i, series) in request.timeseries.into_iter().enumerate() {
         let refuse = |why: String| ApiError::invalid(format!("timeseries[{i}]: {why}"));
         if !series.histograms.is_empty() {
@@ -182,6 +184,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
                 timestamp,
             });
             origin.push((i, j));
+            continues.push(j > 0);
         }
     }
     Ok(Decoded::series(
@@ -189,6 +192,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
         SeriesNames::Indexed("timeseries"),
         "samples",
         origin,
+        Runs::known(continues),
     ))
 }
 
@@ -275,6 +279,27 @@ mod tests {
         // An empty label value is no label.
         assert!(points[2].tags.is_empty());
         assert_eq!(points[2].fields[0].value, FieldValue::Float(f64::INFINITY));
+    }
+
+    #[test]
+    fn a_series_samples_after_its_first_are_known_to_continue_its_run() {
+        let a = [("__name__", "up"), ("job", "api")];
+        let bytes = encoded(vec![
+            TimeSeries::new(&a, &[(1.0, 1), (2.0, 2), (3.0, 3)]),
+            TimeSeries::new(&[("__name__", "up"), ("job", "db")], &[(4.0, 1), (5.0, 2)]),
+            // The same series again: a new run, which is safe (its keys are checked again).
+            TimeSeries::new(&a, &[(6.0, 4)]),
+        ]);
+        let decoded = decode(&bytes).expect("decoded");
+        let points = &decoded.points;
+        let known: Vec<bool> = (0..points.len())
+            .map(|i| decoded.runs.continues(points, i, |_, _| unreachable!("known")))
+            .collect();
+        assert_eq!(known, [false, true, true, false, true, false]);
+        // Never a continuation where the keys differ: what ingest skips checking.
+        for i in 1..points.len() {
+            assert!(!known[i] || points[i - 1].same_keys(&points[i]), "point {i}");
+        }
     }
 
     #[test]

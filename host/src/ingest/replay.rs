@@ -17,6 +17,7 @@ use super::IngestState;
 use crate::api::{ApiError, authenticate};
 use crate::lineproto::{Precision, parse};
 use crate::pipeline::DeadLetterError;
+use crate::point::Runs;
 use crate::tenant::TenantId;
 use crate::transport::records_for;
 
@@ -86,7 +87,8 @@ impl IngestState {
             }
             if !points.is_empty() {
                 done.points += points.len();
-                let records = records_for(tenant, points, self.producer.partitions());
+                let partitions = self.producer.partitions();
+                let records = records_for(tenant, points, &Runs::default(), partitions);
                 self.producer
                     .append(records)
                     .map_err(|e| ApiError::Unavailable {

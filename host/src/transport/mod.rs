@@ -25,7 +25,7 @@ pub use backlog::Backlog;
 pub use embedded::{EmbeddedConsumer, EmbeddedLog};
 
 use crate::columns::Columns;
-use crate::point::Point;
+use crate::point::{Point, Runs};
 use crate::tenant::TenantId;
 
 /// A partition number.
@@ -309,14 +309,15 @@ pub fn partition_for(tenant: &TenantId, point: &Point, partitions: u32) -> Parti
 pub fn records_for(
     tenant: &TenantId,
     points: Vec<Point>,
+    runs: &Runs,
     partitions: u32,
 ) -> Vec<(Partition, Record)> {
     // A point of the series before it goes where that one went: hashing byte by byte was
     // 7% of remote-write ingest, whose series come as runs of samples.
     let mut each: Vec<Partition> = Vec::with_capacity(points.len());
     for (i, point) in points.iter().enumerate() {
-        let partition = match (i.checked_sub(1), each.last()) {
-            (Some(before), Some(&p)) if points[before].same_series(point) => p,
+        let partition = match each.last() {
+            Some(&p) if runs.continues(&points, i, Point::same_series) => p,
             _ => partition_for(tenant, point, partitions),
         };
         each.push(partition);
@@ -353,7 +354,7 @@ mod tests {
             .collect();
         let points = parse(&lines, Precision::Nanoseconds, 0).0;
         assert_eq!(points.len(), 200);
-        let records = records_for(&tenant, points.clone(), 8);
+        let records = records_for(&tenant, points.clone(), &Runs::default(), 8);
         assert!(
             records.len() > 1,
             "the bench's series spread over partitions"
