@@ -803,6 +803,7 @@ pub fn decode_checkpoint(bytes: &[u8], next: u64) -> Result<Checkpoint, FormatEr
 mod tests {
     use super::*;
     use crate::lineproto::{Precision, parse};
+    use crate::point::Runs;
 
     #[test]
     fn records_round_trip_and_their_bytes_are_pinned() {
@@ -1060,6 +1061,10 @@ mod tests {
             }
             // The same columns in format 2 decode to the same.
             let columns = record.columns.as_ref().expect("made");
+            // Made knowing the runs, rows copied, they are the same columns.
+            let points = &record.points;
+            let known = Runs::known((0..points.len()).map(|i| i > 0 && points[i - 1].same_keys(&points[i])).collect());
+            proptest::prop_assert_eq!(&Columns::from_runs(points, &known), columns);
             let v2 = decode_record(&v2_record(&tenant, columns)).expect("decodes");
             proptest::prop_assert_eq!(shapes(&v2), shapes(&record));
         }

@@ -143,9 +143,17 @@ pub struct Runs(Option<Vec<bool>>);
 
 impl Runs {
     /// Runs as a decoder knows them: `continues[i]` iff point `i` has the keys of point
-    /// `i - 1`.
+    /// `i - 1`. Trusted, not checked: a point said to continue a run is neither checked
+    /// nor encoded apart from the one before it.
     pub fn known(continues: Vec<bool>) -> Self {
         Self(Some(continues))
+    }
+
+    /// Whether point `i` is known to continue a run (false where runs are not known).
+    pub fn known_to_continue(&self, i: usize) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|known| known.get(i).copied().unwrap_or(false))
     }
 
     /// Whether point `i` of `points` continues a run: as known, or when `same` says so of

@@ -293,12 +293,19 @@ mod tests {
         let decoded = decode(&bytes).expect("decoded");
         let points = &decoded.points;
         let known: Vec<bool> = (0..points.len())
-            .map(|i| decoded.runs.continues(points, i, |_, _| unreachable!("known")))
+            .map(|i| {
+                decoded
+                    .runs
+                    .continues(points, i, |_, _| unreachable!("known"))
+            })
             .collect();
         assert_eq!(known, [false, true, true, false, true, false]);
         // Never a continuation where the keys differ: what ingest skips checking.
         for i in 1..points.len() {
-            assert!(!known[i] || points[i - 1].same_keys(&points[i]), "point {i}");
+            assert!(
+                !known[i] || points[i - 1].same_keys(&points[i]),
+                "point {i}"
+            );
         }
     }
 

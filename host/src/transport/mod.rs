@@ -329,15 +329,27 @@ pub fn records_for(
     for &p in &each {
         sizes[p as usize] += 1;
     }
-    let mut by_partition: Vec<Vec<Point>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
-    for (point, p) in points.into_iter().zip(each) {
-        by_partition[p as usize].push(point);
+    let mut by_partition: Vec<(Vec<Point>, Vec<bool>)> = sizes
+        .iter()
+        .map(|&n| (Vec::with_capacity(n), Vec::with_capacity(n)))
+        .collect();
+    for (i, (point, p)) in points.into_iter().zip(each).enumerate() {
+        let (points, continues) = &mut by_partition[p as usize];
+        points.push(point);
+        // A run stays whole in its series' partition, so what continues it here too.
+        continues.push(runs.known_to_continue(i));
     }
     by_partition
         .into_iter()
         .zip(0..)
-        .filter(|(points, _)| !points.is_empty())
-        .map(|(points, p)| (p, Record::new(tenant.clone(), points)))
+        .filter(|((points, _), _)| !points.is_empty())
+        .map(|((points, continues), p)| {
+            // The columns made here, where the runs are known, spare comparing names.
+            let columns = Columns::from_runs(&points, &Runs::known(continues));
+            let mut record = Record::new(tenant.clone(), points);
+            record.columns = Some(columns);
+            (p, record)
+        })
         .collect()
 }
 
@@ -354,7 +366,16 @@ mod tests {
             .collect();
         let points = parse(&lines, Precision::Nanoseconds, 0).0;
         assert_eq!(points.len(), 200);
-        let records = records_for(&tenant, points.clone(), &Runs::default(), 8);
+        // Runs of three points of one series, known as remote write knows them.
+        let known = Runs::known((0..200).map(|i| i % 3 != 0).collect());
+        let records = records_for(&tenant, points.clone(), &known, 8);
+        let compared = records_for(&tenant, points.clone(), &Runs::default(), 8);
+        assert_eq!(records, compared);
+        for (_, record) in records.iter().chain(&compared) {
+            // Columns made with the runs known, the rows copied, are those of the points.
+            let columns = Columns::from_points(&record.points);
+            assert_eq!(record.columns.as_ref(), Some(&columns));
+        }
         assert!(
             records.len() > 1,
             "the bench's series spread over partitions"
