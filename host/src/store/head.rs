@@ -21,7 +21,11 @@ impl Head {
     /// Adds samples of series `id`, in order: one lookup for a run of them (a
     /// remote-written series' samples), where a lookup and a push each were 7% of its
     /// ingest (perf, the bench's remote-write round).
+    /// None adds nothing: not even the series, which [`Head::has`] would then tell.
     pub fn extend(&mut self, id: u64, samples: impl ExactSizeIterator<Item = Sample>) {
+        if samples.len() == 0 {
+            return;
+        }
         self.len += samples.len();
         self.by_series.entry(id).or_default().extend(samples);
     }
@@ -105,6 +109,11 @@ mod tests {
         older.extend(2, [(5, FieldValue::Integer(2))].into_iter());
         let mut head = Head::default();
         head.extend(1, [(10, FieldValue::Integer(3))].into_iter());
+        head.extend(
+            3,
+            std::iter::empty::<Sample>().collect::<Vec<_>>().into_iter(),
+        );
+        assert!(!head.has(3), "no samples, no series");
         head.absorb(older);
         let one: Vec<_> = head.range(1, &(0..100)).cloned().collect();
         assert_eq!(
