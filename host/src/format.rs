@@ -30,6 +30,13 @@ const MAGIC: u8 = b'S';
 /// [`Columns`], the batch a plugin reads, each run of points of one shape written once.
 pub const RECORD_VERSION: u8 = 3;
 
+/// Most tag and field rows a record of format 3 lays out per byte of it: four times what a
+/// stored point can need. A point of a run takes 16 bytes of the record at least (its time
+/// and a value), and its tags fit its series key, at most 32 KiB
+/// ([`crate::store::keys::MAX_SERIES_KEY_BYTES`]) at 2 bytes a tag or more: 16 Ki rows,
+/// 1,024 a byte.
+const MAX_ROWS_A_BYTE: usize = 4_096;
+
 /// Log records of the release before: the points' [`Columns`] as they are, still read.
 const RECORD_V2: u8 = 2;
 
@@ -147,7 +154,7 @@ impl Serialize for ValueOut<'_> {
 /// Decoding lays each point's rows after the last ones. The samples of a Prometheus
 /// series come as runs of one shape: format 2 wrote each point's rows whole, 97 bytes a
 /// point of the Prometheus bench, and the log's writes (the page-cache copy) were a fifth
-/// of its remote-write ingest under perf; this writes 20. The columns cost 23-24 ns a point
+/// of its remote-write ingest under perf; this writes about 20. The columns cost 23-24 ns a point
 /// to make (`plugin_throughput`'s 1,000-point batches), the runs a comparison of rows.
 ///
 /// Makes the record's columns if it has none, and keeps them.
@@ -194,7 +201,7 @@ fn encode_columns(tenant: &str, c: &Columns) -> Option<Vec<u8>> {
         put_run(&mut out, run, &shape);
         i += run;
     }
-    out.extend_from_slice(&c.timestamps);
+    out.extend_from_slice(c.timestamps.get(..n * 8)?);
     out.extend_from_slice(&values);
     Some(out)
 }
@@ -472,6 +479,18 @@ impl Reader<'_> {
                     keys.extend_from_slice(&self.u32("field key span").map_err(at)?.to_le_bytes());
                 }
                 kinds.push(self.take(1, "field type").map_err(at)?[0]);
+            }
+            // A run's rows are laid out for each of its points: bounded by the record's
+            // bytes, so a few bytes of a foreign producer can't ask for gigabytes.
+            let rows = (tags.len() / 16 + keys.len() / 8).saturating_mul(run);
+            let laid = c.tags.len() / 16 + c.field_keys.len() / 8;
+            if rows.saturating_add(laid) > self.bytes.len().saturating_mul(MAX_ROWS_A_BYTE) {
+                return Err(at(format!(
+                    "{run} points of {} tags and {} fields: more rows than a {}-byte record holds",
+                    tags.len() / 16,
+                    kinds.len(),
+                    self.bytes.len()
+                )));
             }
             let shape = Shape {
                 measurement,
@@ -1143,6 +1162,21 @@ mod tests {
         assert_eq!(
             broken(&v3, 11, 3),
             "log record does not decode: run at point 0: 3 points, with 2 to go; retrying can't help"
+        );
+        // A run of many points of many tags: refused before its rows are laid out.
+        let (points, tags) = (40_000usize, 131_072usize);
+        let mut wide = vec![b'S', 3, 1, b't', 1, b'm'];
+        varint::put(&mut wide, points as u64);
+        varint::put(&mut wide, points as u64);
+        wide.extend_from_slice(&[0, 1]);
+        varint::put(&mut wide, tags as u64);
+        wide.extend(std::iter::repeat_n([0, 1, 0, 1], tags).flatten());
+        wide.extend_from_slice(&[1, 0, 1, 0]);
+        wide.resize(wide.len() + points * 16, 0);
+        let err = decode_record(&wide).expect_err("too wide").to_string();
+        assert!(
+            err.contains("run at point 0: 40000 points of 131072 tags and 1 fields: more rows"),
+            "{err}"
         );
         // More points than bytes left, and more than their timestamps' 8 bytes each fit.
         assert!(broken(&v3, 10, 100).contains("point count: 100 items, with 63 bytes left"));

@@ -124,8 +124,9 @@ impl Limits {
     }
 
     /// [`Limits::check`] of each of `points`, in order. The names of a point of the same
-    /// series as the one before are not checked again: remote write sends each series'
-    /// samples as a run, and checking every name of every sample was 7% of its ingest.
+    /// series as the one before (as `runs` knows, or as compared) are not checked again:
+    /// remote write sends each series' samples as a run, and checking every name of every
+    /// sample was 7% of its ingest.
     pub fn check_each<'a>(
         &'a self,
         points: &'a [Point],
@@ -290,7 +291,8 @@ impl FieldTypes {
     ///
     /// With `widen` (JSON, whose numbers have no float or integer type of their own: a
     /// float 30.0 arrives as `30`), whole numbers of a field that is float, in the body or
-    /// before, become floats instead of conflicting.
+    /// before, become floats instead of conflicting. A point that continues a run (`runs`)
+    /// finds its fields' entries where the point before left them.
     ///
     /// # Errors
     /// The index of the first point with a conflicting field, and the conflict.

@@ -305,7 +305,8 @@ pub fn partition_for(tenant: &TenantId, point: &Point, partitions: u32) -> Parti
     (h % u64::from(partitions.max(1))) as Partition
 }
 
-/// Splits a tenant's batch into one record per partition.
+/// Splits a tenant's batch into one record per partition, each with its columns made;
+/// `runs` says which points are known to continue the run of the one before.
 pub fn records_for(
     tenant: &TenantId,
     points: Vec<Point>,
