@@ -423,7 +423,7 @@ impl Reader<'_> {
 
     /// The columns of a record of format 2, each as it is.
     fn columns(&mut self) -> Result<Columns, String> {
-        Ok(Columns {
+        let c = Columns {
             text: self.column("text")?,
             points: self.column("points")?,
             timestamps: self.column("timestamps")?,
@@ -431,7 +431,22 @@ impl Reader<'_> {
             field_keys: self.column("field_keys")?,
             field_kinds: self.column("field_kinds")?,
             field_values: self.column("field_values")?,
-        })
+        };
+        // Points may name the same rows, and each becomes a point's own tags and fields
+        // when decoded: a few bytes could ask for gigabytes. Releases wrote each point's
+        // rows apart, so points never name more rows than there are.
+        let named = c.points.chunks_exact(24).fold(0usize, |n, row| {
+            let count =
+                |at: usize| u32::from_le_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]]);
+            n.saturating_add(count(12) as usize + count(20) as usize)
+        });
+        let rows = c.tags.len() / 16 + c.field_keys.len() / 8;
+        if named > rows {
+            return Err(format!(
+                "its points name {named} tags and fields, of the {rows} rows it has"
+            ));
+        }
+        Ok(c)
     }
 
     /// A varint that must fit a column's u32.
@@ -1176,6 +1191,31 @@ mod tests {
         let err = decode_record(&wide).expect_err("too wide").to_string();
         assert!(
             err.contains("run at point 0: 40000 points of 131072 tags and 1 fields: more rows"),
+            "{err}"
+        );
+        // Format 2: points naming the same rows, each its own tags once decoded.
+        let row: Vec<u8> = [0u32, 1, 0, 60_000, 0, 1]
+            .iter()
+            .flat_map(|n| n.to_le_bytes())
+            .collect();
+        let shared = Columns {
+            text: b"m".to_vec(),
+            points: row.repeat(1_000),
+            timestamps: vec![0; 8_000],
+            tags: [0u32, 1, 0, 1]
+                .iter()
+                .flat_map(|n| n.to_le_bytes())
+                .collect::<Vec<_>>()
+                .repeat(60_000),
+            field_keys: vec![0, 0, 0, 0, 1, 0, 0, 0],
+            field_kinds: vec![0],
+            field_values: vec![0; 8],
+        };
+        let err = decode_record(&v2_record("t", &shared))
+            .expect_err("too wide")
+            .to_string();
+        assert!(
+            err.contains("its points name 60001000 tags and fields, of the 60001 rows it has"),
             "{err}"
         );
         // More points than bytes left, and more than their timestamps' 8 bytes each fit.
