@@ -252,20 +252,7 @@ impl Columns {
             ));
         }
         let span = |start: u32, len: u32, what: &dyn Fn() -> String| -> Result<&str, String> {
-            let (start, len) = (start as usize, len as usize);
-            let bytes = start
-                .checked_add(len)
-                .and_then(|end| text.get(start..end))
-                .ok_or_else(|| {
-                    format!(
-                        "{}: span {start}+{len} is outside the {}-byte text",
-                        what(),
-                        text.len()
-                    )
-                })?;
-            // Only spans must be UTF-8: bytes between them are nobody's business.
-            std::str::from_utf8(bytes)
-                .map_err(|_| format!("{}: span {start}+{len} is not UTF-8", what()))
+            span_of(text, start, len).map_err(|e| format!("{}: {e}", what()))
         };
         let range = |first: u32, count: u32, rows: usize, what: &str| {
             let (first, count) = (first as usize, count as usize);
@@ -302,15 +289,9 @@ impl Columns {
                         )?
                         .into();
                         let bits = u64_at(&self.field_values, f);
-                        let value = self.value(self.field_kinds[f], bits).map_err(|e| match e {
-                            Bad::Kind(kind) => format!("field {f} has type code {kind}, not 0-4"),
-                            Bad::Span => {
-                                let at = || format!("field {f} string value");
-                                span((bits >> 32) as u32, bits as u32, &at)
-                                    .err()
-                                    .unwrap_or_default()
-                            }
-                        })?;
+                        let value = self
+                            .value(self.field_kinds[f], bits)
+                            .map_err(|e| format!("field {f} {e}"))?;
                         Ok(Field { key, value })
                     })
                     .collect::<Result<Vec<_>, String>>()
@@ -383,23 +364,20 @@ impl Columns {
         Ok(())
     }
 
-    /// The value of type code `kind` and bits `bits` (a field-values entry).
-    fn value(&self, kind: u8, bits: u64) -> Result<FieldValue, Bad> {
+    /// The value of type code `kind` and bits `bits` (a field-values entry), or what is
+    /// wrong with them, to follow the field's name.
+    fn value(&self, kind: u8, bits: u64) -> Result<FieldValue, String> {
         Ok(match kind {
             FLOAT => FieldValue::Float(f64::from_bits(bits)),
             INTEGER => FieldValue::Integer(bits as i64),
             UNSIGNED => FieldValue::Unsigned(bits),
             BOOLEAN => FieldValue::Boolean(bits != 0),
-            STRING => {
-                let (start, len) = ((bits >> 32) as usize, bits as u32 as usize);
-                let bytes = self.text.get(start..start + len).ok_or(Bad::Span)?;
-                FieldValue::String(
-                    std::str::from_utf8(bytes)
-                        .map_err(|_| Bad::Span)?
-                        .to_owned(),
-                )
-            }
-            kind => return Err(Bad::Kind(kind)),
+            STRING => FieldValue::String(
+                span_of(&self.text, (bits >> 32) as u32, bits as u32)
+                    .map_err(|e| format!("string value: {e}"))?
+                    .to_owned(),
+            ),
+            kind => return Err(format!("has type code {kind}, not 0-4")),
         })
     }
 
@@ -453,12 +431,15 @@ impl Columns {
     }
 }
 
-/// What is wrong with a field value's entry.
-enum Bad {
-    /// An unknown type code.
-    Kind(u8),
-    /// A string span outside the text, or not UTF-8.
-    Span,
+/// The string at `start`, `len` bytes long, in `text`, or what is wrong with the span.
+fn span_of(text: &[u8], start: u32, len: u32) -> Result<&str, String> {
+    let (start, len) = (start as usize, len as usize);
+    let bytes = start
+        .checked_add(len)
+        .and_then(|end| text.get(start..end))
+        .ok_or_else(|| format!("span {start}+{len} is outside the {}-byte text", text.len()))?;
+    // Only spans must be UTF-8: bytes between them are nobody's business.
+    std::str::from_utf8(bytes).map_err(|_| format!("span {start}+{len} is not UTF-8"))
 }
 
 /// The rows of a column of `width`-byte rows, or what is wrong with its length.

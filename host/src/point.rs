@@ -160,7 +160,7 @@ impl Runs {
     /// the point before it and it.
     pub fn continues(&self, points: &[Point], i: usize, same: fn(&Point, &Point) -> bool) -> bool {
         match &self.0 {
-            Some(known) => known.get(i).copied().unwrap_or(false),
+            Some(_) => self.known_to_continue(i),
             None => i
                 .checked_sub(1)
                 .and_then(|before| Some(same(points.get(before)?, points.get(i)?)))

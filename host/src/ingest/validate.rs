@@ -349,8 +349,7 @@ impl FieldTypes {
         // (a run of remote-written samples) finds its own there, without building and
         // hashing its keys.
         let mut slots: Vec<usize> = Vec::new();
-        for i in 0..points.len() {
-            let point = &points[i];
+        for (i, point) in points.iter().enumerate() {
             if runs.continues(points, i, Point::same_keys) {
                 for (field, &slot) in point.fields.iter().zip(&slots) {
                     if let Some((_, (seen, _, _))) = body.get_index_mut(slot) {

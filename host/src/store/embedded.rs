@@ -24,6 +24,7 @@ use super::{
     Retention, Rollup, RollupPage, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through,
     Tier, Usage, alert_id, keys,
 };
+use crate::columns::Shape;
 use crate::format;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
 use crate::tenant::TenantId;
@@ -1282,9 +1283,11 @@ impl Store for EmbeddedStore {
                 columns,
                 ..
             } = *batch;
-            // The last point taken, when its keys are built and indexed in `keys`.
-            let mut known: Option<usize> = None;
+            // The last point taken, when its keys are built and indexed in `keys`, and its
+            // shape in the columns.
+            let mut known: Option<(usize, Option<Shape<'_>>)> = None;
             for (i, point) in points.iter().enumerate() {
+                let shape = columns.and_then(|c| c.shape(i)).map(|(s, _)| s);
                 // A point of the same keys as the last one taken finds them built and
                 // indexed (each was, when that point was written): building and hashing
                 // them for every sample of a remote-written series was 6% of its ingest.
@@ -1292,12 +1295,10 @@ impl Store for EmbeddedStore {
                 // types too, so its types pass as the last one's did, and the point itself
                 // is not read: comparing points, whose tags had left the cache since
                 // ingest made them, was 8% of remote-write ingest (perf).
-                let shaped = known.and_then(|k| {
-                    let c = columns?;
-                    Some(c.shape(k)?.0 == c.shape(i)?.0)
-                });
+                let shaped = known.and_then(|(_, k)| Some(k? == shape?));
                 let again = keys.all_indexed()
-                    && shaped.unwrap_or_else(|| known.is_some_and(|k| points[k].same_keys(point)));
+                    && shaped
+                        .unwrap_or_else(|| known.is_some_and(|(k, _)| points[k].same_keys(point)));
                 if !again {
                     flush(&mut shared.head, &mut run);
                 }
@@ -1308,7 +1309,7 @@ impl Store for EmbeddedStore {
                     (true, _) => keys.check_types(point),
                     (false, _) => self.check_point(&mut shared, tenant, point, &mut keys),
                 };
-                known = checked.is_ok().then_some(i);
+                known = checked.is_ok().then_some((i, shape));
                 if let Err(reason) = checked {
                     refused.push(Refused {
                         batch: b,

@@ -109,10 +109,7 @@ mod tests {
         older.extend(2, [(5, FieldValue::Integer(2))].into_iter());
         let mut head = Head::default();
         head.extend(1, [(10, FieldValue::Integer(3))].into_iter());
-        head.extend(
-            3,
-            std::iter::empty::<Sample>().collect::<Vec<_>>().into_iter(),
-        );
+        head.extend(3, std::iter::empty());
         assert!(!head.has(3), "no samples, no series");
         head.absorb(older);
         let one: Vec<_> = head.range(1, &(0..100)).cloned().collect();
