@@ -30,7 +30,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use sluice::config::Config;
-use sluice::point::Runs;
 use sluice::tenant::TenantId;
 
 // The tests' broker helper; the bench uses part of it.
@@ -176,9 +175,7 @@ fn raw_ceiling(brokers: &str, batches: &[String], round: usize) -> anyhow::Resul
         if !errors.is_empty() {
             bail!("the input does not parse: {errors:?}");
         }
-        for (p, mut record) in
-            sluice::transport::records_for(&tenant, points, &Runs::default(), PARTITIONS)
-        {
+        for (p, mut record) in sluice::transport::records_for(&tenant, points, PARTITIONS) {
             messages.push((p, sluice::format::encode_record(&mut record)));
         }
     }

@@ -12,6 +12,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use sluice::columns::Points;
 use sluice::config::ScyllaConfig;
 use sluice::point::{Field, FieldValue, Point, Tag};
 use sluice::store::{Batch, EmbeddedStore, Retention, ScyllaStore, Store, Through};
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
 }
 
 /// The input: writes of `BATCH` points, recent (within the retention).
-fn input() -> Vec<Vec<Point>> {
+fn input() -> Vec<Points> {
     let now = sluice::time::now_ns();
     let start = now - (POINTS / SERIES) as i64 * 1_000_000_000;
     let points: Vec<Point> = (0..POINTS)
@@ -75,11 +76,14 @@ fn input() -> Vec<Vec<Point>> {
             timestamp: start + (i / SERIES) as i64 * 1_000_000_000,
         })
         .collect();
-    points.chunks(BATCH).map(<[Point]>::to_vec).collect()
+    points
+        .chunks(BATCH)
+        .map(|chunk| chunk.to_vec().into())
+        .collect()
 }
 
 /// Points/s writing `batches` to `store`, a sync after each.
-fn measure(store: &dyn Store, batches: &[Vec<Point>]) -> f64 {
+fn measure(store: &dyn Store, batches: &[Points]) -> f64 {
     let tenant = TenantId::new("bench");
     let retention = Retention::For(Duration::from_secs(30 * 86_400));
     let started = Instant::now();
@@ -88,7 +92,6 @@ fn measure(store: &dyn Store, batches: &[Vec<Point>]) -> f64 {
             tenant: &tenant,
             retention,
             points,
-            columns: None,
         };
         let through = Through::partition(0, i as u64 + 1);
         let refused = store.write(&[batch], through).expect("write");

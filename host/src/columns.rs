@@ -11,7 +11,7 @@
 //! because the plugin boundary moves these columns into the WIT record unchanged
 //! (`plugin/batch.rs`), naming every field, so a change to either stops the build.
 
-use crate::point::{Field, FieldValue, Nanos, Point, Runs, Tag};
+use crate::point::{Field, FieldValue, Nanos, Point, Samples, Tag};
 
 /// A batch of points in columns. Row `i` of a column with `n` numbers per row starts at
 /// number `i * n`; a span is a byte offset and a length in bytes into `text`, and the bytes
@@ -80,6 +80,36 @@ impl<'a> Last<'a> {
     }
 }
 
+/// The last strings written at each place of a point (see [`Last`]).
+#[derive(Default)]
+struct Lasts<'a> {
+    measurement: Last<'a>,
+    tag_keys: Vec<Last<'a>>,
+    tag_values: Vec<Last<'a>>,
+    field_keys: Vec<Last<'a>>,
+}
+
+impl<'a> Lasts<'a> {
+    /// The row of a point's tag `j`, its strings in `text`.
+    fn tag(&mut self, text: &mut Vec<u8>, j: usize, tag: &'a Tag) -> [u8; 16] {
+        if self.tag_keys.len() <= j {
+            self.tag_keys.resize(j + 1, Last::default());
+            self.tag_values.resize(j + 1, Last::default());
+        }
+        let k = self.tag_keys[j].span(text, &tag.key);
+        let v = self.tag_values[j].span(text, &tag.value);
+        le::<4, 16>([k[0], k[1], v[0], v[1]])
+    }
+
+    /// The key row of a point's field `j`, named `key`, in `text`.
+    fn field_key(&mut self, text: &mut Vec<u8>, j: usize, key: &'a str) -> [u8; 8] {
+        if self.field_keys.len() <= j {
+            self.field_keys.resize(j + 1, Last::default());
+        }
+        le::<2, 8>(self.field_keys[j].span(text, key))
+    }
+}
+
 /// Whether `a` and `b` are equal. Inline for the short strings of names and tags, where a
 /// call of `memcmp` took a third of the time of encoding a batch.
 #[inline]
@@ -126,20 +156,20 @@ pub struct Shape<'a> {
     pub field_kinds: &'a [u8],
 }
 
+/// How many point, tag and field rows columns have.
+#[derive(Clone, Copy)]
+struct Rows {
+    points: usize,
+    tags: usize,
+    fields: usize,
+}
+
 impl Columns {
     /// The columns of `points`.
-    pub fn from_points(points: &[Point]) -> Columns {
-        Self::from_runs(points, &Runs::default())
-    }
-
-    /// The columns of `points`, of which `runs` may know some to have the keys of the
-    /// point before: such a point's measurement, tag and field-key rows are those of the
-    /// point before, copied without reading its names (which, read again after ingest's
-    /// checks, had left the cache).
     ///
     /// The number columns are sized up front and rows written in place: appending each row
     /// to a `Vec` cost a call of `memcpy` per row (callgrind: ~200 instructions a point).
-    pub fn from_runs(points: &[Point], runs: &Runs) -> Columns {
+    pub fn from_points(points: &[Point]) -> Columns {
         let n = points.len();
         let (tags, fields) = points
             .iter()
@@ -154,31 +184,11 @@ impl Columns {
             field_kinds: vec![0; fields],
             field_values: vec![0; fields * 8],
         };
-        let mut measurement = Last::default();
-        let (mut tag_keys, mut tag_values, mut field_keys) = (Vec::new(), Vec::new(), Vec::new());
+        let mut lasts = Lasts::default();
         let (mut t, mut f) = (0usize, 0usize);
         for (i, p) in points.iter().enumerate() {
             b.timestamps[i * 8..i * 8 + 8].copy_from_slice(&p.timestamp.to_le_bytes());
-            // The rows of the point before, when it has this one's keys (and so as many).
-            let before = i
-                .checked_sub(1)
-                .filter(|&h| runs.known_to_continue(i) && points[h].tags.len() == p.tags.len())
-                .filter(|&h| points[h].fields.len() == p.fields.len());
-            if let Some(h) = before {
-                b.points.copy_within(h * 24..h * 24 + 24, i * 24);
-                let (tc, fc) = (p.tags.len(), p.fields.len());
-                b.points[i * 24 + 8..i * 24 + 12].copy_from_slice(&to_u32(t).to_le_bytes());
-                b.points[i * 24 + 16..i * 24 + 20].copy_from_slice(&to_u32(f).to_le_bytes());
-                b.tags.copy_within((t - tc) * 16..t * 16, t * 16);
-                b.field_keys.copy_within((f - fc) * 8..f * 8, f * 8);
-                t += tc;
-                for field in &p.fields {
-                    b.put_value(f, &field.value);
-                    f += 1;
-                }
-                continue;
-            }
-            let m = measurement.span(&mut b.text, &p.measurement);
+            let m = lasts.measurement.span(&mut b.text, &p.measurement);
             b.points[i * 24..i * 24 + 24].copy_from_slice(&le::<6, 24>([
                 m[0],
                 m[1],
@@ -187,24 +197,74 @@ impl Columns {
                 to_u32(f),
                 to_u32(p.fields.len()),
             ]));
-            if tag_keys.len() < p.tags.len() {
-                tag_keys.resize(p.tags.len(), Last::default());
-                tag_values.resize(p.tags.len(), Last::default());
-            }
             for (j, tag) in p.tags.iter().enumerate() {
-                let k = tag_keys[j].span(&mut b.text, &tag.key);
-                let v = tag_values[j].span(&mut b.text, &tag.value);
-                b.tags[t * 16..t * 16 + 16].copy_from_slice(&le::<4, 16>([k[0], k[1], v[0], v[1]]));
+                let row = lasts.tag(&mut b.text, j, tag);
+                b.tags[t * 16..t * 16 + 16].copy_from_slice(&row);
                 t += 1;
             }
-            if field_keys.len() < p.fields.len() {
-                field_keys.resize(p.fields.len(), Last::default());
-            }
             for (j, field) in p.fields.iter().enumerate() {
-                let key = field_keys[j].span(&mut b.text, &field.key);
-                b.field_keys[f * 8..f * 8 + 8].copy_from_slice(&le::<2, 8>(key));
+                let key = lasts.field_key(&mut b.text, j, &field.key);
+                b.field_keys[f * 8..f * 8 + 8].copy_from_slice(&key);
                 b.put_value(f, &field.value);
                 f += 1;
+            }
+        }
+        b
+    }
+
+    /// The columns of the samples of `series` number `which` (in that order): each sample is
+    /// its series' point at the sample's time, each field a float of its value. The samples
+    /// of a series share its tag rows (the layout lets points name the same rows), so each
+    /// takes its point, field and time rows only, and no point is made.
+    pub fn from_samples(series: &[Point], samples: &Samples, which: &[usize]) -> Columns {
+        let n: usize = which.iter().map(|&s| samples.of(s).len()).sum();
+        let fields: usize = which
+            .iter()
+            .filter_map(|&s| Some(samples.of(s).len() * series.get(s)?.fields.len()))
+            .sum();
+        let mut b = Columns {
+            text: Vec::with_capacity(which.len() * 32),
+            points: Vec::with_capacity(n * 24),
+            timestamps: Vec::with_capacity(n * 8),
+            tags: Vec::new(),
+            field_keys: Vec::with_capacity(fields * 8),
+            field_kinds: Vec::with_capacity(fields),
+            field_values: Vec::with_capacity(fields * 8),
+        };
+        let mut lasts = Lasts::default();
+        let mut keys = Vec::new();
+        for (p, samples) in which
+            .iter()
+            .filter_map(|&s| Some((series.get(s)?, samples.of(s))))
+        {
+            let m = lasts.measurement.span(&mut b.text, &p.measurement);
+            let first_tag = to_u32(b.tags.len() / 16);
+            for (j, tag) in p.tags.iter().enumerate() {
+                let row = lasts.tag(&mut b.text, j, tag);
+                b.tags.extend_from_slice(&row);
+            }
+            keys.clear();
+            for (j, field) in p.fields.iter().enumerate() {
+                keys.extend_from_slice(&lasts.field_key(&mut b.text, j, &field.key));
+            }
+            let (tags, fields) = (to_u32(p.tags.len()), to_u32(p.fields.len()));
+            for &(timestamp, value) in samples {
+                let first_field = to_u32(b.field_kinds.len());
+                b.points.extend_from_slice(&le::<6, 24>([
+                    m[0],
+                    m[1],
+                    first_tag,
+                    tags,
+                    first_field,
+                    fields,
+                ]));
+                b.timestamps.extend_from_slice(&timestamp.to_le_bytes());
+                b.field_keys.extend_from_slice(&keys);
+                for _ in 0..fields {
+                    b.field_kinds.push(FLOAT);
+                    b.field_values
+                        .extend_from_slice(&value.to_bits().to_le_bytes());
+                }
             }
         }
         b
@@ -232,11 +292,28 @@ impl Columns {
     /// # Errors
     /// A message naming the column, point and span at fault.
     pub fn to_points(&self) -> Result<Vec<Point>, String> {
-        let text = &self.text;
-        let n = rows_of(&self.points, 24, "points")?;
-        if rows_of(&self.timestamps, 8, "timestamps")? != n {
+        let rows = self.rows()?;
+        (0..rows.points).map(|i| self.point_in(i, rows)).collect()
+    }
+
+    /// Point `i`, or what is wrong with the columns (as [`Columns::to_points`] says it).
+    ///
+    /// # Errors
+    /// A message naming the column, point and span at fault, or that there is no point `i`.
+    pub fn point(&self, i: usize) -> Result<Point, String> {
+        let rows = self.rows()?;
+        if i >= rows.points {
+            return Err(format!("no point {i}: there are {}", rows.points));
+        }
+        self.point_in(i, rows)
+    }
+
+    /// How many rows the columns have, or the first column whose length is wrong.
+    fn rows(&self) -> Result<Rows, String> {
+        let points = rows_of(&self.points, 24, "points")?;
+        if rows_of(&self.timestamps, 8, "timestamps")? != points {
             return Err(format!(
-                "{n} points but {} timestamps",
+                "{points} points but {} timestamps",
                 self.timestamps.len() / 8
             ));
         }
@@ -251,6 +328,16 @@ impl Columns {
                 self.field_values.len() / 8
             ));
         }
+        Ok(Rows {
+            points,
+            tags,
+            fields,
+        })
+    }
+
+    /// Point `i` (below `rows.points`), or what is wrong with its rows.
+    fn point_in(&self, i: usize, rows: Rows) -> Result<Point, String> {
+        let text = &self.text;
         let span = |start: u32, len: u32, what: &dyn Fn() -> String| -> Result<&str, String> {
             span_of(text, start, len).map_err(|e| format!("{}: {e}", what()))
         };
@@ -261,50 +348,50 @@ impl Columns {
                 _ => Err(format!("{what} {first}+{count} past the {rows} there are")),
             }
         };
-        (0..n)
-            .map(|i| {
-                let row = |j| u32_at(&self.points, i * 6 + j);
-                let at = |e: String| format!("point {i}: {e}");
-                let measurement = span(row(0), row(1), &|| "measurement".into())
-                    .map_err(at)?
-                    .into();
-                let tags = range(row(2), row(3), tags, "tags")
-                    .map_err(at)?
-                    .map(|t| {
-                        let n = |j| u32_at(&self.tags, t * 4 + j);
-                        Ok(Tag {
-                            key: span(n(0), n(1), &|| format!("tag {t} key"))?.into(),
-                            value: span(n(2), n(3), &|| format!("tag {t} value"))?.into(),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, String>>()
-                    .map_err(at)?;
-                let fields = range(row(4), row(5), fields, "fields")
-                    .map_err(at)?
-                    .map(|f| {
-                        let key = span(
-                            u32_at(&self.field_keys, 2 * f),
-                            u32_at(&self.field_keys, 2 * f + 1),
-                            &|| format!("field {f} key"),
-                        )?
-                        .into();
-                        let bits = u64_at(&self.field_values, f);
-                        let value = self
-                            .value(self.field_kinds[f], bits)
-                            .map_err(|e| format!("field {f} {e}"))?;
-                        Ok(Field { key, value })
-                    })
-                    .collect::<Result<Vec<_>, String>>()
-                    .map_err(at)?;
-                let timestamp = u64_at(&self.timestamps, i) as i64;
-                Ok(Point {
-                    measurement,
-                    tags,
-                    fields,
-                    timestamp,
+        let row = |j| u32_at(&self.points, i * 6 + j);
+        let at = |e: String| format!("point {i}: {e}");
+        let measurement = span(row(0), row(1), &|| "measurement".into())
+            .map_err(at)?
+            .into();
+        let tags = range(row(2), row(3), rows.tags, "tags")
+            .map_err(at)?
+            .map(|t| {
+                let n = |j| u32_at(&self.tags, t * 4 + j);
+                Ok(Tag {
+                    key: span(n(0), n(1), &|| format!("tag {t} key"))?.into(),
+                    value: span(n(2), n(3), &|| format!("tag {t} value"))?.into(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(at)?;
+        let fields = range(row(4), row(5), rows.fields, "fields")
+            .map_err(at)?
+            .map(|f| {
+                let key = span(
+                    u32_at(&self.field_keys, 2 * f),
+                    u32_at(&self.field_keys, 2 * f + 1),
+                    &|| format!("field {f} key"),
+                )?
+                .into();
+                let bits = u64_at(&self.field_values, f);
+                let value = self
+                    .value(self.field_kinds[f], bits)
+                    .map_err(|e| format!("field {f} {e}"))?;
+                Ok(Field { key, value })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(at)?;
+        Ok(Point {
+            measurement,
+            tags,
+            fields,
+            timestamp: self.timestamp(i),
+        })
+    }
+
+    /// Point `i`'s timestamp (`i` below [`Columns::len`]).
+    fn timestamp(&self, i: usize) -> Nanos {
+        u64_at(&self.timestamps, i) as Nanos
     }
 
     /// Point `i`'s shape and its field values' bytes, whatever the order of the rows (a
@@ -428,6 +515,158 @@ impl Columns {
         }
         self.points.truncate(kept * 24);
         self.timestamps.truncate(kept * 8);
+    }
+}
+
+/// A batch's points: made, with their columns once made, or in columns only, a point made
+/// when something asks for it. Remote write's samples go from ingest to the store in
+/// columns only: making a [`Point`] of each (two `Vec`s) and dropping it again was a fifth
+/// of remote-write ingest (perf, the Prometheus bench).
+#[derive(Debug, Clone, Default)]
+pub struct Points {
+    /// The points, once made.
+    made: Option<Vec<Point>>,
+    /// The same points in columns, once made; where `made` is not, they are.
+    columns: Option<Columns>,
+}
+
+impl From<Vec<Point>> for Points {
+    fn from(points: Vec<Point>) -> Self {
+        Self::new(points, None)
+    }
+}
+
+impl Points {
+    /// Made `points`, and the same points in `columns` if they are made too.
+    pub fn new(points: Vec<Point>, columns: Option<Columns>) -> Self {
+        Self {
+            made: Some(points),
+            columns,
+        }
+    }
+
+    /// Points in `columns` only, whose rows are all well formed (made by Sluice or read
+    /// whole): a point that doesn't make is refused where it is asked for.
+    pub fn in_columns(columns: Columns) -> Self {
+        Self {
+            made: None,
+            columns: Some(columns),
+        }
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        match (&self.made, &self.columns) {
+            (Some(points), _) => points.len(),
+            (None, columns) => columns.as_ref().map_or(0, Columns::len),
+        }
+    }
+
+    /// True without points.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The points in columns, where made.
+    pub fn columns(&self) -> Option<&Columns> {
+        self.columns.as_ref()
+    }
+
+    /// Sets the points' columns (made of the same points).
+    pub fn set_columns(&mut self, columns: Columns) {
+        self.columns = Some(columns);
+    }
+
+    /// The made points, if they are.
+    pub fn made(&self) -> Option<&[Point]> {
+        self.made.as_deref()
+    }
+
+    /// The points, made from the columns first where they are only there (the columns
+    /// stay).
+    ///
+    /// # Errors
+    /// What is wrong with the columns, as [`Columns::to_points`] says it.
+    pub fn make(&mut self) -> Result<&mut Vec<Point>, String> {
+        if self.made.is_none() {
+            let made = self
+                .columns
+                .as_ref()
+                .map_or(Ok(Vec::new()), Columns::to_points)?;
+            self.made = Some(made);
+        }
+        Ok(self.made.get_or_insert_default())
+    }
+
+    /// The made points and their columns, if any.
+    ///
+    /// # Errors
+    /// As [`Points::make`].
+    pub fn into_made(mut self) -> Result<(Vec<Point>, Option<Columns>), String> {
+        let points = std::mem::take(self.make()?);
+        Ok((points, self.columns))
+    }
+
+    /// Point `i`, made if it is in columns only.
+    ///
+    /// # Errors
+    /// As [`Columns::point`].
+    pub fn point(&self, i: usize) -> Result<std::borrow::Cow<'_, Point>, String> {
+        match (&self.made, &self.columns) {
+            (Some(points), _) => points
+                .get(i)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| format!("no point {i}: there are {}", points.len())),
+            (None, Some(columns)) => columns.point(i).map(std::borrow::Cow::Owned),
+            (None, None) => Err(format!("no point {i}: there are none")),
+        }
+    }
+
+    /// Takes point `i` out, making the points first; their columns go, as they are no longer
+    /// of the same points.
+    ///
+    /// # Errors
+    /// As [`Points::make`], or when there is no point `i`.
+    pub fn remove(&mut self, i: usize) -> Result<Point, String> {
+        let points = self.make()?;
+        if i >= points.len() {
+            return Err(format!("no point {i}: there are {}", points.len()));
+        }
+        let point = points.remove(i);
+        self.columns = None;
+        Ok(point)
+    }
+
+    /// The points, borrowed where made, else made from the columns.
+    ///
+    /// # Errors
+    /// As [`Points::make`].
+    pub fn to_made(&self) -> Result<std::borrow::Cow<'_, [Point]>, String> {
+        match (&self.made, &self.columns) {
+            (Some(points), _) => Ok(std::borrow::Cow::Borrowed(points)),
+            (None, columns) => columns
+                .as_ref()
+                .map_or(Ok(Vec::new()), Columns::to_points)
+                .map(std::borrow::Cow::Owned),
+        }
+    }
+
+    /// Every point's timestamp, in order.
+    pub fn timestamps(&self) -> impl Iterator<Item = Nanos> + '_ {
+        let made = self.made.iter().flatten().map(|p| p.timestamp);
+        let columns = self
+            .columns
+            .iter()
+            .filter(|_| self.made.is_none())
+            .flat_map(|c| (0..c.len()).map(|i| c.timestamp(i)));
+        made.chain(columns)
+    }
+}
+
+impl PartialEq for Points {
+    /// Points are equal when they are the same points, made or in columns.
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.to_made() == other.to_made()
     }
 }
 

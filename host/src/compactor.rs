@@ -116,7 +116,7 @@ mod tests {
         // One-point chunks: a sync per point.
         for i in 0..50u64 {
             let line = format!("cpu,host=x usage={i}.5 {}", i * 10_000_000_000);
-            let points = parse(&line, Precision::Nanoseconds, 0).0;
+            let points = parse(&line, Precision::Nanoseconds, 0).0.into();
             store
                 .write(&[forever(&tenant, &points)], Through::partition(0, i + 1))
                 .expect("write");

@@ -16,7 +16,7 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Function, Values};
-use crate::columns::{Columns, Shape};
+use crate::columns::{Columns, Points, Shape};
 use crate::point::{Alert, AlertState, Field, FieldValue, Name, Nanos, Point, Series, Tag};
 use crate::store::{LateRecord, SeriesKey};
 use crate::tenant::TenantId;
@@ -161,17 +161,18 @@ impl Serialize for ValueOut<'_> {
 pub fn encode_record(record: &mut Record) -> Vec<u8> {
     let n = record.points.len();
     let written = record
-        .columns
-        .as_ref()
+        .points
+        .columns()
         .filter(|c| c.len() == n)
         .and_then(|c| encode_columns(record.tenant.as_str(), c));
     if let Some(bytes) = written {
         return bytes;
     }
     // Columns that lost rows can't be ours; made again from the points, they can't fail.
-    let c = Columns::from_points(&record.points);
+    // (Points in columns only have theirs whole.)
+    let c = Columns::from_points(record.points.made().unwrap_or_default());
     let bytes = encode_columns(record.tenant.as_str(), &c).unwrap_or_default();
-    record.columns = Some(c);
+    record.points.set_columns(c);
     bytes
 }
 
@@ -408,8 +409,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, FormatError> {
     let points = columns.to_points().map_err(error)?;
     Ok(Record {
         tenant,
-        points,
-        columns: Some(columns),
+        points: Points::new(points, Some(columns)),
     })
 }
 
@@ -837,7 +837,6 @@ pub fn decode_checkpoint(bytes: &[u8], next: u64) -> Result<Checkpoint, FormatEr
 mod tests {
     use super::*;
     use crate::lineproto::{Precision, parse};
-    use crate::point::Runs;
 
     #[test]
     fn records_round_trip_and_their_bytes_are_pinned() {
@@ -854,7 +853,8 @@ mod tests {
         let decoded = decode_record(&bytes).expect("decodes");
         assert_eq!(decoded, record);
         assert_eq!(
-            decoded.columns, record.columns,
+            decoded.points.columns(),
+            record.points.columns(),
             "the columns it was written from"
         );
         // The format, byte for byte: an edit of wit/ or of the types can't change it. Two
@@ -884,8 +884,8 @@ mod tests {
         assert_eq!(bytes, expected);
         assert_eq!(decode_record(&bytes).expect("decodes"), small);
         assert_eq!(
-            decode_record(&bytes).expect("decodes").columns,
-            small.columns,
+            decode_record(&bytes).expect("decodes").points.columns(),
+            small.points.columns(),
             "the columns it was written from, rows laid out again"
         );
     }
@@ -940,7 +940,10 @@ mod tests {
         let points = parse("m,k=v x=2u,y=true 5", Precision::Nanoseconds, 0).0;
         let decoded = decode_record(&v2).expect("decodes");
         assert_eq!(decoded, Record::new(TenantId::new("t"), points.clone()));
-        assert_eq!(decoded.columns, Some(Columns::from_points(&points)));
+        assert_eq!(
+            decoded.points.columns(),
+            Some(&Columns::from_points(&points))
+        );
         assert_eq!(v2_record("t", &Columns::from_points(&points)), v2);
     }
 
@@ -951,25 +954,27 @@ mod tests {
         columns.retain(&[false, true]);
         let mut record = Record {
             tenant: TenantId::new("t"),
-            points: points[1..].to_vec(),
-            columns: Some(columns.clone()),
+            points: Points::new(points[1..].to_vec(), Some(columns.clone())),
         };
         let decoded = decode_record(&encode_record(&mut record)).expect("decodes");
-        assert_eq!(decoded.points, points[1..]);
-        assert_eq!(record.columns, Some(columns.clone()), "kept as given");
+        assert_eq!(decoded.points.made(), Some(&points[1..]));
+        assert_eq!(record.points.columns(), Some(&columns), "kept as given");
         // Written from them: their text, with the dropped point's strings, and the kept
         // point's rows laid out from the first.
-        let written = decoded.columns.expect("columns");
+        let written = decoded.points.columns().expect("columns");
         assert_eq!(written.text, columns.text);
         assert_eq!(written.to_points(), Ok(points[1..].to_vec()));
         assert_eq!(written.tags.len(), 16);
         // Columns without the rows their points name are not written: the points are.
         let mut lost = columns;
         lost.tags.clear();
-        record.columns = Some(lost);
+        record.points.set_columns(lost);
         let decoded = decode_record(&encode_record(&mut record)).expect("decodes");
-        assert_eq!(decoded.points, points[1..]);
-        assert_eq!(record.columns, Some(Columns::from_points(&points[1..])));
+        assert_eq!(decoded.points.made(), Some(&points[1..]));
+        assert_eq!(
+            record.points.columns(),
+            Some(&Columns::from_points(&points[1..]))
+        );
     }
 
     /// A record of format 1 as serde writes it through postcard: what [`decode_record`]
@@ -1086,7 +1091,7 @@ mod tests {
             let bytes = encode_record(&mut record);
             let decoded = decode_record(&bytes).expect("decodes");
             // Compared as serde's shapes: NaN != NaN, but their bits are kept.
-            let shapes = |r: &Record| format!("{:?}", r.points.iter().map(serde_point).collect::<Vec<_>>());
+            let shapes = |r: &Record| format!("{:?}", r.points.made().unwrap_or_default().iter().map(serde_point).collect::<Vec<_>>());
             proptest::prop_assert_eq!(decoded.tenant.as_str(), tenant.as_str());
             proptest::prop_assert_eq!(shapes(&decoded), shapes(&record));
             // Every cut of a record is refused, never a panic or a part.
@@ -1094,11 +1099,7 @@ mod tests {
                 proptest::prop_assert!(decode_record(&bytes[..cut]).is_err());
             }
             // The same columns in format 2 decode to the same.
-            let columns = record.columns.as_ref().expect("made");
-            // Made knowing the runs, rows copied, they are the same columns.
-            let points = &record.points;
-            let known = Runs::known((0..points.len()).map(|i| i > 0 && points[i - 1].same_keys(&points[i])).collect());
-            proptest::prop_assert_eq!(&Columns::from_runs(points, &known), columns);
+            let columns = record.points.columns().expect("made");
             let v2 = decode_record(&v2_record(&tenant, columns)).expect("decodes");
             proptest::prop_assert_eq!(shapes(&v2), shapes(&record));
         }
@@ -1111,10 +1112,10 @@ mod tests {
             let shape = (tenant, points.iter().map(serde_point).collect::<Vec<_>>());
             let bytes = postcard::to_extend(&shape, header(RECORD_V1)).expect("encodes");
             let decoded = decode_record(&bytes).expect("decodes");
-            let ours: Vec<_> = decoded.points.iter().map(serde_point).collect();
+            let ours: Vec<_> = decoded.points.made().unwrap_or_default().iter().map(serde_point).collect();
             proptest::prop_assert_eq!(decoded.tenant.as_str(), shape.0.as_str());
             proptest::prop_assert_eq!(format!("{ours:?}"), format!("{:?}", shape.1));
-            proptest::prop_assert!(decoded.columns.is_none());
+            proptest::prop_assert!(decoded.points.columns().is_none());
             let cut = bytes.len() / 2;
             if !points.is_empty() {
                 proptest::prop_assert!(decode_record(&bytes[..cut]).is_err());

@@ -133,39 +133,79 @@ pub struct Alert {
     pub message: String,
 }
 
-/// Which points of a batch have the keys of the point before them (its measurement, tags
-/// and field keys): known where a decoder knows (remote write sends each series' samples
-/// together), else found by comparing. Each stage of ingest that reuses what it worked out
-/// for the point before (checks, types, partition) asks; comparing points instead was 7%
-/// of remote-write ingest (perf, the bench's remote-write round).
+/// Whether point `i` of `points` has what `same` compares (its series, its keys) of the
+/// point before it. A run of such points lets each stage of ingest reuse what it worked out
+/// for the first (checks, types, partition): a comparison costs less than a check of every
+/// name or a hash.
+pub fn continues(points: &[Point], i: usize, same: fn(&Point, &Point) -> bool) -> bool {
+    i.checked_sub(1)
+        .and_then(|before| Some(same(points.get(before)?, points.get(i)?)))
+        .unwrap_or(false)
+}
+
+/// Float samples of series, as remote write sends them: each series' times and values, in
+/// order. The series themselves are points apart (their measurement, tags and field, made
+/// once): a point made for each sample, and dropped again, was a fifth of remote-write
+/// ingest (perf, the Prometheus bench).
 #[derive(Debug, Clone, Default)]
-pub struct Runs(Option<Vec<bool>>);
+pub struct Samples {
+    /// Where each series' samples start in `all`.
+    starts: Vec<usize>,
+    /// Every sample.
+    all: Vec<(Nanos, f64)>,
+}
 
-impl Runs {
-    /// Runs as a decoder knows them: `continues[i]` iff point `i` has the keys of point
-    /// `i - 1`. Trusted, not checked: a point said to continue a run is neither checked
-    /// nor encoded apart from the one before it.
-    pub fn known(continues: Vec<bool>) -> Self {
-        Self(Some(continues))
-    }
-
-    /// Whether point `i` is known to continue a run (false where runs are not known).
-    pub fn known_to_continue(&self, i: usize) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|known| known.get(i).copied().unwrap_or(false))
-    }
-
-    /// Whether point `i` of `points` continues a run: as known, or when `same` says so of
-    /// the point before it and it.
-    pub fn continues(&self, points: &[Point], i: usize, same: fn(&Point, &Point) -> bool) -> bool {
-        match &self.0 {
-            Some(_) => self.known_to_continue(i),
-            None => i
-                .checked_sub(1)
-                .and_then(|before| Some(same(points.get(before)?, points.get(i)?)))
-                .unwrap_or(false),
+impl Samples {
+    /// Room for `n` samples.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            starts: Vec::new(),
+            all: Vec::with_capacity(n),
         }
+    }
+
+    /// Starts the next series: the samples pushed after are its own.
+    pub fn start_series(&mut self) {
+        self.starts.push(self.all.len());
+    }
+
+    /// Adds a sample to the last series started.
+    pub fn push(&mut self, timestamp: Nanos, value: f64) {
+        self.all.push((timestamp, value));
+    }
+
+    /// Series `s`'s samples (none past the last series).
+    pub fn of(&self, s: usize) -> &[(Nanos, f64)] {
+        let start = self.starts.get(s).copied().unwrap_or(self.all.len());
+        let end = self.starts.get(s + 1).copied().unwrap_or(self.all.len());
+        self.all.get(start..end).unwrap_or_default()
+    }
+
+    /// Number of samples, of every series.
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    /// True without samples.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// The points the samples of `series` (one point per series, whose one field takes
+    /// each sample's value) are.
+    pub fn points(&self, series: &[Point]) -> Vec<Point> {
+        let mut points = Vec::with_capacity(self.len());
+        for (s, point) in series.iter().enumerate() {
+            for &(timestamp, value) in self.of(s) {
+                let mut point = point.clone();
+                for field in &mut point.fields {
+                    field.value = FieldValue::Float(value);
+                }
+                point.timestamp = timestamp;
+                points.push(point);
+            }
+        }
+        points
     }
 }
 

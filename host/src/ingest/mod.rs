@@ -28,12 +28,12 @@ use axum::routing::post;
 
 use crate::api::{ApiError, TokenLookup};
 use crate::lineproto::Precision;
-use crate::point::{Point, Runs};
+use crate::point::{Nanos, Point, Samples};
 use crate::quota::Quotas;
 use crate::store::Store;
 use crate::telemetry::{Metrics, RejectLabels, RejectReason, TenantLabels};
 use crate::tenant::TenantId;
-use crate::transport::{Producer, records_for};
+use crate::transport::{Producer, records_for, records_of_samples};
 
 /// Where the transport counts each tenant's backlog, how many times `max_lag_records` the
 /// partitions' backlog may reach before every tenant's writes are held back.
@@ -132,13 +132,14 @@ impl SeriesNames {
     }
 }
 
-/// Points decoded from a body, where each came from, and their runs where the decoder
-/// knows them.
+/// Points decoded from a body, and where each came from. With `samples` (remote write),
+/// each of `points` is a series, one point of its keys, and the body's points are its
+/// samples.
 #[derive(Debug)]
 struct Decoded {
     points: Vec<Point>,
     origin: Origin,
-    runs: Runs,
+    samples: Option<Samples>,
 }
 
 impl Decoded {
@@ -147,7 +148,7 @@ impl Decoded {
         Self {
             points,
             origin: Origin::Lines(lines),
-            runs: Runs::default(),
+            samples: None,
         }
     }
 
@@ -156,29 +157,73 @@ impl Decoded {
         Self {
             points,
             origin: Origin::Metrics,
-            runs: Runs::default(),
+            samples: None,
         }
     }
 
-    /// Points of series' items: see [`Origin::Series`]; `runs`, as the decoder knows them.
+    /// Points of series' items: see [`Origin::Series`].
     fn series(
         points: Vec<Point>,
         series: SeriesNames,
         item: &'static str,
         at: Vec<(usize, usize)>,
-        runs: Runs,
     ) -> Self {
         Self {
             points,
             origin: Origin::Series { series, item, at },
-            runs,
+            samples: None,
         }
+    }
+
+    /// Remote write's `samples` of `series` (a point each, of its keys), each series at its
+    /// index in `at` of the request's `timeseries`.
+    fn samples(series: Vec<Point>, at: Vec<(usize, usize)>, samples: Samples) -> Self {
+        Self {
+            origin: Origin::Series {
+                series: SeriesNames::Indexed("timeseries"),
+                item: "samples",
+                at,
+            },
+            points: series,
+            samples: Some(samples),
+        }
+    }
+
+    /// The body's points: its samples made points, where it has them.
+    #[cfg(test)]
+    fn made(&self) -> Vec<Point> {
+        match &self.samples {
+            Some(samples) => samples.points(&self.points),
+            None => self.points.clone(),
+        }
+    }
+
+    /// Number of points of the body: samples, where it has them.
+    fn len(&self) -> usize {
+        self.samples
+            .as_ref()
+            .map_or(self.points.len(), Samples::len)
+    }
+
+    /// The timestamps of point `i`: its samples', where the body has them.
+    fn timestamps(&self, i: usize) -> impl Iterator<Item = Nanos> + '_ {
+        let samples = self.samples.as_ref().map(|s| s.of(i)).unwrap_or_default();
+        let point = self.points.get(i).filter(|_| self.samples.is_none());
+        samples
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(point.map(|p| p.timestamp))
     }
 
     /// The 400 for point `i`, refused because `why`; `bad` counts the refused points when
     /// all were checked.
     fn refuse(&self, i: usize, why: &Invalid, bad: Option<usize>) -> ApiError {
-        let total = self.points.len();
+        self.refuse_at(i, 0, why, bad)
+    }
+
+    /// [`Decoded::refuse`] of the `k`th sample of point `i` (0 for a body without samples).
+    fn refuse_at(&self, i: usize, k: usize, why: &Invalid, bad: Option<usize>) -> ApiError {
+        let total = self.len();
         match &self.origin {
             Origin::Lines(lines) => {
                 let line = lines.get(i).copied().unwrap_or_default();
@@ -197,6 +242,7 @@ impl Decoded {
             }
             Origin::Series { series, item, at } => {
                 let (s, j) = at.get(i).copied().unwrap_or_default();
+                let j = j + k;
                 let name = series.name(s);
                 let counted = bad.map_or(String::new(), |n| format!("{n} of {total} {item} bad; "));
                 ApiError::invalid(format!(
@@ -215,29 +261,31 @@ impl IngestState {
         // rather than acknowledged and then deleted.
         let kept = self.tenants.retention(tenant);
         let cutoff = kept.map_or(i64::MIN, |d| crate::time::minus(crate::time::now_ns(), d));
-        let retained = |p: &Point| {
-            if p.timestamp >= cutoff {
+        let retained = |timestamp: Nanos| {
+            if timestamp >= cutoff {
                 return Ok(());
             }
             Err(Invalid::BeyondRetention {
-                timestamp: p.timestamp,
+                timestamp,
                 days: kept.map_or(0, |d| d.as_secs() / 86_400),
                 cutoff,
             })
         };
+        // Each sample of a series is a point: each is refused with its series' names.
         let first_bad = {
             let mut bad = self
                 .limits
-                .check_each(&decoded.points, &decoded.runs)
-                .zip(&decoded.points)
+                .check_each(&decoded.points)
                 .enumerate()
-                .filter_map(|(i, (checked, p))| {
-                    checked.and_then(|()| retained(p)).err().map(|e| (i, e))
-                });
-            bad.next().map(|(i, why)| (i, why, 1 + bad.count()))
+                .flat_map(|(i, checked)| {
+                    let times = decoded.timestamps(i).enumerate();
+                    times.map(move |(k, t)| (i, k, checked.clone().and_then(|()| retained(t))))
+                })
+                .filter_map(|(i, k, checked)| checked.err().map(|e| (i, k, e)));
+            bad.next().map(|(i, k, why)| (i, k, why, 1 + bad.count()))
         };
-        if let Some((i, why, n)) = first_bad {
-            return Err(decoded.refuse(i, &why, Some(n)));
+        if let Some((i, k, why, n)) = first_bad {
+            return Err(decoded.refuse_at(i, k, &why, Some(n)));
         }
         let retyping = self.tenants.retyping(tenant);
         let widen = matches!(decoded.origin, Origin::Metrics);
@@ -246,7 +294,6 @@ impl IngestState {
             .admit(
                 tenant,
                 &mut decoded.points,
-                &decoded.runs,
                 Some(self.store.as_ref()),
                 retyping,
                 widen,
@@ -261,7 +308,7 @@ impl IngestState {
             }
         };
         self.quotas
-            .admit_points(tenant, decoded.points.len(), admitted.new_series, count)
+            .admit_points(tenant, decoded.len(), admitted.new_series, count)
             .map_err(|over| {
                 self.types.forget(&admitted);
                 ApiError::from(over)
@@ -321,9 +368,12 @@ impl IngestState {
             let _span = span.entered();
             let mut decoded = decode()?;
             state.validate(&tenant, &mut decoded)?;
-            let n = decoded.points.len();
+            let n = decoded.len();
             let partitions = state.producer.partitions();
-            let records = records_for(&tenant, decoded.points, &decoded.runs, partitions);
+            let records = match &decoded.samples {
+                Some(samples) => records_of_samples(&tenant, &decoded.points, samples, partitions),
+                None => records_for(&tenant, decoded.points, partitions),
+            };
             state
                 .producer
                 .append(records)

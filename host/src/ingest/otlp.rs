@@ -35,7 +35,7 @@ use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use super::remote_write::{STALE_NAN, VALUE_FIELD};
 use super::{Decoded, IngestState, SeriesNames, body};
 use crate::api::{ApiError, authenticate};
-use crate::point::{Field, FieldValue, Point, Runs, Tag};
+use crate::point::{Field, FieldValue, Point, Tag};
 
 /// `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
 const NO_RECORDED_VALUE: u32 = 1;
@@ -161,7 +161,6 @@ fn decode(bytes: &[u8], encoding: Encoding) -> Result<Decoded, ApiError> {
         SeriesNames::Listed(out.series),
         "dataPoints",
         out.at,
-        Runs::default(),
     ))
 }
 

@@ -19,9 +19,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 
-use super::{Decoded, IngestState, SeriesNames};
+use super::{Decoded, IngestState};
 use crate::api::{ApiError, authenticate};
-use crate::point::{Field, FieldValue, Name, Point, Runs, Tag};
+use crate::point::{Field, FieldValue, Name, Point, Samples, Tag};
 
 /// The label that holds the metric name.
 pub const NAME_LABEL: &str = "__name__";
@@ -149,62 +149,62 @@ fn decompress(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
         .map_err(not_snappy)
 }
 
-/// The points of a serialized `WriteRequest`, all or none.
+/// The samples of a serialized `WriteRequest`, all or none: a point of each series with
+/// samples (at its first sample), and the samples.
 fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
     let request: prompb::WriteRequest = prost::Message::decode(bytes)
         .map_err(|e| ApiError::invalid(format!("body is not a remote-write WriteRequest: {e}")))?;
-    let samples = request.timeseries.iter().map(|s| s.samples.len()).sum();
-    let mut points = Vec::with_capacity(samples);
-    let mut origin = Vec::with_capacity(samples);
-    // A series' samples after its first have its keys.
-    let mut continues = Vec::with_capacity(samples);
-    for (i, series) in request.timeseries.into_iter().enumerate() {
+    let n = request.timeseries.iter().map(|s| s.samples.len()).sum();
+    let mut series = Vec::with_capacity(request.timeseries.len());
+    let mut samples = Samples::with_capacity(n);
+    // Where each series is in the request.
+    let mut at = Vec::with_capacity(series.capacity());
+    for (i, s) in request.timeseries.into_iter().enumerate() {
         let refuse = |why: String| ApiError::invalid(format!("timeseries[{i}]: {why}"));
-        if !series.histograms.is_empty() {
+        if !s.histograms.is_empty() {
             return Err(refuse(format!(
                 "{} native histogram samples: Sluice stores classic histograms only (their `_bucket`, `_sum` and `_count` series)",
-                series.histograms.len()
+                s.histograms.len()
             )));
         }
-        let (measurement, tags) = name_and_tags(series.labels).map_err(refuse)?;
-        for (j, sample) in series.samples.iter().enumerate() {
+        let (measurement, tags) = name_and_tags(s.labels).map_err(refuse)?;
+        if s.samples.is_empty() {
+            continue;
+        }
+        samples.start_series();
+        for (j, sample) in s.samples.iter().enumerate() {
             let timestamp = sample.timestamp.checked_mul(1_000_000).ok_or_else(|| {
                 ApiError::invalid(format!(
                     "timeseries[{i}] `{measurement}` samples[{j}]: timestamp {} ms is outside what nanoseconds since 1970 can hold (years 1678 to 2262)",
                     sample.timestamp
                 ))
             })?;
-            points.push(Point {
-                measurement: measurement.clone(),
-                tags: tags.clone(),
-                fields: vec![Field {
-                    key: VALUE_FIELD.into(),
-                    value: FieldValue::Float(sample.value),
-                }],
-                timestamp,
-            });
-            origin.push((i, j));
-            continues.push(j > 0);
+            samples.push(timestamp, sample.value);
         }
+        let first = samples.of(series.len()).first().copied();
+        at.push((i, 0));
+        series.push(Point {
+            measurement,
+            tags,
+            fields: vec![Field {
+                key: VALUE_FIELD.into(),
+                value: FieldValue::Float(first.map_or(0.0, |(_, v)| v)),
+            }],
+            timestamp: first.map_or(0, |(t, _)| t),
+        });
     }
-    Ok(Decoded::series(
-        points,
-        SeriesNames::Indexed("timeseries"),
-        "samples",
-        origin,
-        Runs::known(continues),
-    ))
+    Ok(Decoded::samples(series, at, samples))
 }
 
 /// The points of `bytes` read as a serialized `WriteRequest`, and as a snappy-compressed
 /// one: the fuzz target's view of both decoders.
 #[cfg(test)]
 pub(crate) fn fuzz_points(bytes: &[u8]) -> [Option<Vec<Point>>; 2] {
-    let plain = decode(bytes).ok().map(|d| d.points);
+    let plain = decode(bytes).ok().map(|d| d.made());
     let packed = decompress(bytes, 1 << 20)
         .and_then(|raw| decode(&raw))
         .ok()
-        .map(|d| d.points);
+        .map(|d| d.made());
     [plain, packed]
 }
 
@@ -241,6 +241,7 @@ mod tests {
 
     use super::prompb::{Histogram, TimeSeries, WriteRequest};
     use super::*;
+    use crate::ingest::Origin;
 
     fn encoded(timeseries: Vec<TimeSeries>) -> Vec<u8> {
         WriteRequest { timeseries }.encode_to_vec()
@@ -261,7 +262,7 @@ mod tests {
             TimeSeries::new(&[("zone", ""), ("__name__", "temp")], &[(f64::INFINITY, 5)]),
         ]);
         let decoded = decode(&bytes).expect("decoded");
-        let points = &decoded.points;
+        let points = &decoded.made();
         assert_eq!(points.len(), 3);
         assert_eq!(points[0].measurement, "up");
         let tags: Vec<_> = points[0]
@@ -282,38 +283,68 @@ mod tests {
     }
 
     #[test]
-    fn a_series_samples_after_its_first_are_known_to_continue_its_run() {
+    fn each_series_is_one_point_of_its_keys_and_its_samples_follow() {
         let a = [("__name__", "up"), ("job", "api")];
         let bytes = encoded(vec![
             TimeSeries::new(&a, &[(1.0, 1), (2.0, 2), (3.0, 3)]),
+            // No samples: no series.
+            TimeSeries::new(&[("__name__", "idle")], &[]),
             TimeSeries::new(&[("__name__", "up"), ("job", "db")], &[(4.0, 1), (5.0, 2)]),
-            // The same series again: a new run, which is safe (its keys are checked again).
+            // The same series again: a series of its own, which is safe.
             TimeSeries::new(&a, &[(6.0, 4)]),
         ]);
         let decoded = decode(&bytes).expect("decoded");
-        let points = &decoded.points;
-        let known: Vec<bool> = (0..points.len())
-            .map(|i| {
-                decoded
-                    .runs
-                    .continues(points, i, |_, _| unreachable!("known"))
+        let series: Vec<_> = decoded
+            .points
+            .iter()
+            .map(|p| (p.tag("job"), p.timestamp, p.field("value").cloned()))
+            .collect();
+        let float = |v| Some(FieldValue::Float(v));
+        assert_eq!(
+            series,
+            [
+                (Some("api"), 1_000_000, float(1.0)),
+                (Some("db"), 1_000_000, float(4.0)),
+                (Some("api"), 4_000_000, float(6.0))
+            ],
+            "each series at its first sample"
+        );
+        assert_eq!(decoded.len(), 6);
+        let made: Vec<_> = decoded
+            .made()
+            .iter()
+            .map(|p| {
+                (
+                    p.tag("job").map(str::to_owned),
+                    p.timestamp,
+                    p.field("value").cloned(),
+                )
             })
             .collect();
-        assert_eq!(known, [false, true, true, false, true, false]);
-        // Never a continuation where the keys differ: what ingest skips checking.
-        for i in 1..points.len() {
-            assert!(
-                !known[i] || points[i - 1].same_keys(&points[i]),
-                "point {i}"
-            );
-        }
+        let at = |job: &str, t: i64, v| (Some(job.to_owned()), t * 1_000_000, float(v));
+        assert_eq!(
+            made,
+            [
+                at("api", 1, 1.0),
+                at("api", 2, 2.0),
+                at("api", 3, 3.0),
+                at("db", 1, 4.0),
+                at("db", 2, 5.0),
+                at("api", 4, 6.0)
+            ]
+        );
+        // A refusal names the series by its place in the request.
+        let Origin::Series { at, .. } = &decoded.origin else {
+            panic!("series");
+        };
+        assert_eq!(at, &[(0, 0), (2, 0), (3, 0)]);
     }
 
     #[test]
     fn metadata_only_requests_write_nothing() {
         // Field 3 (metadata): type GAUGE, family name "up".
         let metadata = [0x1a, 0x06, 0x08, 0x02, 0x12, 0x02, b'u', b'p'];
-        assert!(decode(&metadata).expect("decoded").points.is_empty());
+        assert_eq!(decode(&metadata).expect("decoded").len(), 0);
     }
 
     #[test]

@@ -17,7 +17,6 @@ use super::IngestState;
 use crate::api::{ApiError, authenticate};
 use crate::lineproto::{Precision, parse};
 use crate::pipeline::DeadLetterError;
-use crate::point::Runs;
 use crate::tenant::TenantId;
 use crate::transport::records_for;
 
@@ -88,7 +87,7 @@ impl IngestState {
             if !points.is_empty() {
                 done.points += points.len();
                 let partitions = self.producer.partitions();
-                let records = records_for(tenant, points, &Runs::default(), partitions);
+                let records = records_for(tenant, points, partitions);
                 self.producer
                     .append(records)
                     .map_err(|e| ApiError::Unavailable {

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use indexmap::IndexMap;
 
-use crate::point::{FieldType, FieldValue, Point, Runs};
+use crate::point::{FieldType, FieldValue, Point, continues};
 use crate::store::Store;
 use crate::tenant::TenantId;
 
@@ -124,18 +124,16 @@ impl Limits {
     }
 
     /// [`Limits::check`] of each of `points`, in order. The names of a point of the same
-    /// series as the one before (as `runs` knows, or as compared) are not checked again:
-    /// remote write sends each series' samples as a run, and checking every name of every
-    /// sample was 7% of its ingest.
+    /// series as the one before are not checked again: series often come as runs of
+    /// points.
     pub fn check_each<'a>(
         &'a self,
         points: &'a [Point],
-        runs: &'a Runs,
     ) -> impl Iterator<Item = Result<(), Invalid>> + 'a {
         // Whether the point before was checked whole.
         let mut checked = false;
         points.iter().enumerate().map(move |(i, point)| {
-            if !(checked && runs.continues(points, i, Point::same_series)) {
+            if !(checked && continues(points, i, Point::same_series)) {
                 checked = false;
                 self.check_series(point)?;
                 checked = true;
@@ -291,8 +289,8 @@ impl FieldTypes {
     ///
     /// With `widen` (JSON, whose numbers have no float or integer type of their own: a
     /// float 30.0 arrives as `30`), whole numbers of a field that is float, in the body or
-    /// before, become floats instead of conflicting. A point that continues a run (`runs`)
-    /// finds its fields' entries where the point before left them.
+    /// before, become floats instead of conflicting. A point of the keys of the one before
+    /// finds its fields' entries where that one left them.
     ///
     /// # Errors
     /// The index of the first point with a conflicting field, and the conflict.
@@ -300,7 +298,6 @@ impl FieldTypes {
         &self,
         tenant: &TenantId,
         points: &mut [Point],
-        runs: &Runs,
         stored: Option<&dyn Store>,
         retyping: bool,
         widen: bool,
@@ -350,7 +347,7 @@ impl FieldTypes {
         // hashing its keys.
         let mut slots: Vec<usize> = Vec::new();
         for (i, point) in points.iter().enumerate() {
-            if runs.continues(points, i, Point::same_keys) {
+            if continues(points, i, Point::same_keys) {
                 for (field, &slot) in point.fields.iter().zip(&slots) {
                     if let Some((_, (seen, _, _))) = body.get_index_mut(slot) {
                         again(seen, field.value.field_type(), i, &field.key)?;
@@ -535,10 +532,7 @@ mod tests {
         bad.tags[0].value = "\u{85}".into();
         points.insert(4, bad.clone());
         points.insert(5, bad);
-        let each: Vec<_> = LIMITS
-            .check_each(&points, &Runs::default())
-            .map(|r| r.err())
-            .collect();
+        let each: Vec<_> = LIMITS.check_each(&points).map(|r| r.err()).collect();
         let alone: Vec<_> = points.iter().map(|p| LIMITS.check(p).err()).collect();
         assert_eq!(each.iter().filter(|e| e.is_some()).count(), 5, "{each:?}");
         assert_eq!(format!("{each:?}"), format!("{alone:?}"));
@@ -557,7 +551,7 @@ mod tests {
     fn types_hold_within_a_body_and_across_bodies_and_a_refused_body_leaves_nothing() {
         let types = FieldTypes::default();
         let a = TenantId::new("a");
-        let admit = |lp: &str| types.admit(&a, &mut pts(lp), &Runs::default(), None, false, false);
+        let admit = |lp: &str| types.admit(&a, &mut pts(lp), None, false, false);
         let err = admit("m v=1 1\nm v=2i 2").expect_err("in body");
         assert_eq!(err.0, 1);
         assert_eq!(
@@ -579,7 +573,6 @@ mod tests {
             .admit(
                 &TenantId::new("b"),
                 &mut pts("m v=true 1"),
-                &Runs::default(),
                 None,
                 false,
                 false,
@@ -593,7 +586,7 @@ mod tests {
         let a = TenantId::new("a");
         let mut body = pts("m v=30i 1\nm v=30.5 2\nm w=1u 3");
         types
-            .admit(&a, &mut body, &Runs::default(), None, false, true)
+            .admit(&a, &mut body, None, false, true)
             .expect("widened");
         assert_eq!(body[0].fields[0].value, FieldValue::Float(30.0));
         assert_eq!(
@@ -603,37 +596,23 @@ mod tests {
         );
         let mut float_first = pts("n v=1.5 1\nn v=2i 2");
         types
-            .admit(&a, &mut float_first, &Runs::default(), None, false, true)
+            .admit(&a, &mut float_first, None, false, true)
             .expect("widened after a float");
         assert_eq!(float_first[1].fields[0].value, FieldValue::Float(2.0));
         let mut later = pts("m v=31i 4");
         types
-            .admit(&a, &mut later, &Runs::default(), None, false, true)
+            .admit(&a, &mut later, None, false, true)
             .expect("widened against before");
         assert_eq!(later[0].fields[0].value, FieldValue::Float(31.0));
         // Line protocol says what it means: no widening there.
         assert!(
             types
-                .admit(
-                    &a,
-                    &mut pts("m v=32i 5"),
-                    &Runs::default(),
-                    None,
-                    false,
-                    false
-                )
+                .admit(&a, &mut pts("m v=32i 5"), None, false, false)
                 .is_err()
         );
         assert!(
             types
-                .admit(
-                    &a,
-                    &mut pts("m v=true 5"),
-                    &Runs::default(),
-                    None,
-                    false,
-                    true
-                )
+                .admit(&a, &mut pts("m v=true 5"), None, false, true)
                 .is_err()
         );
     }

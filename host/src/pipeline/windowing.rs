@@ -12,9 +12,10 @@ use super::RETRY_PAUSE;
 use super::alerting::AlertStates;
 use super::dead_letter::{DeadLetter, DeadLetterLog};
 use super::pipelines::{AlertRule, Pipelines, RuleSink, StageStates};
+use crate::columns::Points;
 use crate::format::{self, Checkpoint};
 use crate::point::Nanos;
-use crate::point::{Point, WindowResult};
+use crate::point::WindowResult;
 use crate::store::{LateRecord, Rollup, SeriesKey, Store, StoreError, Tier};
 use crate::telemetry::{Metrics, RuleLabels, TenantLabels};
 use crate::tenant::TenantId;
@@ -139,10 +140,19 @@ pub struct PartitionWindows {
 impl PartitionWindows {
     /// Adds stored points to their tenants' windows; values late beyond grace are stored
     /// as late data.
-    pub fn observe(&mut self, d: &Delivery<'_>, batches: &[(TenantId, Vec<Point>)]) {
+    /// Points in columns only are made first.
+    pub fn observe(&mut self, d: &Delivery<'_>, batches: &mut [(TenantId, Points)]) {
         for (tenant, points) in batches {
             let Some(settings) = d.pipelines.get(tenant).and_then(|p| p.windows.as_ref()) else {
                 continue;
+            };
+            let points = match points.make() {
+                Ok(points) => &*points,
+                Err(error) => {
+                    // Stored from the same columns, they made then: not expected.
+                    tracing::error!(%tenant, %error, "Stored points don't make for the windows; passed over.");
+                    continue;
+                }
             };
             let state = self
                 .tenants

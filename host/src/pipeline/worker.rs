@@ -18,10 +18,9 @@ use super::pipelines::{Pipelines, StageStates};
 use super::runner::RunnerParts;
 use super::windowing::{Delivery, PartitionWindows};
 use super::{Backoff, RETRY_PAUSE};
-use crate::columns::Columns;
+use crate::columns::Points;
 use crate::format::Checkpoint;
 use crate::lineproto::format_point;
-use crate::point::Point;
 use crate::quota::thread_cpu_time;
 use crate::store::{Batch, Through};
 use crate::telemetry::{PartitionLabels, TenantLabels};
@@ -145,7 +144,7 @@ fn consume(parts: &RunnerParts, slot: &Lane, reader: &mut LaneReader) {
                     Some(&record.tenant),
                     "pipeline",
                     &format!("processing panicked at offset {partition}/{next}: {message}"),
-                    record.points.iter().map(format_point).collect(),
+                    lines(&record.points),
                 );
                 if !parts.dead_letters.keep(&[letter], stop) {
                     break;
@@ -406,8 +405,7 @@ impl<'a> Worker<'a> {
         // Stages run on records the state lacks, and on those the store lacks (a record
         // behind the state but not stored runs its stages again: the store's sync makes
         // states durable only with the points before them, so that doesn't happen).
-        let (mut batches, mut columns) =
-            run_stages(parts, &self.pipelines, records, &mut self.stages, stop)?;
+        let mut batches = run_stages(parts, &self.pipelines, records, &mut self.stages, stop)?;
         self.changed |= !offsets.is_empty() && !self.stages.is_empty();
         let stored = offsets.partition_point(|o| *o < self.stored_to);
         let windowed = offsets.partition_point(|o| *o < self.state_from);
@@ -415,13 +413,7 @@ impl<'a> Worker<'a> {
         // Stages ran once (plugin state is committed); only the store write is retried.
         let mut backoff = Backoff::default();
         while stored < offsets.len() {
-            match store(
-                parts,
-                &self.pipelines,
-                fresh,
-                &columns[stored..],
-                through.clone(),
-            ) {
+            match store(parts, &self.pipelines, fresh, through.clone()) {
                 Ok(refused) => {
                     if !parts.dead_letters.keep(&refused, stop) {
                         return Ok(Outcome::Stopped);
@@ -444,7 +436,7 @@ impl<'a> Worker<'a> {
                                 Some(tenant),
                                 "store",
                                 &error.to_string(),
-                                points.iter().map(format_point).collect(),
+                                lines(points),
                             )
                         })
                         .collect();
@@ -453,15 +445,14 @@ impl<'a> Worker<'a> {
                     }
                     // Written again with nothing in it: the store still notes the offsets.
                     for (_, points) in fresh.iter_mut() {
-                        points.clear();
+                        *points = Points::default();
                     }
-                    columns.fill(None);
                 }
             }
         }
         if windowed < batches.len() {
             let d = delivery(self.parts, self.slot, &self.pipelines);
-            self.windows.observe(&d, &batches[windowed..]);
+            self.windows.observe(&d, &mut batches[windowed..]);
             self.changed = true;
         }
         // From its first state on, a crash replays the partition from `state_from` (until a
@@ -509,27 +500,38 @@ pub(super) fn retry<T, E: std::fmt::Display>(
     }
 }
 
-/// Each tenant's points, and the same points in columns where there are some.
-type Staged = (Vec<(TenantId, Vec<Point>)>, Vec<Option<Columns>>);
-
 /// Runs each record through its tenant's stages, within the tenant's plugin CPU quota:
-/// past it, the lane pauses until the quota has room again (or the lane stops).
+/// past it, the lane pauses until the quota has room again (or the lane stops). A tenant
+/// without stages has its records' points as they came, in columns only where they came so.
 fn run_stages(
     parts: &RunnerParts,
     pipelines: &Pipelines,
     records: Vec<(Offset, Record)>,
     states: &mut StageStates,
     stop: &AtomicBool,
-) -> Result<Staged, DeadLetterError> {
+) -> Result<Vec<(TenantId, Points)>, DeadLetterError> {
     records
         .into_iter()
         .map(|(_, record)| {
-            let tenant = record.tenant;
+            let Record { tenant, points } = record;
             let staged = pipelines.get(&tenant).is_some_and(|p| !p.stages.is_empty());
             if !staged {
                 // No plugin runs: no quota to wait for or charge.
-                return Ok(((tenant, record.points), record.columns));
+                return Ok((tenant, points));
             }
+            let (points, columns) = match points.into_made() {
+                Ok(made) => made,
+                Err(reason) => {
+                    let letter = DeadLetter::refused(
+                        Some(&tenant),
+                        "pipeline",
+                        &format!("the record's columns don't make points: {reason}"),
+                        Vec::new(),
+                    );
+                    parts.dead_letters.keep(&[letter], stop);
+                    return Ok((tenant, Points::default()));
+                }
+            };
             loop {
                 let pause = parts.quotas.cpu_pause(&tenant);
                 if pause.is_zero() || stop.load(Ordering::Acquire) {
@@ -539,42 +541,44 @@ fn run_stages(
             }
             let permit = parts.quotas.plugin_permit(&tenant, stop);
             let started = thread_cpu_time();
-            let (points, columns) = pipelines.run(
-                &tenant,
-                record.points,
-                record.columns,
-                states,
-                &parts.metrics,
-            )?;
+            let (points, columns) =
+                pipelines.run(&tenant, points, columns, states, &parts.metrics)?;
             parts
                 .quotas
                 .charge_cpu(&tenant, thread_cpu_time().saturating_sub(started));
             drop(permit);
-            Ok(((tenant, points), columns))
+            Ok((tenant, Points::new(points, columns)))
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|staged| staged.into_iter().unzip())
+        .collect()
 }
 
-/// Writes `batches` (with their `columns`, where there are some) to the store. Points the
-/// store refuses are taken out of `batches` and returned as dead letters, one per point
-/// with its reason.
+/// Each of `points` in line protocol, for a dead letter (a point whose columns don't make
+/// one says why instead).
+fn lines(points: &Points) -> Vec<String> {
+    (0..points.len())
+        .map(|i| {
+            points
+                .point(i)
+                .map_or_else(|e| format!("# {e}"), |p| format_point(&p))
+        })
+        .collect()
+}
+
+/// Writes `batches` to the store. Points the store refuses are taken out of `batches` and
+/// returned as dead letters, one per point with its reason.
 fn store(
     parts: &RunnerParts,
     pipelines: &Pipelines,
-    batches: &mut [(TenantId, Vec<Point>)],
-    columns: &[Option<Columns>],
+    batches: &mut [(TenantId, Points)],
     through: Through,
 ) -> Result<Vec<DeadLetter>, crate::store::StoreError> {
     let started = Instant::now();
     let kept: Vec<Batch<'_>> = batches
         .iter()
-        .zip(columns)
-        .map(|((tenant, points), columns)| Batch {
+        .map(|(tenant, points)| Batch {
             tenant,
             retention: pipelines.retention(tenant),
             points,
-            columns: columns.as_ref(),
         })
         .collect();
     let mut refused = parts.store.write(&kept, through)?;
@@ -590,13 +594,10 @@ fn store(
         .filter_map(|r| {
             let (tenant, points) = batches.get_mut(r.batch)?;
             (r.point < points.len()).then(|| {
-                let point = points.remove(r.point);
-                DeadLetter::refused(
-                    Some(tenant),
-                    "store",
-                    &r.reason.to_string(),
-                    vec![format_point(&point)],
-                )
+                let line = points
+                    .remove(r.point)
+                    .map_or_else(|e| format!("# {e}"), |p| format_point(&p));
+                DeadLetter::refused(Some(tenant), "store", &r.reason.to_string(), vec![line])
             })
         })
         .collect();
@@ -610,7 +611,7 @@ fn store(
             })
             .inc_by(points.len() as u64);
         // Latency from event time is meaningful only for live data (clients stamping now).
-        if let Some(newest) = points.iter().map(|p| p.timestamp).max() {
+        if let Some(newest) = points.timestamps().max() {
             let age = seconds_between(newest, now);
             if (0.0..60.0).contains(&age) {
                 parts.metrics.ingest_to_stored_seconds.observe(age);

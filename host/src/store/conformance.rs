@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{Batch, LateRecord, Retention, Rollup, SeriesFilter, SeriesKey, Store, Through, Tier};
 use crate::aggregate::Function;
-use crate::columns::Columns;
+use crate::columns::{Columns, Points};
 use crate::lineproto::{Precision, parse};
 use crate::point::{Alert, AlertState, FieldType, FieldValue, Nanos, Point, Series, Tag};
 use crate::tenant::TenantId;
@@ -37,8 +37,7 @@ fn write_kept(store: &dyn Store, tenant: &TenantId, retention: Retention, lp: &s
     let batch = Batch {
         tenant,
         retention,
-        points: &points(lp),
-        columns: None,
+        points: &points(lp).into(),
     };
     let refused = store.write(&[batch], AT).expect("write");
     assert!(refused.is_empty(), "{refused:?}");
@@ -123,9 +122,10 @@ pub(crate) fn every_field_type_round_trips(store: &dyn Store) {
     assert_eq!(store.field_type(&a, point, "absent").expect("type"), None);
 }
 
-/// A batch with its points' columns (a record's, or what a filter kept of them) stores
-/// and refuses exactly what the same points without them do: runs of one series, a type
-/// changing inside a run, a type conflicting with what was stored, strings.
+/// A batch with its points' columns (a record's, or what a filter kept of them), or in
+/// those columns only (remote write's), stores and refuses exactly what the same points
+/// without them do: runs of one series, a type changing inside a run, a type conflicting
+/// with what was stored, strings.
 pub(crate) fn columns_store_what_their_points_say(store: &dyn Store) {
     let lp = "m,h=x v=1 1\nm,h=x v=2 2\nm,h=x v=3i 3\nm,h=x v=4 4\nm,h=y v=5 5\n\
               m,h=y v=6 6\nm,h=z v=7 7\nm,h=z v=8 8\nm,h=x s=\"a\",v=9 9\nm,h=x s=\"b\",v=10 10\n";
@@ -141,13 +141,15 @@ pub(crate) fn columns_store_what_their_points_say(store: &dyn Store) {
         .collect();
     let whole = Columns::from_points(&all);
     let cases = [
-        ("whole", &all, Some(&whole)),
-        ("whole-points", &all, None),
-        ("kept", &kept_points, Some(&kept)),
-        ("kept-points", &kept_points, None),
+        ("whole", Points::new(all.clone(), Some(whole.clone()))),
+        ("whole-points", Points::from(all)),
+        ("kept", Points::new(kept_points.clone(), Some(kept.clone()))),
+        ("kept-points", Points::from(kept_points)),
+        ("whole-columns", Points::in_columns(whole)),
+        ("kept-columns", Points::in_columns(kept)),
     ];
     let mut stored = Vec::new();
-    for (name, points, columns) in cases {
+    for (name, points) in &cases {
         let tenant = TenantId::new(name);
         // What was stored before: z's values are integers.
         write(store, &tenant, "m,h=z v=0i 0");
@@ -155,7 +157,6 @@ pub(crate) fn columns_store_what_their_points_say(store: &dyn Store) {
             tenant: &tenant,
             retention: Retention::Forever,
             points,
-            columns,
         };
         let refused: Vec<_> = store
             .write(&[batch], AT)
@@ -193,6 +194,11 @@ pub(crate) fn columns_store_what_their_points_say(store: &dyn Store) {
     );
     assert_eq!(stored[0], stored[1], "with columns as without");
     assert_eq!(stored[2], stored[3], "a filter's columns as its points");
+    assert_eq!(stored[4], stored[0], "in columns only as with points");
+    assert_eq!(
+        stored[5], stored[2],
+        "a filter's columns only as its points"
+    );
     assert_eq!(
         stored[2].1[1],
         floats(&[(6, 6.0)]),
@@ -620,11 +626,11 @@ pub(crate) fn lanes_keep_their_offsets_while_ahead_of_their_partition(store: &dy
         lane: Some(tenant.clone()),
         next,
     };
+    let none = Points::default();
     let batch = |tenant| Batch {
         tenant,
         retention: Retention::Forever,
-        points: &[],
-        columns: None,
+        points: &none,
     };
     store
         .write(&[batch(&a)], lane(&a, 40))

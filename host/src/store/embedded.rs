@@ -24,7 +24,7 @@ use super::{
     Retention, Rollup, RollupPage, SeriesFilter, SeriesKey, SeriesPage, Store, StoreError, Through,
     Tier, Usage, alert_id, keys,
 };
-use crate::columns::Shape;
+use crate::columns::{Columns, Shape};
 use crate::format;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point};
 use crate::tenant::TenantId;
@@ -169,6 +169,35 @@ impl FieldKeys {
         }
         Ok(())
     }
+}
+
+/// Adds point `i` of `columns`, whose fields' series `keys` has indexed (the point before
+/// had its shape), to their `run`s from the columns, without making it; false, adding
+/// nothing, when a value is not in the columns.
+fn sampled(columns: &Columns, i: usize, keys: &FieldKeys, run: &mut [(u64, Vec<Sample>)]) -> bool {
+    let Some((timestamp, values)) = columns.sample(i) else {
+        return false;
+    };
+    for (f, value) in values.enumerate() {
+        match (
+            value,
+            keys.indexed.get(f).copied().flatten(),
+            run.get_mut(f),
+        ) {
+            (Some(value), Some(indexed), Some(run)) => {
+                run.0 = indexed.id;
+                run.1.push((timestamp, value));
+            }
+            _ => {
+                // Whole or not at all: the fields before go again.
+                for (_, samples) in &mut run[..f] {
+                    samples.pop();
+                }
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// A record of the control plane kept beside the data: key, value.
@@ -1277,47 +1306,60 @@ impl Store for EmbeddedStore {
             }
         };
         for (b, batch) in batches.iter().enumerate() {
-            let Batch {
-                tenant,
-                points,
-                columns,
-                ..
-            } = *batch;
+            let Batch { tenant, points, .. } = *batch;
+            let (made, columns) = (points.made(), points.columns());
             // The last point taken, when its keys are built and indexed in `keys`, and its
             // shape in the columns.
             let mut known: Option<(usize, Option<Shape<'_>>)> = None;
-            for (i, point) in points.iter().enumerate() {
+            for i in 0..points.len() {
                 let shape = columns.and_then(|c| c.shape(i)).map(|(s, _)| s);
                 // A point of the same keys as the last one taken finds them built and
                 // indexed (each was, when that point was written): building and hashing
                 // them for every sample of a remote-written series was 6% of its ingest.
                 // In the columns, a point of the same shape has the same keys and field
                 // types too, so its types pass as the last one's did, and the point itself
-                // is not read: comparing points, whose tags had left the cache since
-                // ingest made them, was 8% of remote-write ingest (perf).
+                // is neither read nor made: comparing points, whose tags had left the
+                // cache since ingest made them, was 8% of remote-write ingest (perf).
                 let shaped = known.and_then(|(_, k)| Some(k? == shape?));
                 let again = keys.all_indexed()
-                    && shaped
-                        .unwrap_or_else(|| known.is_some_and(|(k, _)| points[k].same_keys(point)));
+                    && shaped.unwrap_or_else(|| {
+                        known.is_some_and(|(k, _)| made.is_some_and(|m| m[k].same_keys(&m[i])))
+                    });
                 if !again {
                     flush(&mut shared.head, &mut run);
                 }
-                // All of a point's fields are checked before any is written: a point is
-                // stored whole or refused whole.
-                let checked = match (again, shaped) {
-                    (true, Some(true)) => Ok(()),
-                    (true, _) => keys.check_types(point),
-                    (false, _) => self.check_point(&mut shared, tenant, point, &mut keys),
-                };
-                known = checked.is_ok().then_some((i, shape));
-                if let Err(reason) = checked {
-                    refused.push(Refused {
-                        batch: b,
-                        point: i,
-                        reason,
-                    });
+                if again
+                    && shaped == Some(true)
+                    && columns.is_some_and(|c| sampled(c, i, &keys, &mut run))
+                {
+                    known = Some((i, shape));
                     continue;
                 }
+                // All of a point's fields are checked before any is written: a point is
+                // stored whole or refused whole.
+                let checked = points
+                    .point(i)
+                    .map_err(PointError::Unreadable)
+                    .and_then(|point| {
+                        if again {
+                            keys.check_types(&point)?;
+                        } else {
+                            self.check_point(&mut shared, tenant, &point, &mut keys)?;
+                        }
+                        Ok(point)
+                    });
+                known = checked.is_ok().then_some((i, shape));
+                let point = match checked {
+                    Ok(point) => point,
+                    Err(reason) => {
+                        refused.push(Refused {
+                            batch: b,
+                            point: i,
+                            reason,
+                        });
+                        continue;
+                    }
+                };
                 if run.len() < point.fields.len() {
                     run.resize_with(point.fields.len(), Default::default);
                 }
@@ -1332,19 +1374,7 @@ impl Store for EmbeddedStore {
                         }
                     };
                     run[f].0 = id;
-                }
-                match columns.filter(|_| again).and_then(|c| c.sample(i)) {
-                    Some((timestamp, values)) => {
-                        for ((f, value), field) in values.enumerate().zip(&point.fields) {
-                            let value = value.unwrap_or_else(|| field.value.clone());
-                            run[f].1.push((timestamp, value));
-                        }
-                    }
-                    None => {
-                        for (f, field) in point.fields.iter().enumerate() {
-                            run[f].1.push((point.timestamp, field.value.clone()));
-                        }
-                    }
+                    run[f].1.push((point.timestamp, field.value.clone()));
                 }
             }
         }
@@ -1888,8 +1918,8 @@ fn alert_key(tenant: &TenantId, window_end: Nanos, id: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::columns::Points;
     use crate::lineproto::{Precision, parse};
-    use crate::point::Point;
     use crate::store::forever;
 
     /// Where test writes come from: no partition of a real log.
@@ -1899,8 +1929,8 @@ mod tests {
         next: 0,
     };
 
-    fn pts(lp: &str) -> Vec<Point> {
-        parse(lp, Precision::Nanoseconds, 0).0
+    fn pts(lp: &str) -> Points {
+        parse(lp, Precision::Nanoseconds, 0).0.into()
     }
 
     fn only(store: &EmbeddedStore, tenant: &TenantId, host: &str) -> SeriesKey {
@@ -2580,7 +2610,7 @@ mod tests {
             ),
             "{refused:?}"
         );
-        let point = &pts("cpu,host=x usage=1 1")[0];
+        let point = &parse("cpu,host=x usage=1 1", Precision::Nanoseconds, 0).0[0];
         assert_eq!(
             store.field_type(&a, point, "usage").expect("type"),
             Some(FieldType::Float)

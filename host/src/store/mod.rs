@@ -31,7 +31,7 @@ pub use self::scylla::ScyllaStore;
 pub use embedded::EmbeddedStore;
 
 use crate::aggregate::Values;
-use crate::columns::Columns;
+use crate::columns::Points;
 use crate::point::{Alert, FieldType, FieldValue, Nanos, Point, Tag};
 use crate::tenant::TenantId;
 use crate::transport::{Offset, Partition};
@@ -155,22 +155,20 @@ pub struct Batch<'a> {
     pub tenant: &'a TenantId,
     /// How long its raw points are kept.
     pub retention: Retention,
-    /// The points.
-    pub points: &'a [Point],
-    /// The same points in columns, when the pipeline has them (a record's, or a filter's
-    /// output): a store may read each point of a run of one series from them, which are
-    /// laid out in order, instead of the point.
-    pub columns: Option<&'a Columns>,
+    /// The points, made or in columns only (remote write's), with their columns when the
+    /// pipeline has them (a record's, or a filter's output): a store may read each point of
+    /// a run of one series from the columns, which are laid out in order, instead of the
+    /// point.
+    pub points: &'a Points,
 }
 
 /// A batch of `tenant`'s points kept forever (tests).
 #[cfg(test)]
-pub(crate) fn forever<'a>(tenant: &'a TenantId, points: &'a [Point]) -> Batch<'a> {
+pub(crate) fn forever<'a>(tenant: &'a TenantId, points: &'a Points) -> Batch<'a> {
     Batch {
         tenant,
         retention: Retention::Forever,
         points,
-        columns: None,
     }
 }
 
@@ -247,6 +245,9 @@ pub enum PointError {
         /// The most the store takes.
         limit: usize,
     },
+    /// Its columns don't make a point (they were not Sluice's, or broke).
+    #[error("the point's columns don't make a point: {0}")]
+    Unreadable(String),
     /// A value of another type than the series already holds.
     #[error("field type conflict: field `{field}` is {got}, but the series holds {stored} values")]
     TypeConflict {

@@ -840,9 +840,19 @@ impl Db {
         let mut refused = Vec::new();
         for (b, batch) in batches.iter().enumerate() {
             let tenant = batch.tenant;
+            let points = match batch.points.to_made() {
+                Ok(points) => points,
+                Err(reason) => {
+                    refused.extend((0..batch.points.len()).map(|point| Refused {
+                        batch: b,
+                        point,
+                        reason: PointError::Unreadable(reason.clone()),
+                    }));
+                    continue;
+                }
+            };
             // Each field's series key, built once: for the type lookups, then the rows.
-            let field_keys: Vec<Vec<Vec<u8>>> = batch
-                .points
+            let field_keys: Vec<Vec<Vec<u8>>> = points
                 .iter()
                 .map(|point| {
                     let key = |field: &crate::point::Field| {
@@ -853,9 +863,9 @@ impl Db {
                     point.fields.iter().map(key).collect()
                 })
                 .collect();
-            self.learn_kinds(tenant, batch.points, &field_keys).await?;
+            self.learn_kinds(tenant, &points, &field_keys).await?;
             let mut writes = Writes::default();
-            for (i, (point, keys)) in batch.points.iter().zip(field_keys).enumerate() {
+            for (i, (point, keys)) in points.iter().zip(field_keys).enumerate() {
                 match self.rows_of(batch.retention, point, keys, now) {
                     Ok(rows) => {
                         let tags: Vec<(&str, &str)> = point

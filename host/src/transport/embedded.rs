@@ -566,8 +566,8 @@ mod tests {
         // From the tail and from the files alike, a record comes with its points' columns,
         // for its plugin stages to read.
         for (_, record) in got.iter().chain(&from_files) {
-            let columns = record.columns.as_ref().expect("columns");
-            assert_eq!(columns.to_points().as_ref(), Ok(&record.points));
+            let columns = record.points.columns().expect("columns");
+            assert_eq!(columns.to_points().ok().as_deref(), record.points.made());
         }
     }
 

@@ -9,6 +9,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use super::segments::Segments;
 use super::{Offset, Partition, Record, TransportError};
 use crate::format;
+use crate::point::Point;
+use crate::tenant::TenantId;
 
 /// fjall's marker file: a fjall database is in the directory.
 const FJALL_MARKER: &str = "version";
@@ -113,10 +115,17 @@ fn reencoded(offset: Offset, v1_from: Offset, bytes: Vec<u8>) -> Vec<u8> {
     if offset >= v1_from {
         return bytes;
     }
-    match postcard::from_bytes::<Record>(&bytes) {
-        Ok(mut record) => format::encode_record(&mut record),
+    match postcard::from_bytes::<Legacy>(&bytes) {
+        Ok(Legacy { tenant, points }) => format::encode_record(&mut Record::new(tenant, points)),
         Err(_) => bytes,
     }
+}
+
+/// A record as the releases before the versioned format wrote it: postcard's encoding.
+#[derive(serde::Deserialize)]
+struct Legacy {
+    tenant: TenantId,
+    points: Vec<Point>,
 }
 
 fn append(
@@ -201,7 +210,8 @@ mod tests {
                 .keyspace("offsets", KeyspaceCreateOptions::default)
                 .expect("offsets");
             // Partition 0: a legacy record and a versioned one.
-            let legacy = postcard::to_allocvec(&(old.tenant.as_str(), &old.points)).expect("bytes");
+            let old_points = old.points.made().expect("made");
+            let legacy = postcard::to_allocvec(&(old.tenant.as_str(), old_points)).expect("bytes");
             p0.insert(1u64.to_be_bytes(), legacy).expect("insert");
             p0.insert(2u64.to_be_bytes(), format::encode_record(&mut new))
                 .expect("insert");

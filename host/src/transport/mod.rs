@@ -24,8 +24,8 @@ use std::time::Duration;
 pub use backlog::Backlog;
 pub use embedded::{EmbeddedConsumer, EmbeddedLog};
 
-use crate::columns::Columns;
-use crate::point::{Point, Runs};
+use crate::columns::{Columns, Points};
+use crate::point::{Point, Samples, continues};
 use crate::tenant::TenantId;
 
 /// A partition number.
@@ -35,18 +35,16 @@ pub type Partition = u32;
 pub type Offset = u64;
 
 /// One record: a tenant's points of one partition, as ingest received them. Stored in
-/// [`crate::format`]'s versioned form; `Deserialize` reads records of earlier releases.
-#[derive(Debug, Clone, serde::Deserialize)]
+/// [`crate::format`]'s versioned form.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// Whose points these are.
     pub tenant: TenantId,
-    /// The points.
-    pub points: Vec<Point>,
-    /// The same points in columns, once made: encoding the record for the log makes them,
-    /// reading a record of format 2 or 3 has them, and a plugin stage borrows them instead of
-    /// encoding the points again. Not part of a record's value (`==` ignores it).
-    #[serde(skip)]
-    pub columns: Option<Columns>,
+    /// The points, with their columns once made: encoding the record for the log makes
+    /// them, reading a record of format 2 or 3 has them, and a plugin stage borrows them
+    /// instead of encoding the points again. Remote write's records are made in columns
+    /// only.
+    pub points: Points,
 }
 
 impl Record {
@@ -54,15 +52,8 @@ impl Record {
     pub fn new(tenant: TenantId, points: Vec<Point>) -> Self {
         Self {
             tenant,
-            points,
-            columns: None,
+            points: points.into(),
         }
-    }
-}
-
-impl PartialEq for Record {
-    fn eq(&self, other: &Self) -> bool {
-        self.tenant == other.tenant && self.points == other.points
     }
 }
 
@@ -305,12 +296,10 @@ pub fn partition_for(tenant: &TenantId, point: &Point, partitions: u32) -> Parti
     (h % u64::from(partitions.max(1))) as Partition
 }
 
-/// Splits a tenant's batch into one record per partition, each with its columns made;
-/// `runs` says which points are known to continue the run of the one before.
+/// Splits a tenant's batch into one record per partition, each with its columns made.
 pub fn records_for(
     tenant: &TenantId,
     points: Vec<Point>,
-    runs: &Runs,
     partitions: u32,
 ) -> Vec<(Partition, Record)> {
     // A point of the series before it goes where that one went: hashing byte by byte was
@@ -318,7 +307,7 @@ pub fn records_for(
     let mut each: Vec<Partition> = Vec::with_capacity(points.len());
     for (i, point) in points.iter().enumerate() {
         let partition = match each.last() {
-            Some(&p) if runs.continues(&points, i, Point::same_series) => p,
+            Some(&p) if continues(&points, i, Point::same_series) => p,
             _ => partition_for(tenant, point, partitions),
         };
         each.push(partition);
@@ -330,26 +319,44 @@ pub fn records_for(
     for &p in &each {
         sizes[p as usize] += 1;
     }
-    let mut by_partition: Vec<(Vec<Point>, Vec<bool>)> = sizes
-        .iter()
-        .map(|&n| (Vec::with_capacity(n), Vec::with_capacity(n)))
-        .collect();
-    for (i, (point, p)) in points.into_iter().zip(each).enumerate() {
-        let (points, continues) = &mut by_partition[p as usize];
-        points.push(point);
-        // A run stays whole in its series' partition, so what continues it here too.
-        continues.push(runs.known_to_continue(i));
+    let mut by_partition: Vec<Vec<Point>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
+    for (point, p) in points.into_iter().zip(each) {
+        by_partition[p as usize].push(point);
     }
-    by_partition
-        .into_iter()
-        .zip(0..)
-        .filter(|((points, _), _)| !points.is_empty())
-        .map(|((points, continues), p)| {
-            // The columns made here, where the runs are known, spare comparing names.
-            let columns = Columns::from_runs(&points, &Runs::known(continues));
-            let mut record = Record::new(tenant.clone(), points);
-            record.columns = Some(columns);
-            (p, record)
+    (0..)
+        .zip(by_partition)
+        .filter(|(_, points)| !points.is_empty())
+        .map(|(p, points)| {
+            let columns = Columns::from_points(&points);
+            let points = Points::new(points, Some(columns));
+            let tenant = tenant.clone();
+            (p, Record { tenant, points })
+        })
+        .collect()
+}
+
+/// Splits a tenant's `samples` of `series` (remote write's: a point per series) into one
+/// record per partition, each series' samples in its series' partition, in columns only.
+pub fn records_of_samples(
+    tenant: &TenantId,
+    series: &[Point],
+    samples: &Samples,
+    partitions: u32,
+) -> Vec<(Partition, Record)> {
+    let mut by_partition = vec![Vec::new(); partitions.max(1) as usize];
+    for (s, point) in series.iter().enumerate() {
+        if !samples.of(s).is_empty() {
+            by_partition[partition_for(tenant, point, partitions) as usize].push(s);
+        }
+    }
+    (0..)
+        .zip(by_partition)
+        .filter(|(_, which)| !which.is_empty())
+        .map(|(p, which)| {
+            let columns = Columns::from_samples(series, samples, &which);
+            let points = Points::in_columns(columns);
+            let tenant = tenant.clone();
+            (p, Record { tenant, points })
         })
         .collect()
 }
@@ -360,22 +367,55 @@ mod tests {
     use crate::lineproto::{Precision, parse};
 
     #[test]
-    fn each_point_goes_to_its_series_partition_in_runs_or_not() {
+    fn samples_go_in_columns_only_to_their_series_partition_as_the_points_they_are() {
+        let tenant = TenantId::new("t");
+        let lines: String = (0..40)
+            .map(|i| format!("m,host=h{i} value=0 0\n"))
+            .collect();
+        let series = parse(&lines, Precision::Nanoseconds, 0).0;
+        let mut samples = Samples::default();
+        for s in 0..40i64 {
+            samples.start_series();
+            for k in 0..s % 4 {
+                samples.push(k * 10 + s, (s * k) as f64);
+            }
+        }
+        let points = samples.points(&series);
+        let records = records_of_samples(&tenant, &series, &samples, 8);
+        assert!(records.len() > 1, "the series spread over partitions");
+        let mut seen = 0;
+        for (partition, mut record) in records {
+            assert!(record.points.made().is_none(), "not made");
+            // The log's format writes them as it writes made points.
+            let bytes = crate::format::encode_record(&mut record);
+            assert_eq!(
+                crate::format::decode_record(&bytes).expect("decodes"),
+                record
+            );
+            let made = record.points.into_made().expect("they make").0;
+            let given: Vec<&Point> = points
+                .iter()
+                .filter(|p| partition_for(&tenant, p, 8) == partition)
+                .collect();
+            assert_eq!(made.iter().collect::<Vec<_>>(), given);
+            seen += made.len();
+        }
+        assert_eq!(seen, 60, "every sample once");
+    }
+
+    #[test]
+    fn each_point_goes_to_its_series_partition_with_its_columns() {
         let tenant = TenantId::new("t");
         let lines: String = (0..200)
             .map(|i| format!("m,host=h{} v={i} {i}\n", (i / 3) % 17))
             .collect();
         let points = parse(&lines, Precision::Nanoseconds, 0).0;
         assert_eq!(points.len(), 200);
-        // Runs of three points of one series, known as remote write knows them.
-        let known = Runs::known((0..200).map(|i| i % 3 != 0).collect());
-        let records = records_for(&tenant, points.clone(), &known, 8);
-        let compared = records_for(&tenant, points.clone(), &Runs::default(), 8);
-        assert_eq!(records, compared);
-        for (_, record) in records.iter().chain(&compared) {
-            // Columns made with the runs known, the rows copied, are those of the points.
-            let columns = Columns::from_points(&record.points);
-            assert_eq!(record.columns.as_ref(), Some(&columns));
+        // Runs of three points of one series.
+        let records = records_for(&tenant, points.clone(), 8);
+        for (_, record) in &records {
+            let columns = Columns::from_points(record.points.made().expect("made"));
+            assert_eq!(record.points.columns(), Some(&columns));
         }
         assert!(
             records.len() > 1,
@@ -383,7 +423,7 @@ mod tests {
         );
         let mut seen = 0;
         for (partition, record) in &records {
-            for point in &record.points {
+            for point in record.points.made().expect("made") {
                 assert_eq!(partition_for(&tenant, point, 8), *partition);
             }
             seen += record.points.len();
@@ -395,7 +435,8 @@ mod tests {
                 .iter()
                 .filter(|p| partition_for(&tenant, p, 8) == partition)
                 .collect();
-            assert_eq!(record.points.iter().collect::<Vec<_>>(), given);
+            let made = record.points.made().expect("made");
+            assert_eq!(made.iter().collect::<Vec<_>>(), given);
         }
     }
 }

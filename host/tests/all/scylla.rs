@@ -52,20 +52,18 @@ fn the_scylla_store_creates_its_schema_once_and_writes_prepared_batches() {
         .map(|i| format!("cpu,host=x usage={i} {i}\n"))
         .collect();
     lp.push_str("cpu,host=y usage=1 1\nmem,host=x free=5i 1\n");
-    let (pa, pb) = (points(&lp), points("cpu,host=x usage=1 1\n"));
+    let (pa, pb) = (points(&lp).into(), points("cpu,host=x usage=1 1\n").into());
     let kept = Retention::For(Duration::from_secs(86_400 * 365 * 100));
     let batches = [
         Batch {
             tenant: &a,
             retention: Retention::Forever,
             points: &pa,
-            columns: None,
         },
         Batch {
             tenant: &b,
             retention: kept,
             points: &pb,
-            columns: None,
         },
     ];
     let refused = store.write(&batches, at(7)).expect("write");
@@ -94,14 +92,13 @@ fn the_scylla_store_creates_its_schema_once_and_writes_prepared_batches() {
         again.field_type(&a, &float[0], "usage").expect("type"),
         Some(FieldType::Float)
     );
-    let conflict = points("cpu,host=x usage=7i 2\ncpu,host=z usage=2 2\n");
+    let conflict = points("cpu,host=x usage=7i 2\ncpu,host=z usage=2 2\n").into();
     let refused = again
         .write(
             &[Batch {
                 tenant: &a,
                 retention: Retention::Forever,
                 points: &conflict,
-                columns: None,
             }],
             at(8),
         )

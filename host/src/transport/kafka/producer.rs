@@ -289,9 +289,12 @@ fn encode_split(mut record: Record, out: &mut Vec<Vec<u8>>) {
         out.push(bytes);
         return;
     }
-    let Record {
-        tenant, mut points, ..
-    } = record;
+    let Record { tenant, points } = record;
+    let mut points = match points.into_made() {
+        Ok((points, _)) => points,
+        // Sent whole: refused as too large, it is not acknowledged.
+        Err(_) => return out.push(bytes),
+    };
     let second = points.split_off(points.len() / 2);
     encode_split(Record::new(tenant.clone(), points), out);
     encode_split(Record::new(tenant, second), out);
