@@ -296,6 +296,54 @@ impl Columns {
         (0..rows.points).map(|i| self.point_in(i, rows)).collect()
     }
 
+    /// Whether the columns make their points, without making them: what
+    /// [`Columns::to_points`] refuses, it refuses alike. A point of the shape of the one
+    /// before has its names checked once: reading a log record back, making its points was
+    /// most of the cost of decoding it.
+    ///
+    /// # Errors
+    /// As [`Columns::to_points`].
+    pub fn check(&self) -> Result<(), String> {
+        match self.sound() {
+            Some(()) => Ok(()),
+            // Made to say what is wrong, as they say it.
+            None => self.to_points().map(drop),
+        }
+    }
+
+    /// `Some` when every point's rows are in the columns, its names and string values are
+    /// spans of UTF-8 in `text`, and its type codes known.
+    fn sound(&self) -> Option<()> {
+        let rows = self.rows().ok()?;
+        let text = &self.text;
+        let named = |start: u32, len: u32| span_of(text, start, len).is_ok();
+        let mut last: Option<Shape<'_>> = None;
+        for i in 0..rows.points {
+            let (shape, values) = self.shape(i)?;
+            if last != Some(shape) {
+                let pairs = |rows: &[u8]| {
+                    rows.chunks_exact(8)
+                        .all(|r| named(u32_at(r, 0), u32_at(r, 1)))
+                };
+                let sound = named(shape.measurement[0], shape.measurement[1])
+                    && pairs(shape.tags)
+                    && pairs(shape.field_keys)
+                    && shape.field_kinds.iter().all(|k| *k <= STRING);
+                if !sound {
+                    return None;
+                }
+                last = Some(shape);
+            }
+            for (kind, bits) in shape.field_kinds.iter().zip(values.chunks_exact(8)) {
+                let bits = u64_at(bits, 0);
+                if *kind == STRING && !named((bits >> 32) as u32, bits as u32) {
+                    return None;
+                }
+            }
+        }
+        Some(())
+    }
+
     /// Point `i`, or what is wrong with the columns (as [`Columns::to_points`] says it).
     ///
     /// # Errors
@@ -491,6 +539,22 @@ impl Columns {
         self.timestamps.len() / 8
     }
 
+    /// Bytes of their columns.
+    pub fn bytes(&self) -> usize {
+        [
+            &self.text,
+            &self.points,
+            &self.timestamps,
+            &self.tags,
+            &self.field_keys,
+            &self.field_kinds,
+            &self.field_values,
+        ]
+        .iter()
+        .map(|c| c.len())
+        .sum()
+    }
+
     /// True without points.
     pub fn is_empty(&self) -> bool {
         self.timestamps.is_empty()
@@ -565,6 +629,17 @@ impl Points {
     /// True without points.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// About how much memory the points take: their columns, and each made point with its
+    /// tags and fields (not names too long to be kept inline).
+    pub fn bytes(&self) -> usize {
+        let made = self.made.iter().flatten().map(|p| {
+            size_of::<Point>()
+                + p.tags.len() * size_of::<Tag>()
+                + p.fields.len() * size_of::<Field>()
+        });
+        made.sum::<usize>() + self.columns.as_ref().map_or(0, Columns::bytes)
     }
 
     /// The points in columns, where made.
@@ -741,10 +816,14 @@ mod tests {
     fn a_broken_batch_is_refused_naming_what_and_where() {
         let (points, _) = parse("cpu,host=é v=1 1\nmem v=2i 2\n", Precision::Nanoseconds, 0);
         let good = Columns::from_points(&points);
+        assert_eq!(good.check(), Ok(()));
         let broken = |f: &dyn Fn(&mut Columns)| {
             let mut b = good.clone();
             f(&mut b);
-            b.to_points().expect_err("broken")
+            let error = b.to_points().expect_err("broken");
+            // Checked without making the points, they are refused alike.
+            assert_eq!(b.check(), Err(error.clone()));
+            error
         };
         let cut = broken(&|b| b.tags[8..12].copy_from_slice(&12u32.to_le_bytes()));
         assert!(cut.starts_with("point 0: tag 0 value: span 12+2"), "{cut}");

@@ -169,8 +169,8 @@ pub fn encode_record(record: &mut Record) -> Vec<u8> {
         return bytes;
     }
     // Columns that lost rows can't be ours; made again from the points, they can't fail.
-    // (Points in columns only have theirs whole.)
-    let c = Columns::from_points(record.points.made().unwrap_or_default());
+    // (Points in columns only have every row: see `Points::in_columns`.)
+    let c = Columns::from_points(&record.points.to_made().unwrap_or_default());
     let bytes = encode_columns(record.tenant.as_str(), &c).unwrap_or_default();
     record.points.set_columns(c);
     bytes
@@ -406,10 +406,12 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, FormatError> {
             r.bytes.len() - r.pos
         )));
     }
-    let points = columns.to_points().map_err(error)?;
+    // Checked whole here, so a broken record is a dead letter whole; its points are made
+    // where something needs them (the store writes from the columns).
+    columns.check().map_err(error)?;
     Ok(Record {
         tenant,
-        points: Points::new(points, Some(columns)),
+        points: Points::in_columns(columns),
     })
 }
 
@@ -957,7 +959,7 @@ mod tests {
             points: Points::new(points[1..].to_vec(), Some(columns.clone())),
         };
         let decoded = decode_record(&encode_record(&mut record)).expect("decodes");
-        assert_eq!(decoded.points.made(), Some(&points[1..]));
+        assert_eq!(decoded.points.to_made().as_deref(), Ok(&points[1..]));
         assert_eq!(record.points.columns(), Some(&columns), "kept as given");
         // Written from them: their text, with the dropped point's strings, and the kept
         // point's rows laid out from the first.
@@ -970,7 +972,7 @@ mod tests {
         lost.tags.clear();
         record.points.set_columns(lost);
         let decoded = decode_record(&encode_record(&mut record)).expect("decodes");
-        assert_eq!(decoded.points.made(), Some(&points[1..]));
+        assert_eq!(decoded.points.to_made().as_deref(), Ok(&points[1..]));
         assert_eq!(
             record.points.columns(),
             Some(&Columns::from_points(&points[1..]))
@@ -1091,7 +1093,7 @@ mod tests {
             let bytes = encode_record(&mut record);
             let decoded = decode_record(&bytes).expect("decodes");
             // Compared as serde's shapes: NaN != NaN, but their bits are kept.
-            let shapes = |r: &Record| format!("{:?}", r.points.made().unwrap_or_default().iter().map(serde_point).collect::<Vec<_>>());
+            let shapes = |r: &Record| format!("{:?}", r.points.to_made().expect("made").iter().map(serde_point).collect::<Vec<_>>());
             proptest::prop_assert_eq!(decoded.tenant.as_str(), tenant.as_str());
             proptest::prop_assert_eq!(shapes(&decoded), shapes(&record));
             // Every cut of a record is refused, never a panic or a part.
@@ -1112,7 +1114,7 @@ mod tests {
             let shape = (tenant, points.iter().map(serde_point).collect::<Vec<_>>());
             let bytes = postcard::to_extend(&shape, header(RECORD_V1)).expect("encodes");
             let decoded = decode_record(&bytes).expect("decodes");
-            let ours: Vec<_> = decoded.points.made().unwrap_or_default().iter().map(serde_point).collect();
+            let ours: Vec<_> = decoded.points.to_made().expect("made").iter().map(serde_point).collect();
             proptest::prop_assert_eq!(decoded.tenant.as_str(), shape.0.as_str());
             proptest::prop_assert_eq!(format!("{ours:?}"), format!("{:?}", shape.1));
             proptest::prop_assert!(decoded.points.columns().is_none());

@@ -243,7 +243,7 @@ mod tests {
         ) -> Result<Vec<Refused>, StoreError> {
             let poisoned = batches
                 .iter()
-                .flat_map(|b| b.points.made().unwrap_or_default())
+                .flat_map(|b| b.points.to_made().unwrap_or_default().into_owned())
                 .any(|p| p.measurement == "panic");
             assert!(!poisoned, "a store bug met a panic point");
             if self.1.load(Ordering::Acquire) && batches.iter().any(|b| b.tenant.as_str() == "slow")

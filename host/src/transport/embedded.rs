@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::backlog::Unread;
 use super::segments::Segments;
-use super::tail::{TAIL_POINTS, Tail};
+use super::tail::{TAIL_BYTES, Tail};
 use super::{
     Backlog, Committer, Delivered, GroupConsumer, Offset, Partition, PartitionReader, Producer,
     Rebalance, Record, TransportError, Undecodable,
@@ -86,7 +86,7 @@ impl EmbeddedLog {
         let failed = Arc::new(Mutex::new(None));
         let syncs = Arc::new(AtomicU64::new(0));
         let unread = Arc::new(Unread::new(positions));
-        let tail = Arc::new(Tail::new(partitions, TAIL_POINTS));
+        let tail = Arc::new(Tail::new(partitions, TAIL_BYTES));
         let written = Written {
             segments: segments.clone(),
             tail: tail.clone(),
@@ -535,11 +535,18 @@ mod tests {
             record("a", &lines)
         };
         // Five records more than the tail holds: those are in the files only.
-        let n = TAIL_POINTS / 1000 + 5;
+        let mut made = big(0);
+        crate::format::encode_record(&mut made);
+        let each = made.points.bytes();
+        let n = TAIL_BYTES / each + 5;
         for i in 0..n {
             log.append(vec![(0, big(i))]).expect("append");
         }
-        assert_eq!(log.tail.points(), TAIL_POINTS, "the tail is full");
+        let full = log.tail.bytes();
+        assert!(
+            full + each > TAIL_BYTES && full <= TAIL_BYTES,
+            "the tail is full"
+        );
         let read_all = |reader: &mut dyn PartitionReader| {
             let mut all = Vec::new();
             loop {
@@ -557,17 +564,18 @@ mod tests {
         let mut reader = log.reader(0).expect("reader");
         // A fork reads the files, and leaves the tail to the reader.
         let from_files = read_all(&mut *reader.fork(0).expect("fork"));
-        assert_eq!(log.tail.points(), TAIL_POINTS);
+        assert_eq!(log.tail.bytes(), full);
         let got = read_all(&mut reader);
-        assert_eq!(log.tail.points(), 0, "the reader took the tail");
+        assert_eq!(log.tail.bytes(), 0, "the reader took the tail");
         let expected: Vec<(Offset, Record)> = (0..n).map(|i| (i as Offset, big(i))).collect();
         assert!(got == expected, "in order, each record as appended");
         assert!(from_files == expected, "the files hold the same");
         // From the tail and from the files alike, a record comes with its points' columns,
         // for its plugin stages to read.
-        for (_, record) in got.iter().chain(&from_files) {
+        for (offset, record) in got.iter().chain(&from_files) {
             let columns = record.points.columns().expect("columns");
-            assert_eq!(columns.to_points().ok().as_deref(), record.points.made());
+            let appended = big(*offset as usize);
+            assert_eq!(columns.to_points().ok().as_deref(), appended.points.made());
         }
     }
 

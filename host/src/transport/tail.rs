@@ -13,24 +13,27 @@ use std::sync::{Mutex, PoisonError};
 
 use super::{Offset, Partition, Record};
 
-/// Points the tail holds at most, across partitions: some 30 MB of points of a few tags
-/// and fields, and some 10 MB of their columns (about 100 bytes a point). A reader within
-/// this far of the writer never decodes.
-pub const TAIL_POINTS: usize = 100_000;
+/// Memory the tail's records take at most, across partitions, as [`crate::columns::Points::bytes`] counts
+/// it: 100,000 points of a few tags and fields with their columns, or 800,000 remote-written
+/// samples in columns only. A reader within this far of the writer never decodes. Counted
+/// in points, it held five times fewer samples than this, and the Prometheus bench's
+/// reader, falling that far behind, read and decoded a quarter of its records.
+pub const TAIL_BYTES: usize = 40 << 20;
 
-/// Each partition's records in the tail, in offset order, and the points they hold.
+/// Each partition's records in the tail, in offset order with the bytes each takes, and
+/// the bytes they take in all.
 pub struct Tail {
-    partitions: Vec<Mutex<VecDeque<(Offset, Record)>>>,
-    points: Mutex<usize>,
+    partitions: Vec<Mutex<VecDeque<(Offset, Record, usize)>>>,
+    bytes: Mutex<usize>,
     limit: usize,
 }
 
 impl Tail {
-    /// An empty tail for `partitions` partitions, holding at most `limit` points.
+    /// An empty tail for `partitions` partitions, holding at most `limit` bytes.
     pub fn new(partitions: u32, limit: usize) -> Self {
         Self {
             partitions: (0..partitions).map(|_| Mutex::default()).collect(),
-            points: Mutex::new(0),
+            bytes: Mutex::new(0),
             limit,
         }
     }
@@ -41,17 +44,18 @@ impl Tail {
         let Some(records) = self.partitions.get(partition as usize) else {
             return;
         };
+        let bytes = record.points.bytes();
         {
-            let mut points = self.points.lock().unwrap_or_else(PoisonError::into_inner);
-            if *points + record.points.len() > self.limit {
+            let mut held = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+            if *held + bytes > self.limit {
                 return;
             }
-            *points += record.points.len();
+            *held += bytes;
         }
         records
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push_back((offset, record));
+            .push_back((offset, record, bytes));
     }
 
     /// The records of `partition` from `from` on that the tail holds without a gap, up to
@@ -70,35 +74,35 @@ impl Tail {
         let mut dropped = 0;
         {
             let mut records = records.lock().unwrap_or_else(PoisonError::into_inner);
-            while records.front().is_some_and(|(offset, _)| *offset < from) {
-                if let Some((_, record)) = records.pop_front() {
-                    dropped += record.points.len();
+            while records.front().is_some_and(|(offset, ..)| *offset < from) {
+                if let Some((.., bytes)) = records.pop_front() {
+                    dropped += bytes;
                 }
             }
             let mut next = from;
             while taken.len() < max
                 && next < end
-                && records.front().is_some_and(|(offset, _)| *offset == next)
+                && records.front().is_some_and(|(offset, ..)| *offset == next)
             {
-                let Some(front) = records.pop_front() else {
+                let Some((offset, record, bytes)) = records.pop_front() else {
                     break;
                 };
-                dropped += front.1.points.len();
-                taken.push(front);
+                dropped += bytes;
+                taken.push((offset, record));
                 next += 1;
             }
         }
         if dropped > 0 {
-            let mut points = self.points.lock().unwrap_or_else(PoisonError::into_inner);
-            *points = points.saturating_sub(dropped);
+            let mut held = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+            *held = held.saturating_sub(dropped);
         }
         taken
     }
 
-    /// The points held now.
+    /// The bytes held now.
     #[cfg(test)]
-    pub fn points(&self) -> usize {
-        *self.points.lock().unwrap_or_else(PoisonError::into_inner)
+    pub fn bytes(&self) -> usize {
+        *self.bytes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -114,7 +118,8 @@ mod tests {
 
     #[test]
     fn records_are_taken_in_order_without_gaps_and_a_full_tail_keeps_nothing_more() {
-        let tail = Tail::new(2, 3);
+        // Room for three points.
+        let tail = Tail::new(2, record("m v=1 1\nm v=2 2\nm v=3 3").points.bytes());
         tail.keep(0, 5, record("m v=1 1\nm v=2 2"));
         tail.keep(0, 6, record("m v=3 3"));
         // Full: three points held.
@@ -138,6 +143,6 @@ mod tests {
         // A reader past a record drops it.
         tail.keep(0, 9, record("m v=9 9"));
         assert_eq!(offsets(tail.take(0, 9, 10, 10)), vec![9]);
-        assert_eq!(tail.points(), 0);
+        assert_eq!(tail.bytes(), 0);
     }
 }
