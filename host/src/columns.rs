@@ -144,7 +144,7 @@ fn le<const N: usize, const B: usize>(numbers: [u32; N]) -> [u8; B] {
 /// rows, field-key rows and field types as bytes of their columns. The samples of one series
 /// share one, and a log record holds each run of points of one shape once (format 3,
 /// `format.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Shape<'a> {
     /// The measurement's span.
     pub measurement: [u32; 2],
@@ -155,6 +155,20 @@ pub struct Shape<'a> {
     /// Its fields' type codes, as in [`Columns::field_kinds`].
     pub field_kinds: &'a [u8],
 }
+
+impl PartialEq for Shape<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        // The samples of a series name the same tag rows (`Columns::from_samples`): those
+        // are equal without reading them. Short rows compare inline (see `same`).
+        let rows = |a: &[u8], b: &[u8]| std::ptr::eq(a, b) || same(a, b);
+        self.measurement == other.measurement
+            && rows(self.tags, other.tags)
+            && rows(self.field_keys, other.field_keys)
+            && rows(self.field_kinds, other.field_kinds)
+    }
+}
+
+impl Eq for Shape<'_> {}
 
 /// How many point, tag and field rows columns have.
 #[derive(Clone, Copy)]
@@ -293,7 +307,12 @@ impl Columns {
     /// A message naming the column, point and span at fault.
     pub fn to_points(&self) -> Result<Vec<Point>, String> {
         let rows = self.rows()?;
-        (0..rows.points).map(|i| self.point_in(i, rows)).collect()
+        (0..rows.points)
+            .map(|i| {
+                let mut point = Point::default();
+                self.point_into_rows(i, rows, &mut point).map(|()| point)
+            })
+            .collect()
     }
 
     /// Whether the columns make their points, without making them: what
@@ -344,16 +363,17 @@ impl Columns {
         Some(())
     }
 
-    /// Point `i`, or what is wrong with the columns (as [`Columns::to_points`] says it).
+    /// Makes point `i` in `out` (its tags and fields keep their room), or says what is
+    /// wrong with the columns, as [`Columns::to_points`] says it.
     ///
     /// # Errors
     /// A message naming the column, point and span at fault, or that there is no point `i`.
-    pub fn point(&self, i: usize) -> Result<Point, String> {
+    pub fn point_into(&self, i: usize, out: &mut Point) -> Result<(), String> {
         let rows = self.rows()?;
         if i >= rows.points {
             return Err(format!("no point {i}: there are {}", rows.points));
         }
-        self.point_in(i, rows)
+        self.point_into_rows(i, rows, out)
     }
 
     /// How many rows the columns have, or the first column whose length is wrong.
@@ -383,8 +403,9 @@ impl Columns {
         })
     }
 
-    /// Point `i` (below `rows.points`), or what is wrong with its rows.
-    fn point_in(&self, i: usize, rows: Rows) -> Result<Point, String> {
+    /// Makes point `i` (below `rows.points`) in `out`, whose tags and fields keep their
+    /// room, or says what is wrong with its rows (`out` then holds part of it).
+    fn point_into_rows(&self, i: usize, rows: Rows, out: &mut Point) -> Result<(), String> {
         let text = &self.text;
         let span = |start: u32, len: u32, what: &dyn Fn() -> String| -> Result<&str, String> {
             span_of(text, start, len).map_err(|e| format!("{}: {e}", what()))
@@ -398,43 +419,37 @@ impl Columns {
         };
         let row = |j| u32_at(&self.points, i * 6 + j);
         let at = |e: String| format!("point {i}: {e}");
-        let measurement = span(row(0), row(1), &|| "measurement".into())
+        out.measurement = span(row(0), row(1), &|| "measurement".into())
             .map_err(at)?
             .into();
-        let tags = range(row(2), row(3), rows.tags, "tags")
-            .map_err(at)?
-            .map(|t| {
-                let n = |j| u32_at(&self.tags, t * 4 + j);
-                Ok(Tag {
-                    key: span(n(0), n(1), &|| format!("tag {t} key"))?.into(),
-                    value: span(n(2), n(3), &|| format!("tag {t} value"))?.into(),
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(at)?;
-        let fields = range(row(4), row(5), rows.fields, "fields")
-            .map_err(at)?
-            .map(|f| {
-                let key = span(
-                    u32_at(&self.field_keys, 2 * f),
-                    u32_at(&self.field_keys, 2 * f + 1),
-                    &|| format!("field {f} key"),
-                )?
-                .into();
-                let bits = u64_at(&self.field_values, f);
-                let value = self
-                    .value(self.field_kinds[f], bits)
-                    .map_err(|e| format!("field {f} {e}"))?;
-                Ok(Field { key, value })
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(at)?;
-        Ok(Point {
-            measurement,
-            tags,
-            fields,
-            timestamp: self.timestamp(i),
-        })
+        out.tags.clear();
+        for t in range(row(2), row(3), rows.tags, "tags").map_err(at)? {
+            let n = |j| u32_at(&self.tags, t * 4 + j);
+            let key = span(n(0), n(1), &|| format!("tag {t} key")).map_err(at)?;
+            let value = span(n(2), n(3), &|| format!("tag {t} value")).map_err(at)?;
+            out.tags.push(Tag {
+                key: key.into(),
+                value: value.into(),
+            });
+        }
+        out.fields.clear();
+        for f in range(row(4), row(5), rows.fields, "fields").map_err(at)? {
+            let (start, len) = (
+                u32_at(&self.field_keys, 2 * f),
+                u32_at(&self.field_keys, 2 * f + 1),
+            );
+            let key = span(start, len, &|| format!("field {f} key")).map_err(at)?;
+            let bits = u64_at(&self.field_values, f);
+            let value = self
+                .value(self.field_kinds[f], bits)
+                .map_err(|e| at(format!("field {f} {e}")))?;
+            out.fields.push(Field {
+                key: key.into(),
+                value,
+            });
+        }
+        out.timestamp = self.timestamp(i);
+        Ok(())
     }
 
     /// Point `i`'s timestamp (`i` below [`Columns::len`]).
@@ -682,17 +697,20 @@ impl Points {
         Ok((points, self.columns))
     }
 
-    /// Point `i`, made if it is in columns only.
+    /// Point `i`: the made one, or made from the columns in `scratch` (see
+    /// [`Columns::point_into`]).
     ///
     /// # Errors
-    /// As [`Columns::point`].
-    pub fn point(&self, i: usize) -> Result<std::borrow::Cow<'_, Point>, String> {
+    /// As [`Columns::point_into`].
+    pub fn point<'a>(&'a self, i: usize, scratch: &'a mut Point) -> Result<&'a Point, String> {
         match (&self.made, &self.columns) {
             (Some(points), _) => points
                 .get(i)
-                .map(std::borrow::Cow::Borrowed)
                 .ok_or_else(|| format!("no point {i}: there are {}", points.len())),
-            (None, Some(columns)) => columns.point(i).map(std::borrow::Cow::Owned),
+            (None, Some(columns)) => {
+                columns.point_into(i, scratch)?;
+                Ok(scratch)
+            }
             (None, None) => Err(format!("no point {i}: there are none")),
         }
     }

@@ -52,7 +52,7 @@ pub struct Field {
 }
 
 /// A metric point.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// The measurement name (`cpu`).
     pub measurement: Name,

@@ -58,15 +58,18 @@ pub mod prompb {
         pub histograms: Vec<Histogram>,
     }
 
-    /// `prometheus.Label`.
+    /// `prometheus.Label`. Its strings are read as bytes (the same on the wire), so that
+    /// each is a slice of the request's bytes instead of a `String` of its own, and checked
+    /// to be UTF-8 where they become names: allocating and freeing every label's two
+    /// strings was a third of decoding a request (perf, the Prometheus bench).
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Label {
         /// Label name.
-        #[prost(string, tag = "1")]
-        pub name: String,
+        #[prost(bytes = "bytes", tag = "1")]
+        pub name: prost::bytes::Bytes,
         /// Label value.
-        #[prost(string, tag = "2")]
-        pub value: String,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub value: prost::bytes::Bytes,
     }
 
     /// `prometheus.Sample`.
@@ -91,8 +94,8 @@ pub mod prompb {
                 labels: labels
                     .iter()
                     .map(|(name, value)| Label {
-                        name: (*name).into(),
-                        value: (*value).into(),
+                        name: prost::bytes::Bytes::copy_from_slice(name.as_bytes()),
+                        value: prost::bytes::Bytes::copy_from_slice(value.as_bytes()),
                     })
                     .collect(),
                 samples: samples
@@ -128,7 +131,7 @@ pub async fn write(
     }
     let bytes = decompress(&raw, limit).map_err(|e| state.reject(e))?;
     state
-        .accept(tenant, bytes.len(), move || decode(&bytes))
+        .accept(tenant, bytes.len(), move || decode(bytes))
         .await
 }
 
@@ -151,8 +154,8 @@ fn decompress(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
 
 /// The samples of a serialized `WriteRequest`, all or none: a point of each series with
 /// samples (at its first sample), and the samples.
-fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
-    let request: prompb::WriteRequest = prost::Message::decode(bytes)
+fn decode(bytes: Vec<u8>) -> Result<Decoded, ApiError> {
+    let request: prompb::WriteRequest = prost::Message::decode(prost::bytes::Bytes::from(bytes))
         .map_err(|e| ApiError::invalid(format!("body is not a remote-write WriteRequest: {e}")))?;
     let n = request.timeseries.iter().map(|s| s.samples.len()).sum();
     let mut series = Vec::with_capacity(request.timeseries.len());
@@ -167,7 +170,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
                 s.histograms.len()
             )));
         }
-        let (measurement, tags) = name_and_tags(s.labels).map_err(refuse)?;
+        let (measurement, tags) = name_and_tags(&s.labels).map_err(refuse)?;
         if s.samples.is_empty() {
             continue;
         }
@@ -200,33 +203,38 @@ fn decode(bytes: &[u8]) -> Result<Decoded, ApiError> {
 /// one: the fuzz target's view of both decoders.
 #[cfg(test)]
 pub(crate) fn fuzz_points(bytes: &[u8]) -> [Option<Vec<Point>>; 2] {
-    let plain = decode(bytes).ok().map(|d| d.made());
+    let plain = decode(bytes.to_vec()).ok().map(|d| d.made());
     let packed = decompress(bytes, 1 << 20)
-        .and_then(|raw| decode(&raw))
+        .and_then(decode)
         .ok()
         .map(|d| d.made());
     [plain, packed]
 }
 
 /// The metric name and the other labels as tags, sorted; labels with empty values dropped.
-fn name_and_tags(labels: Vec<prompb::Label>) -> Result<(Name, Vec<Tag>), String> {
+fn name_and_tags(labels: &[prompb::Label]) -> Result<(Name, Vec<Tag>), String> {
     let mut name = None;
     let mut tags = Vec::with_capacity(labels.len().saturating_sub(1));
-    for label in labels {
-        if label.name.is_empty() {
+    for (l, label) in labels.iter().enumerate() {
+        let utf8 = |bytes, what| {
+            std::str::from_utf8(bytes)
+                .map_err(|e| format!("labels[{l}]: the {what} is not UTF-8 ({e})"))
+        };
+        let (key, value) = (utf8(&label.name, "name")?, utf8(&label.value, "value")?);
+        if key.is_empty() {
             return Err("a label has an empty name".to_owned());
         }
-        if label.value.is_empty() {
+        if value.is_empty() {
             continue;
         }
-        if label.name == NAME_LABEL {
-            if name.replace(label.value).is_some() {
+        if key == NAME_LABEL {
+            if name.replace(value).is_some() {
                 return Err(format!("label `{NAME_LABEL}` appears twice"));
             }
         } else {
             tags.push(Tag {
-                key: label.name.into(),
-                value: label.value.into(),
+                key: key.into(),
+                value: value.into(),
             });
         }
     }
@@ -248,7 +256,7 @@ mod tests {
     }
 
     fn error_of(bytes: &[u8]) -> String {
-        decode(bytes).expect_err("refused").to_string()
+        decode(bytes.to_vec()).expect_err("refused").to_string()
     }
 
     #[test]
@@ -261,7 +269,7 @@ mod tests {
             ),
             TimeSeries::new(&[("zone", ""), ("__name__", "temp")], &[(f64::INFINITY, 5)]),
         ]);
-        let decoded = decode(&bytes).expect("decoded");
+        let decoded = decode(bytes).expect("decoded");
         let points = &decoded.made();
         assert_eq!(points.len(), 3);
         assert_eq!(points[0].measurement, "up");
@@ -293,7 +301,7 @@ mod tests {
             // The same series again: a series of its own, which is safe.
             TimeSeries::new(&a, &[(6.0, 4)]),
         ]);
-        let decoded = decode(&bytes).expect("decoded");
+        let decoded = decode(bytes).expect("decoded");
         let series: Vec<_> = decoded
             .points
             .iter()
@@ -344,7 +352,7 @@ mod tests {
     fn metadata_only_requests_write_nothing() {
         // Field 3 (metadata): type GAUGE, family name "up".
         let metadata = [0x1a, 0x06, 0x08, 0x02, 0x12, 0x02, b'u', b'p'];
-        assert_eq!(decode(&metadata).expect("decoded").len(), 0);
+        assert_eq!(decode(metadata.to_vec()).expect("decoded").len(), 0);
     }
 
     #[test]
@@ -364,6 +372,14 @@ mod tests {
             &[(1.0, 1)],
         )]));
         assert!(err.contains("empty name"), "{err}");
+        let mut latin1 = TimeSeries::new(&[("__name__", "up"), ("city", "x")], &[(1.0, 1)]);
+        latin1.labels[1].value = prost::bytes::Bytes::from_static(b"K\xf6ln");
+        let ok = TimeSeries::new(&[("__name__", "up")], &[(1.0, 1)]);
+        let err = error_of(&encoded(vec![ok, latin1]));
+        assert!(
+            err.contains("timeseries[1]: labels[1]: the value is not UTF-8"),
+            "{err}"
+        );
         let err = error_of(&encoded(vec![TimeSeries::new(
             &[("__name__", "up")],
             &[(1.0, 1), (1.0, i64::MIN)],

@@ -21,6 +21,7 @@ use super::{Backoff, RETRY_PAUSE};
 use crate::columns::Points;
 use crate::format::Checkpoint;
 use crate::lineproto::format_point;
+use crate::point::Point;
 use crate::quota::thread_cpu_time;
 use crate::store::{Batch, Through};
 use crate::telemetry::{PartitionLabels, TenantLabels};
@@ -555,11 +556,12 @@ fn run_stages(
 /// Each of `points` in line protocol, for a dead letter (a point whose columns don't make
 /// one says why instead).
 fn lines(points: &Points) -> Vec<String> {
+    let mut scratch = Point::default();
     (0..points.len())
         .map(|i| {
             points
-                .point(i)
-                .map_or_else(|e| format!("# {e}"), |p| format_point(&p))
+                .point(i, &mut scratch)
+                .map_or_else(|e| format!("# {e}"), format_point)
         })
         .collect()
 }

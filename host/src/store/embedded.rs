@@ -1305,6 +1305,9 @@ impl Store for EmbeddedStore {
                 head.extend(*id, samples.drain(..));
             }
         };
+        // Where a point of a batch in columns only is made, its tags and fields keeping
+        // their room: a new point for each run cost 4% of remote-write ingest (perf).
+        let mut scratch = Point::default();
         for (b, batch) in batches.iter().enumerate() {
             let Batch { tenant, points, .. } = *batch;
             let (made, columns) = (points.made(), points.columns());
@@ -1338,13 +1341,13 @@ impl Store for EmbeddedStore {
                 // All of a point's fields are checked before any is written: a point is
                 // stored whole or refused whole.
                 let checked = points
-                    .point(i)
+                    .point(i, &mut scratch)
                     .map_err(PointError::Unreadable)
                     .and_then(|point| {
                         if again {
-                            keys.check_types(&point)?;
+                            keys.check_types(point)?;
                         } else {
-                            self.check_point(&mut shared, tenant, &point, &mut keys)?;
+                            self.check_point(&mut shared, tenant, point, &mut keys)?;
                         }
                         Ok(point)
                     });
