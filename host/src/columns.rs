@@ -532,14 +532,15 @@ impl Columns {
     }
 
     /// Point `i`'s timestamp and the values of its fields, in order (each `None` when its
-    /// type code or string is not in the columns): what a store writes of each point of a
-    /// run whose shape it has seen, without reading the point. `None` when its rows are not
-    /// in the columns.
-    pub fn sample(
-        &self,
+    /// type code or string is not in the columns), from its `shape` and `values` as
+    /// [`Columns::shape`] gave them: what a store writes of each point of a run whose shape
+    /// it has seen, without reading the point. `None` when it has no timestamp.
+    pub fn sample<'a>(
+        &'a self,
         i: usize,
-    ) -> Option<(Nanos, impl Iterator<Item = Option<FieldValue>> + '_)> {
-        let (shape, values) = self.shape(i)?;
+        shape: Shape<'a>,
+        values: &'a [u8],
+    ) -> Option<(Nanos, impl Iterator<Item = Option<FieldValue>> + 'a)> {
         let timestamp = self.timestamps.get(i * 8..i * 8 + 8)?;
         let values = shape
             .field_kinds

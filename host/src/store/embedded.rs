@@ -171,11 +171,17 @@ impl FieldKeys {
     }
 }
 
-/// Adds point `i` of `columns`, whose fields' series `keys` has indexed (the point before
-/// had its shape), to their `run`s from the columns, without making it; false, adding
-/// nothing, when a value is not in the columns.
-fn sampled(columns: &Columns, i: usize, keys: &FieldKeys, run: &mut [(u64, Vec<Sample>)]) -> bool {
-    let Some((timestamp, values)) = columns.sample(i) else {
+/// Adds point `i` of `columns`, of `shape` and field `values` (as [`Columns::shape`] gave
+/// them), whose fields' series `keys` has indexed (the point before had its shape), to
+/// their `run`s from the columns, without making it; false, adding nothing, when a value
+/// is not in the columns.
+fn sampled(
+    columns: &Columns,
+    (i, shape, values): (usize, Shape<'_>, &[u8]),
+    keys: &FieldKeys,
+    run: &mut [(u64, Vec<Sample>)],
+) -> bool {
+    let Some((timestamp, values)) = columns.sample(i, shape, values) else {
         return false;
     };
     for (f, value) in values.enumerate() {
@@ -1315,7 +1321,8 @@ impl Store for EmbeddedStore {
             // shape in the columns.
             let mut known: Option<(usize, Option<Shape<'_>>)> = None;
             for i in 0..points.len() {
-                let shape = columns.and_then(|c| c.shape(i)).map(|(s, _)| s);
+                let shaped_as = columns.and_then(|c| c.shape(i));
+                let shape = shaped_as.map(|(s, _)| s);
                 // A point of the same keys as the last one taken finds them built and
                 // indexed (each was, when that point was written): building and hashing
                 // them for every sample of a remote-written series was 6% of its ingest.
@@ -1331,9 +1338,11 @@ impl Store for EmbeddedStore {
                 if !again {
                     flush(&mut shared.head, &mut run);
                 }
-                if again
-                    && shaped == Some(true)
-                    && columns.is_some_and(|c| sampled(c, i, &keys, &mut run))
+                let from_columns = columns
+                    .zip(shaped_as)
+                    .filter(|_| again && shaped == Some(true));
+                if from_columns
+                    .is_some_and(|(c, (s, values))| sampled(c, (i, s, values), &keys, &mut run))
                 {
                     known = Some((i, shape));
                     continue;
