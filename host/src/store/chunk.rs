@@ -198,8 +198,12 @@ const PCO_LEVEL: usize = 4;
 /// point replaces it), and cuts them into chunks.
 pub fn cut(samples: &[Sample]) -> Vec<Vec<&Sample>> {
     let mut sorted: Vec<&Sample> = samples.iter().collect();
-    // Stable: equal times stay in write order, so the last of them is the newest.
-    sorted.sort_by_key(|(ts, _)| *ts);
+    // Samples mostly come in time order: seen in one pass, which sorting them took several
+    // of (7% of a store sync, Prometheus bench under perf).
+    if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
+        // Stable: equal times stay in write order, so the last of them is the newest.
+        sorted.sort_by_key(|(ts, _)| *ts);
+    }
     let mut chunks: Vec<Vec<&Sample>> = Vec::new();
     for (i, sample) in sorted.iter().enumerate() {
         if sorted.get(i + 1).is_some_and(|next| next.0 == sample.0) {
