@@ -9,14 +9,14 @@ use sluice::ingest::remote_write::prompb::{TimeSeries, WriteRequest};
 use crate::service_util::{ACME, GLOBEX, Service, TENANTS, eventually, points, query, request};
 
 /// A snappy-compressed `WriteRequest` of `timeseries`.
-fn body(timeseries: Vec<TimeSeries>) -> Vec<u8> {
+pub(crate) fn body(timeseries: Vec<TimeSeries>) -> Vec<u8> {
     snap::raw::Encoder::new()
         .compress_vec(&WriteRequest { timeseries }.encode_to_vec())
         .expect("snappy")
 }
 
 /// Posts `body` to the remote-write route as Prometheus does, with `token` as bearer.
-fn remote_write(svc: &Service, token: &str, body: Vec<u8>) -> (u16, String) {
+pub(crate) fn remote_write(svc: &Service, token: &str, body: Vec<u8>) -> (u16, String) {
     let auth = format!("Bearer {token}");
     request(
         "POST",

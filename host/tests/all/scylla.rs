@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sluice::aggregate::Function;
 use sluice::config::ScyllaConfig;
+use sluice::ingest::remote_write::prompb::TimeSeries;
 use sluice::lineproto::{Precision, parse};
 use sluice::point::FieldType;
 use sluice::store::{
@@ -15,6 +16,7 @@ use sluice::store::{
 use sluice::tenant::TenantId;
 
 use crate::kassandra::Kassandra;
+use crate::prometheus::{body, remote_write};
 use crate::service_util::{Service, TENANTS, eventually, try_request, write_v2};
 
 const KEYSPACE: &str = "sluice";
@@ -237,6 +239,27 @@ fn wait_stored(svc: &Service, server: &Kassandra, n: usize) {
         server.rows(KEYSPACE, "samples"),
         svc.log()
     );
+}
+
+/// Remote write's samples reach the store in columns only: the ScyllaDB store makes their
+/// points and stores each sample once.
+#[test]
+fn remote_written_samples_in_columns_only_are_stored_by_the_scylla_store() {
+    let server = Kassandra::start();
+    let svc = service_on(&server);
+    let now_ms = sluice::time::now_ns() / 1_000_000;
+    let samples: Vec<(f64, i64)> = (0..4)
+        .map(|k| (k as f64, now_ms - 60_000 + k * 15_000))
+        .collect();
+    let jobs = ["api", "db", "web"];
+    let series = jobs
+        .iter()
+        .map(|job| TimeSeries::new(&[("__name__", "up"), ("job", job)], &samples))
+        .collect();
+    let (status, answer) = remote_write(&svc, "acme-token-1", body(series));
+    assert_eq!(status, 204, "{answer}");
+    wait_stored(&svc, &server, 12);
+    assert_eq!(server.rows(KEYSPACE, "series"), 3, "one series a job");
 }
 
 #[test]
