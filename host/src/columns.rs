@@ -680,11 +680,7 @@ impl Points {
     /// What is wrong with the columns, as [`Columns::to_points`] says it.
     pub fn make(&mut self) -> Result<&mut Vec<Point>, String> {
         if self.made.is_none() {
-            let made = self
-                .columns
-                .as_ref()
-                .map_or(Ok(Vec::new()), Columns::to_points)?;
-            self.made = Some(made);
+            self.made = Some(self.to_made()?.into_owned());
         }
         Ok(self.made.get_or_insert_default())
     }

@@ -192,8 +192,9 @@ impl Samples {
     }
 
     /// The points the samples of `series` (one point per series, whose one field takes
-    /// each sample's value) are.
-    pub fn points(&self, series: &[Point]) -> Vec<Point> {
+    /// each sample's value) are: what ingest never makes, for tests to compare with.
+    #[cfg(test)]
+    pub(crate) fn points(&self, series: &[Point]) -> Vec<Point> {
         let mut points = Vec::with_capacity(self.len());
         for (s, point) in series.iter().enumerate() {
             for &(timestamp, value) in self.of(s) {

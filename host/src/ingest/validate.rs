@@ -343,7 +343,7 @@ impl FieldTypes {
         };
         let mut key = Vec::new();
         // The entries of the last point's fields: a point of the same series and fields
-        // (a run of remote-written samples) finds its own there, without building and
+        // (a run of one series' points) finds its own there, without building and
         // hashing its keys.
         let mut slots: Vec<usize> = Vec::new();
         for (i, point) in points.iter().enumerate() {

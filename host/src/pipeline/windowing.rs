@@ -149,7 +149,8 @@ impl PartitionWindows {
             let points = match points.make() {
                 Ok(points) => &*points,
                 Err(error) => {
-                    // Stored from the same columns, they made then: not expected.
+                    // Columns only are Sluice's own or checked whole (`Points::in_columns`):
+                    // not expected.
                     tracing::error!(%tenant, %error, "Stored points don't make for the windows; passed over.");
                     continue;
                 }

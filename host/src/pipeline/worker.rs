@@ -523,13 +523,13 @@ fn run_stages(
             let (points, columns) = match points.into_made() {
                 Ok(made) => made,
                 Err(reason) => {
-                    let letter = DeadLetter::refused(
+                    // Kept as a stage's failed batch is: not kept, the records are read again.
+                    parts.dead_letters.put(&DeadLetter::refused(
                         Some(&tenant),
                         "pipeline",
                         &format!("the record's columns don't make points: {reason}"),
                         Vec::new(),
-                    );
-                    parts.dead_letters.keep(&[letter], stop);
+                    ))?;
                     return Ok((tenant, Points::default()));
                 }
             };
